@@ -1,0 +1,355 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * ipathd core: the objects every daemon file shares.  Ownership of files:
+ *   main.c loop.c config.c log.c sysfs.c ctl.c    daemon infrastructure
+ *   table.c queue.c pd.c mr.c cq.c srq.c ah.c qp.c  verbs objects (+ handlers)
+ *   engine.h opcode.c hdr.h pkt.c req.c resp.c comp.c sge.c net.c link_loop.c
+ *                                                   transport engine
+ * A file only touches another concern through the functions declared here
+ * or in engine.h.
+ */
+#ifndef IPATHD_H
+#define IPATHD_H
+
+#include <ev.h>
+#include <infiniband/verbs.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include "ipathd/ctl.h"
+#include "ipathd/ring.h"
+#include "log.h"
+
+struct ipd_dev;
+struct ipd_client;
+struct ipd_qp;
+struct ipd_engine_qp; /* engine.h */
+struct ipd_link;      /* engine.h */
+
+/* ------------------------------------------------------------------ */
+/* Configuration (config.c): ipathd.conf, then command-line overrides.  */
+
+#define IPD_MAX_GIDS 16
+#define IPD_MAX_ADDRS 8
+
+struct ipd_config {
+	char dev_name[64];        /* [device] name = ipath0 */
+	char netdevs[256];        /* [device] netdev = eth0,lo ("" = all up) */
+	char addrs[IPD_MAX_ADDRS][64]; /* [device] address = extra GID IPs */
+	int naddrs;
+	unsigned int mtu;         /* [device] mtu = 4096 (256..4096) */
+	bool dma_capable;         /* [device] dma_capable = no */
+	char socket_path[256];    /* [paths] socket */
+	char sysfs_path[256];     /* [paths] sysfs */
+	char dev_node[64];        /* [paths] dev_node = uverbs0 (/dev/infiniband/) */
+	char link_type[16];       /* [link] type = udp | loopback | fabric */
+	unsigned int udp_port;    /* [link] udp_port = 4791 */
+	char fabric_provider[64]; /* [link] fabric_provider = udp;ofi_rxd */
+	/* [loopback] impairment for tests: percentages 0..100 */
+	double loop_loss, loop_dup, loop_reorder;
+	/* [limits] */
+	unsigned int max_qp, max_qp_wr, max_sge, max_cq, max_cqe, max_mr,
+		max_pd, max_srq, max_srq_wr, max_ah, max_inline,
+		max_qp_rd_atom, max_clients;
+	unsigned long long max_mr_size;
+	/* [daemon] */
+	int log_level;            /* IPD_LOG_* */
+	unsigned int spin_us;     /* busy-poll this long after work before sleeping */
+	char user[64];            /* drop privileges to this user after setup ("" = stay) */
+};
+
+void ipd_config_defaults(struct ipd_config *cfg);
+/* Load an INI file over cfg.  0 or -errno; errors are logged with line numbers. */
+int ipd_config_load(struct ipd_config *cfg, const char *path);
+/* Parse argv over cfg (after the file).  0, 1 = exit(0) (--help), or -EINVAL. */
+int ipd_config_args(struct ipd_config *cfg, int argc, char **argv,
+		    const char **config_path);
+
+/* ------------------------------------------------------------------ */
+/* Handle tables (table.c): small integers -> objects.                  */
+
+struct ipd_table {
+	void **slots;
+	uint32_t nslots;   /* capacity */
+	uint32_t count;
+	uint32_t max;      /* configured limit */
+	uint32_t base;     /* handle of slot 0 (e.g. first QPN) */
+	uint32_t next;     /* allocation cursor (handles are not reused at once) */
+};
+
+int ipd_table_init(struct ipd_table *t, uint32_t base, uint32_t max);
+void ipd_table_fini(struct ipd_table *t);
+/* Returns the handle, or 0 with errno (ENOMEM when full). */
+uint32_t ipd_table_insert(struct ipd_table *t, void *obj);
+void *ipd_table_get(const struct ipd_table *t, uint32_t handle);
+void ipd_table_remove(struct ipd_table *t, uint32_t handle);
+
+/* ------------------------------------------------------------------ */
+/* A shared-memory ring as the daemon sees it (queue.c).                 */
+
+struct ipd_queue {
+	struct ipd_ring_hdr *hdr;  /* shared mapping */
+	size_t map_len;
+	uint32_t size;             /* slots, power of two (daemon's own copy) */
+	uint32_t slot_size;
+	uint32_t cons;             /* daemon-consumed rings: next slot to read */
+	uint32_t prod;             /* daemon-produced rings (CQ): next slot */
+};
+
+/* Create a memfd-backed ring with at least min_slots slots.  *memfd_out is
+ * the descriptor to send to the client (caller closes it after sending). */
+int ipd_queue_create(struct ipd_queue *q, uint32_t min_slots,
+		     uint32_t slot_size, const char *name, int *memfd_out);
+void ipd_queue_destroy(struct ipd_queue *q);
+/* Client-produced rings: number of slots ready to read (0 if the client
+ * published an impossible producer index; that is counted and logged). */
+uint32_t ipd_queue_ready(struct ipd_queue *q);
+/* Copy slot q->cons into dst (slot_size bytes) and advance cons (released
+ * to the client only by ipd_queue_release). */
+void ipd_queue_copy_next(struct ipd_queue *q, void *dst);
+/* Tell the client that slots up to new_cons are free. */
+void ipd_queue_release(struct ipd_queue *q, uint32_t new_cons);
+
+/* ------------------------------------------------------------------ */
+/* Verbs objects.  Every object belongs to one client and one device.  */
+
+enum ipd_obj_type {
+	IPD_OBJ_PD = 1,
+	IPD_OBJ_MR,
+	IPD_OBJ_CQ,
+	IPD_OBJ_SRQ,
+	IPD_OBJ_QP,
+	IPD_OBJ_AH,
+};
+
+struct ipd_pd {
+	uint32_t handle;
+	struct ipd_client *client;
+	unsigned int refcnt;       /* objects created on this PD */
+};
+
+struct ipd_mr {
+	uint32_t handle;           /* index in dev->mrs */
+	uint32_t lkey, rkey;       /* handle << 8 | key byte */
+	struct ipd_client *client;
+	struct ipd_pd *pd;
+	uint32_t access;           /* IBV_ACCESS_* */
+	uint64_t addr;             /* client VA given to reg_mr */
+	uint64_t iova;             /* address remote/local requests use */
+	uint64_t length;
+	uint8_t *map;              /* daemon mapping of the page-rounded range */
+	size_t map_len;
+	uint32_t page_off;         /* addr - page_round_down(addr) */
+	unsigned int refcnt;       /* engine references (in-flight ops) */
+};
+
+/* Translate [iova, iova+len) of mr to a daemon pointer; NULL when out of
+ * bounds (len 0 at the end is in bounds). */
+void *ipd_mr_ptr(struct ipd_mr *mr, uint64_t iova, uint64_t len);
+/* Look up an lkey or rkey exactly (the key byte must match). */
+struct ipd_mr *ipd_mr_lookup(struct ipd_dev *dev, uint32_t key);
+
+struct ipd_cq {
+	uint32_t handle;
+	struct ipd_client *client;
+	uint64_t user_handle;
+	struct ipd_queue q;        /* daemon produces */
+	uint32_t cqe;              /* entries the application asked for/got */
+	bool overflowed;
+	unsigned int refcnt;       /* QPs using it */
+};
+
+/* Post one completion.  0, or -ENOSPC on overflow (the CQ then reports
+ * IBV_EVENT_CQ_ERR once and the caller moves the QP to the error state). */
+int ipd_cq_post(struct ipd_cq *cq, const struct ipd_cqe *cqe);
+
+struct ipd_srq {
+	uint32_t handle;
+	struct ipd_client *client;
+	struct ipd_pd *pd;
+	uint64_t user_handle;
+	struct ipd_queue q;        /* client produces */
+	uint32_t max_wr, max_sge, limit;
+	bool limit_armed;
+	unsigned int refcnt;       /* QPs using it */
+};
+
+/* A receive WQE as the daemon keeps it (copied out of the ring). */
+#define IPD_MAX_SGE 32
+struct ipd_rwqe {
+	uint64_t wr_id;
+	uint32_t num_sge;
+	struct ipd_sge sge[IPD_MAX_SGE];
+};
+
+/* Take the next receive WQE (copied) from the SRQ; fires the limit event
+ * when armed.  0, or -EAGAIN when empty. */
+int ipd_srq_take(struct ipd_srq *srq, struct ipd_rwqe *out);
+
+/* An address vector, resolved to where packets go. */
+struct ipd_av {
+	union ibv_gid dgid;
+	uint8_t sgid_index;
+	uint8_t hop_limit;
+	uint8_t traffic_class;
+	uint8_t sl;
+	uint32_t flow_label;
+	struct sockaddr_storage dst;   /* IP/UDP destination from dgid */
+	struct sockaddr_storage src;   /* our address for sgid_index */
+	bool local;                    /* dgid is one of this daemon's GIDs */
+};
+
+struct ipd_ah {
+	uint32_t handle;
+	struct ipd_client *client;
+	struct ipd_pd *pd;
+	struct ipd_av av;
+};
+
+/* Resolve an ibv_ah_attr into av.  0 or -EINVAL (bad sgid index, no GRH on
+ * RoCE, unusable dgid). */
+int ipd_av_resolve(struct ipd_dev *dev, const struct ibv_ah_attr *attr,
+		   struct ipd_av *av);
+
+struct ipd_qp {
+	uint32_t qpn;
+	struct ipd_client *client;
+	struct ipd_dev *dev;
+	struct ipd_pd *pd;
+	struct ipd_cq *scq, *rcq;
+	struct ipd_srq *srq;          /* NULL: the QP has its own RQ */
+	enum ibv_qp_type type;
+	bool sq_sig_all;
+	uint64_t user_handle;
+	struct ibv_qp_cap cap;        /* actual capabilities */
+	struct ibv_qp_attr attr;      /* current attributes (attr.qp_state) */
+	struct ipd_av av;             /* resolved primary path (RC/UC) */
+	unsigned int mtu;             /* bytes, from attr.path_mtu */
+	struct ipd_queue sq;          /* client produces send WQEs */
+	struct ipd_queue rq;          /* client produces recv WQEs (no SRQ) */
+	struct ipd_engine_qp *eng;    /* engine state (engine.h) */
+	TAILQ_ENTRY(ipd_qp) dev_link; /* dev->qps */
+};
+
+struct ipd_qp *ipd_qp_lookup(struct ipd_dev *dev, uint32_t qpn);
+/* Move a QP to the error state from inside the daemon (engine errors):
+ * sets attr.qp_state, tells the engine to flush, raises the async event. */
+void ipd_qp_set_error(struct ipd_qp *qp, enum ibv_event_type ev);
+
+/* ------------------------------------------------------------------ */
+/* Clients (ctl.c).                                                     */
+
+struct ipd_client {
+	uint32_t id;
+	struct ipd_dev *dev;
+	int sock;
+	ev_io sock_w;
+	pid_t pid;
+	uid_t uid;
+	char name[64];
+	struct ipd_client_page *page; /* shared with the client */
+	int page_fd;
+	int doorbell_fd;              /* eventfd the client writes */
+	ev_io doorbell_w;
+	int async_fd;                 /* pipe write end, -1 until HELLO */
+	bool hello_done;
+	uint64_t async_dropped;
+	TAILQ_ENTRY(ipd_client) link;
+};
+
+/* Write one async event record to the client (non-blocking; counted and
+ * dropped when the client does not read). */
+void ipd_async_event(struct ipd_client *client, uint64_t element,
+		     enum ibv_event_type type);
+/* Free everything a client owns (QPs, SRQs, CQs, AHs, MRs, PDs in that
+ * order).  Implemented with the objects (objects.c callers). */
+void ipd_client_release_objects(struct ipd_client *client);
+
+/* A request being served: handlers read req, fill resp (allocating nested
+ * messages with ipd_req_alloc, freed after sending) and may attach fds. */
+struct ipd_req_ctx {
+	struct ipd_client *client;
+	const Ipd__Request *req;
+	Ipd__Response *resp;
+	int in_fds[IPD_CTL_MAX_FDS];  /* a handler that keeps one sets it to -1 */
+	int n_in_fds;
+	int out_fds[IPD_CTL_MAX_FDS]; /* closed after the response is sent */
+	int n_out_fds;
+	void *scratch[32];
+	int n_scratch;
+};
+
+/* Zeroed memory that lives until the response is sent; NULL on failure. */
+void *ipd_req_alloc(struct ipd_req_ctx *ctx, size_t size);
+/* Set resp->err and resp->msg (printf-style); returns -err for chaining. */
+int ipd_req_fail(struct ipd_req_ctx *ctx, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Request handlers (objects): each returns 0 or -errno (with
+ * ipd_req_fail already called for a clear message). */
+int ipd_handle_query_device(struct ipd_req_ctx *ctx);
+int ipd_handle_query_port(struct ipd_req_ctx *ctx);
+int ipd_handle_alloc_pd(struct ipd_req_ctx *ctx);
+int ipd_handle_reg_mr(struct ipd_req_ctx *ctx);
+int ipd_handle_create_cq(struct ipd_req_ctx *ctx);
+int ipd_handle_resize_cq(struct ipd_req_ctx *ctx);
+int ipd_handle_create_srq(struct ipd_req_ctx *ctx);
+int ipd_handle_modify_srq(struct ipd_req_ctx *ctx);
+int ipd_handle_query_srq(struct ipd_req_ctx *ctx);
+int ipd_handle_create_ah(struct ipd_req_ctx *ctx);
+int ipd_handle_create_qp(struct ipd_req_ctx *ctx);
+int ipd_handle_modify_qp(struct ipd_req_ctx *ctx);
+int ipd_handle_query_qp(struct ipd_req_ctx *ctx);
+int ipd_handle_destroy(struct ipd_req_ctx *ctx);
+int ipd_handle_status(struct ipd_req_ctx *ctx);
+
+/* ------------------------------------------------------------------ */
+/* The device.                                                          */
+
+struct ipd_gid {
+	union ibv_gid gid;
+	int family;                 /* AF_INET (IPv4-mapped) or AF_INET6 */
+	char netdev[32];
+	struct sockaddr_storage addr;
+};
+
+/* Counters shown by ipathctl; add fields freely (one per event). */
+struct ipd_counters {
+	uint64_t pkts_sent, pkts_rcvd, bytes_sent, bytes_rcvd;
+	uint64_t drop_malformed, drop_icrc, drop_no_qp, drop_bad_state,
+		drop_bad_pkey, drop_bad_qkey, drop_seq;
+	uint64_t retransmits, rnr_naks_sent, rnr_naks_rcvd, naks_sent,
+		naks_rcvd, dup_requests, timeouts;
+	uint64_t loop_dropped, loop_duplicated, loop_reordered;
+	uint64_t bad_ring_index, clients_cut_off;
+};
+
+struct ipd_dev {
+	struct ipd_config *cfg;
+	struct ev_loop *loop;
+	uint64_t node_guid;
+	uint8_t mac[6];
+	struct ipd_gid gids[IPD_MAX_GIDS];
+	int ngids;
+	struct ipd_table pds, mrs, cqs, srqs, qps, ahs;
+	TAILQ_HEAD(, ipd_qp) qps_list;     /* every QP, for the engine scan */
+	TAILQ_HEAD(, ipd_client) clients;
+	uint32_t next_client_id;
+	struct ipd_link *loop_link;        /* same-daemon delivery */
+	struct ipd_link *net_link;         /* to other hosts (UDP, fabric) */
+	struct ipd_counters cnt;
+	bool spinning;                     /* loop.c: busy-poll phase */
+};
+
+/* sysfs.c: publish and withdraw the device. 0 or -errno. */
+int ipd_sysfs_publish(struct ipd_dev *dev);
+void ipd_sysfs_unpublish(struct ipd_dev *dev);
+/* Fill dev->gids from the configured interfaces/addresses. */
+int ipd_gids_discover(struct ipd_dev *dev);
+/* Index of the GID equal to gid, or -1. */
+int ipd_gid_find(const struct ipd_dev *dev, const union ibv_gid *gid);
+
+#endif

@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared-memory rings between ipathd and its clients (the verbs provider and
+ * the kernel-driver stubs).
+ *
+ * Every queue (SQ, RQ, SRQ, CQ) is one memfd created by the daemon and mapped
+ * by both sides: a 256-byte header followed by `size` slots of `slot_size`
+ * bytes.  `size` is a power of two; indices are free-running 32-bit counters
+ * and a slot is found with (index & (size - 1)).
+ *
+ *   SQ, RQ, SRQ: the client produces work requests, the daemon consumes.
+ *   CQ:          the daemon produces completions, the client consumes.
+ *
+ * The daemon never trusts what a client can write: it keeps its own copy of
+ * size and slot_size, reads only the producer index from a client-produced
+ * ring (and checks that prod - cons <= size), and copies a slot before using
+ * it.
+ */
+#ifndef IPATHD_RING_H
+#define IPATHD_RING_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define IPD_RING_HDR_SIZE 256u
+#define IPD_CACHELINE 64u
+
+struct ipd_ring_hdr {
+	/* Written only by the producer (release), read by the consumer (acquire). */
+	_Atomic uint32_t prod;
+	uint8_t pad0[IPD_CACHELINE - 4];
+	/* Written only by the consumer (release), read by the producer (acquire). */
+	_Atomic uint32_t cons;
+	uint8_t pad1[IPD_CACHELINE - 4];
+	/* Written once by the daemon at creation; informational for clients. */
+	uint32_t size;
+	uint32_t slot_size;
+	/*
+	 * CQ only: notification request written by the client
+	 * (ibv_req_notify_cq), consumed by the daemon.  0 = not armed,
+	 * IPD_CQ_ARM_NEXT, IPD_CQ_ARM_SOLICITED.
+	 */
+	_Atomic uint32_t arm;
+	uint8_t pad2[IPD_CACHELINE - 12];
+	uint8_t pad3[IPD_CACHELINE];
+};
+_Static_assert(sizeof(struct ipd_ring_hdr) == IPD_RING_HDR_SIZE, "ring header");
+
+enum { IPD_CQ_ARM_NONE = 0, IPD_CQ_ARM_NEXT = 1, IPD_CQ_ARM_SOLICITED = 2 };
+
+/* Bytes of the memfd behind a ring (rounded up to whole pages by the creator). */
+static inline size_t ipd_ring_bytes(uint32_t size, uint32_t slot_size)
+{
+	return IPD_RING_HDR_SIZE + (size_t)size * slot_size;
+}
+
+static inline void *ipd_ring_slot(struct ipd_ring_hdr *hdr, uint32_t size,
+				  uint32_t slot_size, uint32_t idx)
+{
+	return (uint8_t *)hdr + IPD_RING_HDR_SIZE +
+	       (size_t)(idx & (size - 1)) * slot_size;
+}
+
+/*
+ * Producer side.  Only the producer calls these; a client serialises its
+ * producers on one queue with its own lock (as rdma-core's rxe_queue.h).
+ */
+static inline bool ipd_ring_full(struct ipd_ring_hdr *hdr, uint32_t size,
+				 uint32_t prod)
+{
+	uint32_t cons = atomic_load_explicit(&hdr->cons, memory_order_acquire);
+
+	return prod - cons >= size;
+}
+
+/* Publish slot `prod` (already written) to the consumer. */
+static inline void ipd_ring_publish(struct ipd_ring_hdr *hdr, uint32_t new_prod)
+{
+	atomic_store_explicit(&hdr->prod, new_prod, memory_order_release);
+}
+
+/* Consumer side.  Only the consumer calls these. */
+static inline uint32_t ipd_ring_avail(struct ipd_ring_hdr *hdr, uint32_t cons)
+{
+	return atomic_load_explicit(&hdr->prod, memory_order_acquire) - cons;
+}
+
+static inline void ipd_ring_release(struct ipd_ring_hdr *hdr, uint32_t new_cons)
+{
+	atomic_store_explicit(&hdr->cons, new_cons, memory_order_release);
+}
+
+/* ------------------------------------------------------------------ */
+/* Slot layouts                                                        */
+
+struct ipd_sge {
+	uint64_t addr;
+	uint32_t length;
+	uint32_t lkey;
+};
+
+/* Send queue slot: 64-byte header, then sge[num_sge] or inline data. */
+struct ipd_send_wqe {
+	uint64_t wr_id;
+	uint8_t opcode;       /* enum ibv_wr_opcode */
+	uint8_t reserved0;
+	uint16_t num_sge;
+	uint32_t send_flags;  /* IBV_SEND_* */
+	uint32_t imm_data;    /* imm_data or invalidate_rkey, network order */
+	uint32_t inline_len;  /* IBV_SEND_INLINE: bytes stored in data[] */
+	union {
+		struct {
+			uint64_t remote_addr;
+			uint32_t rkey;
+			uint32_t reserved;
+		} rdma;
+		struct {
+			uint64_t remote_addr;
+			uint64_t compare_add;
+			uint64_t swap;
+			uint32_t rkey;
+			uint32_t reserved;
+		} atomic;
+		struct {
+			uint32_t ah;          /* daemon AH handle */
+			uint32_t remote_qpn;
+			uint32_t remote_qkey;
+			uint32_t reserved;
+		} ud;
+	} wr;
+	uint8_t reserved1[8];
+	/* sge[num_sge] (struct ipd_sge), or inline_len bytes of data */
+	uint8_t payload[];
+};
+_Static_assert(sizeof(struct ipd_send_wqe) == 64, "send wqe header");
+
+/* Receive queue / SRQ slot: 16-byte header, then sge[num_sge]. */
+struct ipd_recv_wqe {
+	uint64_t wr_id;
+	uint32_t num_sge;
+	uint32_t reserved;
+	struct ipd_sge sge[];
+};
+_Static_assert(sizeof(struct ipd_recv_wqe) == 16, "recv wqe header");
+
+/* Completion queue slot: exactly 64 bytes. Fields as in struct ibv_wc. */
+struct ipd_cqe {
+	uint64_t wr_id;
+	uint32_t status;      /* enum ibv_wc_status */
+	uint32_t opcode;      /* enum ibv_wc_opcode */
+	uint32_t vendor_err;
+	uint32_t byte_len;
+	uint32_t imm_data;    /* network order (imm_data or invalidated rkey) */
+	uint32_t qp_num;
+	uint32_t src_qp;
+	uint32_t wc_flags;    /* IBV_WC_GRH | IBV_WC_WITH_IMM | IBV_WC_WITH_INV */
+	uint16_t pkey_index;
+	uint16_t slid;
+	uint8_t sl;
+	uint8_t dlid_path_bits;
+	uint8_t reserved[18];
+};
+_Static_assert(sizeof(struct ipd_cqe) == 64, "cqe");
+
+static inline struct ipd_sge *ipd_send_wqe_sge(struct ipd_send_wqe *wqe)
+{
+	return (struct ipd_sge *)(void *)wqe->payload;
+}
+
+static inline uint32_t ipd_slot_round(uint32_t bytes)
+{
+	return (bytes + IPD_CACHELINE - 1) & ~(IPD_CACHELINE - 1);
+}
+
+static inline uint32_t ipd_send_slot_size(uint32_t max_sge, uint32_t max_inline)
+{
+	uint32_t body = max_sge * (uint32_t)sizeof(struct ipd_sge);
+
+	if (max_inline > body)
+		body = max_inline;
+	return ipd_slot_round((uint32_t)sizeof(struct ipd_send_wqe) + body);
+}
+
+static inline uint32_t ipd_recv_slot_size(uint32_t max_sge)
+{
+	return ipd_slot_round((uint32_t)sizeof(struct ipd_recv_wqe) +
+			      max_sge * (uint32_t)sizeof(struct ipd_sge));
+}
+
+/*
+ * The client page: one shared page per client connection, created by the
+ * daemon and handed over at HELLO together with the doorbell eventfd.
+ *
+ * Doorbell rule (Dekker, both sides use seq_cst fences):
+ *   client: publish prod; fence; if daemon_sleeping, write(doorbell_fd, 1).
+ *   daemon: set daemon_sleeping; fence; re-scan every ring; only then block.
+ *   The daemon clears daemon_sleeping when it wakes.
+ */
+struct ipd_client_page {
+	_Atomic uint32_t daemon_sleeping;
+	uint8_t pad[IPD_CACHELINE - 4];
+};
+
+static inline bool ipd_need_doorbell(struct ipd_client_page *page)
+{
+	atomic_thread_fence(memory_order_seq_cst);
+	return atomic_load_explicit(&page->daemon_sleeping,
+				    memory_order_relaxed) != 0;
+}
+
+#endif
