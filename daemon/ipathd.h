@@ -40,7 +40,7 @@ struct ipd_config {
 	char netdevs[256];        /* [device] netdev = eth0,lo ("" = all up) */
 	char addrs[IPD_MAX_ADDRS][64]; /* [device] address = extra GID IPs */
 	int naddrs;
-	unsigned int mtu;         /* [device] mtu = 4096 (256..4096) */
+	unsigned int mtu;         /* [device] mtu = 0 (auto from netdev) | 256..4096 */
 	bool dma_capable;         /* [device] dma_capable = no */
 	char socket_path[256];    /* [paths] socket */
 	char sysfs_path[256];     /* [paths] sysfs */
@@ -340,6 +340,7 @@ struct ipd_dev {
 	uint32_t next_client_id;
 	struct ipd_link *loop_link;        /* same-daemon delivery */
 	struct ipd_link *net_link;         /* to other hosts (UDP, fabric) */
+	unsigned int active_mtu;           /* bytes: cfg->mtu, or from netdev MTUs */
 	struct ipd_counters cnt;
 	bool spinning;                     /* loop.c: busy-poll phase */
 };
