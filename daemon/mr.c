@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Memory regions (docs/design.md "Memory registration: the memfd arena").
+ * The client sends its arena memfd and the page runs that back
+ * [addr, addr + length); the daemon maps the runs back to back into one
+ * reserved range, so that an MR is one daemon pointer and the passive side
+ * of a transfer needs no help from its application.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "objects.h"
+
+#define IPD_ACCESS_MR_VALID                                                \
+	(IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |                \
+	 IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC |               \
+	 IBV_ACCESS_MW_BIND | IBV_ACCESS_ZERO_BASED | IBV_ACCESS_HUGETLB |  \
+	 IBV_ACCESS_OPTIONAL_RANGE)
+#define IPD_ACCESS_QP_VALID                                                \
+	(IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |                \
+	 IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC |               \
+	 IBV_ACCESS_MW_BIND)
+
+int ipd_access_flags_check(uint32_t access, bool is_mr)
+{
+	if (access & ~(uint32_t)(is_mr ? IPD_ACCESS_MR_VALID :
+					 IPD_ACCESS_QP_VALID))
+		return -EINVAL;
+	/* Verbs spec (ibv_reg_mr): remote write or remote atomic access
+	 * requires local write access. */
+	if (is_mr &&
+	    (access & (IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_ATOMIC)) &&
+	    !(access & IBV_ACCESS_LOCAL_WRITE))
+		return -EINVAL;
+	return 0;
+}
+
+static uint64_t page_size(void)
+{
+	return (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static uint8_t mr_key_byte(void)
+{
+	uint8_t b = 0;
+
+	/* Unpredictable keys make a stale or guessed R_Key unlikely to hit
+	 * a new MR that reuses the handle. */
+	if (getrandom(&b, 1, GRND_NONBLOCK) != 1)
+		b = (uint8_t)(uintptr_t)&b;
+	return b;
+}
+
+struct ipd_mr *ipd_mr_get(struct ipd_client *c, uint32_t handle)
+{
+	struct ipd_mr *mr = ipd_table_get(&c->dev->mrs, handle);
+
+	return mr && mr->client == c ? mr : NULL;
+}
+
+struct ipd_mr *ipd_mr_lookup(struct ipd_dev *dev, uint32_t key)
+{
+	struct ipd_mr *mr = ipd_table_get(&dev->mrs, key >> 8);
+
+	return mr && mr->lkey == key ? mr : NULL;
+}
+
+void *ipd_mr_ptr(struct ipd_mr *mr, uint64_t iova, uint64_t len)
+{
+	uint64_t off;
+
+	if (iova < mr->iova)
+		return NULL;
+	off = iova - mr->iova;
+	if (off > mr->length || len > mr->length - off)
+		return NULL;
+	return mr->map + mr->page_off + off;
+}
+
+/* Check the runs against the page span of [addr, addr+length) and the
+ * arena's size; returns the number of pages, or 0 with *err set. */
+static uint64_t mr_check_runs(const Ipd__RegMr *m, int fd, int *err)
+{
+	uint64_t pg = page_size(), first, last, npages = 0;
+	struct stat st;
+
+	*err = -EINVAL;
+	if (m->length == 0 || m->addr + m->length < m->addr)
+		return 0;
+	first = m->addr & ~(pg - 1);
+	last = (m->addr + m->length + pg - 1) & ~(pg - 1);
+	if (fstat(fd, &st) < 0) {
+		*err = -errno;
+		return 0;
+	}
+	for (size_t i = 0; i < m->n_runs; i++) {
+		const Ipd__PageRun *r = m->runs[i];
+
+		if (r->file_offset % pg || r->npages == 0 ||
+		    r->npages > (last - first) / pg)
+			return 0;
+		/* Mapping past EOF would make daemon accesses SIGBUS. */
+		if (r->file_offset > (uint64_t)st.st_size ||
+		    r->npages * pg > (uint64_t)st.st_size - r->file_offset)
+			return 0;
+		npages += r->npages;
+	}
+	if (npages != (last - first) / pg)
+		return 0;
+	return npages;
+}
+
+/* Reserve one range and map every run into it, in order. */
+static int mr_map(struct ipd_mr *mr, const Ipd__RegMr *m, int fd,
+		  uint64_t npages)
+{
+	uint64_t pg = page_size();
+	uint8_t *base, *p;
+
+	mr->map_len = npages * pg;
+	base = mmap(NULL, mr->map_len, PROT_NONE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED)
+		return -ENOMEM;
+	p = base;
+	for (size_t i = 0; i < m->n_runs; i++) {
+		size_t len = m->runs[i]->npages * pg;
+
+		if (mmap(p, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
+			 fd, (off_t)m->runs[i]->file_offset) == MAP_FAILED) {
+			munmap(base, mr->map_len);
+			return -ENOMEM;
+		}
+		p += len;
+	}
+	mr->map = base;
+	mr->page_off = (uint32_t)(m->addr & (pg - 1));
+	return 0;
+}
+
+static int mr_check(struct ipd_req_ctx *ctx, const Ipd__RegMr *m)
+{
+	const struct ipd_config *cfg = ctx->client->dev->cfg;
+
+	if (ipd_access_flags_check(m->access, true))
+		return ipd_req_fail(ctx, EINVAL, "reg_mr: bad access flags 0x%x",
+				    m->access);
+	if (m->length == 0 || m->length > cfg->max_mr_size)
+		return ipd_req_fail(ctx, EINVAL,
+				    "reg_mr: length %llu not in 1..%llu",
+				    (unsigned long long)m->length,
+				    cfg->max_mr_size);
+	if (ctx->n_in_fds != 1 || ctx->in_fds[0] < 0)
+		return ipd_req_fail(ctx, EINVAL,
+				    "reg_mr: expected the arena memfd");
+	return 0;
+}
+
+int ipd_handle_reg_mr(struct ipd_req_ctx *ctx)
+{
+	const Ipd__RegMr *m = ctx->req->reg_mr;
+	struct ipd_dev *dev = ctx->client->dev;
+	Ipd__RegMrResp *r;
+	struct ipd_mr *mr;
+	struct ipd_pd *pd;
+	uint64_t npages;
+	int err;
+
+	pd = ipd_pd_get(ctx->client, m->pd);
+	if (!pd)
+		return ipd_req_fail(ctx, EINVAL, "reg_mr: no PD %u", m->pd);
+	err = mr_check(ctx, m);
+	if (err)
+		return err;
+	npages = mr_check_runs(m, ctx->in_fds[0], &err);
+	if (!npages)
+		return ipd_req_fail(ctx, -err,
+				    "reg_mr: page runs do not cover the range");
+	r = ipd_req_alloc(ctx, sizeof(*r));
+	mr = calloc(1, sizeof(*mr));
+	if (!r || !mr)
+		goto err_nomem;
+	err = mr_map(mr, m, ctx->in_fds[0], npages);
+	if (err)
+		goto err_free;
+	mr->handle = ipd_table_insert(&dev->mrs, mr);
+	if (!mr->handle)
+		goto err_unmap;
+	mr->lkey = mr->rkey = mr->handle << 8 | mr_key_byte();
+	mr->client = ctx->client;
+	mr->pd = pd;
+	mr->access = m->access;
+	mr->addr = m->addr;
+	mr->iova = m->iova;
+	mr->length = m->length;
+	pd->refcnt++;
+
+	ipd__reg_mr_resp__init(r);
+	r->handle = mr->handle;
+	r->lkey = mr->lkey;
+	r->rkey = mr->rkey;
+	ctx->resp->op_case = IPD__RESPONSE__OP_REG_MR;
+	ctx->resp->reg_mr = r;
+	return 0;
+
+err_unmap:
+	munmap(mr->map, mr->map_len);
+	free(mr);
+	return ipd_req_fail(ctx, ENOMEM, "reg_mr: too many MRs");
+err_free:
+	free(mr);
+	return ipd_req_fail(ctx, -err, "reg_mr: cannot map the arena");
+err_nomem:
+	free(mr);
+	return ipd_req_fail(ctx, ENOMEM, "reg_mr: out of memory");
+}
+
+int ipd_mr_destroy(struct ipd_mr *mr)
+{
+	/* The engine holds references while an operation uses the MR. */
+	if (mr->refcnt)
+		return -EBUSY;
+	ipd_table_remove(&mr->client->dev->mrs, mr->handle);
+	munmap(mr->map, mr->map_len);
+	mr->pd->refcnt--;
+	free(mr);
+	return 0;
+}

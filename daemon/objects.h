@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Private interface between the verbs-object files (pd.c mr.c cq.c srq.c
+ * ah.c qp.c objects.c): owned lookups and destructors.  Nothing outside
+ * these files includes it.
+ */
+#ifndef IPATHD_OBJECTS_H
+#define IPATHD_OBJECTS_H
+
+#include "ipathd.h"
+
+/* Objects of this client by handle; NULL when missing or another
+ * client's (the caller answers EINVAL either way, as design.md says). */
+struct ipd_pd *ipd_pd_get(struct ipd_client *c, uint32_t handle);
+struct ipd_mr *ipd_mr_get(struct ipd_client *c, uint32_t handle);
+struct ipd_cq *ipd_cq_get(struct ipd_client *c, uint32_t handle);
+struct ipd_srq *ipd_srq_get(struct ipd_client *c, uint32_t handle);
+struct ipd_qp *ipd_qp_get(struct ipd_client *c, uint32_t handle);
+struct ipd_ah *ipd_ah_get(struct ipd_client *c, uint32_t handle);
+
+/* Destructors: 0, or -EBUSY while other objects still use it. */
+int ipd_pd_destroy(struct ipd_pd *pd);
+int ipd_mr_destroy(struct ipd_mr *mr);
+int ipd_cq_destroy(struct ipd_cq *cq);
+int ipd_srq_destroy(struct ipd_srq *srq);
+int ipd_qp_destroy(struct ipd_qp *qp);
+int ipd_ah_destroy(struct ipd_ah *ah);
+
+/* The AhAttr message as a struct ibv_ah_attr (missing GRH: is_global 0). */
+void ipd_ah_attr_from_msg(const Ipd__AhAttr *m, struct ibv_ah_attr *a);
+/* Fill an AhAttr message (nested GRH allocated from ctx) from av/attr. */
+int ipd_ah_attr_to_msg(struct ipd_req_ctx *ctx, const struct ibv_ah_attr *a,
+		       Ipd__AhAttr *m);
+
+/* Registered-memory access flags a verbs consumer may pass (reg_mr and
+ * modify_qp share the check); 0 or -EINVAL. */
+int ipd_access_flags_check(uint32_t access, bool is_mr);
+
+static inline uint32_t ipd_roundup_pow2(uint32_t n)
+{
+	uint32_t p = 1;
+
+	while (p < n)
+		p <<= 1;
+	return p;
+}
+
+#endif
