@@ -24,17 +24,21 @@ static uint32_t srq_max_sge(const struct ipd_config *cfg)
 
 int ipd_srq_take(struct ipd_srq *srq, struct ipd_rwqe *out)
 {
-	/* The largest slot: IPD_MAX_SGE scatter entries. */
+	/* The largest slot: IPD_MAX_SGE scatter entries, cache-line rounded
+	 * as ipd_recv_slot_size() does. */
 	union {
 		struct ipd_recv_wqe w;
-		uint8_t raw[sizeof(struct ipd_recv_wqe) +
-			    IPD_MAX_SGE * sizeof(struct ipd_sge)];
+		uint8_t raw[(sizeof(struct ipd_recv_wqe) +
+			     IPD_MAX_SGE * sizeof(struct ipd_sge) +
+			     IPD_CACHELINE - 1) & ~(IPD_CACHELINE - 1)];
 	} slot;
 	struct ipd_queue *q = &srq->q;
 	uint32_t left;
 
 	if (ipd_queue_ready(q) == 0)
 		return -EAGAIN;
+	if (q->slot_size > sizeof(slot))
+		return -EINVAL;
 	ipd_queue_copy_next(q, &slot);
 	ipd_queue_release(q, q->cons);
 	left = ipd_queue_ready(q);
