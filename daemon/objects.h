@@ -7,6 +7,8 @@
 #ifndef IPATHD_OBJECTS_H
 #define IPATHD_OBJECTS_H
 
+#include <string.h>
+
 #include "ipathd.h"
 
 /* Objects of this client by handle; NULL when missing or another
@@ -42,6 +44,35 @@ static inline uint32_t ipd_roundup_pow2(uint32_t n)
 
 	while (p < n)
 		p <<= 1;
+	return p;
+}
+
+/* enum ibv_mtu for a byte count (256..4096, rounded down); 0 if < 256. */
+static inline uint32_t ipd_mtu_enum(unsigned int bytes)
+{
+	uint32_t e = IBV_MTU_256;
+
+	if (bytes < 256)
+		return 0;
+	for (unsigned int b = 512; b <= bytes && e < IBV_MTU_4096; b <<= 1)
+		e++;
+	return e;
+}
+
+/* Bytes of an enum ibv_mtu (IBV_MTU_256..IBV_MTU_4096). */
+static inline unsigned int ipd_mtu_bytes(uint32_t mtu)
+{
+	return 128u << mtu;
+}
+
+/* A copy of s that lives until the response is sent. */
+static inline char *ipd_req_strdup(struct ipd_req_ctx *ctx, const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char *p = ipd_req_alloc(ctx, n);
+
+	if (p)
+		memcpy(p, s, n);
 	return p;
 }
 
