@@ -343,7 +343,16 @@ struct ipd_dev {
 	unsigned int active_mtu;           /* bytes: cfg->mtu, or from netdev MTUs */
 	struct ipd_counters cnt;
 	bool spinning;                     /* loop.c: busy-poll phase */
+	struct ipd_ctl_server *ctl;        /* ctl.c: listening socket */
+	struct ipd_poller *poller;         /* loop.c: busy-poll watchers */
 };
+
+/* Infrastructure called from main.c.  0 or -errno. */
+int ipd_ctl_init(struct ipd_dev *dev);   /* listen on cfg->socket_path */
+/* Stop accepting, release every client, remove the socket. */
+void ipd_ctl_fini(struct ipd_dev *dev);
+int ipd_loop_init(struct ipd_dev *dev);  /* busy-poll/sleep scheme */
+void ipd_loop_fini(struct ipd_dev *dev);
 
 /* sysfs.c: publish and withdraw the device. 0 or -errno. */
 int ipd_sysfs_publish(struct ipd_dev *dev);
