@@ -1,0 +1,413 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The memory arena (see mem.h and docs/design.md "Memory registration").
+ *
+ * The arena is one memfd per process.  Registered virtual pages are tracked
+ * as segments: runs of consecutive virtual pages backed by consecutive arena
+ * pages with one reference count.  Segments never overlap and are kept
+ * sorted by address, so registering splits segments at the new range's
+ * edges, fills the holes with fresh arena pages and counts a reference on
+ * every segment inside.  Arena space is handed out by a bump pointer; space
+ * of released pages is punched out of the memfd, so the file stays sparse.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "mem.h"
+
+struct mem_seg {
+	uintptr_t start;	/* page aligned */
+	size_t npages;
+	uint64_t off;		/* arena offset of the first page */
+	unsigned int refs;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	int fd;
+	uint64_t end;		/* bump pointer: bytes of arena handed out */
+	size_t page;
+	struct mem_seg *segs;
+	size_t nsegs, cap;
+} arena = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.fd = -1,
+};
+
+static size_t seg_bytes(const struct mem_seg *s)
+{
+	return s->npages * arena.page;
+}
+
+static uintptr_t seg_end(const struct mem_seg *s)
+{
+	return s->start + seg_bytes(s);
+}
+
+static int arena_open(void)
+{
+	if (arena.fd >= 0)
+		return 0;
+	arena.page = (size_t)sysconf(_SC_PAGESIZE);
+	arena.fd = memfd_create("ipathd-arena", MFD_CLOEXEC);
+	return arena.fd < 0 ? errno : 0;
+}
+
+/* Index of the first segment ending after addr (nsegs if none). */
+static size_t seg_lower_bound(uintptr_t addr)
+{
+	size_t lo = 0, hi = arena.nsegs;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (seg_end(&arena.segs[mid]) <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static int seg_insert(size_t idx, const struct mem_seg *s)
+{
+	if (arena.nsegs == arena.cap) {
+		size_t cap = arena.cap ? arena.cap * 2 : 64;
+		struct mem_seg *n = realloc(arena.segs, cap * sizeof(*n));
+
+		if (!n)
+			return ENOMEM;
+		arena.segs = n;
+		arena.cap = cap;
+	}
+	memmove(&arena.segs[idx + 1], &arena.segs[idx],
+		(arena.nsegs - idx) * sizeof(*s));
+	arena.segs[idx] = *s;
+	arena.nsegs++;
+	return 0;
+}
+
+static void seg_remove(size_t idx)
+{
+	arena.nsegs--;
+	memmove(&arena.segs[idx], &arena.segs[idx + 1],
+		(arena.nsegs - idx) * sizeof(arena.segs[0]));
+}
+
+/* Make addr a segment boundary (splitting the segment that spans it). */
+static int seg_split_at(uintptr_t addr)
+{
+	size_t idx = seg_lower_bound(addr);
+	struct mem_seg *s, tail;
+	size_t head_pages;
+
+	if (idx == arena.nsegs)
+		return 0;
+	s = &arena.segs[idx];
+	if (s->start >= addr)
+		return 0;
+	head_pages = (addr - s->start) / arena.page;
+	tail = *s;
+	tail.start = addr;
+	tail.npages -= head_pages;
+	tail.off += head_pages * arena.page;
+	s->npages = head_pages;
+	return seg_insert(idx + 1, &tail);
+}
+
+/*
+ * Copy len bytes from src to dst where src may not be mapped: a process's
+ * own memory read through process_vm_readv faults with EFAULT instead of
+ * SIGSEGV, which turns registering an unmapped buffer into an error.
+ */
+static int copy_checked(void *dst, const void *src, size_t len)
+{
+	struct iovec local = { .iov_base = dst, .iov_len = len };
+	struct iovec remote = { .iov_base = (void *)src, .iov_len = len };
+	ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+
+	if (n == (ssize_t)len)
+		return 0;
+	if (n < 0 && (errno == ENOSYS || errno == EPERM)) {
+		/* Sandboxed (seccomp): fall back to a plain copy. */
+		memcpy(dst, src, len);
+		return 0;
+	}
+	return EFAULT;
+}
+
+/* Move [start, start + bytes) onto fresh arena space at *off. */
+static int arena_map_new(uintptr_t start, size_t bytes, uint64_t *off)
+{
+	uint64_t o = arena.end;
+	void *tmp, *p;
+	int err;
+
+	if (ftruncate(arena.fd, (off_t)(o + bytes)) < 0)
+		return errno;
+	tmp = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, arena.fd,
+		   (off_t)o);
+	if (tmp == MAP_FAILED) {
+		err = errno;
+		goto err_trunc;
+	}
+	err = copy_checked(tmp, (void *)start, bytes);
+	munmap(tmp, bytes);
+	if (err)
+		goto err_trunc;
+	p = mmap((void *)start, bytes, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_FIXED, arena.fd, (off_t)o);
+	if (p == MAP_FAILED) {
+		err = errno;
+		goto err_trunc;
+	}
+	/* The new mapping lost the MADV_DONTFORK ibv_reg_mr applied. */
+	madvise((void *)start, bytes, MADV_DONTFORK);
+	arena.end = o + bytes;
+	*off = o;
+	return 0;
+
+err_trunc:
+	if (ftruncate(arena.fd, (off_t)arena.end) < 0)
+		err = err ? err : errno;
+	return err;
+}
+
+/* Give a segment's pages back as private memory with their contents. */
+static void arena_unmap(const struct mem_seg *s)
+{
+	size_t bytes = seg_bytes(s);
+	void *tmp;
+
+	tmp = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (tmp != MAP_FAILED) {
+		/*
+		 * If the application already unmapped the range there is
+		 * nothing to give back; never map over what is there now.
+		 */
+		if (copy_checked(tmp, (void *)s->start, bytes) ||
+		    mremap(tmp, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED,
+			   (void *)s->start) == MAP_FAILED)
+			munmap(tmp, bytes);
+	}
+	fallocate(arena.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+		  (off_t)s->off, (off_t)bytes);
+}
+
+/* Release the unreferenced segments in [begin, end) (error unwinding). */
+static void release_unused(uintptr_t begin, uintptr_t end)
+{
+	size_t i = seg_lower_bound(begin);
+
+	while (i < arena.nsegs && arena.segs[i].start < end) {
+		if (arena.segs[i].refs == 0) {
+			arena_unmap(&arena.segs[i]);
+			seg_remove(i);
+		} else {
+			i++;
+		}
+	}
+}
+
+/* Give every page of [begin, end) a segment (refs 0 for new ones). */
+static int fill_holes(uintptr_t begin, uintptr_t end)
+{
+	uintptr_t cur = begin;
+	size_t i = seg_lower_bound(begin);
+	int err;
+
+	while (cur < end) {
+		uintptr_t hole_end = end;
+		struct mem_seg s;
+
+		if (i < arena.nsegs && arena.segs[i].start == cur) {
+			cur = seg_end(&arena.segs[i++]);
+			continue;
+		}
+		if (i < arena.nsegs && arena.segs[i].start < end)
+			hole_end = arena.segs[i].start;
+		s.start = cur;
+		s.npages = (hole_end - cur) / arena.page;
+		s.refs = 0;
+		err = arena_map_new(cur, hole_end - cur, &s.off);
+		if (err)
+			return err;
+		err = seg_insert(i, &s);
+		if (err) {
+			arena_unmap(&s);
+			return err;
+		}
+		i++;
+		cur = hole_end;
+	}
+	return 0;
+}
+
+static int collect_runs(uintptr_t begin, uintptr_t end,
+			struct ipd_mem_run **runs, size_t *nruns)
+{
+	size_t first = seg_lower_bound(begin), i, n = 0;
+	struct ipd_mem_run *r;
+
+	for (i = first; i < arena.nsegs && arena.segs[i].start < end; i++)
+		;
+	r = calloc(i - first ? i - first : 1, sizeof(*r));
+	if (!r)
+		return ENOMEM;
+	for (i = first; i < arena.nsegs && arena.segs[i].start < end; i++) {
+		const struct mem_seg *s = &arena.segs[i];
+
+		if (n && r[n - 1].file_offset + r[n - 1].npages * arena.page ==
+			 s->off) {
+			r[n - 1].npages += s->npages;
+			continue;
+		}
+		r[n].file_offset = s->off;
+		r[n].npages = s->npages;
+		n++;
+	}
+	*runs = r;
+	*nruns = n;
+	return 0;
+}
+
+static int page_range(void *addr, size_t len, uintptr_t *begin, uintptr_t *end)
+{
+	uintptr_t a = (uintptr_t)addr;
+
+	if (len > UINTPTR_MAX - a - arena.page)
+		return EINVAL;
+	*begin = a & ~(uintptr_t)(arena.page - 1);
+	*end = (a + len + arena.page - 1) & ~(uintptr_t)(arena.page - 1);
+	return 0;
+}
+
+/* Merge neighbours around [begin, end) that split_at made needlessly. */
+static void coalesce(uintptr_t begin, uintptr_t end)
+{
+	size_t i = seg_lower_bound(begin);
+
+	if (i)
+		i--;
+	while (i + 1 < arena.nsegs && arena.segs[i].start <= end) {
+		struct mem_seg *a = &arena.segs[i], *b = a + 1;
+
+		if (seg_end(a) == b->start && a->refs == b->refs &&
+		    a->off + seg_bytes(a) == b->off) {
+			a->npages += b->npages;
+			seg_remove(i + 1);
+		} else {
+			i++;
+		}
+	}
+}
+
+static void take_refs(uintptr_t begin, uintptr_t end)
+{
+	size_t i;
+
+	for (i = seg_lower_bound(begin);
+	     i < arena.nsegs && arena.segs[i].start < end; i++)
+		arena.segs[i].refs++;
+}
+
+int ipd_mem_register(void *addr, size_t len, struct ipd_mem_run **runs,
+		     size_t *nruns, int *fd)
+{
+	uintptr_t begin, end;
+	int err;
+
+	pthread_mutex_lock(&arena.lock);
+	err = arena_open();
+	if (err)
+		goto out;
+	*fd = arena.fd;
+	*runs = NULL;
+	*nruns = 0;
+	if (!len)
+		goto out;
+	err = page_range(addr, len, &begin, &end);
+	if (err)
+		goto out;
+	err = seg_split_at(begin);
+	if (!err)
+		err = seg_split_at(end);
+	if (!err)
+		err = fill_holes(begin, end);
+	if (!err)
+		err = collect_runs(begin, end, runs, nruns);
+	if (err) {
+		release_unused(begin, end);
+		goto out;
+	}
+	take_refs(begin, end);
+	coalesce(begin, end);
+out:
+	pthread_mutex_unlock(&arena.lock);
+	return err;
+}
+
+/* Every page of [begin, end) is in a referenced segment. */
+static bool range_registered(uintptr_t begin, uintptr_t end)
+{
+	uintptr_t cur = begin;
+	size_t i;
+
+	for (i = seg_lower_bound(begin); cur < end; i++) {
+		if (i == arena.nsegs || arena.segs[i].start > cur ||
+		    !arena.segs[i].refs)
+			return false;
+		cur = seg_end(&arena.segs[i]);
+	}
+	return true;
+}
+
+int ipd_mem_unregister(void *addr, size_t len)
+{
+	uintptr_t begin, end;
+	size_t i;
+	int err;
+
+	if (!len)
+		return 0;
+	pthread_mutex_lock(&arena.lock);
+	err = arena.fd < 0 ? EINVAL : page_range(addr, len, &begin, &end);
+	if (err)
+		goto out;
+	if (!range_registered(begin, end)) {
+		err = EINVAL;
+		goto out;
+	}
+	err = seg_split_at(begin);
+	if (!err)
+		err = seg_split_at(end);
+	if (err)
+		goto out;
+	for (i = seg_lower_bound(begin);
+	     i < arena.nsegs && arena.segs[i].start < end; i++)
+		arena.segs[i].refs--;
+	release_unused(begin, end);
+	coalesce(begin, end);
+out:
+	pthread_mutex_unlock(&arena.lock);
+	return err;
+}
+
+size_t ipd_mem_pages_in_use(void)
+{
+	size_t i, n = 0;
+
+	pthread_mutex_lock(&arena.lock);
+	for (i = 0; i < arena.nsegs; i++)
+		n += arena.segs[i].npages;
+	pthread_mutex_unlock(&arena.lock);
+	return n;
+}
