@@ -28,6 +28,7 @@ struct ipd_client;
 struct ipd_qp;
 struct ipd_engine_qp; /* engine.h */
 struct ipd_link;      /* engine.h */
+struct ipd_engine;    /* engine_priv.h */
 
 /* ------------------------------------------------------------------ */
 /* Configuration (config.c): ipathd.conf, then command-line overrides.  */
@@ -342,6 +343,7 @@ struct ipd_dev {
 	struct ipd_link *net_link;         /* to other hosts (UDP, fabric) */
 	unsigned int active_mtu;           /* bytes: cfg->mtu, or from netdev MTUs */
 	struct ipd_counters cnt;
+	struct ipd_engine *engine;         /* engine private (engine_priv.h) */
 	bool spinning;                     /* loop.c: busy-poll phase */
 	struct ipd_ctl_server *ctl;        /* ctl.c: listening socket */
 	struct ipd_poller *poller;         /* loop.c: busy-poll watchers */
