@@ -48,15 +48,10 @@ int ipd_cq_post(struct ipd_cq *cq, const struct ipd_cqe *cqe)
 	return 0;
 }
 
-static int cq_reply(struct ipd_req_ctx *ctx, struct ipd_cq *cq, int fd,
-		    bool resize)
+/* Fill the preallocated response r for cq and attach its ring. */
+static void cq_reply(struct ipd_req_ctx *ctx, struct ipd_cq *cq,
+		    Ipd__CreateCqResp *r, int fd, bool resize)
 {
-	Ipd__CreateCqResp *r = ipd_req_alloc(ctx, sizeof(*r));
-
-	if (!r) {
-		close(fd);
-		return ipd_req_fail(ctx, ENOMEM, "cq: out of memory");
-	}
 	ipd__create_cq_resp__init(r);
 	r->handle = cq->handle;
 	r->cqe = cq->cqe;
@@ -69,13 +64,13 @@ static int cq_reply(struct ipd_req_ctx *ctx, struct ipd_cq *cq, int fd,
 		ctx->resp->op_case = IPD__RESPONSE__OP_CREATE_CQ;
 		ctx->resp->create_cq = r;
 	}
-	return 0;
 }
 
 int ipd_handle_create_cq(struct ipd_req_ctx *ctx)
 {
 	const Ipd__CreateCq *m = ctx->req->create_cq;
 	struct ipd_dev *dev = ctx->client->dev;
+	Ipd__CreateCqResp *r;
 	struct ipd_cq *cq;
 	uint32_t slots;
 	int fd, err;
@@ -83,7 +78,8 @@ int ipd_handle_create_cq(struct ipd_req_ctx *ctx)
 	if (cq_ring_slots(dev->cfg, m->cqe, &slots))
 		return ipd_req_fail(ctx, EINVAL, "create_cq: cqe %u not in 1..%u",
 				    m->cqe, dev->cfg->max_cqe);
-	cq = calloc(1, sizeof(*cq));
+	r = ipd_req_alloc(ctx, sizeof(*r));
+	cq = r ? calloc(1, sizeof(*cq)) : NULL;
 	if (!cq)
 		return ipd_req_fail(ctx, ENOMEM, "create_cq: out of memory");
 	err = ipd_queue_create(&cq->q, slots, sizeof(struct ipd_cqe), "ipathd-cq",
@@ -98,7 +94,8 @@ int ipd_handle_create_cq(struct ipd_req_ctx *ctx)
 	cq->client = ctx->client;
 	cq->user_handle = m->user_handle;
 	cq->cqe = cq->q.size - 1;
-	return cq_reply(ctx, cq, fd, false);
+	cq_reply(ctx, cq, r, fd, false);
+	return 0;
 
 err_queue:
 	close(fd);
@@ -118,6 +115,7 @@ int ipd_handle_resize_cq(struct ipd_req_ctx *ctx)
 	const Ipd__ResizeCq *m = ctx->req->resize_cq;
 	struct ipd_cq *cq = ipd_cq_get(ctx->client, m->handle);
 	struct ipd_queue nq, *oq;
+	Ipd__CreateCqResp *r;
 	uint32_t slots, cons, n;
 	int fd, err;
 
@@ -134,6 +132,9 @@ int ipd_handle_resize_cq(struct ipd_req_ctx *ctx)
 	if (m->cqe < n)
 		return ipd_req_fail(ctx, EINVAL,
 				    "resize_cq: %u completions outstanding", n);
+	r = ipd_req_alloc(ctx, sizeof(*r));
+	if (!r)
+		return ipd_req_fail(ctx, ENOMEM, "resize_cq: out of memory");
 	err = ipd_queue_create(&nq, slots, sizeof(struct ipd_cqe), "ipathd-cq",
 			       &fd);
 	if (err)
@@ -149,7 +150,8 @@ int ipd_handle_resize_cq(struct ipd_req_ctx *ctx)
 	cq->q = nq;
 	cq->cqe = nq.size - 1;
 	cq->overflowed = false;
-	return cq_reply(ctx, cq, fd, true);
+	cq_reply(ctx, cq, r, fd, true);
+	return 0;
 }
 
 int ipd_cq_destroy(struct ipd_cq *cq)

@@ -132,10 +132,15 @@ int ipd_handle_create_srq(struct ipd_req_ctx *ctx)
 	r->handle = srq->handle;
 	r->ring_size = srq->q.size;
 	r->slot_size = srq->q.slot_size;
+	if (srq_reply_attr(ctx, srq, &r->attr)) {
+		close(fd);
+		ipd_srq_destroy(srq);
+		return -ENOMEM;
+	}
 	ctx->out_fds[ctx->n_out_fds++] = fd;
 	ctx->resp->op_case = IPD__RESPONSE__OP_CREATE_SRQ;
 	ctx->resp->create_srq = r;
-	return srq_reply_attr(ctx, srq, &r->attr);
+	return 0;
 
 err_queue:
 	close(fd);
