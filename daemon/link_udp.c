@@ -1,0 +1,671 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The UDP link: RoCEv2 (IBA annex A17) packets in UDP datagrams to port
+ * cfg->udp_port (4791, A17.2.1), over IPv4 and IPv6.  The only file that
+ * knows about the sockets of the wire.
+ *
+ * Sending.  The ICRC covers the IP and UDP headers the kernel will write
+ * (icrc.c), so every field of them must be predictable:
+ *  - IPv4 identification: Linux writes ID 0 for a datagram with DF set
+ *    from an *unconnected* socket (a connected one gets a per-socket
+ *    counter), so every socket here is unconnected with
+ *    IP_MTU_DISCOVER = IP_PMTUDISC_DO.  That also honours the path MTU:
+ *    a datagram too big for the route fails with EMSGSIZE instead of
+ *    being fragmented.
+ *  - source address: chosen per datagram with IP_PKTINFO/IPV6_PKTINFO
+ *    from pkt->src (the GID the address vector names).
+ *  - UDP source port: A17.2.1 lets it carry flow entropy (rxe derives it
+ *    from the flow label or the QP numbers).  A UDP socket cannot pick
+ *    its source port per datagram, so each family keeps a pool of
+ *    UDP_TX_SOCKS unconnected sockets bound to ephemeral ports, and a
+ *    packet leaves from the one pkt->sport hashes to: a QP's packets
+ *    stay in one flow and different QPs spread over UDP_TX_SOCKS flows
+ *    for ECMP.  The port on the wire is the pool socket's, not
+ *    pkt->sport itself.  Receivers accept any source port.
+ *  - UDP checksum: 0 on IPv4 (SO_NO_CHECK) and IPv6 (UDP_NO_CHECK6_TX,
+ *    RFC 6935), as rxe sends; the ICRC protects the packet, and a
+ *    corrupted packet then reaches us and is counted in drop_icrc.
+ * Datagrams are queued and handed to the kernel with sendmmsg when the
+ * queue fills or before libev goes back to poll (an ev_prepare watcher),
+ * so a burst from the engine costs one system call.
+ *
+ * Receiving.  recvmmsg drains up to UDP_RX_BATCH datagrams per call and a
+ * bounded number of calls per wake-up; IP_PKTINFO tells which of our
+ * addresses the datagram was sent to.  The ICRC is checked before the
+ * engine sees the packet.
+ *
+ * Limitation (IPv4 only): a UDP socket never sees the IP header, so the
+ * receiver recomputes the ICRC assuming the sender's IPv4 header had
+ * ID 0 and DF, which is what ipathd peers send.  A Linux rxe peer builds
+ * its own IPv4 header with a non-zero ID (__ip_select_ident); its
+ * packets fail this check and are counted in drop_icrc.  Talking to rxe
+ * over IPv4 needs a receive path that sees the IP header (an AF_PACKET
+ * or raw socket with a BPF filter on UDP/4791), which is not implemented.
+ * IPv6 has no such field: rxe peers over IPv6 are fine.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "icrc.h"
+#include "ipathd.h"
+
+#ifndef UDP_NO_CHECK6_TX
+#define UDP_NO_CHECK6_TX 101
+#endif
+#ifndef UDP_NO_CHECK6_RX
+#define UDP_NO_CHECK6_RX 102
+#endif
+
+#define UDP_TX_SOCKS 8          /* source ports (flows) per family */
+#define UDP_TX_BATCH 32         /* datagrams per sendmmsg */
+#define UDP_RX_BATCH 32         /* datagrams per recvmmsg */
+#define UDP_RX_ROUNDS 8         /* recvmmsg calls per wake-up, then yield */
+#define UDP_SOCK_BUF (4 << 20)  /* socket buffers: a few hundred MTUs */
+/* The smallest RoCEv2 payload: a BTH and an ICRC (IBA 9.2: every packet
+ * is a multiple of 4 bytes long). */
+#define UDP_MIN_PAYLOAD (IPD_BTH_BYTES + IPD_ICRC_BYTES)
+
+#define container_of(ptr, type, member)                                     \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+union udp_cmsg {
+	struct cmsghdr align;
+	char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+};
+
+struct udp_family {
+	int family;                /* AF_INET or AF_INET6; 0 = unused */
+	int rx_fd;                 /* bound to cfg->udp_port */
+	ev_io rx_w;
+	int tx_fd[UDP_TX_SOCKS];   /* bound to ephemeral ports */
+	uint16_t tx_port[UDP_TX_SOCKS];
+	struct udp_link *ul;
+};
+
+struct udp_tx_slot {
+	struct ipd_pkt *pkt;
+	struct sockaddr_storage to;
+	union udp_cmsg cmsg;
+	struct iovec iov;
+};
+
+struct udp_link {
+	struct ipd_link link;
+	struct ipd_dev *dev;
+	uint16_t port;
+	struct udp_family fam[2];  /* [0] IPv4, [1] IPv6 */
+	ev_prepare flush_w;
+
+	/* transmit queue, one queue per socket would reorder nothing: a
+	 * flush walks the queue in order and batches runs to one socket */
+	struct udp_tx_slot tx[UDP_TX_BATCH];
+	int tx_fd[UDP_TX_BATCH];
+	unsigned int ntx;
+	uint64_t tx_errors;
+	int last_tx_errno;
+
+	/* receive batch: packets stay allocated between wake-ups */
+	struct ipd_pkt *rx_pkt[UDP_RX_BATCH];
+	struct mmsghdr rx_msg[UDP_RX_BATCH];
+	struct iovec rx_iov[UDP_RX_BATCH];
+	struct sockaddr_storage rx_from[UDP_RX_BATCH];
+	union udp_cmsg rx_cmsg[UDP_RX_BATCH];
+
+	/* one-entry cache: source address for packets without pkt->src */
+	struct sockaddr_storage route_dst, route_src;
+};
+
+/* ---- addresses ----------------------------------------------------- */
+
+/* Plain AF_INET for IPv4 (also from a v4-mapped AF_INET6), AF_INET6
+ * otherwise; port 0, no scope.  AF_UNSPEC when there is no address. */
+static int addr_normalize(const struct sockaddr_storage *in,
+			  struct sockaddr_storage *out)
+{
+	const struct sockaddr_in6 *s6 = (const void *)in;
+	struct sockaddr_in *o4 = (void *)out;
+	struct sockaddr_in6 *o6 = (void *)out;
+
+	memset(out, 0, sizeof(*out));
+	if (in->ss_family == AF_INET) {
+		o4->sin_family = AF_INET;
+		o4->sin_addr = ((const struct sockaddr_in *)(const void *)in)->sin_addr;
+		return AF_INET;
+	}
+	if (in->ss_family != AF_INET6)
+		return AF_UNSPEC;
+	if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+		o4->sin_family = AF_INET;
+		memcpy(&o4->sin_addr, s6->sin6_addr.s6_addr + 12, 4);
+		return AF_INET;
+	}
+	o6->sin6_family = AF_INET6;
+	o6->sin6_addr = s6->sin6_addr;
+	return AF_INET6;
+}
+
+static bool addr_is_any(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)(const void *)ss)
+			->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (ss->ss_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(
+			&((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr);
+	return true;
+}
+
+static socklen_t addr_len(int family)
+{
+	return family == AF_INET ? sizeof(struct sockaddr_in)
+				 : sizeof(struct sockaddr_in6);
+}
+
+static void addr_set_port(struct sockaddr_storage *ss, uint16_t port)
+{
+	if (ss->ss_family == AF_INET)
+		((struct sockaddr_in *)(void *)ss)->sin_port = htons(port);
+	else
+		((struct sockaddr_in6 *)(void *)ss)->sin6_port = htons(port);
+}
+
+static uint16_t addr_port(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ntohs(((const struct sockaddr_in *)(const void *)ss)->sin_port);
+	return ntohs(((const struct sockaddr_in6 *)(const void *)ss)->sin6_port);
+}
+
+/* The source address the routing table picks for dst (a packet whose
+ * address vector did not name one): ask the kernel with a connected
+ * throw-away socket.  Cached for the last destination. */
+static int route_source(struct udp_link *ul, const struct sockaddr_storage *dst,
+			struct sockaddr_storage *src)
+{
+	struct sockaddr_storage to = *dst, got;
+	socklen_t len = sizeof(got);
+	int fd, ret = 0;
+
+	if (!memcmp(&ul->route_dst, dst, sizeof(*dst))) {
+		*src = ul->route_src;
+		return 0;
+	}
+	fd = socket(dst->ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	addr_set_port(&to, ul->port);
+	if (connect(fd, (struct sockaddr *)&to, addr_len(to.ss_family)) ||
+	    getsockname(fd, (struct sockaddr *)&got, &len))
+		ret = -errno;
+	close(fd);
+	if (ret)
+		return ret;
+	addr_normalize(&got, src);
+	ul->route_dst = *dst;
+	ul->route_src = *src;
+	return 0;
+}
+
+/* ---- sockets ------------------------------------------------------- */
+
+static void sock_bufs(int fd)
+{
+	int sz = UDP_SOCK_BUF;
+
+	/* The FORCE variants pass the sysctl limits when we are root. */
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)))
+		setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)))
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+}
+
+/* Options every socket of a family gets: see the comment at the top. */
+static int sock_setup(int fd, int family)
+{
+	int one = 1, pmtu;
+
+	if (family == AF_INET) {
+		pmtu = IP_PMTUDISC_DO;
+		if (setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu,
+			       sizeof(pmtu)) ||
+		    setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)) ||
+		    setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &one, sizeof(one)))
+			return -errno;
+	} else {
+		pmtu = IPV6_PMTUDISC_DO;
+		if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
+			       sizeof(one)) ||
+		    setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &pmtu,
+			       sizeof(pmtu)) ||
+		    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one,
+			       sizeof(one)))
+			return -errno;
+		/* Zero checksums out and in (rxe sends zero); not fatal on
+		 * kernels without the options. */
+		setsockopt(fd, IPPROTO_UDP, UDP_NO_CHECK6_TX, &one, sizeof(one));
+		setsockopt(fd, IPPROTO_UDP, UDP_NO_CHECK6_RX, &one, sizeof(one));
+	}
+	sock_bufs(fd);
+	return 0;
+}
+
+/* A socket of family bound to port (0 = ephemeral); *bound gets the port. */
+static int sock_open(int family, uint16_t port, uint16_t *bound)
+{
+	struct sockaddr_storage ss = { .ss_family = (sa_family_t)family };
+	socklen_t len = sizeof(ss);
+	int fd, ret;
+
+	fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	ret = sock_setup(fd, family);
+	if (ret)
+		goto err_close;
+	addr_set_port(&ss, port);
+	if (bind(fd, (struct sockaddr *)&ss, addr_len(family)) ||
+	    getsockname(fd, (struct sockaddr *)&ss, &len)) {
+		ret = -errno;
+		goto err_close;
+	}
+	if (bound)
+		*bound = addr_port(&ss);
+	return fd;
+
+err_close:
+	close(fd);
+	return ret;
+}
+
+/* ---- transmit ------------------------------------------------------ */
+
+static void tx_count_error(struct udp_link *ul, int err)
+{
+	ul->tx_errors++;
+	/* Log each new kind of failure once; EAGAIN/ENOBUFS are plain
+	 * congestion and the transport's retransmission answers them. */
+	if (err != ul->last_tx_errno && err != EAGAIN && err != ENOBUFS)
+		ipd_warn("udp: send failed: %s%s", strerror(err),
+			 err == EMSGSIZE ? " (packet larger than the path MTU)"
+					 : "");
+	ul->last_tx_errno = err;
+}
+
+/* Hand queued datagrams [from, ul->ntx) to the kernel, one sendmmsg per
+ * run of datagrams for the same socket. */
+static void tx_flush(struct udp_link *ul)
+{
+	struct mmsghdr msg[UDP_TX_BATCH];
+	unsigned int i, start = 0, n;
+	int sent;
+
+	for (i = 0; i < ul->ntx; i++) {
+		struct udp_tx_slot *s = &ul->tx[i];
+
+		memset(&msg[i], 0, sizeof(msg[i]));
+		msg[i].msg_hdr.msg_name = &s->to;
+		msg[i].msg_hdr.msg_namelen = addr_len(s->to.ss_family);
+		msg[i].msg_hdr.msg_iov = &s->iov;
+		msg[i].msg_hdr.msg_iovlen = 1;
+		msg[i].msg_hdr.msg_control = s->cmsg.buf;
+		msg[i].msg_hdr.msg_controllen =
+			s->to.ss_family == AF_INET
+				? CMSG_SPACE(sizeof(struct in_pktinfo))
+				: CMSG_SPACE(sizeof(struct in6_pktinfo));
+	}
+	while (start < ul->ntx) {
+		n = 1;
+		while (start + n < ul->ntx &&
+		       ul->tx_fd[start + n] == ul->tx_fd[start])
+			n++;
+		sent = sendmmsg(ul->tx_fd[start], &msg[start], n, 0);
+		if (sent < 0) {
+			/* The first datagram failed: drop it, go on. */
+			tx_count_error(ul, errno);
+			sent = 1;
+		}
+		start += (unsigned int)sent;
+	}
+	for (i = 0; i < ul->ntx; i++)
+		ipd_pkt_free(ul->dev, ul->tx[i].pkt);
+	ul->ntx = 0;
+}
+
+static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+	struct udp_link *ul = container_of(w, struct udp_link, flush_w);
+
+	if (ul->ntx)
+		tx_flush(ul);
+}
+
+static void tx_pktinfo(union udp_cmsg *cm, const struct sockaddr_storage *src)
+{
+	struct cmsghdr *c = &cm->align;
+
+	memset(cm, 0, sizeof(*cm));
+	if (src->ss_family == AF_INET) {
+		struct in_pktinfo pi = { 0 };
+
+		pi.ipi_spec_dst =
+			((const struct sockaddr_in *)(const void *)src)->sin_addr;
+		c->cmsg_level = IPPROTO_IP;
+		c->cmsg_type = IP_PKTINFO;
+		c->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+	} else {
+		struct in6_pktinfo pi = { 0 };
+
+		pi.ipi6_addr =
+			((const struct sockaddr_in6 *)(const void *)src)->sin6_addr;
+		c->cmsg_level = IPPROTO_IPV6;
+		c->cmsg_type = IPV6_PKTINFO;
+		c->cmsg_len = CMSG_LEN(sizeof(pi));
+		memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+	}
+}
+
+/* The pool socket a flow uses: a QP's packets keep one UDP flow. */
+static unsigned int tx_sock_index(uint16_t sport)
+{
+	return (unsigned int)(sport ^ (sport >> 8)) % UDP_TX_SOCKS;
+}
+
+static int udp_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
+{
+	struct udp_link *ul = link->priv;
+	struct udp_tx_slot *s = &ul->tx[ul->ntx];
+	struct sockaddr_storage src;
+	struct udp_family *uf;
+	struct ipd_icrc_flow flow;
+	unsigned int idx;
+	int family, ret;
+
+	family = addr_normalize(&pkt->dst, &s->to);
+	uf = family == AF_INET ? &ul->fam[0]
+	   : family == AF_INET6 ? &ul->fam[1] : NULL;
+	if (!uf || !uf->family) {
+		ret = -EAFNOSUPPORT;
+		goto err_drop;
+	}
+	if (pkt->hdr + pkt->len + IPD_ICRC_BYTES > pkt->buf + sizeof(pkt->buf) ||
+	    pkt->len < IPD_BTH_BYTES) {
+		ret = -EMSGSIZE;
+		goto err_drop;
+	}
+	if (addr_normalize(&pkt->src, &src) != family || addr_is_any(&src)) {
+		ret = route_source(ul, &s->to, &src);
+		if (ret)
+			goto err_drop;
+	}
+	idx = tx_sock_index(pkt->sport);
+	flow = (struct ipd_icrc_flow){
+		.src = (struct sockaddr *)&src,
+		.dst = (struct sockaddr *)&s->to,
+		.sport = uf->tx_port[idx],
+		.dport = ul->port,
+		.ip_id = 0,             /* unconnected socket + DF */
+		.ip_df = true,
+	};
+	ret = ipd_icrc_append(&flow, pkt->hdr, pkt->len);
+	if (ret)
+		goto err_drop;
+	addr_set_port(&s->to, ul->port);
+	tx_pktinfo(&s->cmsg, &src);
+	s->iov.iov_base = pkt->hdr;
+	s->iov.iov_len = pkt->len + IPD_ICRC_BYTES;
+	s->pkt = pkt;
+	ul->tx_fd[ul->ntx++] = uf->tx_fd[idx];
+	if (ul->ntx == UDP_TX_BATCH)
+		tx_flush(ul);
+	return 0;
+
+err_drop:
+	tx_count_error(ul, -ret);
+	ipd_pkt_free(ul->dev, pkt);
+	return ret;
+}
+
+/* ---- receive ------------------------------------------------------- */
+
+/* Fill empty batch slots with fresh packets; false when none is left. */
+static bool rx_refill(struct udp_link *ul, unsigned int *n)
+{
+	unsigned int i;
+
+	for (i = 0; i < UDP_RX_BATCH; i++) {
+		struct mmsghdr *m = &ul->rx_msg[i];
+
+		if (!ul->rx_pkt[i]) {
+			ul->rx_pkt[i] = ipd_pkt_alloc(ul->dev);
+			if (!ul->rx_pkt[i])
+				break;
+		}
+		ul->rx_iov[i].iov_base = ul->rx_pkt[i]->buf + IPD_PKT_HEADROOM;
+		ul->rx_iov[i].iov_len = IPD_PKT_DATA_MAX;
+		memset(m, 0, sizeof(*m));
+		m->msg_hdr.msg_name = &ul->rx_from[i];
+		m->msg_hdr.msg_namelen = sizeof(ul->rx_from[i]);
+		m->msg_hdr.msg_iov = &ul->rx_iov[i];
+		m->msg_hdr.msg_iovlen = 1;
+		m->msg_hdr.msg_control = ul->rx_cmsg[i].buf;
+		m->msg_hdr.msg_controllen = sizeof(ul->rx_cmsg[i].buf);
+	}
+	*n = i;
+	return i > 0;
+}
+
+/* The local address the datagram was sent to (IP_PKTINFO). */
+static bool rx_dst_addr(struct msghdr *mh, int family,
+			struct sockaddr_storage *dst)
+{
+	struct cmsghdr *c;
+
+	memset(dst, 0, sizeof(*dst));
+	for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
+		if (family == AF_INET && c->cmsg_level == IPPROTO_IP &&
+		    c->cmsg_type == IP_PKTINFO) {
+			struct in_pktinfo pi;
+			struct sockaddr_in *d = (void *)dst;
+
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			d->sin_family = AF_INET;
+			d->sin_addr = pi.ipi_addr;  /* header destination */
+			return true;
+		}
+		if (family == AF_INET6 && c->cmsg_level == IPPROTO_IPV6 &&
+		    c->cmsg_type == IPV6_PKTINFO) {
+			struct in6_pktinfo pi;
+			struct sockaddr_in6 *d = (void *)dst;
+
+			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+			d->sin6_family = AF_INET6;
+			d->sin6_addr = pi.ipi6_addr;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Check one datagram; true when it goes to the engine. */
+static bool rx_accept(struct udp_link *ul, struct udp_family *uf,
+		      unsigned int i)
+{
+	struct mmsghdr *m = &ul->rx_msg[i];
+	struct ipd_pkt *pkt = ul->rx_pkt[i];
+	struct ipd_counters *cnt = &ul->dev->cnt;
+	struct ipd_icrc_flow flow;
+	uint32_t len = m->msg_len;
+
+	if ((m->msg_hdr.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+	    len < UDP_MIN_PAYLOAD || len % 4 ||
+	    addr_normalize(&ul->rx_from[i], &pkt->src) != uf->family ||
+	    !rx_dst_addr(&m->msg_hdr, uf->family, &pkt->dst)) {
+		cnt->drop_malformed++;
+		return false;
+	}
+	pkt->sport = addr_port(&ul->rx_from[i]);
+	pkt->hdr = pkt->buf + IPD_PKT_HEADROOM;
+	flow = (struct ipd_icrc_flow){
+		.src = (struct sockaddr *)&pkt->src,
+		.dst = (struct sockaddr *)&pkt->dst,
+		.sport = pkt->sport,
+		.dport = ul->port,
+		.ip_id = 0,     /* see "Limitation" at the top */
+		.ip_df = true,
+	};
+	if (!ipd_icrc_verify(&flow, pkt->hdr, len)) {
+		cnt->drop_icrc++;
+		return false;
+	}
+	pkt->len = len - IPD_ICRC_BYTES;
+	return true;
+}
+
+static void rx_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct udp_family *uf = container_of(w, struct udp_family, rx_w);
+	struct udp_link *ul = uf->ul;
+	unsigned int round, i, n;
+	int got;
+
+	for (round = 0; round < UDP_RX_ROUNDS; round++) {
+		if (!rx_refill(ul, &n))
+			return;   /* out of packets: level-triggered, retry */
+		got = recvmmsg(uf->rx_fd, ul->rx_msg, n, MSG_DONTWAIT, NULL);
+		if (got <= 0) {
+			if (got < 0 && errno != EAGAIN && errno != EINTR)
+				ipd_warn("udp: recvmmsg: %s", strerror(errno));
+			return;
+		}
+		for (i = 0; i < (unsigned int)got; i++) {
+			if (!rx_accept(ul, uf, i))
+				continue;   /* the slot keeps its packet */
+			ipd_engine_rx(ul->dev, ul->rx_pkt[i]);
+			ul->rx_pkt[i] = NULL;
+		}
+		if ((unsigned int)got < n)
+			return;   /* drained */
+	}
+}
+
+/* ---- lifetime ------------------------------------------------------ */
+
+static void family_close(struct udp_link *ul, struct udp_family *uf)
+{
+	int i;
+
+	if (!uf->family)
+		return;
+	ev_io_stop(ul->dev->loop, &uf->rx_w);
+	if (uf->rx_fd >= 0)
+		close(uf->rx_fd);
+	for (i = 0; i < UDP_TX_SOCKS; i++)
+		if (uf->tx_fd[i] >= 0)
+			close(uf->tx_fd[i]);
+	uf->family = 0;
+}
+
+static int family_open(struct udp_link *ul, struct udp_family *uf, int family)
+{
+	int i, fd;
+
+	uf->ul = ul;
+	uf->rx_fd = -1;
+	for (i = 0; i < UDP_TX_SOCKS; i++)
+		uf->tx_fd[i] = -1;
+	uf->family = family;
+	fd = sock_open(family, ul->port, NULL);
+	if (fd < 0)
+		goto err;
+	uf->rx_fd = fd;
+	for (i = 0; i < UDP_TX_SOCKS; i++) {
+		fd = sock_open(family, 0, &uf->tx_port[i]);
+		if (fd < 0)
+			goto err;
+		uf->tx_fd[i] = fd;
+	}
+	ev_io_init(&uf->rx_w, rx_cb, uf->rx_fd, EV_READ);
+	ev_io_start(ul->dev->loop, &uf->rx_w);
+	return 0;
+
+err:
+	ipd_err("udp: %s socket on port %u: %s",
+		family == AF_INET ? "IPv4" : "IPv6", ul->port, strerror(-fd));
+	family_close(ul, uf);
+	return fd;
+}
+
+/* IPv6 sockets only when some GID is a real IPv6 address. */
+static bool dev_has_ipv6(const struct ipd_dev *dev)
+{
+	int i;
+
+	for (i = 0; i < dev->ngids; i++)
+		if (dev->gids[i].family == AF_INET6 &&
+		    dev->gids[i].addr.ss_family == AF_INET6)
+			return true;
+	return false;
+}
+
+static void udp_destroy(struct ipd_link *link)
+{
+	struct udp_link *ul = link->priv;
+	int i;
+
+	if (ul->ntx)
+		tx_flush(ul);
+	ev_prepare_stop(ul->dev->loop, &ul->flush_w);
+	family_close(ul, &ul->fam[0]);
+	family_close(ul, &ul->fam[1]);
+	for (i = 0; i < UDP_RX_BATCH; i++)
+		if (ul->rx_pkt[i])
+			ipd_pkt_free(ul->dev, ul->rx_pkt[i]);
+	if (ul->tx_errors)
+		ipd_info("udp: %llu datagrams could not be sent",
+			 (unsigned long long)ul->tx_errors);
+	free(ul);
+}
+
+static const struct ipd_link_ops udp_link_ops = {
+	.name = "udp",
+	.xmit = udp_xmit,
+	.destroy = udp_destroy,
+};
+
+struct ipd_link *ipd_link_udp_create(struct ipd_dev *dev)
+{
+	struct udp_link *ul;
+	int ret;
+
+	ul = calloc(1, sizeof(*ul));
+	if (!ul)
+		return NULL;
+	ul->dev = dev;
+	ul->port = dev->cfg->udp_port ? (uint16_t)dev->cfg->udp_port
+				      : IPD_ROCE_UDP_PORT;
+	ul->link = (struct ipd_link){
+		.ops = &udp_link_ops, .dev = dev, .priv = ul,
+	};
+	ret = family_open(ul, &ul->fam[0], AF_INET);
+	if (ret)
+		goto err_free;
+	if (dev_has_ipv6(dev) && family_open(ul, &ul->fam[1], AF_INET6))
+		ipd_warn("udp: continuing with IPv4 only");
+	ev_prepare_init(&ul->flush_w, flush_cb);
+	ev_prepare_start(dev->loop, &ul->flush_w);
+	ipd_info("udp: RoCEv2 on UDP port %u (IPv4%s), %d source ports per family",
+		 ul->port, ul->fam[1].family ? ", IPv6" : "", UDP_TX_SOCKS);
+	return &ul->link;
+
+err_free:
+	free(ul);
+	errno = -ret;
+	return NULL;
+}
