@@ -1,0 +1,998 @@
+// SPDX-License-Identifier: MIT
+/*
+ * negative - verbs calls and work requests that must fail, and how.
+ *
+ * Sources: tests/negative.c, tests/vtest_common.c (+ vtest_common.h);
+ * links libibverbs.
+ *
+ * Each case prints "PASS name" or "FAIL name: why"; the exit status is
+ * the number of failed cases (capped at 100), 2 on a setup error.
+ * The expected errno or completion status of each case is the one Linux
+ * rxe (kernel drivers/infiniband/sw/rxe and rdma-core providers/rxe, v44)
+ * or the ib_core checks in front of every driver produce; the source is
+ * named next to each case.
+ *
+ *   negative [-d DEV] [-g IDX] [-v] [-l] [CASE...]
+ *     -l        list the cases
+ *     CASE...   run only these cases
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vtest_common.h"
+
+#define BUF_LEN	4096
+
+static struct vt_dev dev;
+static char why[512];
+
+/* Record why a case failed; evaluates to 1 so that "return fail(...)" works. */
+__attribute__((format(printf, 1, 2)))
+static int fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	return 1;
+}
+
+/* ---- fixtures ----------------------------------------------------- */
+
+/* A connected pair, A sending to B, with one buffer and MR each. */
+struct pair {
+	struct vt_qp a, b;
+	void *abuf, *bbuf;
+	struct ibv_mr *amr, *bmr;
+};
+
+static const int full_access = IBV_ACCESS_LOCAL_WRITE |
+	IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ |
+	IBV_ACCESS_REMOTE_ATOMIC;
+
+static void pair_destroy(struct pair *p)
+{
+	vt_qp_destroy(&p->a);
+	vt_qp_destroy(&p->b);
+	if (p->amr)
+		ibv_dereg_mr(p->amr);
+	if (p->bmr)
+		ibv_dereg_mr(p->bmr);
+	free(p->abuf);
+	free(p->bbuf);
+	memset(p, 0, sizeof(*p));
+}
+
+static int pair_create(struct pair *p, enum ibv_qp_type type, int b_access,
+		       const struct vt_conn_opts *co)
+{
+	struct vt_qp_opts qo = { .type = type, .max_send_sge = 2,
+				 .max_recv_sge = 2, .cqe = 64 };
+
+	memset(p, 0, sizeof(*p));
+	p->abuf = calloc(1, BUF_LEN);
+	p->bbuf = calloc(1, BUF_LEN);
+	if (!p->abuf || !p->bbuf)
+		return fail("out of memory");
+	p->amr = ibv_reg_mr(dev.pd, p->abuf, BUF_LEN, full_access);
+	p->bmr = ibv_reg_mr(dev.pd, p->bbuf, BUF_LEN, b_access);
+	if (!p->amr || !p->bmr)
+		return fail("setup: ibv_reg_mr: %s", strerror(errno));
+	if (vt_qp_create(&dev, &p->a, &qo) || vt_qp_create(&dev, &p->b, &qo))
+		return fail("setup: cannot create QPs");
+	if (vt_connect(&dev, &p->a, &p->b, co))
+		return fail("setup: cannot connect QPs");
+	return 0;
+}
+
+static int post_one_send(struct vt_qp *q, enum ibv_wr_opcode op,
+			 uint64_t wr_id, void *addr, uint32_t len,
+			 uint32_t lkey, uint64_t raddr, uint32_t rkey)
+{
+	struct ibv_sge sge = { (uintptr_t)addr, len, lkey };
+	struct ibv_send_wr wr, *bad;
+
+	memset(&wr, 0, sizeof(wr));
+	wr.wr_id = wr_id;
+	wr.opcode = op;
+	wr.send_flags = IBV_SEND_SIGNALED;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.wr.rdma.remote_addr = raddr;
+	wr.wr.rdma.rkey = rkey;
+	return ibv_post_send(q->qp, &wr, &bad);
+}
+
+static int post_one_recv(struct vt_qp *q, uint64_t wr_id, void *addr,
+			 uint32_t len, uint32_t lkey)
+{
+	struct ibv_sge sge = { (uintptr_t)addr, len, lkey };
+	struct ibv_recv_wr wr = { .wr_id = wr_id, .sg_list = &sge,
+				  .num_sge = 1 };
+	struct ibv_recv_wr *bad;
+
+	return ibv_post_recv(q->qp, &wr, &bad);
+}
+
+/* Wait for one completion on @cq and compare its status with @want. */
+static int expect_wc(struct ibv_cq *cq, const char *who, uint64_t wr_id,
+		     enum ibv_wc_status want)
+{
+	struct ibv_wc wc;
+	int n = vt_poll(cq, &wc, 1, VT_WAIT_MS);
+
+	if (n != 1)
+		return fail("%s: no completion within %d ms (expected %s)",
+			    who, VT_WAIT_MS, ibv_wc_status_str(want));
+	if (wc.status != want)
+		return fail("%s: completion status %s (%d), expected %s (%d)",
+			    who, ibv_wc_status_str(wc.status), wc.status,
+			    ibv_wc_status_str(want), want);
+	if (wc.wr_id != wr_id)
+		return fail("%s: completion wr_id %#" PRIx64 ", expected %#" PRIx64,
+			    who, wc.wr_id, wr_id);
+	return 0;
+}
+
+static int expect_state(struct vt_qp *q, const char *who,
+			enum ibv_qp_state want)
+{
+	struct ibv_qp_attr a;
+	struct ibv_qp_init_attr ia;
+	int ret = ibv_query_qp(q->qp, &a, IBV_QP_STATE, &ia);
+
+	if (ret)
+		return fail("%s: ibv_query_qp: %s", who, strerror(ret));
+	if (a.qp_state != want)
+		return fail("%s: QP state %s, expected %s", who,
+			    vt_state_str(a.qp_state), vt_state_str(want));
+	return 0;
+}
+
+/* ---- QP state machine ---------------------------------------------
+ * Expected EINVAL: ib_modify_qp_is_ok() and its qp_state_table
+ * (kernel drivers/infiniband/core/verbs.c), called by rxe_qp_chk_attr()
+ * (drivers/infiniband/sw/rxe/rxe_qp.c); IBA 10.3.1 / 11.2.4.
+ */
+
+static int bare_qp(struct vt_qp *q, enum ibv_qp_type type)
+{
+	struct vt_qp_opts qo = { .type = type, .cqe = 16 };
+
+	if (vt_qp_create(&dev, q, &qo))
+		return fail("setup: cannot create QP");
+	return 0;
+}
+
+static int expect_modify_einval(struct vt_qp *q, struct ibv_qp_attr *a,
+				int mask, const char *what,
+				enum ibv_qp_state stays)
+{
+	int ret = ibv_modify_qp(q->qp, a, mask);
+
+	if (ret != EINVAL)
+		return fail("%s: ibv_modify_qp returned %d (%s), expected EINVAL",
+			    what, ret, ret ? strerror(ret) : "success");
+	return expect_state(q, what, stays);
+}
+
+static void rtr_attr(struct ibv_qp_attr *a, int *mask, uint32_t dest)
+{
+	memset(a, 0, sizeof(*a));
+	a->qp_state = IBV_QPS_RTR;
+	vt_fill_ah_attr(&dev, &a->ah_attr);
+	a->path_mtu = dev.mtu;
+	a->dest_qp_num = dest;
+	a->rq_psn = 1;
+	a->max_dest_rd_atomic = 1;
+	a->min_rnr_timer = 1;
+	*mask = IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
+		IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC |
+		IBV_QP_MIN_RNR_TIMER;
+}
+
+static void rts_attr(struct ibv_qp_attr *a, int *mask)
+{
+	memset(a, 0, sizeof(*a));
+	a->qp_state = IBV_QPS_RTS;
+	a->sq_psn = 1;
+	a->timeout = 14;
+	a->retry_cnt = 7;
+	a->rnr_retry = 7;
+	a->max_rd_atomic = 1;
+	*mask = IBV_QP_STATE | IBV_QP_SQ_PSN | IBV_QP_TIMEOUT |
+		IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_MAX_QP_RD_ATOMIC;
+}
+
+static int case_reset_to_rtr(void)
+{
+	struct vt_qp q;
+	struct ibv_qp_attr a;
+	int mask, ret;
+
+	if (bare_qp(&q, IBV_QPT_RC))
+		return 1;
+	rtr_attr(&a, &mask, q.qp->qp_num);
+	ret = expect_modify_einval(&q, &a, mask, "RC RESET->RTR", IBV_QPS_RESET);
+	vt_qp_destroy(&q);
+	return ret;
+}
+
+static int case_init_to_rts(void)
+{
+	struct vt_qp q;
+	struct ibv_qp_attr a;
+	int mask, ret;
+
+	if (bare_qp(&q, IBV_QPT_RC))
+		return 1;
+	if (vt_qp_to_init(&dev, &q, full_access)) {
+		vt_qp_destroy(&q);
+		return fail("setup: RESET->INIT failed");
+	}
+	rts_attr(&a, &mask);
+	ret = expect_modify_einval(&q, &a, mask, "RC INIT->RTS", IBV_QPS_INIT);
+	vt_qp_destroy(&q);
+	return ret;
+}
+
+/* qp_state_table[RESET] allows only RESET and INIT: RESET->ERR is illegal. */
+static int case_reset_to_err(void)
+{
+	struct vt_qp q;
+	struct ibv_qp_attr a = { .qp_state = IBV_QPS_ERR };
+	int ret;
+
+	if (bare_qp(&q, IBV_QPT_RC))
+		return 1;
+	ret = expect_modify_einval(&q, &a, IBV_QP_STATE, "RC RESET->ERR",
+				   IBV_QPS_RESET);
+	vt_qp_destroy(&q);
+	return ret;
+}
+
+static int case_rtr_missing_dest_qpn(void)
+{
+	struct vt_qp q;
+	struct ibv_qp_attr a;
+	int mask, ret;
+
+	if (bare_qp(&q, IBV_QPT_RC))
+		return 1;
+	if (vt_qp_to_init(&dev, &q, full_access)) {
+		vt_qp_destroy(&q);
+		return fail("setup: RESET->INIT failed");
+	}
+	rtr_attr(&a, &mask, q.qp->qp_num);
+	mask &= ~IBV_QP_DEST_QPN;
+	ret = expect_modify_einval(&q, &a, mask,
+				   "RC INIT->RTR without DEST_QPN", IBV_QPS_INIT);
+	vt_qp_destroy(&q);
+	return ret;
+}
+
+static int case_rts_missing_retry_cnt(void)
+{
+	struct vt_qp q;
+	struct ibv_qp_attr a;
+	int mask, ret = 1;
+
+	if (bare_qp(&q, IBV_QPT_RC))
+		return 1;
+	rtr_attr(&a, &mask, q.qp->qp_num);
+	if (vt_qp_to_init(&dev, &q, full_access) ||
+	    ibv_modify_qp(q.qp, &a, mask)) {
+		fail("setup: RESET->INIT->RTR failed");
+		goto out;
+	}
+	rts_attr(&a, &mask);
+	mask &= ~IBV_QP_RETRY_CNT;
+	ret = expect_modify_einval(&q, &a, mask,
+				   "RC RTR->RTS without RETRY_CNT", IBV_QPS_RTR);
+out:
+	vt_qp_destroy(&q);
+	return ret;
+}
+
+static int case_init_missing_access(void)
+{
+	struct vt_qp q;
+	struct ibv_qp_attr a = { .qp_state = IBV_QPS_INIT,
+				 .port_num = dev.port };
+	int ret;
+
+	if (bare_qp(&q, IBV_QPT_RC))
+		return 1;
+	ret = expect_modify_einval(&q, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX |
+				   IBV_QP_PORT,
+				   "RC RESET->INIT without ACCESS_FLAGS",
+				   IBV_QPS_RESET);
+	vt_qp_destroy(&q);
+	return ret;
+}
+
+/* SQ_PSN is neither required nor optional in RESET->INIT. */
+static int case_init_with_sq_psn(void)
+{
+	struct vt_qp q;
+	struct ibv_qp_attr a = { .qp_state = IBV_QPS_INIT,
+				 .port_num = dev.port,
+				 .qp_access_flags = full_access,
+				 .sq_psn = 5 };
+	int ret;
+
+	if (bare_qp(&q, IBV_QPT_RC))
+		return 1;
+	ret = expect_modify_einval(&q, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX |
+				   IBV_QP_PORT | IBV_QP_ACCESS_FLAGS |
+				   IBV_QP_SQ_PSN,
+				   "RC RESET->INIT with SQ_PSN", IBV_QPS_RESET);
+	vt_qp_destroy(&q);
+	return ret;
+}
+
+/* UD RESET->INIT takes PKEY_INDEX, PORT, QKEY; ACCESS_FLAGS is RC/UC only. */
+static int case_ud_init_with_access(void)
+{
+	struct vt_qp q;
+	struct ibv_qp_attr a = { .qp_state = IBV_QPS_INIT,
+				 .port_num = dev.port, .qkey = VT_QKEY,
+				 .qp_access_flags = IBV_ACCESS_REMOTE_WRITE };
+	int ret;
+
+	if (bare_qp(&q, IBV_QPT_UD))
+		return 1;
+	ret = expect_modify_einval(&q, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX |
+				   IBV_QP_PORT | IBV_QP_QKEY |
+				   IBV_QP_ACCESS_FLAGS,
+				   "UD RESET->INIT with ACCESS_FLAGS",
+				   IBV_QPS_RESET);
+	vt_qp_destroy(&q);
+	return ret;
+}
+
+/* UC INIT->RTR: MAX_DEST_RD_ATOMIC and MIN_RNR_TIMER are RC-only. */
+static int case_uc_rtr_with_rd_atomic(void)
+{
+	struct vt_qp q;
+	struct ibv_qp_attr a;
+	int mask, ret;
+
+	if (bare_qp(&q, IBV_QPT_UC))
+		return 1;
+	if (vt_qp_to_init(&dev, &q, IBV_ACCESS_REMOTE_WRITE)) {
+		vt_qp_destroy(&q);
+		return fail("setup: RESET->INIT failed");
+	}
+	rtr_attr(&a, &mask, q.qp->qp_num);
+	ret = expect_modify_einval(&q, &a, mask,
+				   "UC INIT->RTR with MAX_DEST_RD_ATOMIC",
+				   IBV_QPS_INIT);
+	vt_qp_destroy(&q);
+	return ret;
+}
+
+/* Control: legal transitions still work (RTS->ERR, ERR->RESET, RESET->INIT). */
+static int case_legal_err_reset(void)
+{
+	struct pair p;
+	struct ibv_qp_attr a;
+	int ret;
+
+	if (pair_create(&p, IBV_QPT_RC, full_access, NULL))
+		goto out;
+	memset(&a, 0, sizeof(a));
+	a.qp_state = IBV_QPS_ERR;
+	ret = ibv_modify_qp(p.a.qp, &a, IBV_QP_STATE);
+	if (ret) {
+		fail("RTS->ERR: %s", strerror(ret));
+		goto out;
+	}
+	if (expect_state(&p.a, "after RTS->ERR", IBV_QPS_ERR))
+		goto out;
+	a.qp_state = IBV_QPS_RESET;
+	ret = ibv_modify_qp(p.a.qp, &a, IBV_QP_STATE);
+	if (ret) {
+		fail("ERR->RESET: %s", strerror(ret));
+		goto out;
+	}
+	if (expect_state(&p.a, "after ERR->RESET", IBV_QPS_RESET))
+		goto out;
+	if (vt_qp_to_init(&dev, &p.a, full_access)) {
+		fail("RESET->INIT after a reset failed");
+		goto out;
+	}
+	if (expect_state(&p.a, "after RESET->INIT", IBV_QPS_INIT))
+		goto out;
+	pair_destroy(&p);
+	return 0;
+out:
+	pair_destroy(&p);
+	return 1;
+}
+
+/* ---- protection and length errors ---------------------------------- */
+
+/*
+ * A local SGE with an invalid lkey: the requester fails to read the
+ * payload -> IBV_WC_LOC_PROT_ERR (rxe_req.c finish_packet: copy fails,
+ * wqe->status = IB_WC_LOC_PROT_ERR); the QP goes to ERR.
+ * Then (IBA 10.8.3.3, rxe_comp.c flush_send_queue / rxe_resp.c
+ * flush_recv_queue) every outstanding and later WR completes with
+ * IBV_WC_WR_FLUSH_ERR.
+ */
+static int case_bad_lkey_then_flush(void)
+{
+	struct pair p;
+	int ret;
+
+	if (pair_create(&p, IBV_QPT_RC, full_access, NULL))
+		goto out;
+	if (post_one_recv(&p.a, 7, p.abuf, 64, p.amr->lkey) ||
+	    post_one_recv(&p.b, 8, p.bbuf, 64, p.bmr->lkey)) {
+		fail("setup: post_recv failed");
+		goto out;
+	}
+	ret = post_one_send(&p.a, IBV_WR_SEND, 1, p.abuf, 64,
+			    p.amr->lkey ^ 0x5a5a00, 0, 0);
+	if (ret) {
+		fail("post_send with a bad lkey returned %s; expected success and a completion error",
+		     strerror(ret));
+		goto out;
+	}
+	if (expect_wc(p.a.scq, "sender", 1, IBV_WC_LOC_PROT_ERR) ||
+	    expect_state(&p.a, "sender after the error", IBV_QPS_ERR))
+		goto out;
+	/* the receive posted before the error is flushed */
+	if (expect_wc(p.a.rcq, "receive posted before the error", 7,
+		      IBV_WC_WR_FLUSH_ERR))
+		goto out;
+	if (post_one_send(&p.a, IBV_WR_SEND, 2, p.abuf, 16, p.amr->lkey, 0, 0) ||
+	    expect_wc(p.a.scq, "send posted in ERR", 2, IBV_WC_WR_FLUSH_ERR))
+		goto out;
+	if (post_one_recv(&p.a, 3, p.abuf, 16, p.amr->lkey) ||
+	    expect_wc(p.a.rcq, "recv posted in ERR", 3, IBV_WC_WR_FLUSH_ERR))
+		goto out;
+	pair_destroy(&p);
+	return 0;
+out:
+	pair_destroy(&p);
+	return 1;
+}
+
+/*
+ * RDMA to B's MR that the responder must refuse: rxe_resp.c check_rkey()
+ * -> RESPST_ERR_RKEY_VIOLATION -> NAK "remote access error" (AETH 0x62)
+ * -> requester IBV_WC_REM_ACCESS_ERR (rxe_comp.c), QP to ERR.
+ */
+static int rdma_expect_access_err(int b_access, enum ibv_wr_opcode op,
+				  uint64_t roff, uint32_t len, uint32_t rkey_xor)
+{
+	struct pair p;
+	uint64_t raddr;
+
+	if (pair_create(&p, IBV_QPT_RC, b_access, NULL))
+		goto out;
+	raddr = (uintptr_t)p.bbuf + roff;
+	if (post_one_send(&p.a, op, 1, p.abuf, len, p.amr->lkey, raddr,
+			  p.bmr->rkey ^ rkey_xor)) {
+		fail("post_send failed; expected success and a completion error");
+		goto out;
+	}
+	if (expect_wc(p.a.scq, "requester", 1, IBV_WC_REM_ACCESS_ERR) ||
+	    expect_state(&p.a, "requester after the error", IBV_QPS_ERR))
+		goto out;
+	pair_destroy(&p);
+	return 0;
+out:
+	pair_destroy(&p);
+	return 1;
+}
+
+static int case_bad_rkey_write(void)
+{
+	return rdma_expect_access_err(full_access, IBV_WR_RDMA_WRITE, 0, 64,
+				      0x00a5a500);
+}
+
+static int case_bad_rkey_read(void)
+{
+	return rdma_expect_access_err(full_access, IBV_WR_RDMA_READ, 0, 64,
+				      0x00a5a500);
+}
+
+static int case_write_out_of_bounds(void)
+{
+	/* 64 bytes starting 32 bytes before the end of the MR */
+	return rdma_expect_access_err(full_access, IBV_WR_RDMA_WRITE,
+				      BUF_LEN - 32, 64, 0);
+}
+
+static int case_read_out_of_bounds(void)
+{
+	return rdma_expect_access_err(full_access, IBV_WR_RDMA_READ,
+				      BUF_LEN - 32, 64, 0);
+}
+
+static int case_write_without_remote_write(void)
+{
+	return rdma_expect_access_err(IBV_ACCESS_LOCAL_WRITE |
+				      IBV_ACCESS_REMOTE_READ,
+				      IBV_WR_RDMA_WRITE, 0, 64, 0);
+}
+
+static int case_read_without_remote_read(void)
+{
+	return rdma_expect_access_err(IBV_ACCESS_LOCAL_WRITE |
+				      IBV_ACCESS_REMOTE_WRITE,
+				      IBV_WR_RDMA_READ, 0, 64, 0);
+}
+
+/*
+ * SEND longer than the receive buffer: rxe_resp.c check_length() ->
+ * RESPST_ERR_LENGTH -> receiver IBV_WC_LOC_LEN_ERR and NAK "invalid
+ * request" (AETH 0x61) -> sender IBV_WC_REM_INV_REQ_ERR.
+ */
+static int case_send_too_long(void)
+{
+	struct pair p;
+
+	if (pair_create(&p, IBV_QPT_RC, full_access, NULL))
+		goto out;
+	if (post_one_recv(&p.b, 9, p.bbuf, 16, p.bmr->lkey) ||
+	    post_one_send(&p.a, IBV_WR_SEND, 1, p.abuf, 64, p.amr->lkey, 0, 0)) {
+		fail("post failed");
+		goto out;
+	}
+	if (expect_wc(p.b.rcq, "receiver", 9, IBV_WC_LOC_LEN_ERR) ||
+	    expect_wc(p.a.scq, "sender", 1, IBV_WC_REM_INV_REQ_ERR))
+		goto out;
+	pair_destroy(&p);
+	return 0;
+out:
+	pair_destroy(&p);
+	return 1;
+}
+
+/*
+ * SEND with no receive posted, rnr_retry 0: the responder answers RNR NAK
+ * (rxe_resp.c get_rq: RESPST_ERR_RNR) and the requester gives up at once
+ * with IBV_WC_RNR_RETRY_EXC_ERR (rxe_comp.c, COMPST_RNR_RETRY with
+ * rnr_retry exhausted).
+ */
+static int case_rnr_retry_exceeded(void)
+{
+	struct vt_conn_opts co = { .rnr_retry = 0, .set_rnr_retry = true,
+				   .min_rnr_timer = 1 };
+	struct pair p;
+
+	if (pair_create(&p, IBV_QPT_RC, full_access, &co))
+		goto out;
+	if (post_one_send(&p.a, IBV_WR_SEND, 1, p.abuf, 32, p.amr->lkey, 0, 0)) {
+		fail("post_send failed");
+		goto out;
+	}
+	if (expect_wc(p.a.scq, "sender", 1, IBV_WC_RNR_RETRY_EXC_ERR) ||
+	    expect_state(&p.a, "sender after the error", IBV_QPS_ERR))
+		goto out;
+	pair_destroy(&p);
+	return 0;
+out:
+	pair_destroy(&p);
+	return 1;
+}
+
+/* ---- immediate (return-value) errors ------------------------------- */
+
+/*
+ * REMOTE_WRITE or REMOTE_ATOMIC need LOCAL_WRITE: ib_check_mr_access()
+ * (kernel include/rdma/ib_verbs.h, run by ib_uverbs_reg_mr for every
+ * driver) -> EINVAL from ibv_reg_mr.
+ */
+static int case_reg_mr_remote_write_no_local(void)
+{
+	static const int bad[] = { IBV_ACCESS_REMOTE_WRITE,
+				   IBV_ACCESS_REMOTE_ATOMIC };
+	char *buf = malloc(BUF_LEN);
+	struct ibv_mr *mr;
+	unsigned int i;
+
+	if (!buf)
+		return fail("out of memory");
+	for (i = 0; i < 2; i++) {
+		errno = 0;
+		mr = ibv_reg_mr(dev.pd, buf, BUF_LEN, bad[i]);
+		if (mr) {
+			ibv_dereg_mr(mr);
+			free(buf);
+			return fail("ibv_reg_mr(access %#x) succeeded", bad[i]);
+		}
+		if (errno != EINVAL) {
+			free(buf);
+			return fail("ibv_reg_mr(access %#x): errno %d (%s), expected EINVAL",
+				    bad[i], errno, strerror(errno));
+		}
+	}
+	free(buf);
+	return 0;
+}
+
+/*
+ * num_sge above the QP's max: rdma-core providers/rxe/rxe.c
+ * validate_send_wr() / rxe_post_one_recv() return EINVAL (mlx5 returns
+ * ENOMEM; both are accepted), with *bad_wr at the offending WR.
+ */
+static int case_too_many_sge(void)
+{
+	struct pair p;
+	struct ibv_sge *sge = NULL;
+	struct ibv_send_wr wr, *bad = NULL;
+	struct ibv_recv_wr rwr, *rbad = NULL;
+	uint32_t n, i;
+	struct ibv_wc wc;
+	int ret;
+
+	if (pair_create(&p, IBV_QPT_RC, full_access, NULL))
+		goto out;
+	n = (p.a.cap.max_send_sge > p.a.cap.max_recv_sge ?
+	     p.a.cap.max_send_sge : p.a.cap.max_recv_sge) + 1;
+	sge = calloc(n, sizeof(*sge));
+	if (!sge) {
+		fail("out of memory");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		sge[i].addr = (uintptr_t)p.abuf + i;
+		sge[i].length = 1;
+		sge[i].lkey = p.amr->lkey;
+	}
+	memset(&wr, 0, sizeof(wr));
+	wr.opcode = IBV_WR_SEND;
+	wr.send_flags = IBV_SEND_SIGNALED;
+	wr.sg_list = sge;
+	wr.num_sge = (int)p.a.cap.max_send_sge + 1;
+	ret = ibv_post_send(p.a.qp, &wr, &bad);
+	if (ret != EINVAL && ret != ENOMEM) {
+		fail("post_send with num_sge %d > max_send_sge %u returned %d (%s), expected EINVAL",
+		     wr.num_sge, p.a.cap.max_send_sge, ret,
+		     ret ? strerror(ret) : "success");
+		goto out;
+	}
+	if (bad != &wr) {
+		fail("post_send: bad_wr does not point at the rejected WR");
+		goto out;
+	}
+	memset(&rwr, 0, sizeof(rwr));
+	rwr.sg_list = sge;
+	rwr.num_sge = (int)p.a.cap.max_recv_sge + 1;
+	ret = ibv_post_recv(p.a.qp, &rwr, &rbad);
+	if (ret != EINVAL && ret != ENOMEM) {
+		fail("post_recv with num_sge %d > max_recv_sge %u returned %d (%s), expected EINVAL",
+		     rwr.num_sge, p.a.cap.max_recv_sge, ret,
+		     ret ? strerror(ret) : "success");
+		goto out;
+	}
+	if (rbad != &rwr) {
+		fail("post_recv: bad_wr does not point at the rejected WR");
+		goto out;
+	}
+	if (!vt_cq_quiet(p.a.scq, 100, &wc) || !vt_cq_quiet(p.b.rcq, 1, &wc)) {
+		fail("a rejected WR produced a completion (status %s)",
+		     ibv_wc_status_str(wc.status));
+		goto out;
+	}
+	free(sge);
+	pair_destroy(&p);
+	return 0;
+out:
+	free(sge);
+	pair_destroy(&p);
+	return 1;
+}
+
+/*
+ * Posting to a RESET QP: receive -> EINVAL (rdma-core providers/rxe/rxe.c
+ * rxe_post_recv, "see C10-97.2.1"); send -> EINVAL (kernel rxe_verbs.c
+ * rxe_post_send: "qp not ready to send" while state < RTS).
+ */
+static int case_post_on_reset_qp(void)
+{
+	struct vt_qp q;
+	char buf[64];
+	struct ibv_mr *mr = NULL;
+	int ret, rc = 1;
+
+	if (bare_qp(&q, IBV_QPT_RC))
+		return 1;
+	mr = ibv_reg_mr(dev.pd, buf, sizeof(buf), IBV_ACCESS_LOCAL_WRITE);
+	if (!mr) {
+		fail("setup: ibv_reg_mr: %s", strerror(errno));
+		goto out;
+	}
+	ret = post_one_recv(&q, 1, buf, sizeof(buf), mr->lkey);
+	if (ret != EINVAL) {
+		fail("post_recv on a RESET QP returned %d (%s), expected EINVAL",
+		     ret, ret ? strerror(ret) : "success");
+		goto out;
+	}
+	ret = post_one_send(&q, IBV_WR_SEND, 2, buf, sizeof(buf), mr->lkey, 0, 0);
+	if (ret != EINVAL) {
+		fail("post_send on a RESET QP returned %d (%s), expected EINVAL",
+		     ret, ret ? strerror(ret) : "success");
+		goto out;
+	}
+	rc = 0;
+out:
+	vt_qp_destroy(&q);
+	if (mr)
+		ibv_dereg_mr(mr);
+	return rc;
+}
+
+/* ---- resources ----------------------------------------------------- */
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static bool fd_open(int fd)
+{
+	return fcntl(fd, F_GETFD) != -1;
+}
+
+/*
+ * ibv_create_comp_channel: ipathd has no event mode yet (issue 2: "must
+ * fail cleanly with a clear errno — never hand out a garbage fd"); a device
+ * that has one must hand out a fresh descriptor.  Either way no descriptor
+ * may leak and stdin/stdout/stderr must survive create + destroy.
+ */
+static int case_comp_channel(void)
+{
+	bool std_open[3];
+	struct ibv_comp_channel *ch;
+	int i, before, after, fd;
+
+	for (i = 0; i < 3; i++)
+		std_open[i] = fd_open(i);
+	before = count_fds();
+	errno = 0;
+	ch = ibv_create_comp_channel(dev.ctx);
+	if (!ch) {
+		if (!errno)
+			return fail("ibv_create_comp_channel: NULL with errno 0");
+		if (vt_verbose)
+			fprintf(stderr, "comp channel refused: %s\n",
+				strerror(errno));
+	} else {
+		fd = ch->fd;
+		if (fd <= 2 || !fd_open(fd) || fd == dev.ctx->cmd_fd ||
+		    fd == dev.ctx->async_fd)
+			return fail("ibv_create_comp_channel returned fd %d, which is not a fresh descriptor",
+				    fd);
+		if (ibv_destroy_comp_channel(ch))
+			return fail("ibv_destroy_comp_channel failed");
+	}
+	after = count_fds();
+	if (before != after)
+		return fail("descriptor count %d before, %d after (%s)", before,
+			    after, ch ? "create+destroy" : "failed create");
+	for (i = 0; i < 3; i++)
+		if (std_open[i] && !fd_open(i))
+			return fail("descriptor %d was closed", i);
+	return 0;
+}
+
+/* ib_dealloc_pd with objects on it: uverbs refuses with EBUSY. */
+static int case_dealloc_pd_busy(void)
+{
+	struct ibv_pd *pd = ibv_alloc_pd(dev.ctx);
+	char *buf = malloc(BUF_LEN);
+	struct ibv_mr *mr = NULL;
+	int ret, rc = 1;
+
+	if (!pd || !buf) {
+		fail("setup: %s", strerror(errno));
+		goto out;
+	}
+	mr = ibv_reg_mr(pd, buf, BUF_LEN, IBV_ACCESS_LOCAL_WRITE);
+	if (!mr) {
+		fail("setup: ibv_reg_mr: %s", strerror(errno));
+		goto out;
+	}
+	ret = ibv_dealloc_pd(pd);
+	if (ret != EBUSY) {
+		fail("ibv_dealloc_pd with an MR returned %d (%s), expected EBUSY",
+		     ret, ret ? strerror(ret) : "success");
+		if (!ret)
+			pd = NULL;
+		goto out;
+	}
+	ret = ibv_dereg_mr(mr);
+	mr = NULL;
+	if (ret) {
+		fail("ibv_dereg_mr: %s", strerror(ret));
+		goto out;
+	}
+	ret = ibv_dealloc_pd(pd);
+	pd = NULL;
+	if (ret) {
+		fail("ibv_dealloc_pd after dereg: %s", strerror(ret));
+		goto out;
+	}
+	rc = 0;
+out:
+	if (mr)
+		ibv_dereg_mr(mr);
+	if (pd)
+		ibv_dealloc_pd(pd);
+	free(buf);
+	return rc;
+}
+
+/* rxe_cq.c rxe_cq_chk_attr(): cqe > max_cqe -> EINVAL. */
+static int case_create_cq_too_big(void)
+{
+	struct ibv_cq *cq;
+
+	if (dev.attr.max_cqe <= 0 || dev.attr.max_cqe == 0x7fffffff)
+		return fail("device max_cqe %d leaves no room for the test",
+			    dev.attr.max_cqe);
+	errno = 0;
+	cq = ibv_create_cq(dev.ctx, dev.attr.max_cqe + 1, NULL, NULL, 0);
+	if (cq) {
+		ibv_destroy_cq(cq);
+		return fail("ibv_create_cq(max_cqe + 1 = %d) succeeded",
+			    dev.attr.max_cqe + 1);
+	}
+	if (errno != EINVAL)
+		return fail("ibv_create_cq(max_cqe + 1): errno %d (%s), expected EINVAL",
+			    errno, strerror(errno));
+	return 0;
+}
+
+/* rxe_qp.c rxe_qp_chk_cap(): max_send_wr > max_qp_wr -> EINVAL. */
+static int case_create_qp_too_big(void)
+{
+	struct ibv_cq *cq = ibv_create_cq(dev.ctx, 16, NULL, NULL, 0);
+	struct ibv_qp_init_attr ia;
+	struct ibv_qp *qp;
+	int rc = 0;
+
+	if (!cq)
+		return fail("setup: ibv_create_cq: %s", strerror(errno));
+	memset(&ia, 0, sizeof(ia));
+	ia.send_cq = cq;
+	ia.recv_cq = cq;
+	ia.qp_type = IBV_QPT_RC;
+	ia.cap.max_send_wr = (uint32_t)dev.attr.max_qp_wr + 1;
+	ia.cap.max_recv_wr = 1;
+	ia.cap.max_send_sge = 1;
+	ia.cap.max_recv_sge = 1;
+	errno = 0;
+	qp = ibv_create_qp(dev.pd, &ia);
+	if (qp) {
+		ibv_destroy_qp(qp);
+		rc = fail("ibv_create_qp(max_send_wr = max_qp_wr + 1 = %u) succeeded",
+			  ia.cap.max_send_wr);
+	} else if (errno != EINVAL) {
+		rc = fail("ibv_create_qp(max_send_wr > max_qp_wr): errno %d (%s), expected EINVAL",
+			  errno, strerror(errno));
+	}
+	ibv_destroy_cq(cq);
+	return rc;
+}
+
+/* ---- driver -------------------------------------------------------- */
+
+static const struct tcase {
+	const char *name;
+	int (*fn)(void);
+} cases[] = {
+	{ "qp_reset_to_rtr", case_reset_to_rtr },
+	{ "qp_init_to_rts", case_init_to_rts },
+	{ "qp_reset_to_err", case_reset_to_err },
+	{ "qp_rtr_missing_dest_qpn", case_rtr_missing_dest_qpn },
+	{ "qp_rts_missing_retry_cnt", case_rts_missing_retry_cnt },
+	{ "qp_init_missing_access_flags", case_init_missing_access },
+	{ "qp_init_with_sq_psn", case_init_with_sq_psn },
+	{ "qp_ud_init_with_access_flags", case_ud_init_with_access },
+	{ "qp_uc_rtr_with_max_dest_rd_atomic", case_uc_rtr_with_rd_atomic },
+	{ "qp_legal_err_reset_init", case_legal_err_reset },
+	{ "bad_lkey_then_flush", case_bad_lkey_then_flush },
+	{ "bad_rkey_write", case_bad_rkey_write },
+	{ "bad_rkey_read", case_bad_rkey_read },
+	{ "write_out_of_bounds", case_write_out_of_bounds },
+	{ "read_out_of_bounds", case_read_out_of_bounds },
+	{ "write_without_remote_write", case_write_without_remote_write },
+	{ "read_without_remote_read", case_read_without_remote_read },
+	{ "send_too_long", case_send_too_long },
+	{ "rnr_retry_exceeded", case_rnr_retry_exceeded },
+	{ "reg_mr_remote_without_local_write", case_reg_mr_remote_write_no_local },
+	{ "post_too_many_sge", case_too_many_sge },
+	{ "post_on_reset_qp", case_post_on_reset_qp },
+	{ "comp_channel_clean", case_comp_channel },
+	{ "dealloc_pd_busy", case_dealloc_pd_busy },
+	{ "create_cq_too_big", case_create_cq_too_big },
+	{ "create_qp_too_big", case_create_qp_too_big },
+};
+
+#define NCASES (sizeof(cases) / sizeof(cases[0]))
+
+static bool selected(const char *name, int argc, char **argv)
+{
+	int i;
+
+	if (optind >= argc)
+		return true;
+	for (i = optind; i < argc; i++)
+		if (!strcmp(argv[i], name))
+			return true;
+	return false;
+}
+
+int main(int argc, char **argv)
+{
+	const char *devname = NULL;
+	int gid = -1, c, failed = 0, ran = 0;
+	unsigned int i;
+
+	while ((c = getopt(argc, argv, "d:g:vlh")) != -1) {
+		switch (c) {
+		case 'd':
+			devname = optarg;
+			break;
+		case 'g':
+			gid = atoi(optarg);
+			break;
+		case 'v':
+			vt_verbose++;
+			break;
+		case 'l':
+			for (i = 0; i < NCASES; i++)
+				printf("%s\n", cases[i].name);
+			return 0;
+		default:
+			fprintf(stderr, "usage: %s [-d DEV] [-g IDX] [-v] [-l] [CASE...]\n",
+				argv[0]);
+			return 2;
+		}
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (vt_open(&dev, devname, gid))
+		return 2;
+	for (i = 0; i < NCASES; i++) {
+		if (!selected(cases[i].name, argc, argv))
+			continue;
+		why[0] = '\0';
+		ran++;
+		if (cases[i].fn()) {
+			failed++;
+			printf("FAIL %s: %s\n", cases[i].name, why);
+		} else {
+			printf("PASS %s\n", cases[i].name);
+		}
+	}
+	vt_close(&dev);
+	printf("negative: %d of %d cases failed\n", failed, ran);
+	return failed > 100 ? 100 : failed;
+}
