@@ -331,7 +331,8 @@ int vt_qp_to_rtr(struct vt_dev *d, struct vt_qp *q, uint32_t dest_qpn,
 	return ret;
 }
 
-int vt_qp_to_rts(struct vt_dev *d, struct vt_qp *q, const struct vt_conn_opts *co)
+int vt_qp_to_rts(struct vt_dev *d, struct vt_qp *q,
+		 const struct vt_conn_opts *co)
 {
 	struct ibv_qp_attr a;
 	int mask = IBV_QP_STATE | IBV_QP_SQ_PSN;
@@ -402,7 +403,9 @@ int vt_connect(struct vt_dev *d, struct vt_qp *a, struct vt_qp *b,
 
 int vt_poll(struct ibv_cq *cq, struct ibv_wc *wc, int n, int ms)
 {
+	const struct timespec nap = { 0, 20000 };
 	uint64_t deadline = vt_now_ms() + (uint64_t)ms;
+	unsigned int idle = 0;
 	int got = 0, r;
 
 	while (got < n) {
@@ -412,10 +415,16 @@ int vt_poll(struct ibv_cq *cq, struct ibv_wc *wc, int n, int ms)
 			return -1;
 		}
 		got += r;
-		if (r == 0 && vt_now_ms() > deadline)
-			break;
-		if (r > 0)
+		if (r > 0) {
 			deadline = vt_now_ms() + (uint64_t)ms;
+			idle = 0;
+			continue;
+		}
+		if (vt_now_ms() > deadline)
+			break;
+		/* leave the CPU to a software device after a short spin */
+		if (++idle > 200)
+			nanosleep(&nap, NULL);
 	}
 	return got;
 }
