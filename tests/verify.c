@@ -775,11 +775,11 @@ static int create_qps(struct run *r)
 			return FAIL(r, "ibv_create_srq: %s", strerror(errno));
 		qo.srq = r->srq;
 	}
-	if (vt_qp_create(d, &r->a, &qo)) {
-		/* a device without inline support may refuse the request */
-		qo.max_inline = 0;
-		if (vt_qp_create(d, &r->a, &qo))
+	/* a device may refuse an inline size above its limit: step down */
+	while (vt_qp_create(d, &r->a, &qo)) {
+		if (!qo.max_inline)
 			return FAIL(r, "cannot create QP A");
+		qo.max_inline = qo.max_inline > 64 ? 64 : 0;
 	}
 	if (vt_qp_create(d, &r->b, &qo))
 		return FAIL(r, "cannot create QP B");
