@@ -219,6 +219,8 @@ PARSERS = {
 
 def kv(extra):
     out = {}
+    if (extra or "").startswith("reason="):
+        return {"reason": extra[len("reason="):]}
     for part in (extra or "").split(";"):
         if "=" in part:
             k, v = part.split("=", 1)
