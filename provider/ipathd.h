@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libipathd-rdmav34.so: the verbs provider.  A thin client of the daemon:
+ * control verbs become requests on the context's control socket (ctl.c,
+ * verbs.c), the data path touches only the shared rings (post.c), and
+ * registered memory lives in the memfd arena (mem.c).
+ *
+ *   ipathd.c  registration, device, context, ops table, query verbs
+ *   ctl.c     control socket: connect, HELLO, one request at a time
+ *   verbs.c   PD, MR, CQ, SRQ, QP, AH control verbs
+ *   post.c    post_send/post_recv/post_srq_recv/poll_cq, ibv_cq_ex, ibv_qp_ex
+ *   mem.c     the memfd arena (mem.h)
+ */
+#ifndef IPATHD_PROVIDER_H
+#define IPATHD_PROVIDER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ipathd/ctl.h"
+#include "ipathd/ring.h"
+#include "ipathd/verbs_abi.h"
+
+#define IPD_PFX "ipathd: "
+
+struct ipd_device {
+	struct verbs_device vdev;
+};
+
+struct ipd_context {
+	struct verbs_context vctx;
+	int sock;			/* control socket */
+	pthread_mutex_t ctl_lock;	/* one request/response at a time */
+	struct ipd_client_page *page;	/* daemon_sleeping flag */
+	size_t page_len;
+	int doorbell_fd;		/* eventfd: wake the daemon */
+	uint32_t client_id;
+};
+
+/* A ring as the client maps it (layout in ipathd/ring.h). */
+struct ipd_uring {
+	struct ipd_ring_hdr *hdr;
+	size_t map_len;
+	uint32_t size;			/* slots, power of two */
+	uint32_t slot_size;
+	pthread_spinlock_t lock;	/* serialises this side's users */
+};
+
+struct ipd_cq {
+	struct verbs_cq vcq;
+	struct ipd_uring ring;
+	uint64_t wc_flags;		/* IBV_WC_EX_WITH_* asked at create */
+	struct ipd_cqe *cur;		/* ibv_cq_ex: entry being read */
+};
+
+struct ipd_srq {
+	struct verbs_srq vsrq;
+	struct ipd_uring ring;
+	uint32_t max_sge;
+};
+
+struct ipd_qp {
+	struct verbs_qp vqp;
+	struct ipd_uring sq;
+	struct ipd_uring rq;		/* unmapped (hdr NULL) with an SRQ */
+	struct ibv_qp_cap cap;		/* actual capabilities */
+	bool sq_sig_all;
+	/* ibv_qp_ex builder state, valid between wr_start and wr_complete */
+	struct ipd_send_wqe *wr_cur;	/* WQE being built, NULL if none */
+	uint32_t wr_prod;		/* producer index incl. built WQEs */
+	int wr_err;			/* first error since wr_start */
+};
+
+struct ipd_ah {
+	struct ibv_ah ibv_ah;		/* ibv_ah.handle = daemon handle */
+};
+
+struct ipd_mr {
+	struct verbs_mr vmr;		/* ibv_mr.handle = daemon handle */
+};
+
+static inline struct ipd_context *to_ictx(struct ibv_context *ctx)
+{
+	return (struct ipd_context *)(void *)ctx;
+}
+
+static inline struct ipd_cq *to_icq(struct ibv_cq *cq)
+{
+	return (struct ipd_cq *)(void *)cq;
+}
+
+static inline struct ipd_cq *cqex_to_icq(struct ibv_cq_ex *cq)
+{
+	return (struct ipd_cq *)(void *)cq;
+}
+
+static inline struct ipd_srq *to_isrq(struct ibv_srq *srq)
+{
+	return (struct ipd_srq *)(void *)srq;
+}
+
+static inline struct ipd_qp *to_iqp(struct ibv_qp *qp)
+{
+	return (struct ipd_qp *)(void *)qp;
+}
+
+static inline struct ipd_qp *qpex_to_iqp(struct ibv_qp_ex *qp)
+{
+	return (struct ipd_qp *)(void *)qp;
+}
+
+/* ctl.c */
+int ipd_ctl_connect(struct ipd_context *ctx, const char *sysfs_dir);
+void ipd_ctl_disconnect(struct ipd_context *ctx);
+/*
+ * Send req (with nfds descriptors) and wait for the answer.  Returns 0 with
+ * *resp set (free with ipd_ctl_free), or a positive errno: the daemon's
+ * Response.err or a transport error.  Received descriptors go to rfds
+ * (closed when the call fails); pass rfds NULL to close them all.
+ */
+int ipd_ctl_request(struct ipd_context *ctx, Ipd__Request *req,
+		    const int *fds, int nfds, Ipd__Response **resp,
+		    int *rfds, int *nrfds, int maxrfds);
+void ipd_ctl_free(Ipd__Response *resp);
+/* Destroy a daemon object; 0 or a positive errno. */
+int ipd_ctl_destroy(struct ipd_context *ctx, Ipd__ObjType type,
+		    uint32_t handle);
+
+/* Map a ring memfd (closes fd).  0 or a positive errno. */
+int ipd_uring_map(struct ipd_uring *r, int fd, uint32_t size,
+		  uint32_t slot_size);
+void ipd_uring_unmap(struct ipd_uring *r);
+
+/* verbs.c: control verbs */
+struct ibv_pd *ipd_alloc_pd(struct ibv_context *context);
+int ipd_dealloc_pd(struct ibv_pd *pd);
+struct ibv_mr *ipd_reg_mr(struct ibv_pd *pd, void *addr, size_t length,
+			  uint64_t hca_va, int access);
+int ipd_dereg_mr(struct verbs_mr *vmr);
+struct ibv_cq *ipd_create_cq(struct ibv_context *context, int cqe,
+			     struct ibv_comp_channel *channel, int comp_vector);
+struct ibv_cq_ex *ipd_create_cq_ex(struct ibv_context *context,
+				   struct ibv_cq_init_attr_ex *attr);
+int ipd_resize_cq(struct ibv_cq *cq, int cqe);
+int ipd_destroy_cq(struct ibv_cq *cq);
+struct ibv_srq *ipd_create_srq(struct ibv_pd *pd,
+			       struct ibv_srq_init_attr *attr);
+int ipd_modify_srq(struct ibv_srq *srq, struct ibv_srq_attr *attr, int mask);
+int ipd_query_srq(struct ibv_srq *srq, struct ibv_srq_attr *attr);
+int ipd_destroy_srq(struct ibv_srq *srq);
+struct ibv_qp *ipd_create_qp(struct ibv_pd *pd, struct ibv_qp_init_attr *attr);
+struct ibv_qp *ipd_create_qp_ex(struct ibv_context *context,
+				struct ibv_qp_init_attr_ex *attr);
+int ipd_modify_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int mask);
+int ipd_query_qp(struct ibv_qp *qp, struct ibv_qp_attr *attr, int mask,
+		 struct ibv_qp_init_attr *init_attr);
+int ipd_destroy_qp(struct ibv_qp *qp);
+struct ibv_ah *ipd_create_ah(struct ibv_pd *pd, struct ibv_ah_attr *attr);
+int ipd_destroy_ah(struct ibv_ah *ah);
+
+/* post.c: data path */
+int ipd_post_send(struct ibv_qp *qp, struct ibv_send_wr *wr,
+		  struct ibv_send_wr **bad_wr);
+int ipd_post_recv(struct ibv_qp *qp, struct ibv_recv_wr *wr,
+		  struct ibv_recv_wr **bad_wr);
+int ipd_post_srq_recv(struct ibv_srq *srq, struct ibv_recv_wr *wr,
+		      struct ibv_recv_wr **bad_wr);
+int ipd_poll_cq(struct ibv_cq *cq, int num_entries, struct ibv_wc *wc);
+int ipd_req_notify_cq(struct ibv_cq *cq, int solicited_only);
+/* Wire the ibv_cq_ex polling functions (wc_flags already checked). */
+void ipd_cq_ex_init(struct ipd_cq *cq);
+/* Wire the ibv_qp_ex work request builders. */
+void ipd_qp_ex_init(struct ipd_qp *qp);
+/* IBV_QP_EX_WITH_* flags the builders support. */
+#define IPD_SUPPORTED_SEND_OPS                                               \
+	(IBV_QP_EX_WITH_SEND | IBV_QP_EX_WITH_SEND_WITH_IMM |                \
+	 IBV_QP_EX_WITH_SEND_WITH_INV | IBV_QP_EX_WITH_RDMA_WRITE |          \
+	 IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM | IBV_QP_EX_WITH_RDMA_READ |     \
+	 IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP |                                 \
+	 IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD)
+/* IBV_WC_EX_WITH_* flags the ibv_cq_ex readers support. */
+#define IPD_SUPPORTED_WC_FLAGS                                               \
+	(IBV_WC_EX_WITH_BYTE_LEN | IBV_WC_EX_WITH_IMM |                      \
+	 IBV_WC_EX_WITH_QP_NUM | IBV_WC_EX_WITH_SRC_QP |                     \
+	 IBV_WC_EX_WITH_SLID | IBV_WC_EX_WITH_SL |                           \
+	 IBV_WC_EX_WITH_DLID_PATH_BITS)
+
+#endif
