@@ -460,6 +460,7 @@ int ipd_handle_modify_qp(struct ipd_req_ctx *ctx)
 		return -EINVAL;
 	qp_apply(qp, a, mask, &ah, &av);
 	ipd_engine_qp_modified(qp, old, (int)mask);
+	ctx->resp->ok = true;
 	return 0;
 }
 
