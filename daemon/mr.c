@@ -89,7 +89,7 @@ static uint64_t mr_check_runs(const Ipd__RegMr *m, int fd, int *err)
 	struct stat st;
 
 	*err = -EINVAL;
-	if (m->length == 0 || m->addr + m->length < m->addr)
+	if (m->length == 0 || m->addr + m->length + pg - 1 < m->addr)
 		return 0;
 	first = m->addr & ~(pg - 1);
 	last = (m->addr + m->length + pg - 1) & ~(pg - 1);
