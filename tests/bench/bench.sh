@@ -16,8 +16,8 @@
 #   1. installs what is missing (iperf3, sockperf, libfabric-bin for
 #      fi_pingpong, perftest, python3-matplotlib), builds ipathd (meson/ninja)
 #      and tests/bench/memcpy_bw.c;
-#   2. creates three network namespaces: O (one host: a dummy interface
-#      10.56.0.1, traffic stays on loopback) and A, B joined by a veth pair
+#   2. creates three network namespaces: O (one host: 10.56.0.1 on a veth
+#      whose peer is in O too; traffic to it stays on loopback) and A, B joined by a veth pair
 #      (10.57.0.1 <-> 10.57.0.2);
 #   3. floors: memcpy bandwidth; on loopback (inside O) and across the veth
 #      (A -> B): iperf3 UDP goodput with 4 KiB and 64 B datagrams, iperf3 TCP,
@@ -183,7 +183,7 @@ wait_bounded() {
 install_missing() {
 	local pkgs=() c
 	declare -A want=([iperf3]=iperf3 [sockperf]=sockperf [fi_pingpong]=libfabric-bin
-		[ib_write_bw]=perftest [tc]=iproute2 [cc]=gcc)
+		[ib_write_bw]=perftest [tc]=iproute2 [cc]=gcc [iptables]=iptables)
 	for c in "${!want[@]}"; do
 		command -v "$c" >/dev/null || pkgs+=("${want[$c]}")
 	done
@@ -234,26 +234,59 @@ setup_ns() {
 	ip netns add "$NS_O" && ip netns add "$NS_A" && ip netns add "$NS_B" || return 1
 	local n
 	for n in "$NS_O" "$NS_A" "$NS_B"; do ip -n "$n" link set lo up || return 1; done
-	ip -n "$NS_O" link add "$DUMMY" type dummy &&
+	# One host: an address on an ordinary interface (no dummy module in a
+	# kernel without modules: a veth pair with both ends in O); traffic to
+	# a local address goes through lo.
+	ip link add "$DUMMY" netns "$NS_O" type veth peer name "${DUMMY}p" netns "$NS_O" &&
 		ip -n "$NS_O" addr add "$IP_O/24" dev "$DUMMY" &&
+		ip -n "$NS_O" link set "${DUMMY}p" up &&
 		ip -n "$NS_O" link set "$DUMMY" up || return 1
 	ip link add "$VA" netns "$NS_A" type veth peer name "$VB" netns "$NS_B" || return 1
 	ip -n "$NS_A" addr add "$IP_A/24" dev "$VA" &&
 		ip -n "$NS_B" addr add "$IP_B/24" dev "$VB" &&
 		ip -n "$NS_A" link set "$VA" up && ip -n "$NS_B" link set "$VB" up || return 1
-	nsx "$NS_A" ping -c 1 -W 3 "$IP_B" >/dev/null 2>&1 || { sleep 1;
-		nsx "$NS_A" ping -c 1 -W 3 "$IP_B" >/dev/null 2>&1; } || return 1
+	# bounded wait for carrier on both ends (there is no ping here)
+	local i
+	for ((i = 0; i < 50; i++)); do
+		ip -n "$NS_A" link show "$VA" | grep -q LOWER_UP &&
+			ip -n "$NS_B" link show "$VB" | grep -q LOWER_UP && return 0
+		sleep 0.1
+	done
+	return 1
 }
 
-set_loss() {   # set_loss on|off
-	local d
+# set_loss on|off: 1 % random loss on the veth, both directions.  tc netem
+# when the kernel has it; else (a kernel without sch_netem, like this
+# project's VMs) iptables' statistic match dropping 1 % of what each side
+# receives (INPUT, so the sender sees no error, as with loss on a wire).
+LOSS_METHOD=
+set_loss() {
+	local d ns dev ipt
 	for d in "$NS_A:$VA" "$NS_B:$VB"; do
-		if [[ $1 == on ]]; then
-			nsx "${d%%:*}" tc qdisc replace dev "${d#*:}" root netem loss 1% || return 1
-		else
-			nsx "${d%%:*}" tc qdisc del dev "${d#*:}" root 2>/dev/null
+		ns=${d%%:*} dev=${d#*:}
+		if [[ $1 == off ]]; then
+			nsx "$ns" tc qdisc del dev "$dev" root 2>/dev/null
+			for ipt in iptables iptables-legacy; do
+				nsx "$ns" "$ipt" -D INPUT -i "$dev" -m statistic --mode random \
+					--probability 0.01 -j DROP 2>/dev/null
+			done
+			continue
 		fi
+		if [[ $LOSS_METHOD != iptables* ]] &&
+			nsx "$ns" tc qdisc replace dev "$dev" root netem loss 1% 2>/dev/null; then
+			LOSS_METHOD=netem
+			continue
+		fi
+		for ipt in iptables iptables-legacy ""; do
+			[[ -n $ipt ]] || { log "no way to inject loss (no netem, no iptables statistic)"; return 1; }
+			command -v "$ipt" >/dev/null || continue
+			nsx "$ns" "$ipt" -A INPUT -i "$dev" -m statistic --mode random \
+				--probability 0.01 -j DROP 2>/dev/null && break
+		done
+		LOSS_METHOD="iptables statistic (INPUT, 1 %)"
 	done
+	log "1 % loss: ${LOSS_METHOD}"
+	echo "$LOSS_METHOD" >"$RAW/loss_method"
 	return 0
 }
 
@@ -570,7 +603,7 @@ build_memcpy
 		"$(dpkg-query -W -f '${Version}' sockperf 2>/dev/null)" \
 		"$(dpkg-query -W -f '${Version}' libfabric-bin 2>/dev/null)" \
 		"$(dpkg-query -W -f '${Version}' perftest 2>/dev/null)"
-	printf ' "links": {"loopback": "netns %s, dummy %s, via lo", "veth": "%s <-> %s, MTU %s"}}\n' \
+	printf ' "links": {"loopback": "netns %s, %s on a local veth, via lo", "veth": "%s <-> %s, MTU %s"}}\n' \
 		"$NS_O" "$IP_O" "$IP_A" "$IP_B" 1500
 } >"$RAW/meta.json"
 

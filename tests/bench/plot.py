@@ -70,7 +70,8 @@ def parse_memcpy(text):
 def parse_iperf3(text):
     """iperf3 -J output -> goodput (receiver side) and friends."""
     try:
-        d = json.loads(text)
+        # iperf3 may print a warning line before the JSON
+        d = json.loads(text[text.index("{"):] if "{" in text else text)
     except ValueError as e:
         raise ParseError("not iperf3 JSON (%s): %s" % (e, tail(text)))
     if d.get("error"):
@@ -127,10 +128,12 @@ def parse_fi_pingpong(text):
         if f[:1] == ["bytes"] and "usec/xfer" in f:
             hdr = f
             continue
-        if hdr and len(f) == len(hdr) and f[0].isdigit():
+        if hdr and len(f) == len(hdr) and re.match(r"^\d+[kmg]?$", f[0]):
             c = dict(zip(hdr, f))
+            size = int(f[0].rstrip("kmg")) * {"k": 1 << 10, "m": 1 << 20,
+                                              "g": 1 << 30}.get(f[0][-1], 1)
             try:
-                rows[int(f[0])] = {
+                rows[size] = {
                     "lat_us": float(c["usec/xfer"]),
                     "gbps": float(c["MB/sec"]) * 8e6 / 1e9,
                 }
@@ -602,6 +605,9 @@ def report(outdir):
                 meta = json.load(f)
         except ValueError:
             pass
+    lm = os.path.join(outdir, "raw", "loss_method")
+    if os.path.exists(lm):
+        meta["loss_method"] = read_text(lm).strip()
     quick = bool(meta.get("quick"))
     rows = build_table(ms, quick)
     notes = plots(ms, outdir)
@@ -686,6 +692,14 @@ def selftest(d):
         check("fi_pingpong failure rejected", False, None)
     except ParseError:
         check("fi_pingpong failure rejected", True, None)
+    r = parse_fi_pingpong("bytes   #sent   #ack     total       time     "
+                          "MB/sec    usec/xfer   Mxfers/sec\n4k      1k      "
+                          "=1k      7.8m        0.03s    244.36      16.76"
+                          "       0.06\n")
+    check("fi_pingpong 4k size", r[4096]["lat_us"] == 16.76, r)
+    r = parse_iperf3("warning: UDP block size 4096 exceeds TCP MSS\n" +
+                     rd("iperf3_udp.json"))
+    check("iperf3 JSON after a warning", r["gbps"] > 0, r)
     r = parse_memcpy("memcpy mode=hot size=1048576 bytes_per_sec=1e10\n")
     check("memcpy", r[("hot", 1048576)] == 80.0, r)
     print("%d passed, %d failed" % (passes, fails))
