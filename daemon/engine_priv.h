@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Transport engine internals shared by req.c (requester), comp.c
+ * (completer), resp.c (responder), sge.c, net.c, pkt.c and link_loop.c.
+ * Nothing outside the engine includes this.
+ */
+#ifndef IPATHD_ENGINE_PRIV_H
+#define IPATHD_ENGINE_PRIV_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine.h"
+#include "hdr.h"
+#include "opcode.h"
+
+/* Tunables (rxe's values, FACTS.md "Wire and reliability facts"). */
+#define IPD_MAX_UNACKED_PSNS 128   /* requester window */
+#define IPD_ACKREQ_EVERY 64        /* AckReq at least every N packets */
+#define IPD_REQ_BUDGET 64          /* packets per QP per poll round */
+#define IPD_RESP_RES 32            /* responder READ/atomic cache entries */
+#define IPD_MIN_TIMEOUT_S 0.005    /* floor for the ACK timeout */
+#define IPD_UD_GRH_BYTES 40
+#define IPD_PKT_FREE_MAX 4096      /* packets kept on the free list */
+
+struct ipd_engine {
+	TAILQ_HEAD(, ipd_pkt) free_pkts;
+	uint32_t nfree;
+};
+
+/* ---- send WQEs as the engine keeps them -------------------------- */
+
+enum ipd_swqe_state {
+	IPD_SWQE_POSTED,   /* not (completely) sent */
+	IPD_SWQE_PENDING,  /* every packet sent, waiting for the ACK/response */
+	IPD_SWQE_DONE,     /* finished, completion not yet posted */
+	IPD_SWQE_ERROR,    /* finished with an error status */
+};
+
+struct ipd_swqe {
+	struct ipd_send_wqe *wr;  /* private copy of the ring slot */
+	const struct ipd_wr_opcode_info *info; /* NULL: illegal opcode */
+	enum ipd_swqe_state state;
+	int status;               /* enum ibv_wc_status for the completion */
+	bool signaled;
+	uint32_t length;          /* bytes of the message */
+	uint32_t first_psn, last_psn;
+	uint32_t sent;            /* requester: bytes sent (or requested) */
+	uint32_t rcvd;            /* completer: READ bytes received */
+};
+
+/* Responder cache entry for READ and atomic requests (IBA 9.7.5.1.4). */
+enum ipd_res_type { IPD_RES_NONE, IPD_RES_READ, IPD_RES_ATOMIC };
+
+struct ipd_resp_res {
+	enum ipd_res_type type;
+	uint32_t first_psn, last_psn;
+	uint64_t orig;            /* atomic: value returned the first time */
+};
+
+struct ipd_engine_qp {
+	struct ipd_qp *qp;
+
+	/* requester; indices are free-running like the ring's */
+	struct ipd_swqe *swqe;    /* qp->sq.size entries */
+	uint8_t *sq_copy;         /* qp->sq.size slots of qp->sq.slot_size */
+	uint32_t sq_head;         /* next ring slot to copy in */
+	uint32_t req_idx;         /* next WQE the requester works on */
+	uint32_t comp_idx;        /* oldest WQE not completed */
+	uint32_t req_psn;         /* next PSN to send */
+	uint32_t rd_outstanding;  /* READ/atomic requests in flight */
+	uint32_t noack_pkts;      /* packets since the last AckReq */
+
+	/* completer */
+	uint32_t comp_psn;        /* oldest PSN not acknowledged */
+	uint32_t retry_left, rnr_left;
+	bool read_started;        /* inside a READ response sequence */
+	uint32_t gap_retry_psn;   /* READ response gap already retried at */
+	bool gap_retried;
+	bool rnr_wait;            /* requester paused by an RNR NAK */
+	ev_timer retrans_timer;
+	ev_timer rnr_timer;
+
+	/* responder */
+	uint32_t rq_psn;          /* next expected PSN */
+	uint32_t msn;
+	bool nak_sent;            /* PSN sequence NAK sent for this gap */
+	bool in_send, in_write;   /* inside a multi-packet message */
+	bool drop_msg;            /* UC: discard until the next FIRST/ONLY */
+	bool have_rwqe;
+	bool rwqe_from_srq;
+	struct ipd_rwqe rwqe;
+	uint32_t recv_off;        /* bytes placed in the receive WQE */
+	uint64_t write_va;
+	uint32_t write_rkey, write_resid, write_len;
+	uint8_t *rq_slot;         /* scratch for one RQ slot */
+	struct ipd_resp_res res[IPD_RESP_RES];
+	uint32_t res_next;
+
+	/* deferred QP error (set where iterating makes it unsafe) */
+	bool err_pending;
+	enum ibv_event_type err_event;
+	bool flushing;
+};
+
+static inline struct ipd_swqe *ipd_swqe_at(struct ipd_engine_qp *e,
+					   struct ipd_qp *qp, uint32_t idx)
+{
+	return &e->swqe[idx & (qp->sq.size - 1)];
+}
+
+/* ---- pkt.c ---------------------------------------------------------- */
+
+/* Free every cached packet (ipd_engine_fini). */
+void ipd_pkt_pool_drain(struct ipd_dev *dev);
+
+/* ---- sge.c: local and remote memory, always checked --------------- */
+
+enum ipd_copy_dir { IPD_TO_MEM, IPD_FROM_MEM };
+
+/* Check an SGE list: keys, PD, bounds, access.  Returns an ibv_wc_status
+ * (IBV_WC_SUCCESS, IBV_WC_LOC_PROT_ERR, IBV_WC_LOC_LEN_ERR). */
+int ipd_sge_check(struct ipd_dev *dev, struct ipd_pd *pd,
+		  const struct ipd_sge *sge, uint32_t num_sge,
+		  uint32_t access, uint32_t *total);
+/* Copy len bytes between buf and the SGE list at byte offset off.  Returns
+ * IBV_WC_SUCCESS, IBV_WC_LOC_LEN_ERR (beyond the list) or
+ * IBV_WC_LOC_PROT_ERR (bad key, PD, access or bounds). */
+int ipd_sge_copy(struct ipd_dev *dev, struct ipd_pd *pd,
+		 const struct ipd_sge *sge, uint32_t num_sge, uint32_t off,
+		 void *buf, uint32_t len, enum ipd_copy_dir dir);
+/* Resolve a remote access: rkey in pd with access, [va, va+len) in bounds.
+ * Returns the daemon pointer or NULL. */
+void *ipd_rkey_ptr(struct ipd_dev *dev, struct ipd_pd *pd, uint32_t rkey,
+		   uint64_t va, uint64_t len, uint32_t access);
+
+/* ---- net.c: packet construction and dispatch ----------------------- */
+
+/* The path MTU of a QP in bytes (UD: the port's active MTU). */
+unsigned int ipd_eng_mtu(const struct ipd_qp *qp);
+/* Allocate a packet with a BTH for opcode and room for paylen bytes
+ * (pad zeroed, pkt->payload set); addresses from av. */
+struct ipd_pkt *ipd_eng_pkt_new(struct ipd_qp *qp, const struct ipd_av *av,
+				uint8_t opcode, uint32_t dqpn, uint32_t psn,
+				uint32_t paylen, bool ackreq, bool se);
+/* Record a QP error to apply once the current operation finished. */
+void ipd_eng_qp_error(struct ipd_qp *qp, enum ibv_event_type ev);
+/* Apply a recorded QP error (ipd_qp_set_error). */
+void ipd_eng_apply_error(struct ipd_qp *qp);
+bool ipd_eng_flush(struct ipd_qp *qp);
+/* Post a completion; a full CQ puts the QP in error. */
+void ipd_eng_cq_post(struct ipd_qp *qp, struct ipd_cq *cq,
+		     const struct ipd_cqe *cqe);
+
+/* ---- req.c ---------------------------------------------------------- */
+
+/* Send what the window allows.  True when a packet went out. */
+bool ipd_req_run(struct ipd_qp *qp);
+/* Copy newly posted WQEs from the ring; returns how many. */
+uint32_t ipd_req_fetch(struct ipd_qp *qp);
+/* Go back to the oldest unacknowledged PSN (IBA 9.7.5.2.x retry). */
+void ipd_req_retry(struct ipd_qp *qp);
+void ipd_req_reset(struct ipd_qp *qp);
+
+/* ---- comp.c ---------------------------------------------------------- */
+
+void ipd_comp_rx(struct ipd_qp *qp, struct ipd_pkt *pkt);
+/* Post completions of finished WQEs, oldest first, and free their slots. */
+void ipd_comp_retire(struct ipd_qp *qp);
+/* (Re)arm the ACK timer after sending a packet that needs an answer. */
+void ipd_comp_timer_kick(struct ipd_qp *qp);
+void ipd_comp_timers_init(struct ipd_qp *qp);
+void ipd_comp_timers_stop(struct ipd_qp *qp);
+void ipd_comp_reset_retries(struct ipd_qp *qp);
+
+/* ---- resp.c ---------------------------------------------------------- */
+
+void ipd_resp_rx(struct ipd_qp *qp, struct ipd_pkt *pkt);
+/* Complete the receive WQE in hand (and the whole RQ when flushing). */
+void ipd_resp_flush(struct ipd_qp *qp);
+void ipd_resp_reset(struct ipd_qp *qp);
+
+/* ---- link_loop.c ------------------------------------------------------ */
+
+/* Deliver the packets queued so far.  True when any was delivered. */
+bool ipd_link_loop_poll(struct ipd_link *link);
+
+#endif

@@ -1,0 +1,456 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The requester: send work requests become packets (IBA 9.7.5.1).
+ *
+ * WQEs are copied out of the shared send ring (ipd_req_fetch) and checked
+ * once; the requester then walks them in order, one state per step:
+ * pick the next WQE, check the limits that may stop it (fence, READ/atomic
+ * credits, the unacknowledged-PSN window, an RNR pause), build one packet,
+ * send it.  The ring slot is released only when the completer retires the
+ * WQE, so the client sees the queue full while work is outstanding.
+ */
+#include <string.h>
+
+#include "engine_priv.h"
+
+enum req_state {
+	REQ_NEXT_WQE,
+	REQ_CHECK_LIMITS,
+	REQ_SEND_PKT,
+	REQ_LOCAL_ERROR,
+	REQ_DONE,
+};
+
+struct req_ctx {
+	struct ipd_qp *qp;
+	struct ipd_engine_qp *e;
+	struct ipd_swqe *swqe;
+	bool sent;
+};
+
+static bool qpt_is_rc(const struct ipd_qp *qp)
+{
+	return qp->type == IBV_QPT_RC;
+}
+
+/* ---- taking WQEs from the ring ----------------------------------- */
+
+static uint32_t wqe_npkts(const struct ipd_swqe *swqe, unsigned int mtu)
+{
+	if (swqe->info->mask & IPD_WR_ATOMIC)
+		return 1;
+	return swqe->length ? (swqe->length + mtu - 1) / mtu : 1;
+}
+
+static int wqe_check_ud(struct ipd_qp *qp, struct ipd_swqe *swqe)
+{
+	struct ipd_ah *ah = ipd_table_get(&qp->dev->ahs, swqe->wr->wr.ud.ah);
+
+	/* The AH must be one of this client's, on the QP's PD. */
+	if (!ah || ah->client != qp->client || ah->pd != qp->pd)
+		return IBV_WC_LOC_QP_OP_ERR;
+	if (swqe->length > ipd_eng_mtu(qp))
+		return IBV_WC_LOC_LEN_ERR;
+	return IBV_WC_SUCCESS;
+}
+
+static int wqe_check_data(struct ipd_qp *qp, struct ipd_swqe *swqe)
+{
+	struct ipd_send_wqe *wr = swqe->wr;
+	uint32_t room = qp->sq.slot_size - (uint32_t)sizeof(*wr);
+	uint32_t access = 0;
+
+	if (wr->send_flags & IBV_SEND_INLINE &&
+	    swqe->info->mask & IPD_WR_INLINE_OK) {
+		if (wr->inline_len > room)
+			return IBV_WC_LOC_LEN_ERR;
+		swqe->length = wr->inline_len;
+		return IBV_WC_SUCCESS;
+	}
+	if (wr->num_sge > room / sizeof(struct ipd_sge))
+		return IBV_WC_LOC_LEN_ERR;
+	/* READ and atomic responses are written into the local buffers. */
+	if (swqe->info->mask & IPD_WR_READ_OR_ATOMIC)
+		access = IBV_ACCESS_LOCAL_WRITE;
+	return ipd_sge_check(qp->dev, qp->pd, ipd_send_wqe_sge(wr),
+			     wr->num_sge, access, &swqe->length);
+}
+
+static int wqe_check(struct ipd_qp *qp, struct ipd_swqe *swqe)
+{
+	int status;
+
+	if (!swqe->info)
+		return IBV_WC_LOC_QP_OP_ERR;
+	status = wqe_check_data(qp, swqe);
+	if (status)
+		return status;
+	/* IBA 9.4.5: atomics operate on exactly 8 bytes. */
+	if (swqe->info->mask & IPD_WR_ATOMIC && swqe->length != 8)
+		return IBV_WC_LOC_LEN_ERR;
+	if (qp->type == IBV_QPT_UD)
+		return wqe_check_ud(qp, swqe);
+	return IBV_WC_SUCCESS;
+}
+
+static void wqe_init(struct ipd_qp *qp, struct ipd_swqe *swqe)
+{
+	struct ipd_send_wqe *wr = swqe->wr;
+
+	swqe->info = ipd_wr_opcode_get(wr->opcode, qp->type);
+	swqe->signaled = qp->sq_sig_all || (wr->send_flags & IBV_SEND_SIGNALED);
+	swqe->length = 0;
+	swqe->sent = 0;
+	swqe->rcvd = 0;
+	swqe->status = wqe_check(qp, swqe);
+	swqe->state = swqe->status ? IPD_SWQE_ERROR : IPD_SWQE_POSTED;
+}
+
+uint32_t ipd_req_fetch(struct ipd_qp *qp)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	uint32_t n = 0;
+
+	if (!qp->sq.size)
+		return 0;
+	while (ipd_queue_ready(&qp->sq) &&
+	       e->sq_head - e->comp_idx < qp->sq.size) {
+		struct ipd_swqe *swqe = ipd_swqe_at(e, qp, e->sq_head);
+
+		ipd_queue_copy_next(&qp->sq, swqe->wr);
+		wqe_init(qp, swqe);
+		e->sq_head++;
+		n++;
+	}
+	return n;
+}
+
+/* ---- building packets --------------------------------------------- */
+
+static uint8_t pkt_opcode(struct ipd_qp *qp, const struct ipd_swqe *swqe,
+			  bool first, bool last)
+{
+	const struct ipd_wr_opcode_info *info = swqe->info;
+	uint8_t op;
+
+	if (first && last)
+		op = info->op_only;
+	else if (first)
+		op = info->op_first;
+	else if (last)
+		op = info->op_last;
+	else
+		op = info->op_middle;
+	return ipd_qpt_opcode_base(qp->type) | op;
+}
+
+static int pkt_fill_payload(struct ipd_qp *qp, struct ipd_swqe *swqe,
+			    struct ipd_pkt *pkt, uint32_t off)
+{
+	struct ipd_send_wqe *wr = swqe->wr;
+
+	if (!pkt->paylen)
+		return IBV_WC_SUCCESS;
+	if (wr->send_flags & IBV_SEND_INLINE &&
+	    swqe->info->mask & IPD_WR_INLINE_OK) {
+		memcpy(pkt->payload, wr->payload + off, pkt->paylen);
+		return IBV_WC_SUCCESS;
+	}
+	return ipd_sge_copy(qp->dev, qp->pd, ipd_send_wqe_sge(wr),
+			    wr->num_sge, off, pkt->payload, pkt->paylen,
+			    IPD_FROM_MEM);
+}
+
+static void pkt_fill_headers(struct ipd_qp *qp, struct ipd_swqe *swqe,
+			     struct ipd_pkt *pkt, uint32_t off)
+{
+	struct ipd_send_wqe *wr = swqe->wr;
+	uint32_t mask = ipd_opcode_info[pkt->opcode].mask;
+	uint32_t qkey;
+
+	if (mask & IPD_DETH_MASK) {
+		/* IBA 10.2.5: a Q_Key with the high bit set means "use the
+		 * QP's own Q_Key". */
+		qkey = wr->wr.ud.remote_qkey;
+		if (qkey & 0x80000000u)
+			qkey = qp->attr.qkey;
+		ipd_deth_set(pkt->hdr, qkey, qp->qpn);
+	}
+	if (mask & IPD_RETH_MASK)
+		ipd_reth_set(pkt->hdr, wr->wr.rdma.remote_addr + off,
+			     wr->wr.rdma.rkey, swqe->length - off);
+	if (mask & IPD_ATMETH_MASK) {
+		bool cas = wr->opcode == IBV_WR_ATOMIC_CMP_AND_SWP;
+
+		ipd_atmeth_set(pkt->hdr, wr->wr.atomic.remote_addr,
+			       wr->wr.atomic.rkey,
+			       cas ? wr->wr.atomic.swap :
+				     wr->wr.atomic.compare_add,
+			       wr->wr.atomic.compare_add);
+	}
+	if (mask & IPD_IMMDT_MASK)
+		ipd_immdt_set_raw(pkt->hdr, wr->imm_data);
+	if (mask & IPD_IETH_MASK)
+		__builtin_memcpy(ipd_hdr_at(pkt->hdr, IPD_HDR_IETH),
+				 &wr->imm_data, 4);
+}
+
+static const struct ipd_av *req_dest(struct ipd_qp *qp,
+				     struct ipd_swqe *swqe, uint32_t *dqpn)
+{
+	struct ipd_ah *ah;
+
+	if (qp->type != IBV_QPT_UD) {
+		*dqpn = qp->attr.dest_qp_num;
+		return &qp->av;
+	}
+	ah = ipd_table_get(&qp->dev->ahs, swqe->wr->wr.ud.ah);
+	if (!ah || ah->client != qp->client || ah->pd != qp->pd)
+		return NULL;
+	*dqpn = swqe->wr->wr.ud.remote_qpn;
+	return &ah->av;
+}
+
+/* Bytes this packet carries and the PSNs it uses. */
+static void pkt_extent(struct ipd_swqe *swqe, unsigned int mtu,
+		       uint32_t *paylen, uint32_t *npsn, bool *last)
+{
+	uint32_t rem = swqe->length - swqe->sent;
+
+	if (swqe->info->mask & IPD_WR_READ) {
+		/* IBA 9.7.5.1.3: a READ uses one PSN per response packet. */
+		*paylen = 0;
+		*npsn = rem ? (rem + mtu - 1) / mtu : 1;
+		*last = true;
+	} else if (swqe->info->mask & IPD_WR_ATOMIC) {
+		*paylen = 0;
+		*npsn = 1;
+		*last = true;
+	} else {
+		*paylen = rem < mtu ? rem : mtu;
+		*npsn = 1;
+		*last = rem <= mtu;
+	}
+}
+
+static bool req_ackreq(struct ipd_qp *qp, struct ipd_engine_qp *e, bool last)
+{
+	if (!qpt_is_rc(qp))
+		return false;
+	if (last || ++e->noack_pkts >= IPD_ACKREQ_EVERY) {
+		e->noack_pkts = 0;
+		return true;
+	}
+	return false;
+}
+
+/* Build and send the next packet of swqe.  Returns an ibv_wc_status. */
+static int req_send_pkt(struct ipd_qp *qp, struct ipd_engine_qp *e,
+			struct ipd_swqe *swqe)
+{
+	unsigned int mtu = ipd_eng_mtu(qp);
+	uint32_t off = swqe->sent, paylen, npsn, dqpn, psn;
+	const struct ipd_av *av;
+	struct ipd_pkt *pkt;
+	bool first = off == 0, last, se;
+	int status;
+
+	av = req_dest(qp, swqe, &dqpn);
+	if (!av)
+		return IBV_WC_LOC_QP_OP_ERR;
+	pkt_extent(swqe, mtu, &paylen, &npsn, &last);
+	if (first) {
+		swqe->first_psn = e->req_psn;
+		swqe->last_psn = ipd_psn_add(e->req_psn,
+					     wqe_npkts(swqe, mtu) - 1);
+	}
+	psn = e->req_psn;
+	se = last && (swqe->wr->send_flags & IBV_SEND_SOLICITED);
+	pkt = ipd_eng_pkt_new(qp, av, pkt_opcode(qp, swqe, first, last), dqpn,
+			      psn, paylen, req_ackreq(qp, e, last), se);
+	if (!pkt)
+		return -1;
+	pkt_fill_headers(qp, swqe, pkt, off);
+	status = pkt_fill_payload(qp, swqe, pkt, off);
+	if (status) {
+		ipd_pkt_free(qp->dev, pkt);
+		return status;
+	}
+	swqe->sent = (swqe->info->mask & IPD_WR_READ_OR_ATOMIC) ?
+			     swqe->length : off + paylen;
+	e->req_psn = ipd_psn_add(psn, npsn);
+	if (last) {
+		swqe->state = qpt_is_rc(qp) ? IPD_SWQE_PENDING : IPD_SWQE_DONE;
+		if (swqe->info->mask & IPD_WR_READ_OR_ATOMIC)
+			e->rd_outstanding++;
+		e->req_idx++;
+	}
+	ipd_net_xmit(qp->dev, pkt, av);
+	if (qpt_is_rc(qp))
+		ipd_comp_timer_kick(qp);
+	return IBV_WC_SUCCESS;
+}
+
+/* ---- the state machine -------------------------------------------- */
+
+static enum req_state req_next_wqe(struct req_ctx *c)
+{
+	struct ipd_qp *qp = c->qp;
+	struct ipd_engine_qp *e = c->e;
+
+	if (e->req_idx == e->sq_head)
+		ipd_req_fetch(qp);
+	if (e->req_idx == e->sq_head)
+		return REQ_DONE;
+	c->swqe = ipd_swqe_at(e, qp, e->req_idx);
+	if (c->swqe->state == IPD_SWQE_ERROR)
+		return REQ_LOCAL_ERROR;
+	/* IBA 10.8.4.3 (SQD): finish the message in progress, start no new one. */
+	if (qp->attr.qp_state == IBV_QPS_SQD && c->swqe->sent == 0)
+		return REQ_DONE;
+	return REQ_CHECK_LIMITS;
+}
+
+static enum req_state req_check_limits(struct req_ctx *c)
+{
+	struct ipd_qp *qp = c->qp;
+	struct ipd_engine_qp *e = c->e;
+	struct ipd_swqe *swqe = c->swqe;
+	uint32_t credits = qp->attr.max_rd_atomic ? qp->attr.max_rd_atomic : 1;
+
+	if (!qpt_is_rc(qp))
+		return REQ_SEND_PKT;
+	if (e->rnr_wait)
+		return REQ_DONE;
+	if (ipd_psn_diff(e->req_psn, e->comp_psn) >= IPD_MAX_UNACKED_PSNS)
+		return REQ_DONE;
+	if (swqe->sent)
+		return REQ_SEND_PKT;
+	/* IBA 10.8.3.3: a fenced WQE waits for earlier READs/atomics. */
+	if (swqe->wr->send_flags & IBV_SEND_FENCE && e->rd_outstanding)
+		return REQ_DONE;
+	if (swqe->info->mask & IPD_WR_READ_OR_ATOMIC &&
+	    e->rd_outstanding >= credits)
+		return REQ_DONE;
+	return REQ_SEND_PKT;
+}
+
+static enum req_state req_send(struct req_ctx *c)
+{
+	int status = req_send_pkt(c->qp, c->e, c->swqe);
+
+	if (status < 0)
+		return REQ_DONE; /* out of packet memory: try again later */
+	if (status) {
+		c->swqe->status = status;
+		c->swqe->state = IPD_SWQE_ERROR;
+		return REQ_LOCAL_ERROR;
+	}
+	c->sent = true;
+	if (!qpt_is_rc(c->qp))
+		ipd_comp_retire(c->qp);
+	return REQ_DONE;
+}
+
+/* The WQE completes with its error once everything before it has; the
+ * requester stops here (the QP then goes to the error state). */
+static enum req_state req_local_error(struct req_ctx *c)
+{
+	if (c->e->req_idx != c->e->sq_head &&
+	    ipd_swqe_at(c->e, c->qp, c->e->req_idx) == c->swqe)
+		c->e->req_idx++;
+	ipd_comp_retire(c->qp);
+	return REQ_DONE;
+}
+
+static enum req_state (*const req_steps[])(struct req_ctx *) = {
+	[REQ_NEXT_WQE] = req_next_wqe,
+	[REQ_CHECK_LIMITS] = req_check_limits,
+	[REQ_SEND_PKT] = req_send,
+	[REQ_LOCAL_ERROR] = req_local_error,
+};
+
+static bool req_step(struct ipd_qp *qp)
+{
+	struct req_ctx c = { .qp = qp, .e = qp->eng };
+	enum req_state s = REQ_NEXT_WQE;
+
+	while (s != REQ_DONE)
+		s = req_steps[s](&c);
+	return c.sent;
+}
+
+static bool req_can_send(const struct ipd_qp *qp)
+{
+	enum ibv_qp_state s = qp->attr.qp_state;
+
+	return s == IBV_QPS_RTS || s == IBV_QPS_SQD;
+}
+
+bool ipd_req_run(struct ipd_qp *qp)
+{
+	bool any = false;
+	int i;
+
+	if (!qp->sq.size || !req_can_send(qp))
+		return false;
+	for (i = 0; i < IPD_REQ_BUDGET; i++) {
+		if (!req_step(qp))
+			break;
+		any = true;
+		if (qp->eng->err_pending || !req_can_send(qp))
+			break;
+	}
+	ipd_eng_apply_error(qp);
+	return any;
+}
+
+/* ---- retransmission --------------------------------------------------- */
+
+/* Restart from e->comp_psn (IBA 9.7.5.2.6 / 9.7.5.2.8): the oldest WQE
+ * resumes at the first unacknowledged packet; later ones start over. */
+void ipd_req_retry(struct ipd_qp *qp)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	unsigned int mtu = ipd_eng_mtu(qp);
+	uint32_t idx, end = e->req_idx;
+
+	/* Include a partially sent message at req_idx. */
+	if (end != e->sq_head && ipd_swqe_at(e, qp, end)->sent)
+		end++;
+	for (idx = e->comp_idx; idx != end; idx++) {
+		struct ipd_swqe *swqe = ipd_swqe_at(e, qp, idx);
+
+		if (swqe->state == IPD_SWQE_ERROR)
+			break;
+		swqe->state = IPD_SWQE_POSTED;
+		swqe->sent = 0;
+		if (idx != e->comp_idx)
+			continue;
+		if (swqe->info->mask & IPD_WR_READ)
+			swqe->sent = swqe->rcvd;
+		else if (!(swqe->info->mask & IPD_WR_ATOMIC) &&
+			 ipd_psn_cmp(e->comp_psn, swqe->first_psn) > 0)
+			swqe->sent = ipd_psn_diff(e->comp_psn,
+						  swqe->first_psn) * mtu;
+	}
+	e->req_idx = e->comp_idx;
+	e->req_psn = e->comp_psn;
+	e->rd_outstanding = 0;
+	e->noack_pkts = 0;
+	e->read_started = false;
+	qp->dev->cnt.retransmits++;
+}
+
+void ipd_req_reset(struct ipd_qp *qp)
+{
+	struct ipd_engine_qp *e = qp->eng;
+
+	e->sq_head = e->req_idx = e->comp_idx = qp->sq.cons;
+	e->req_psn = e->comp_psn = qp->attr.sq_psn & IPD_PSN_MASK;
+	e->rd_outstanding = 0;
+	e->noack_pkts = 0;
+	e->read_started = false;
+	e->gap_retried = false;
+	e->rnr_wait = false;
+}

@@ -1,0 +1,769 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The responder: request packets become memory writes, receive completions,
+ * READ responses and ACKs (IBA 9.7.4, 9.7.5.1).  One state per check, in the
+ * order of the IBA responder flow: PSN, opcode sequence, opcode validity,
+ * resources (receive WQE), R_Key, execute, complete, acknowledge.  Errors
+ * become NAKs on RC and silent drops on UC/UD.
+ */
+#include <string.h>
+
+#include "engine_priv.h"
+
+enum resp_state {
+	RESP_CHECK_PSN,
+	RESP_CHECK_OP_SEQ,
+	RESP_CHECK_OP_VALID,
+	RESP_CHECK_RESOURCE,
+	RESP_CHECK_RKEY,
+	RESP_EXECUTE,
+	RESP_COMPLETE,
+	RESP_ACKNOWLEDGE,
+	RESP_DUPLICATE,
+	RESP_NAK_SEQ,
+	RESP_RNR,
+	RESP_ERR_INV_REQ,
+	RESP_ERR_ACCESS,
+	RESP_ERR_LENGTH,
+	RESP_ERR_LOCAL,
+	RESP_DROP,
+	RESP_DONE,
+};
+
+struct resp_ctx {
+	struct ipd_qp *qp;
+	struct ipd_engine_qp *e;
+	struct ipd_pkt *pkt;
+	void *mem;          /* resolved remote address (atomics) */
+};
+
+static bool is_rc(const struct ipd_qp *qp)
+{
+	return qp->type == IBV_QPT_RC;
+}
+
+/* ---- sending responses ------------------------------------------- */
+
+static struct ipd_pkt *resp_pkt(struct ipd_qp *qp, uint8_t op, uint32_t psn,
+				uint32_t paylen)
+{
+	return ipd_eng_pkt_new(qp, &qp->av, IPD_OP_RC | op,
+			       qp->attr.dest_qp_num, psn, paylen, false,
+			       false);
+}
+
+static void resp_send_ack(struct ipd_qp *qp, uint8_t syn, uint32_t psn)
+{
+	struct ipd_pkt *pkt = resp_pkt(qp, IPD_OP_ACKNOWLEDGE, psn, 0);
+
+	if (!pkt)
+		return;
+	ipd_aeth_set(pkt->hdr, syn, qp->eng->msn);
+	if ((syn & IPD_AETH_TYPE_MASK) == IPD_AETH_NAK)
+		qp->dev->cnt.naks_sent++;
+	ipd_net_xmit(qp->dev, pkt, &qp->av);
+}
+
+static void resp_send_atomic_ack(struct ipd_qp *qp, uint32_t psn,
+				 uint64_t orig)
+{
+	struct ipd_pkt *pkt = resp_pkt(qp, IPD_OP_ATOMIC_ACK, psn, 0);
+
+	if (!pkt)
+		return;
+	ipd_aeth_set(pkt->hdr, IPD_AETH_ACK_NO_CREDIT, qp->eng->msn);
+	ipd_atmack_set(pkt->hdr, orig);
+	ipd_net_xmit(qp->dev, pkt, &qp->av);
+}
+
+static uint8_t read_resp_op(uint32_t i, uint32_t n)
+{
+	if (n == 1)
+		return IPD_OP_READ_RESP_ONLY;
+	if (i == 0)
+		return IPD_OP_READ_RESP_FIRST;
+	return i == n - 1 ? IPD_OP_READ_RESP_LAST : IPD_OP_READ_RESP_MIDDLE;
+}
+
+/* IBA 9.7.5.1.3: one response packet per MTU, PSNs from the request's. */
+static void resp_send_read(struct ipd_qp *qp, const uint8_t *src,
+			   uint32_t len, uint32_t psn)
+{
+	unsigned int mtu = ipd_eng_mtu(qp);
+	uint32_t n = len ? (len + mtu - 1) / mtu : 1, i;
+
+	for (i = 0; i < n; i++) {
+		uint32_t chunk = len - i * mtu < mtu ? len - i * mtu : mtu;
+		uint8_t op = read_resp_op(i, n);
+		struct ipd_pkt *pkt = resp_pkt(qp, op, ipd_psn_add(psn, i),
+					       chunk);
+
+		if (!pkt)
+			return;
+		if (ipd_opcode_info[pkt->opcode].mask & IPD_AETH_MASK)
+			ipd_aeth_set(pkt->hdr, IPD_AETH_ACK_NO_CREDIT,
+				     qp->eng->msn);
+		if (chunk)
+			memcpy(pkt->payload, src + (size_t)i * mtu, chunk);
+		ipd_net_xmit(qp->dev, pkt, &qp->av);
+	}
+}
+
+/* ---- the READ/atomic resource cache -------------------------------- */
+
+static struct ipd_resp_res *res_new(struct ipd_engine_qp *e,
+				    enum ipd_res_type type, uint32_t first,
+				    uint32_t last)
+{
+	struct ipd_resp_res *res = &e->res[e->res_next++ % IPD_RESP_RES];
+
+	res->type = type;
+	res->first_psn = first;
+	res->last_psn = last;
+	res->orig = 0;
+	return res;
+}
+
+static struct ipd_resp_res *res_find(struct ipd_engine_qp *e,
+				     enum ipd_res_type type, uint32_t psn)
+{
+	unsigned int i;
+
+	for (i = 0; i < IPD_RESP_RES; i++) {
+		struct ipd_resp_res *res = &e->res[i];
+
+		if (res->type == type &&
+		    ipd_psn_cmp(psn, res->first_psn) >= 0 &&
+		    ipd_psn_cmp(psn, res->last_psn) <= 0)
+			return res;
+	}
+	return NULL;
+}
+
+/* ---- receive WQEs ---------------------------------------------------- */
+
+static struct ipd_pd *rwqe_pd(const struct ipd_qp *qp)
+{
+	return qp->srq ? qp->srq->pd : qp->pd;
+}
+
+static int rq_take(struct ipd_qp *qp, struct ipd_rwqe *out)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	struct ipd_recv_wqe *r = (struct ipd_recv_wqe *)(void *)e->rq_slot;
+	uint32_t max;
+
+	if (!qp->rq.size || !ipd_queue_ready(&qp->rq))
+		return -1;
+	ipd_queue_copy_next(&qp->rq, r);
+	max = (qp->rq.slot_size - (uint32_t)sizeof(*r)) / sizeof(r->sge[0]);
+	if (max > IPD_MAX_SGE)
+		max = IPD_MAX_SGE;
+	out->wr_id = r->wr_id;
+	/* A corrupt count leaves no buffer: the data gets a length error. */
+	out->num_sge = r->num_sge <= max ? r->num_sge : 0;
+	memcpy(out->sge, r->sge, out->num_sge * sizeof(r->sge[0]));
+	return 0;
+}
+
+static bool rwqe_get(struct ipd_qp *qp)
+{
+	struct ipd_engine_qp *e = qp->eng;
+
+	if (e->have_rwqe)
+		return true;
+	if (qp->srq) {
+		if (ipd_srq_take(qp->srq, &e->rwqe))
+			return false;
+		if (e->rwqe.num_sge > IPD_MAX_SGE)
+			e->rwqe.num_sge = 0;
+	} else if (rq_take(qp, &e->rwqe)) {
+		return false;
+	}
+	e->have_rwqe = true;
+	e->rwqe_from_srq = qp->srq != NULL;
+	e->recv_off = 0;
+	return true;
+}
+
+static void rwqe_release(struct ipd_qp *qp)
+{
+	struct ipd_engine_qp *e = qp->eng;
+
+	if (!e->have_rwqe)
+		return;
+	e->have_rwqe = false;
+	e->recv_off = 0;
+	if (!e->rwqe_from_srq)
+		ipd_queue_release(&qp->rq, qp->rq.cons);
+}
+
+static void rwqe_complete(struct ipd_qp *qp, struct ipd_pkt *pkt, int status)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	struct ipd_cqe cqe = { 0 };
+	uint32_t mask = pkt ? pkt->mask : 0;
+
+	cqe.wr_id = e->rwqe.wr_id;
+	cqe.status = (uint32_t)status;
+	cqe.opcode = IBV_WC_RECV;
+	cqe.byte_len = e->recv_off;
+	cqe.qp_num = qp->qpn;
+	cqe.src_qp = qp->attr.dest_qp_num;
+	if (mask & IPD_WRITE_MASK) {
+		cqe.opcode = IBV_WC_RECV_RDMA_WITH_IMM;
+		cqe.byte_len = e->write_len;
+	}
+	if (mask & IPD_IMMDT_MASK) {
+		cqe.imm_data = ipd_immdt_raw(pkt->hdr);
+		cqe.wc_flags |= IBV_WC_WITH_IMM;
+	}
+	if (mask & IPD_IETH_MASK) {
+		memcpy(&cqe.imm_data, ipd_chdr_at(pkt->hdr, IPD_HDR_IETH), 4);
+		cqe.wc_flags |= IBV_WC_WITH_INV;
+	}
+	if (mask & IPD_DETH_MASK) {
+		cqe.src_qp = ipd_deth_sqp(pkt->hdr);
+		cqe.wc_flags |= IBV_WC_GRH;
+		cqe.pkey_index = (uint16_t)qp->attr.pkey_index;
+	}
+	ipd_eng_cq_post(qp, qp->rcq, &cqe);
+	rwqe_release(qp);
+}
+
+/* ---- UD: the 40-byte GRH in front of the data (IBA 11.4.1.2) -------- */
+
+static uint16_t ip_csum(const uint8_t *p, size_t len)
+{
+	uint32_t sum = 0;
+	size_t i;
+
+	for (i = 0; i + 1 < len; i += 2)
+		sum += ipd_get16(p + i);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+/* As Linux rxe: an IPv4 peer's header fills the last 20 bytes. */
+static void grh_build(const struct ipd_pkt *pkt, uint8_t grh[40])
+{
+	const struct sockaddr_in *s4 = (const void *)&pkt->src;
+	const struct sockaddr_in *d4 = (const void *)&pkt->dst;
+	const struct sockaddr_in6 *s6 = (const void *)&pkt->src;
+	const struct sockaddr_in6 *d6 = (const void *)&pkt->dst;
+	uint32_t ulen = 8 + pkt->len + 4; /* UDP + BTH.. + ICRC */
+
+	memset(grh, 0, 40);
+	if (pkt->src.ss_family == AF_INET6) {
+		ipd_put32(grh, 6u << 28);
+		ipd_put16(grh + 4, (uint16_t)ulen);
+		grh[6] = IPPROTO_UDP;
+		grh[7] = 64;
+		memcpy(grh + 8, &s6->sin6_addr, 16);
+		if (pkt->dst.ss_family == AF_INET6)
+			memcpy(grh + 24, &d6->sin6_addr, 16);
+		return;
+	}
+	if (pkt->src.ss_family != AF_INET)
+		return;
+	grh[20] = 0x45;
+	ipd_put16(grh + 22, (uint16_t)(20 + ulen));
+	ipd_put16(grh + 26, 0x4000); /* DF */
+	grh[28] = 64;
+	grh[29] = IPPROTO_UDP;
+	memcpy(grh + 32, &s4->sin_addr, 4);
+	if (pkt->dst.ss_family == AF_INET)
+		memcpy(grh + 36, &d4->sin_addr, 4);
+	ipd_put16(grh + 30, ip_csum(grh + 20, 20));
+}
+
+/* ---- the state machine -------------------------------------------- */
+
+static void resp_abort_msg(struct ipd_engine_qp *e)
+{
+	e->in_send = false;
+	e->in_write = false;
+	e->recv_off = 0;
+}
+
+static enum resp_state resp_check_psn_uc(struct resp_ctx *c)
+{
+	struct ipd_engine_qp *e = c->e;
+
+	/* IBA 9.8.3: UC drops a message with a missing packet and waits for
+	 * the next FIRST/ONLY. */
+	if (!e->drop_msg && c->pkt->psn == e->rq_psn)
+		return RESP_CHECK_OP_SEQ;
+	resp_abort_msg(e);
+	if (c->pkt->mask & IPD_FIRST_MASK) {
+		e->drop_msg = false;
+		return RESP_CHECK_OP_SEQ;
+	}
+	e->drop_msg = true;
+	return RESP_DROP;
+}
+
+static enum resp_state resp_check_psn(struct resp_ctx *c)
+{
+	int32_t d;
+
+	if (c->qp->type == IBV_QPT_UD)
+		return RESP_CHECK_OP_SEQ;
+	if (c->qp->type == IBV_QPT_UC)
+		return resp_check_psn_uc(c);
+	d = ipd_psn_cmp(c->pkt->psn, c->e->rq_psn);
+	if (d > 0)
+		return RESP_NAK_SEQ;
+	if (d < 0)
+		return RESP_DUPLICATE;
+	return RESP_CHECK_OP_SEQ;
+}
+
+static enum resp_state resp_check_op_seq(struct resp_ctx *c)
+{
+	struct ipd_engine_qp *e = c->e;
+	uint32_t mask = c->pkt->mask;
+	bool cont = !(mask & IPD_FIRST_MASK);
+	bool ok;
+
+	if (c->qp->type == IBV_QPT_UC && !cont)
+		resp_abort_msg(e); /* a new message ends a broken one */
+	if (mask & IPD_SEND_MASK)
+		ok = cont == e->in_send && !e->in_write;
+	else if (mask & IPD_WRITE_MASK)
+		ok = cont == e->in_write && !e->in_send;
+	else
+		ok = !e->in_send && !e->in_write;
+	if (ok)
+		return RESP_CHECK_OP_VALID;
+	if (is_rc(c->qp))
+		return RESP_ERR_INV_REQ;
+	e->drop_msg = true;
+	resp_abort_msg(e);
+	return RESP_DROP;
+}
+
+/* Remote access the QP itself must allow (IBA 10.2.4.x, QP attributes). */
+static const struct {
+	uint32_t op_mask;
+	uint32_t access;
+} qp_access_needed[] = {
+	{ IPD_WRITE_MASK, IBV_ACCESS_REMOTE_WRITE },
+	{ IPD_READ_MASK, IBV_ACCESS_REMOTE_READ },
+	{ IPD_ATOMIC_MASK, IBV_ACCESS_REMOTE_ATOMIC },
+};
+
+static enum resp_state resp_check_op_valid(struct resp_ctx *c)
+{
+	struct ipd_qp *qp = c->qp;
+	uint32_t mask = c->pkt->mask;
+	size_t i;
+
+	if (qp->type == IBV_QPT_UD) {
+		if (ipd_deth_qkey(c->pkt->hdr) != qp->attr.qkey) {
+			qp->dev->cnt.drop_bad_qkey++;
+			return RESP_DONE;
+		}
+		return RESP_CHECK_RESOURCE;
+	}
+	for (i = 0; i < sizeof(qp_access_needed) / sizeof(qp_access_needed[0]);
+	     i++) {
+		if (!(mask & qp_access_needed[i].op_mask))
+			continue;
+		if (qp->attr.qp_access_flags & qp_access_needed[i].access)
+			continue;
+		if (is_rc(qp))
+			return RESP_ERR_INV_REQ;
+		c->e->drop_msg = true;
+		return RESP_DROP;
+	}
+	return RESP_CHECK_RESOURCE;
+}
+
+static enum resp_state resp_check_resource(struct resp_ctx *c)
+{
+	struct ipd_qp *qp = c->qp;
+
+	if (!(c->pkt->mask & IPD_RWR_MASK) || rwqe_get(qp))
+		return RESP_CHECK_RKEY;
+	if (is_rc(qp))
+		return RESP_RNR;
+	/* UC/UD: no receive WQE, the message is dropped (IBA 9.8.3). */
+	if (qp->type == IBV_QPT_UC) {
+		c->e->drop_msg = true;
+		resp_abort_msg(c->e);
+	}
+	return RESP_DROP;
+}
+
+static enum resp_state resp_check_write(struct resp_ctx *c)
+{
+	struct ipd_engine_qp *e = c->e;
+	struct ipd_pkt *pkt = c->pkt;
+	unsigned int mtu = ipd_eng_mtu(c->qp);
+
+	if (pkt->mask & IPD_RETH_MASK) {
+		e->write_va = ipd_reth_va(pkt->hdr);
+		e->write_rkey = ipd_reth_rkey(pkt->hdr);
+		e->write_resid = e->write_len = ipd_reth_len(pkt->hdr);
+		/* A zero-length RDMA needs no valid R_Key (IBA 9.7.4.1.5). */
+		if (e->write_len &&
+		    !ipd_rkey_ptr(c->qp->dev, c->qp->pd, e->write_rkey,
+				  e->write_va, e->write_len,
+				  IBV_ACCESS_REMOTE_WRITE))
+			return RESP_ERR_ACCESS;
+	}
+	/* FIRST/MIDDLE carry exactly one MTU; the total matches the RETH. */
+	if (!(pkt->mask & IPD_LAST_MASK) && pkt->paylen != mtu)
+		return RESP_ERR_INV_REQ;
+	if (pkt->paylen > e->write_resid ||
+	    (pkt->mask & IPD_LAST_MASK && pkt->paylen != e->write_resid))
+		return RESP_ERR_INV_REQ;
+	return RESP_EXECUTE;
+}
+
+static enum resp_state resp_check_rkey(struct resp_ctx *c)
+{
+	struct ipd_qp *qp = c->qp;
+	struct ipd_pkt *pkt = c->pkt;
+
+	if (pkt->mask & IPD_WRITE_MASK)
+		return resp_check_write(c);
+	if (pkt->mask & IPD_READ_MASK) {
+		uint32_t len = ipd_reth_len(pkt->hdr);
+
+		c->mem = len ? ipd_rkey_ptr(qp->dev, qp->pd,
+					    ipd_reth_rkey(pkt->hdr),
+					    ipd_reth_va(pkt->hdr), len,
+					    IBV_ACCESS_REMOTE_READ) :
+			       NULL;
+		return (len && !c->mem) ? RESP_ERR_ACCESS : RESP_EXECUTE;
+	}
+	if (pkt->mask & IPD_ATOMIC_MASK) {
+		uint64_t va = ipd_atmeth_va(pkt->hdr);
+
+		/* IBA 9.4.5: atomics need an 8-byte aligned address. */
+		if (va & 7)
+			return RESP_ERR_INV_REQ;
+		c->mem = ipd_rkey_ptr(qp->dev, qp->pd,
+				      ipd_atmeth_rkey(pkt->hdr), va, 8,
+				      IBV_ACCESS_REMOTE_ATOMIC);
+		return c->mem ? RESP_EXECUTE : RESP_ERR_ACCESS;
+	}
+	return RESP_EXECUTE;
+}
+
+static enum resp_state resp_exec_send(struct resp_ctx *c)
+{
+	struct ipd_qp *qp = c->qp;
+	struct ipd_engine_qp *e = c->e;
+	struct ipd_pkt *pkt = c->pkt;
+	int status;
+
+	if (qp->type == IBV_QPT_UD) {
+		uint8_t grh[IPD_UD_GRH_BYTES];
+
+		grh_build(pkt, grh);
+		status = ipd_sge_copy(qp->dev, rwqe_pd(qp), e->rwqe.sge,
+				      e->rwqe.num_sge, 0, grh, sizeof(grh),
+				      IPD_TO_MEM);
+		if (status)
+			return status == IBV_WC_LOC_LEN_ERR ? RESP_ERR_LENGTH :
+							      RESP_ERR_LOCAL;
+		e->recv_off = IPD_UD_GRH_BYTES;
+	}
+	status = ipd_sge_copy(qp->dev, rwqe_pd(qp), e->rwqe.sge,
+			      e->rwqe.num_sge, e->recv_off, pkt->payload,
+			      pkt->paylen, IPD_TO_MEM);
+	if (status)
+		return status == IBV_WC_LOC_LEN_ERR ? RESP_ERR_LENGTH :
+						      RESP_ERR_LOCAL;
+	e->recv_off += pkt->paylen;
+	e->in_send = !(pkt->mask & IPD_LAST_MASK);
+	return pkt->mask & IPD_COMP_MASK ? RESP_COMPLETE : RESP_ACKNOWLEDGE;
+}
+
+static enum resp_state resp_exec_write(struct resp_ctx *c)
+{
+	struct ipd_qp *qp = c->qp;
+	struct ipd_engine_qp *e = c->e;
+	struct ipd_pkt *pkt = c->pkt;
+	void *dst;
+
+	if (pkt->paylen) {
+		/* Looked up per packet: the MR may be gone meanwhile. */
+		dst = ipd_rkey_ptr(qp->dev, qp->pd, e->write_rkey,
+				   e->write_va, pkt->paylen,
+				   IBV_ACCESS_REMOTE_WRITE);
+		if (!dst)
+			return RESP_ERR_ACCESS;
+		memcpy(dst, pkt->payload, pkt->paylen);
+	}
+	e->write_va += pkt->paylen;
+	e->write_resid -= pkt->paylen;
+	e->in_write = !(pkt->mask & IPD_LAST_MASK);
+	return pkt->mask & IPD_COMP_MASK ? RESP_COMPLETE : RESP_ACKNOWLEDGE;
+}
+
+static uint32_t read_npsn(const struct ipd_qp *qp, uint32_t len)
+{
+	unsigned int mtu = ipd_eng_mtu(qp);
+
+	return len ? (len + mtu - 1) / mtu : 1;
+}
+
+static enum resp_state resp_exec_read(struct resp_ctx *c)
+{
+	struct ipd_pkt *pkt = c->pkt;
+	uint32_t len = ipd_reth_len(pkt->hdr);
+	uint32_t n = read_npsn(c->qp, len);
+
+	res_new(c->e, IPD_RES_READ, pkt->psn, ipd_psn_add(pkt->psn, n - 1));
+	c->e->msn++;
+	resp_send_read(c->qp, c->mem, len, pkt->psn);
+	return RESP_ACKNOWLEDGE;
+}
+
+/* Executed exactly once; duplicates replay the cached original value. */
+static enum resp_state resp_exec_atomic(struct resp_ctx *c)
+{
+	struct ipd_pkt *pkt = c->pkt;
+	uint64_t *p = c->mem, orig;
+
+	if (pkt->opcode == (IPD_OP_RC | IPD_OP_COMPARE_SWAP)) {
+		orig = ipd_atmeth_comp(pkt->hdr);
+		__atomic_compare_exchange_n(p, &orig,
+					    ipd_atmeth_swap_add(pkt->hdr),
+					    false, __ATOMIC_SEQ_CST,
+					    __ATOMIC_SEQ_CST);
+	} else {
+		orig = __atomic_fetch_add(p, ipd_atmeth_swap_add(pkt->hdr),
+					  __ATOMIC_SEQ_CST);
+	}
+	res_new(c->e, IPD_RES_ATOMIC, pkt->psn, pkt->psn)->orig = orig;
+	c->e->msn++;
+	resp_send_atomic_ack(c->qp, pkt->psn, orig);
+	return RESP_ACKNOWLEDGE;
+}
+
+static enum resp_state resp_execute(struct resp_ctx *c)
+{
+	uint32_t mask = c->pkt->mask;
+
+	if (mask & IPD_SEND_MASK)
+		return resp_exec_send(c);
+	if (mask & IPD_WRITE_MASK)
+		return resp_exec_write(c);
+	if (mask & IPD_READ_MASK)
+		return resp_exec_read(c);
+	return resp_exec_atomic(c);
+}
+
+static enum resp_state resp_complete(struct resp_ctx *c)
+{
+	rwqe_complete(c->qp, c->pkt, IBV_WC_SUCCESS);
+	return RESP_ACKNOWLEDGE;
+}
+
+static enum resp_state resp_acknowledge(struct resp_ctx *c)
+{
+	struct ipd_qp *qp = c->qp;
+	struct ipd_engine_qp *e = c->e;
+	struct ipd_pkt *pkt = c->pkt;
+	uint32_t n = 1;
+
+	if (qp->type == IBV_QPT_UD)
+		return RESP_DONE;
+	if (pkt->mask & IPD_READ_MASK)
+		n = read_npsn(qp, ipd_reth_len(pkt->hdr));
+	e->rq_psn = ipd_psn_add(pkt->psn, n);
+	e->nak_sent = false;
+	if (!is_rc(qp) || !(pkt->mask & IPD_WRITE_OR_SEND_MASK))
+		return RESP_DONE;
+	if (pkt->mask & IPD_LAST_MASK)
+		e->msn++;
+	/* IBA 9.7.5.1.1: coalesce, acknowledge when asked. */
+	if (ipd_bth_ackreq(pkt->hdr))
+		resp_send_ack(qp, IPD_AETH_ACK_NO_CREDIT, pkt->psn);
+	return RESP_DONE;
+}
+
+/* IBA 9.7.5.1.4 / 9.7.5.2.x: duplicates are answered, never re-executed
+ * except READs, which are re-read from memory. */
+static enum resp_state resp_duplicate(struct resp_ctx *c)
+{
+	struct ipd_qp *qp = c->qp;
+	struct ipd_engine_qp *e = c->e;
+	struct ipd_pkt *pkt = c->pkt;
+	struct ipd_resp_res *res;
+
+	qp->dev->cnt.dup_requests++;
+	if (pkt->mask & IPD_WRITE_OR_SEND_MASK) {
+		resp_send_ack(qp, IPD_AETH_ACK_NO_CREDIT,
+			      ipd_psn_add(e->rq_psn, IPD_PSN_MASK));
+		return RESP_DONE;
+	}
+	if (pkt->mask & IPD_ATOMIC_MASK) {
+		res = res_find(e, IPD_RES_ATOMIC, pkt->psn);
+		if (res && res->first_psn == pkt->psn)
+			resp_send_atomic_ack(qp, pkt->psn, res->orig);
+		return RESP_DONE;
+	}
+	res = res_find(e, IPD_RES_READ, pkt->psn);
+	if (!res)
+		return RESP_DONE;
+	if (resp_check_rkey(c) != RESP_EXECUTE)
+		return RESP_DONE;
+	resp_send_read(qp, c->mem, ipd_reth_len(pkt->hdr), pkt->psn);
+	return RESP_DONE;
+}
+
+static enum resp_state resp_nak_seq(struct resp_ctx *c)
+{
+	c->qp->dev->cnt.drop_seq++;
+	/* IBA 9.7.5.1.2: one NAK per gap, then silence until it is filled. */
+	if (!c->e->nak_sent) {
+		c->e->nak_sent = true;
+		resp_send_ack(c->qp, IPD_AETH_NAK_PSN_SEQ, c->e->rq_psn);
+	}
+	return RESP_DONE;
+}
+
+static enum resp_state resp_rnr(struct resp_ctx *c)
+{
+	struct ipd_qp *qp = c->qp;
+
+	qp->dev->cnt.rnr_naks_sent++;
+	resp_send_ack(qp, IPD_AETH_RNR_NAK | (qp->attr.min_rnr_timer & 0x1f),
+		      c->pkt->psn);
+	return RESP_DONE;
+}
+
+/* Class C/D errors (IBA 10.7.3.1): NAK on RC, the responder QP fails;
+ * a receive WQE in hand completes with wc_status. */
+static enum resp_state resp_fail(struct resp_ctx *c, uint8_t nak,
+				 int wc_status, enum ibv_event_type ev)
+{
+	struct ipd_qp *qp = c->qp;
+	struct ipd_engine_qp *e = c->e;
+
+	if (e->have_rwqe)
+		rwqe_complete(qp, NULL, wc_status);
+	resp_abort_msg(e);
+	if (is_rc(qp)) {
+		resp_send_ack(qp, nak, c->pkt->psn);
+		ipd_eng_qp_error(qp, ev);
+	} else if (qp->type == IBV_QPT_UC) {
+		e->drop_msg = true;
+	}
+	return RESP_DONE;
+}
+
+static enum resp_state resp_err_inv_req(struct resp_ctx *c)
+{
+	return resp_fail(c, IPD_AETH_NAK_INV_REQ, IBV_WC_REM_INV_REQ_ERR,
+			 IBV_EVENT_QP_REQ_ERR);
+}
+
+static enum resp_state resp_err_access(struct resp_ctx *c)
+{
+	return resp_fail(c, IPD_AETH_NAK_REM_ACCESS, IBV_WC_REM_ACCESS_ERR,
+			 IBV_EVENT_QP_ACCESS_ERR);
+}
+
+static enum resp_state resp_err_length(struct resp_ctx *c)
+{
+	return resp_fail(c, IPD_AETH_NAK_INV_REQ, IBV_WC_LOC_LEN_ERR,
+			 IBV_EVENT_QP_REQ_ERR);
+}
+
+static enum resp_state resp_err_local(struct resp_ctx *c)
+{
+	return resp_fail(c, IPD_AETH_NAK_REM_OP, IBV_WC_LOC_PROT_ERR,
+			 IBV_EVENT_QP_FATAL);
+}
+
+static enum resp_state resp_drop(struct resp_ctx *c)
+{
+	c->qp->dev->cnt.drop_seq++;
+	return RESP_DONE;
+}
+
+static enum resp_state (*const resp_steps[])(struct resp_ctx *) = {
+	[RESP_CHECK_PSN] = resp_check_psn,
+	[RESP_CHECK_OP_SEQ] = resp_check_op_seq,
+	[RESP_CHECK_OP_VALID] = resp_check_op_valid,
+	[RESP_CHECK_RESOURCE] = resp_check_resource,
+	[RESP_CHECK_RKEY] = resp_check_rkey,
+	[RESP_EXECUTE] = resp_execute,
+	[RESP_COMPLETE] = resp_complete,
+	[RESP_ACKNOWLEDGE] = resp_acknowledge,
+	[RESP_DUPLICATE] = resp_duplicate,
+	[RESP_NAK_SEQ] = resp_nak_seq,
+	[RESP_RNR] = resp_rnr,
+	[RESP_ERR_INV_REQ] = resp_err_inv_req,
+	[RESP_ERR_ACCESS] = resp_err_access,
+	[RESP_ERR_LENGTH] = resp_err_length,
+	[RESP_ERR_LOCAL] = resp_err_local,
+	[RESP_DROP] = resp_drop,
+};
+
+/* IBA 10.3.1: RTR, RTS and SQD (and SQE for UC/UD) receive. */
+static bool resp_state_ok(const struct ipd_qp *qp)
+{
+	switch (qp->attr.qp_state) {
+	case IBV_QPS_RTR:
+	case IBV_QPS_RTS:
+	case IBV_QPS_SQD:
+		return true;
+	case IBV_QPS_SQE:
+		return !is_rc(qp);
+	default:
+		return false;
+	}
+}
+
+void ipd_resp_rx(struct ipd_qp *qp, struct ipd_pkt *pkt)
+{
+	struct resp_ctx c = { .qp = qp, .e = qp->eng, .pkt = pkt };
+	enum resp_state s = RESP_CHECK_PSN;
+
+	if (!resp_state_ok(qp)) {
+		qp->dev->cnt.drop_bad_state++;
+		return;
+	}
+	while (s != RESP_DONE)
+		s = resp_steps[s](&c);
+	ipd_eng_apply_error(qp);
+}
+
+void ipd_resp_flush(struct ipd_qp *qp)
+{
+	struct ipd_engine_qp *e = qp->eng;
+
+	if (e->have_rwqe)
+		rwqe_complete(qp, NULL, IBV_WC_WR_FLUSH_ERR);
+	if (qp->srq)
+		return;
+	while (!rq_take(qp, &e->rwqe)) {
+		e->have_rwqe = true;
+		e->rwqe_from_srq = false;
+		e->recv_off = 0;
+		rwqe_complete(qp, NULL, IBV_WC_WR_FLUSH_ERR);
+	}
+}
+
+void ipd_resp_reset(struct ipd_qp *qp)
+{
+	struct ipd_engine_qp *e = qp->eng;
+
+	rwqe_release(qp);
+	e->rq_psn = qp->attr.rq_psn & IPD_PSN_MASK;
+	e->msn = 0;
+	e->nak_sent = false;
+	e->drop_msg = false;
+	resp_abort_msg(e);
+	memset(e->res, 0, sizeof(e->res));
+	e->res_next = 0;
+}

@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Moving bytes between packets and registered memory.  Every access is
+ * checked: the key must name an MR of the QP's PD (IBA 10.6.3.1), the MR
+ * must grant the access, and the range must lie inside it.  The memory is
+ * shared with the client process; a bad request never touches it.
+ */
+#include <string.h>
+
+#include "engine_priv.h"
+
+static struct ipd_mr *sge_mr(struct ipd_dev *dev, struct ipd_pd *pd,
+			     uint32_t key, uint32_t access)
+{
+	struct ipd_mr *mr = ipd_mr_lookup(dev, key);
+
+	if (!mr || mr->pd != pd)
+		return NULL;
+	if ((mr->access & access) != access)
+		return NULL;
+	return mr;
+}
+
+int ipd_sge_check(struct ipd_dev *dev, struct ipd_pd *pd,
+		  const struct ipd_sge *sge, uint32_t num_sge,
+		  uint32_t access, uint32_t *total)
+{
+	uint64_t sum = 0;
+	uint32_t i;
+
+	for (i = 0; i < num_sge; i++) {
+		struct ipd_mr *mr;
+
+		sum += sge[i].length;
+		if (!sge[i].length)
+			continue;
+		mr = sge_mr(dev, pd, sge[i].lkey, access);
+		if (!mr || !ipd_mr_ptr(mr, sge[i].addr, sge[i].length))
+			return IBV_WC_LOC_PROT_ERR;
+	}
+	/* IBA 10.8.3: a message is at most 2^31 bytes. */
+	if (sum > (1u << 31))
+		return IBV_WC_LOC_LEN_ERR;
+	*total = (uint32_t)sum;
+	return IBV_WC_SUCCESS;
+}
+
+int ipd_sge_copy(struct ipd_dev *dev, struct ipd_pd *pd,
+		 const struct ipd_sge *sge, uint32_t num_sge, uint32_t off,
+		 void *buf, uint32_t len, enum ipd_copy_dir dir)
+{
+	uint32_t access = dir == IPD_TO_MEM ? IBV_ACCESS_LOCAL_WRITE : 0;
+	uint8_t *p = buf;
+	uint32_t i;
+
+	for (i = 0; i < num_sge && len; i++) {
+		struct ipd_mr *mr;
+		uint32_t n;
+		uint8_t *mem;
+
+		if (off >= sge[i].length) {
+			off -= sge[i].length;
+			continue;
+		}
+		n = sge[i].length - off;
+		if (n > len)
+			n = len;
+		mr = sge_mr(dev, pd, sge[i].lkey, access);
+		mem = mr ? ipd_mr_ptr(mr, sge[i].addr + off, n) : NULL;
+		if (!mem)
+			return IBV_WC_LOC_PROT_ERR;
+		if (dir == IPD_TO_MEM)
+			memcpy(mem, p, n);
+		else
+			memcpy(p, mem, n);
+		p += n;
+		len -= n;
+		off = 0;
+	}
+	return len ? IBV_WC_LOC_LEN_ERR : IBV_WC_SUCCESS;
+}
+
+void *ipd_rkey_ptr(struct ipd_dev *dev, struct ipd_pd *pd, uint32_t rkey,
+		   uint64_t va, uint64_t len, uint32_t access)
+{
+	struct ipd_mr *mr = ipd_mr_lookup(dev, rkey);
+
+	/* The rkey must be the MR's remote key, not just its handle. */
+	if (!mr || mr->rkey != rkey || mr->pd != pd)
+		return NULL;
+	if ((mr->access & access) != access)
+		return NULL;
+	if (va + len < va)
+		return NULL;
+	return ipd_mr_ptr(mr, va, len);
+}
