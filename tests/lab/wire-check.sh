@@ -1,0 +1,223 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# wire-check.sh: is what ipathd puts on the wire RoCEv2 that others accept?
+#
+# In a 2-node lab (ipathd-lab.sh) capture host 1's eth0 with dumpcap while
+# verbs tools run between the hosts, then check from outside the daemon:
+#   1. tshark decodes every UDP/4791 frame as InfiniBand (RRoCE), with no
+#      malformed packet (rpcordma's heuristic disabled, see FACTS.md);
+#   2. icrc_check.py (scapy's RoCE layer + a reference computation) finds
+#      the right ICRC on every captured RoCEv2 packet.
+# It prints the opcodes seen (SEND, WRITE, READ request/response, atomics,
+# ACK/NAK) so a reader can tell which packet types were covered.
+#
+#   tests/lab/wire-check.sh [--ipv6] [--out DIR] [--strict] [TOOL...]
+#
+# TOOL is any of rc uc ud srq send_bw write_bw read_bw atomic_bw (default:
+# all).  A tool that fails is reported; with --strict it fails the check,
+# otherwise only the wire checks decide (they need at least one packet).
+# --out keeps the capture and logs in DIR.  Needs root, dumpcap, tshark,
+# /usr/bin/python3 with scapy.  Exit 0 = wire clean, 77 = skipped.
+
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LAB=$HERE/ipathd-lab.sh
+export IPL_PREFIX=${IPL_PREFIX:-iplw}
+export IPL_SUBNET=${IPL_SUBNET:-10.78.0}
+export IPL_STATE=${IPL_STATE:-/run/ipathd-lab/$IPL_PREFIX}
+TOOL_TIMEOUT=${TOOL_TIMEOUT:-60}
+
+v6=0 strict=0 out=
+tools=()
+while (($#)); do
+	case $1 in
+	--ipv6) v6=1 ;;
+	--strict) strict=1 ;;
+	--out) out=${2:?}; shift ;;
+	-h | --help) sed -n '4,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+	*) tools+=("$1") ;;
+	esac
+	shift
+done
+((${#tools[@]})) || tools=(rc uc ud srq send_bw write_bw read_bw atomic_bw)
+
+log() { printf '[wire-check %s] %s\n' "$(date +%T)" "$*" >&2; }
+skip() { log "SKIP: $*"; exit 77; }
+
+[[ $(id -u) == 0 ]] || skip "needs root"
+for t in dumpcap tshark /usr/bin/python3; do
+	command -v "$t" >/dev/null || skip "$t not installed"
+done
+/usr/bin/python3 -c 'import scapy.contrib.roce' 2>/dev/null ||
+	skip "python3-scapy not installed for /usr/bin/python3"
+
+work=${out:-$(mktemp -d /tmp/wire-check.XXXXXX)}
+mkdir -p "$work"
+cap=$work/wire.pcapng
+cap_pid=
+
+cleanup() {
+	local rc=$?
+	if [[ -n $cap_pid ]]; then
+		kill -INT "$cap_pid" 2>/dev/null || true
+		wait "$cap_pid" 2>/dev/null || true
+	fi
+	"$LAB" down || true
+	[[ -z $out ]] && rm -rf "$work"
+	exit "$rc"
+}
+trap cleanup EXIT
+
+up_args=(up 2)
+((v6)) && up_args+=(--ipv6)
+"$LAB" "${up_args[@]}"
+
+server_addr=$("$LAB" addr 2)
+gid_var=IPL_GID
+if ((v6)); then
+	server_addr=$("$LAB" addr 2 6)
+	gid_var=IPL_GID6
+fi
+
+# ---- capture --------------------------------------------------------------
+
+ip netns exec "${IPL_PREFIX}1" dumpcap -q -i eth0 -f 'udp port 4791' \
+	-w "$cap" >"$work/dumpcap.log" 2>&1 &
+cap_pid=$!
+for ((i = 0; i < 100; i++)); do
+	[[ -s $cap ]] && break
+	kill -0 "$cap_pid" 2>/dev/null || { cat "$work/dumpcap.log" >&2; exit 1; }
+	sleep 0.1
+done
+
+# ---- traffic ----------------------------------------------------------------
+
+# wait_listen HOST PORT PID: bounded wait for a TCP listener in host's ns.
+wait_listen() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		ip netns exec "${IPL_PREFIX}$1" ss -Hltn "sport = :$2" |
+			grep -q . && return 0
+		kill -0 "$3" 2>/dev/null || return 1
+		sleep 0.1
+	done
+	return 1
+}
+
+# pair NAME PORT SERVER_ARGS... -- CLIENT_EXTRA...: the tool runs as
+# server on host 2 and as client on host 1 (which adds server_addr).
+pair() {
+	local name=$1 port=$2 spid src=0 crc=0
+	shift 2
+	local cmd=()
+	while (($#)) && [[ $1 != -- ]]; do cmd+=("$1"); shift; done
+	shift || true
+	"$LAB" exec 2 timeout -k 5 "$TOOL_TIMEOUT" sh -c \
+		'exec "$0" -g "$'"$gid_var"'" "$@"' "${cmd[@]}" \
+		>"$work/$name.server" 2>&1 &
+	spid=$!
+	if ! wait_listen 2 "$port" "$spid"; then
+		wait "$spid" 2>/dev/null || true
+		log "$name: server did not start"; results+=("$name:FAIL")
+		return 0
+	fi
+	"$LAB" exec 1 timeout -k 5 "$TOOL_TIMEOUT" sh -c \
+		'exec "$0" -g "$'"$gid_var"'" "$@"' "${cmd[@]}" "$@" "$server_addr" \
+		>"$work/$name.client" 2>&1 || crc=$?
+	wait "$spid" || src=$?
+	if ((src || crc)); then
+		log "$name: FAILED (server $src, client $crc); logs in $work"
+		results+=("$name:FAIL")
+	else
+		log "$name: ok"
+		results+=("$name:ok")
+	fi
+}
+
+# perftest takes the GID index as -x, not -g: wrap it.
+perf() {
+	local name=$1 tool=$2 port=$3
+	shift 3
+	command -v "$tool" >/dev/null || { results+=("$name:absent"); return 0; }
+	local spid src=0 crc=0
+	"$LAB" exec 2 timeout -k 5 "$TOOL_TIMEOUT" sh -c \
+		'exec "$0" -x "$'"$gid_var"'" "$@"' "$tool" -p "$port" "$@" \
+		>"$work/$name.server" 2>&1 &
+	spid=$!
+	if ! wait_listen 2 "$port" "$spid"; then
+		wait "$spid" 2>/dev/null || true
+		log "$name: server did not start"; results+=("$name:FAIL")
+		return 0
+	fi
+	"$LAB" exec 1 timeout -k 5 "$TOOL_TIMEOUT" sh -c \
+		'exec "$0" -x "$'"$gid_var"'" "$@"' "$tool" -p "$port" "$@" \
+		"$server_addr" >"$work/$name.client" 2>&1 || crc=$?
+	wait "$spid" || src=$?
+	if ((src || crc)); then
+		log "$name: FAILED (server $src, client $crc); logs in $work"
+		results+=("$name:FAIL")
+	else
+		log "$name: ok"
+		results+=("$name:ok")
+	fi
+}
+
+results=()
+port=18600
+for t in "${tools[@]}"; do
+	port=$((port + 1))
+	case $t in
+	rc | uc | srq)
+		pair "$t" "$port" "ibv_${t}_pingpong" -p "$port" -n 200 -s 4000 ;;
+	ud)
+		pair ud "$port" ibv_ud_pingpong -p "$port" -n 200 -s 512 ;;
+	send_bw | write_bw | read_bw | atomic_bw)
+		perf "$t" "ib_$t" "$port" -n 200 ;;
+	*) log "unknown tool $t"; exit 2 ;;
+	esac
+done
+
+sleep 0.5
+kill -INT "$cap_pid" 2>/dev/null || true
+wait "$cap_pid" 2>/dev/null || true
+cap_pid=
+
+# ---- checks -------------------------------------------------------------------
+
+tsh=(tshark -r "$cap" --disable-protocol rpcordma
+     -o udp.ignore_ipv6_zero_checksum:TRUE)
+fail=0
+total=$("${tsh[@]}" -Y 'udp.dstport == 4791' 2>/dev/null | wc -l)
+not_ib=$("${tsh[@]}" -Y 'udp.dstport == 4791 && !infiniband' 2>/dev/null | wc -l)
+malformed=$("${tsh[@]}" -Y '_ws.malformed || _ws.expert.severity >= 8388608' \
+	2>/dev/null | wc -l)
+log "captured $total RoCEv2 frames; $not_ib not decoded as InfiniBand; $malformed malformed/error"
+if ((total == 0)); then
+	log "FAIL: nothing captured"
+	fail=1
+fi
+if ((not_ib || malformed)); then
+	"${tsh[@]}" -Y '(udp.dstport == 4791 && !infiniband) || _ws.malformed || _ws.expert.severity >= 8388608' \
+		2>/dev/null | head -20 >&2
+	fail=1
+fi
+log "opcodes seen (count, BTH opcode):"
+"${tsh[@]}" -Y infiniband -T fields -e infiniband.bth.opcode 2>/dev/null |
+	sort | uniq -c | sort -rn >&2 || true
+if ! /usr/bin/python3 "$HERE/icrc_check.py" --min 1 "$cap" >&2; then
+	log "FAIL: bad ICRCs (frames listed above)"
+	fail=1
+fi
+
+log "tools: ${results[*]}"
+if ((strict)) && [[ " ${results[*]} " == *:FAIL* ]]; then
+	fail=1
+fi
+if ((fail)); then
+	log "wire check FAILED (capture kept in ${out:-a temporary dir, use --out})"
+	exit 1
+fi
+log "wire check passed"
+exit 0
