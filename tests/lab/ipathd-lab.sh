@@ -19,8 +19,11 @@
 #   ipathd-lab.sh env K            print that environment as shell exports
 #   ipathd-lab.sh addr K [6]       host K's IPv4 (or IPv6) address
 #   ipathd-lab.sh gid K [6]        host K's RoCE v2 GID index for that address
-#   ipathd-lab.sh netem K ARGS...  tc netem on host K's eth0 (egress), e.g.
-#                                  "loss 1%", "delay 5ms 1ms", "off" removes it
+#   ipathd-lab.sh netem K ARGS...  impair host K's egress like tc netem: loss,
+#                                  delay TIME [JITTER], duplicate, corrupt,
+#                                  reorder, e.g. "loss 1% delay 5ms 1ms";
+#                                  "off" removes it.  tc netem when the kernel
+#                                  has it, else tests/lab/ipl_netem.c
 #   ipathd-lab.sh link K up|down   plug/unplug host K (its bridge port)
 #   ipathd-lab.sh daemon K start|stop|kill|restart
 #                                  control host K's ipathd (kill = SIGKILL)
@@ -307,17 +310,97 @@ host_exec() {
 	exec ip netns exec "$(ns_of "$k")" env "${envs[@]}" "$@"
 }
 
+# ---- impairment -----------------------------------------------------------
+#
+# tc netem when the kernel has it.  Kernels built without sch_netem (the
+# project's machines) get tests/lab/ipl_netem.c instead: host k's bridge
+# port h<k> is unplugged from br0 and ipl-netem forwards between it and a
+# new veth pair n<k>a/n<k>b whose far end is plugged in, impairing frames
+# that host k sends (its egress, like netem on its eth0).  IPL_NETEM=user
+# forces ipl-netem, IPL_NETEM=tc forbids it.
+
+netem_bin() {
+	local b
+	for b in "$IPL_BUILD/tests/net/ipl-netem" "$IPL_STATE/ipl-netem"; do
+		[[ -x $b && $b -nt $IPL_SRC/tests/lab/ipl_netem.c ]] &&
+			{ echo "$b"; return 0; }
+	done
+	b=$IPL_STATE/ipl-netem
+	"${CC:-cc}" -O2 -o "$b" "$IPL_SRC/tests/lab/ipl_netem.c" >&2 ||
+		die "cannot build ipl-netem"
+	echo "$b"
+}
+
+user_netem_stop() {
+	local k=$1 f pid i
+	f=$(host_dir "$k")/netem.pid
+	[[ -r $f ]] || return 0
+	pid=$(<"$f")
+	if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == */ipl-netem ]]; then
+		kill -TERM "$pid" 2>/dev/null || true
+		for ((i = 0; i < 50; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+	fi
+	rm -f "$f"
+}
+
+user_netem_unsplice() {
+	local k=$1
+	user_netem_stop "$k"
+	if ip -n "$IPL_BR_NS" link show "n${k}a" >/dev/null 2>&1; then
+		ip -n "$IPL_BR_NS" link del "n${k}a"
+		ip -n "$IPL_BR_NS" link set "h$k" master br0
+	fi
+}
+
+user_netem_start() {
+	local k=$1 bin mtu d pid i
+	shift
+	bin=$(netem_bin)
+	d=$(host_dir "$k")
+	user_netem_stop "$k"
+	if ! ip -n "$IPL_BR_NS" link show "n${k}a" >/dev/null 2>&1; then
+		mtu=$(ip -n "$IPL_BR_NS" -o link show "h$k" |
+		      sed -n 's/.* mtu \([0-9]*\).*/\1/p')
+		ip -n "$IPL_BR_NS" link add "n${k}a" mtu "$mtu" type veth \
+			peer name "n${k}b" mtu "$mtu"
+		ip -n "$IPL_BR_NS" link set "h$k" nomaster
+		ip -n "$IPL_BR_NS" link set "n${k}b" master br0 up
+		ip -n "$IPL_BR_NS" link set "n${k}a" up
+	fi
+	ip netns exec "$IPL_BR_NS" "$bin" "h$k" "n${k}a" "$@" \
+		</dev/null >>"$d/netem.log" 2>&1 &
+	pid=$!
+	echo "$pid" >"$d/netem.pid"
+	for ((i = 0; i < 20; i++)); do
+		kill -0 "$pid" 2>/dev/null ||
+			die "ipl-netem failed: $(tail -n 3 "$d/netem.log")"
+		grep -q "^ipl-netem: h$k" "$d/netem.log" 2>/dev/null && return 0
+		sleep 0.05
+	done
+}
+
 netem() {
-	local k=$1 ns
+	local k=$1 ns mode=${IPL_NETEM:-auto}
 	shift
 	check_host "$k"
 	ns=$(ns_of "$k")
 	if [[ ${1:-} == off ]]; then
 		ip netns exec "$ns" tc qdisc del dev eth0 root 2>/dev/null || true
+		user_netem_unsplice "$k"
 		return 0
 	fi
 	(($#)) || die "netem: no arguments (e.g. loss 1%, or off)"
-	ip netns exec "$ns" tc qdisc replace dev eth0 root netem "$@"
+	if [[ $mode != user ]] &&
+	   ip netns exec "$ns" tc qdisc replace dev eth0 root netem "$@" 2>/dev/null; then
+		user_netem_unsplice "$k"
+		return 0
+	fi
+	[[ $mode == tc ]] && die "tc netem failed (kernel without sch_netem?)"
+	user_netem_start "$k" "$@"
 }
 
 lab_status() {
@@ -333,7 +416,7 @@ lab_status() {
 }
 
 usage() {
-	sed -n '4,44p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '4,48p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
