@@ -416,7 +416,7 @@ lab_status() {
 }
 
 usage() {
-	sed -n '4,48p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '4,/^set -euo/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
