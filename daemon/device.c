@@ -33,6 +33,11 @@ static uint32_t min_u32(uint32_t a, uint32_t b)
 	return a < b ? a : b;
 }
 
+static uint64_t min_u64(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
 static void device_attr_fill(const struct ipd_dev *dev, Ipd__DeviceAttr *a)
 {
 	const struct ipd_config *cfg = dev->cfg;
@@ -55,7 +60,8 @@ static void device_attr_fill(const struct ipd_dev *dev, Ipd__DeviceAttr *a)
 	a->max_pd = cfg->max_pd;
 	a->max_qp_rd_atom = cfg->max_qp_rd_atom;
 	a->max_qp_init_rd_atom = cfg->max_qp_rd_atom;
-	a->max_res_rd_atom = cfg->max_qp_rd_atom * cfg->max_qp;
+	a->max_res_rd_atom = (uint32_t)min_u64((uint64_t)cfg->max_qp_rd_atom *
+					       cfg->max_qp, UINT32_MAX);
 	a->atomic_cap = IBV_ATOMIC_HCA;
 	a->max_srq = cfg->max_srq;
 	a->max_srq_wr = cfg->max_srq_wr;

@@ -187,7 +187,8 @@ struct ipd_rwqe {
 };
 
 /* Take the next receive WQE (copied) from the SRQ; fires the limit event
- * when armed.  0, or -EAGAIN when empty. */
+ * when armed.  0, -EAGAIN when empty, or -EINVAL when the client wrote a
+ * WQE with more than max_sge entries (it is consumed and dropped). */
 int ipd_srq_take(struct ipd_srq *srq, struct ipd_rwqe *out);
 
 /* An address vector, resolved to where packets go. */
