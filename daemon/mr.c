@@ -7,6 +7,7 @@
  * of a transfer needs no help from its application.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -93,6 +94,14 @@ static uint64_t mr_check_runs(const Ipd__RegMr *m, int fd, int *err)
 		return 0;
 	first = m->addr & ~(pg - 1);
 	last = (m->addr + m->length + pg - 1) & ~(pg - 1);
+	/* A client that truncated its arena under a mapped MR would make
+	 * the daemon's accesses SIGBUS: forbid shrinking from now on.  This
+	 * needs an arena created with MFD_ALLOW_SEALING; holes punched
+	 * later read as zeros and are harmless. */
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0 && errno != EPERM) {
+		*err = -errno;
+		return 0;
+	}
 	if (fstat(fd, &st) < 0) {
 		*err = -errno;
 		return 0;

@@ -338,6 +338,14 @@ static void test_mr(uint32_t pd)
 	CHECK(destroy(IPD__OBJ_TYPE__OBJ_PD, pd) == -EBUSY);
 	munmap(arena, 4 * pg);
 	close(fd);
+
+	/* A sealable arena can no longer shrink under a registered MR. */
+	fd = memfd_create("arena", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	CHECK(fd >= 0 && ftruncate(fd, 4 * pg) == 0);
+	CHECK(reg_mr(&m, fd) == 0);
+	CHECK(ftruncate(fd, pg) < 0 && errno == EPERM);
+	CHECK(ftruncate(fd, 8 * pg) == 0);  /* growing stays allowed */
+	close(fd);
 }
 
 static void test_srq(uint32_t pd, uint32_t *srq_handle)
