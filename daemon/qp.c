@@ -347,7 +347,7 @@ static int qp_check_avs(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
 		ipd_ah_attr_from_msg(a->ah_attr, ah);
 		if (ipd_av_resolve(qp->dev, ah, av))
 			return ipd_req_fail(ctx, EINVAL,
-					    "modify_qp: unusable address vector (RoCE needs a GRH and sgid index 1..%d)",
+					    "modify_qp: bad AV (needs a GRH, sgid index 1..%d)",
 					    qp->dev->ngids - 1);
 	}
 	if (mask & IBV_QP_ALT_PATH) {
