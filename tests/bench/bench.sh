@@ -437,7 +437,16 @@ app_env() {
 		LD_LIBRARY_PATH="$BUILD/provider${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 }
 
-declare -A SCOPE_TIMEOUTS=() SCOPE_DEAD=()
+declare -A SCOPE_HANGS=() SCOPE_DEAD=()
+
+# note_hang SCOPE: a tool hung (timed out); after 3 in one scope the rest of
+# that scope is skipped, so that a hanging daemon costs minutes, not an hour.
+note_hang() {
+	SCOPE_HANGS[$1]=$((${SCOPE_HANGS[$1]:-0} + 1))
+	((SCOPE_HANGS[$1] >= 3)) &&
+		SCOPE_DEAD[$1]="3 runs in this scope hung (server not listening or client past ${TOOL_TIMEOUT}s)"
+	return 0
+}
 
 # perf SCOPE SRV CLI SRV_IP TOOL CONN SIZE: one perftest pair; SRV and CLI
 # are daemon names (the same daemon for one host).
@@ -475,7 +484,14 @@ perf() {
 	if ! wait_listen "${D_NS[$srv]}" tcp "$port" "$spid"; then
 		wait_bounded "$spid" 2; rc=$?
 		cp "$OUT/${f%.client}.server" "$OUT/$f"
-		rec8 "$id" perftest "$scope" "$tool $conn" "$size" "${rc/#0/1}" "$f" "reason=server did not listen"
+		if kill -0 "$spid" 2>/dev/null || ((rc == 124 || rc == 137 || rc == 143)); then
+			rec8 "$id" perftest "$scope" "$tool $conn" "$size" "${rc/#0/1}" "$f" \
+				"reason=server hung (no TCP listen in 15 s)"
+			note_hang "$scope"
+		else
+			rec8 "$id" perftest "$scope" "$tool $conn" "$size" "${rc/#0/1}" "$f" \
+				"reason=server exited before listening"
+		fi
 		return
 	fi
 	t0a=$(cpu_ticks "${D_PID[$srv]}"); t0b=$(cpu_ticks "${D_PID[$cli]}")
@@ -485,13 +501,7 @@ perf() {
 	t1a=$(cpu_ticks "${D_PID[$srv]}"); t1b=$(cpu_ticks "${D_PID[$cli]}")
 	wait_bounded "$spid" 10
 	rec8 "$id" perftest "$scope" "$tool $conn" "$size" "$rc" "$f"
-	if [[ $rc == 124 ]]; then
-		SCOPE_TIMEOUTS[$scope]=$((${SCOPE_TIMEOUTS[$scope]:-0} + 1))
-		((SCOPE_TIMEOUTS[$scope] >= 2)) &&
-			SCOPE_DEAD[$scope]="two runs in this scope timed out (${TOOL_TIMEOUT}s)"
-	else
-		SCOPE_TIMEOUTS[$scope]=0
-	fi
+	[[ $rc == 124 || $rc == 137 ]] && note_hang "$scope"
 	if [[ $tool == *_bw && $conn == RC && $tool != ib_atomic_bw ]]; then
 		if [[ $srv == "$cli" ]]; then
 			rec8 "$scope/cpu_gb/$tool/$size" cpu_gb "$scope" "daemon CPU" "$size" 0 "" \
