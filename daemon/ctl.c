@@ -201,8 +201,7 @@ static void client_disconnect(struct ipd_client *c)
 static void client_cut_off(struct ipd_client *c, const char *why)
 {
 	c->dev->cnt.clients_cut_off++;
-	ipd_warn("client %u (%s, pid %d): cut off: %s", c->id, c->name,
-		 (int)c->pid, why);
+	ipd_warn("client %u (%s): cut off: %s", c->id, c->name, why);
 	client_free(c);
 }
 
@@ -220,7 +219,8 @@ static void set_client_name(struct ipd_client *c, const char *name)
 {
 	size_t i;
 
-	snprintf(c->name, sizeof(c->name), "%s", name && *name ? name : "?");
+	snprintf(c->name, sizeof(c->name), "%.40s[%d]",
+		 name && *name ? name : "?", (int)c->pid);
 	for (i = 0; c->name[i]; i++)
 		if ((unsigned char)c->name[i] < 0x20 ||
 		    (unsigned char)c->name[i] >= 0x7f)
@@ -315,8 +315,8 @@ static int ctl_hello(struct ipd_req_ctx *ctx)
 	hr->dev_name = dev->cfg->dev_name;
 	ctx->resp->op_case = IPD__RESPONSE__OP_HELLO;
 	ctx->resp->hello = hr;
-	ipd_info("client %u: hello from '%s' (pid %d uid %u)", c->id, c->name,
-		 (int)c->pid, (unsigned)c->uid);
+	ipd_info("client %u: hello from %s (uid %u)", c->id, c->name,
+		 (unsigned)c->uid);
 	return 0;
 
 err_page:
@@ -486,7 +486,7 @@ static void client_new(struct ipd_ctl_server *srv, int fd)
 	c->page_fd = -1;
 	c->doorbell_fd = -1;
 	c->async_fd = -1;
-	snprintf(c->name, sizeof(c->name), "pid %d", (int)cred.pid);
+	snprintf(c->name, sizeof(c->name), "[%d]", (int)cred.pid);
 	TAILQ_INSERT_TAIL(&dev->clients, c, link);
 	srv->nclients++;
 	ev_io_init(&c->sock_w, client_sock_cb, fd, EV_READ);
