@@ -93,8 +93,9 @@ def parse_iperf3(text):
     if cpu:
         r["cpu_host_percent"] = cpu.get("host_total")
         r["cpu_remote_percent"] = cpu.get("remote_total")
-    blksize = (d.get("start") or {}).get("test_start", {}).get("blksize")
-    if blksize:
+    ts = (d.get("start") or {}).get("test_start", {})
+    blksize = ts.get("blksize")
+    if blksize and ts.get("protocol") == "UDP":
         r["mpps"] = r["gbps"] * 1e9 / 8 / blksize / 1e6
     return r
 
