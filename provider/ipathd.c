@@ -3,6 +3,7 @@
  * libipathd-rdmav34.so: registration with libibverbs, the device, the
  * context and the ops table, and the query verbs.
  */
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -49,8 +50,9 @@ static int ipd_query_device_ex(struct ibv_context *context,
 	}
 	d = resp->query_device->attr;
 	snprintf(a->fw_ver, sizeof(a->fw_ver), "%s", d->fw_ver ? d->fw_ver : "");
-	a->node_guid = d->node_guid;
-	a->sys_image_guid = d->sys_image_guid;
+	/* The protocol carries GUIDs as numbers; verbs wants them big-endian. */
+	a->node_guid = htobe64(d->node_guid);
+	a->sys_image_guid = htobe64(d->sys_image_guid);
 	a->max_mr_size = d->max_mr_size;
 	a->page_size_cap = d->page_size_cap;
 	a->vendor_id = d->vendor_id;

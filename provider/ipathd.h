@@ -16,6 +16,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "ipathd/ctl.h"
@@ -80,9 +81,11 @@ struct ipd_mr {
 	struct verbs_mr vmr;		/* ibv_mr.handle = daemon handle */
 };
 
+/* ibv_context sits at the end of verbs_context (which grows downwards). */
 static inline struct ipd_context *to_ictx(struct ibv_context *ctx)
 {
-	return (struct ipd_context *)(void *)ctx;
+	return (struct ipd_context *)(void *)((char *)ctx -
+		offsetof(struct ipd_context, vctx.context));
 }
 
 static inline struct ipd_cq *to_icq(struct ibv_cq *cq)
