@@ -60,11 +60,15 @@ trap cleanup EXIT
 
 say "Starting ipathd (state in $RUN)"
 : >"$RUN/ipathd.conf"   # defaults only; see conf/ipathd.conf for the options
+# A free UDP port for the RoCEv2 link, so that the demo never collides with
+# an ipathd already bound to 4791 (a daemon installed on this host).
+UDP_PORT=4791
+while ss -Hlun "sport = :$UDP_PORT" | grep -q .; do UDP_PORT=$((30000 + RANDOM % 30000)); done
 cmd "$BUILD/daemon/ipathd" -c "$RUN/ipathd.conf" --sysfs "$RUN/sysfs" \
-	--socket "$RUN/ipathd.sock" --dev-node "$NODE" --log-level info
+	--socket "$RUN/ipathd.sock" --dev-node "$NODE" --udp-port "$UDP_PORT" --log-level info
 "$BUILD/daemon/ipathd" -c "$RUN/ipathd.conf" --sysfs "$RUN/sysfs" \
-	--socket "$RUN/ipathd.sock" --dev-node "$NODE" --log-level info \
-	2>"$RUN/ipathd.log" &
+	--socket "$RUN/ipathd.sock" --dev-node "$NODE" --udp-port "$UDP_PORT" \
+	--log-level info 2>"$RUN/ipathd.log" &
 DAEMON_PID=$!
 for ((i = 0; i < 100; i++)); do
 	[[ -S $RUN/ipathd.sock && -e $RUN/sysfs/class/infiniband_verbs/$NODE/ibdev ]] && break

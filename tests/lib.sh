@@ -116,7 +116,19 @@ trap 'exit 143' TERM
 
 # ---- daemon ---------------------------------------------------------------
 
+# ipd_udp_port: a UDP port nobody is bound to, for the daemon's RoCEv2
+# link (several daemons on a host cannot share 4791).
+ipd_udp_port() {
+	local i p
+	for ((i = 0; i < 100; i++)); do
+		p=$((30000 + RANDOM % 30000))
+		ss -Hlun "sport = :$p" | grep -q . || { echo "$p"; return 0; }
+	done
+	ipd_fail "no free UDP port"
+}
+
 # ipd_start NAME [daemon args...]
+# Daemon args come after the defaults here, so they override them.
 ipd_start() {
 	local name=$1; shift
 	local dir=$IPD_TMP/$name
@@ -132,7 +144,8 @@ ipd_start() {
 	UBSAN_OPTIONS=${IPD_DAEMON_UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitcode=67} \
 		"$IPD_DAEMON" -c "$dir/ipathd.conf" \
 		--sysfs "$dir/sysfs" --socket "$dir/ipathd.sock" \
-		--dev-node "$node" --log-level "${IPD_LOG_LEVEL:-info}" "$@" \
+		--dev-node "$node" --udp-port "$(ipd_udp_port)" \
+		--log-level "${IPD_LOG_LEVEL:-info}" "$@" \
 		>"$dir/daemon.log" 2>&1 &
 	pid=$!
 	IPD_PID[$name]=$pid
