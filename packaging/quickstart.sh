@@ -63,7 +63,10 @@ say "Starting ipathd (state in $RUN)"
 # A free UDP port for the RoCEv2 link, so that the demo never collides with
 # an ipathd already bound to 4791 (a daemon installed on this host).
 UDP_PORT=4791
-while ss -Hlun "sport = :$UDP_PORT" | grep -q .; do UDP_PORT=$((30000 + RANDOM % 30000)); done
+for ((i = 0; i < 100; i++)); do
+	ss -Hlun "sport = :$UDP_PORT" | grep -q . || break
+	UDP_PORT=$((30000 + RANDOM % 30000))
+done
 cmd "$BUILD/daemon/ipathd" -c "$RUN/ipathd.conf" --sysfs "$RUN/sysfs" \
 	--socket "$RUN/ipathd.sock" --dev-node "$NODE" --udp-port "$UDP_PORT" --log-level info
 "$BUILD/daemon/ipathd" -c "$RUN/ipathd.conf" --sysfs "$RUN/sysfs" \
