@@ -259,12 +259,14 @@ ipd_cpu_ticks() {
 
 # ---- tools ----------------------------------------------------------------
 
-# ipd_port: a TCP port nobody listens on, different at every call.
+# ipd_port: a TCP port nobody listens on, different at every call (the
+# counter lives in a file: callers use $(ipd_port), a subshell).
 ipd_port() {
-	local i p
+	local i p f=$IPD_TMP/next-port
+	[[ -f $f ]] || echo "$IPD_PORT_NEXT" >"$f"
 	for ((i = 0; i < 100; i++)); do
-		p=$IPD_PORT_NEXT
-		IPD_PORT_NEXT=$((IPD_PORT_NEXT + 1))
+		p=$(<"$f")
+		echo $((p + 1)) >"$f"
 		if ! ss -Hltn "sport = :$p" | grep -q .; then
 			echo "$p"
 			return 0
