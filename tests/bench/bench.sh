@@ -115,11 +115,11 @@ rec8() { rec "$1" "$2" "$3" "$4" "$5" "$6" "$7" "${8:-}"; }
 
 # ---- cleanup -----------------------------------------------------------------
 TMP=$(mktemp -d /tmp/ipathd-bench.XXXXXX)
-NS_O=ipbo$$ NS_A=ipba$$ NS_B=ipbb$$
+NS_O=ipbo$$ NS_A='' NS_B=''
 VA=ipbva$$ VB=ipbvb$$ DUMMY=ipbd$$
-IP_O=10.56.0.1 IP_A=10.57.0.1 IP_B=10.57.0.2
+IP_O=10.56.0.1 IP_A='' IP_B=''
 BG_PIDS=()
-declare -A D_PID=() D_DIR=() D_NODE=() D_NS=() D_DEV=() D_GID=()
+declare -A D_PID=() D_DIR=() D_NODE=() D_NS=() D_DEV=() D_GID=() D_LOG=()
 
 stop_pid() {            # TERM, bounded wait, KILL
 	local p=$1 i
@@ -137,12 +137,13 @@ cleanup() {
 	set +e
 	trap - EXIT INT TERM
 	for p in "${BG_PIDS[@]}"; do stop_pid "$p"; done
+	[[ $USE_LAB == 1 ]] && lab down >/dev/null 2>&1
 	for n in "${!D_PID[@]}"; do
 		stop_pid "${D_PID[$n]}"
-		rm -f "/dev/infiniband/${D_NODE[$n]}"
+		[[ -n ${D_NODE[$n]} ]] && rm -f "/dev/infiniband/${D_NODE[$n]}"
 	done
 	for n in "$NS_O" "$NS_A" "$NS_B"; do
-		ip netns del "$n" 2>/dev/null
+		[[ -n $n && $n != "$LAB_PREFIX"* ]] && ip netns del "$n" 2>/dev/null
 	done
 	if [[ $KEEP == 1 ]]; then log "kept $TMP"; else rm -rf "$TMP"; fi
 	exit "$rc"
@@ -230,10 +231,53 @@ build_memcpy() {
 }
 
 # ---- 2. namespaces ------------------------------------------------------------------
+# Across hosts: tests/lab/ipathd-lab.sh (two hosts on a bridge, one daemon
+# each) when it exists and comes up; else a veth pair A <-> B of our own
+# with daemons started here.  The floors run over the same link.
+USE_LAB=0
+LAB_PREFIX=ipb$(printf '%05d' $(($$ % 100000)))
+lab() {
+	IPL_PREFIX=$LAB_PREFIX IPL_SUBNET=10.57.0 IPL_STATE=$TMP/lab IPL_LOG_LEVEL=warn \
+		IPATHD_BUILD_DIR=$BUILD timeout -k 5 120 "$SRC/tests/lab/ipathd-lab.sh" "$@"
+}
+
+# lab_daemon NAME K: adopt lab host K's daemon as daemon NAME
+lab_daemon() {
+	local name=$1 k=$2 envs
+	envs=$(lab env "$k") || return 1
+	D_PID[$name]=$(cat "$TMP/lab/host$k/ipathd.pid") || return 1
+	D_DIR[$name]=$TMP/lab/host$k
+	D_LOG[$name]=$TMP/lab/host$k/ipathd.log
+	D_NS[$name]=$LAB_PREFIX$k
+	D_NODE[$name]=
+	D_DEV[$name]=$(sed -n 's/^export IPL_DEV="\(.*\)"$/\1/p' <<<"$envs")
+	D_GID[$name]=$(sed -n 's/^export IPL_GID="\(.*\)"$/\1/p' <<<"$envs")
+	LAB_DAEMONS+=("$name")
+	log "lab host $k: daemon $name (pid ${D_PID[$name]}, dev ${D_DEV[$name]}, gid ${D_GID[$name]})"
+}
+LAB_DAEMONS=()
+
+setup_lab() {
+	[[ -x $SRC/tests/lab/ipathd-lab.sh && $BUILD_OK == 1 ]] || return 1
+	[[ ${IPB_NO_LAB:-0} == 1 ]] && return 1
+	if ! lab up 2 >"$RAW/lab_up.log" 2>&1; then
+		log "ipathd-lab.sh up failed (see raw/lab_up.log); using a veth pair of our own"
+		lab down >/dev/null 2>&1
+		return 1
+	fi
+	# the lab's hosts have their veth as eth0.  Loss goes there with tc netem
+	# or iptables (set_loss), not with the lab's ipl-netem: that forwarder
+	# would put a user-space hop into the lossy runs only.
+	NS_A=${LAB_PREFIX}1 NS_B=${LAB_PREFIX}2 VA=eth0 VB=eth0
+	IP_A=$(lab addr 1) && IP_B=$(lab addr 2) || return 1
+	lab_daemon a 1 && lab_daemon b 2 || return 1
+	USE_LAB=1
+	return 0
+}
+
 setup_ns() {
-	ip netns add "$NS_O" && ip netns add "$NS_A" && ip netns add "$NS_B" || return 1
-	local n
-	for n in "$NS_O" "$NS_A" "$NS_B"; do ip -n "$n" link set lo up || return 1; done
+	ip netns add "$NS_O" || return 1
+	ip -n "$NS_O" link set lo up || return 1
 	# One host: an address on an ordinary interface (no dummy module in a
 	# kernel without modules: a veth pair with both ends in O); traffic to
 	# a local address goes through lo.
@@ -241,6 +285,10 @@ setup_ns() {
 		ip -n "$NS_O" addr add "$IP_O/24" dev "$DUMMY" &&
 		ip -n "$NS_O" link set "${DUMMY}p" up &&
 		ip -n "$NS_O" link set "$DUMMY" up || return 1
+	setup_lab && return 0
+	NS_A=ipba$$ NS_B=ipbb$$ IP_A=10.57.0.1 IP_B=10.57.0.2
+	ip netns add "$NS_A" && ip netns add "$NS_B" || return 1
+	ip -n "$NS_A" link set lo up && ip -n "$NS_B" link set lo up || return 1
 	ip link add "$VA" netns "$NS_A" type veth peer name "$VB" netns "$NS_B" || return 1
 	ip -n "$NS_A" addr add "$IP_A/24" dev "$VA" &&
 		ip -n "$NS_B" addr add "$IP_B/24" dev "$VB" &&
@@ -255,7 +303,7 @@ setup_ns() {
 	return 1
 }
 
-# set_loss on|off: 1 % random loss on the veth, both directions.  tc netem
+# set_loss on|off: 1 % random loss on the veth (or the lab hosts' eth0), both directions.  tc netem
 # when the kernel has it; else (a kernel without sch_netem, like this
 # project's VMs) iptables' statistic match dropping 1 % of what each side
 # receives (INPUT, so the sender sees no error, as with loss on a wire).
@@ -392,6 +440,7 @@ start_daemon() {
 		--log-level warn "$@" >"$dir/daemon.log" 2>&1 &
 	pid=$!
 	D_PID[$name]=$pid D_DIR[$name]=$dir D_NODE[$name]=$node D_NS[$name]=$ns
+	D_LOG[$name]=$dir/daemon.log
 	for ((i = 0; i < 150; i++)); do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			START_WHY="daemon exited during start-up: $(tail -n 3 "$dir/daemon.log" | tr '\n' ' ')"
@@ -422,10 +471,11 @@ start_daemon() {
 stop_daemon() {
 	local name=$1
 	[[ -n ${D_PID[$name]:-} ]] || return 0
+	cp "${D_LOG[$name]}" "$RAW/daemon_$name.log" 2>/dev/null
+	[[ " ${LAB_DAEMONS[*]} " == *" $name "* ]] && return 0   # lab down stops it
 	stop_pid "${D_PID[$name]}"
 	wait "${D_PID[$name]}" 2>/dev/null
 	rm -f "/dev/infiniband/${D_NODE[$name]}"
-	cp "${D_DIR[$name]}/daemon.log" "$RAW/daemon_$name.log" 2>/dev/null
 	unset "D_PID[$name]"
 }
 
@@ -461,7 +511,7 @@ perf() {
 	fi
 	for n in "$srv" "$cli"; do
 		if [[ -z ${D_PID[$n]:-} ]] || ! kill -0 "${D_PID[$n]}" 2>/dev/null; then
-			SCOPE_DEAD[$scope]="daemon $n is not running: $(tail -n 2 "${D_DIR[$n]:-/nonexistent}/daemon.log" 2>/dev/null | tr '\n' ' ')"
+			SCOPE_DEAD[$scope]="daemon $n is not running: $(tail -n 2 "${D_LOG[$n]:-/nonexistent}" 2>/dev/null | tr '\n' ' ')"
 			rec8 "$id" skipped "$scope" "$tool $conn" "$size" 1 "" "reason=${SCOPE_DEAD[$scope]}"
 			return
 		fi
@@ -569,8 +619,8 @@ ipathd_part() {
 		fail_all onehost "$START_WHY"
 	fi
 	stop_daemon o
-	if start_daemon a "$NS_A" --netdev "$VA" &&
-		start_daemon b "$NS_B" --netdev "$VB"; then
+	if [[ $USE_LAB == 1 ]] || { start_daemon a "$NS_A" --netdev "$VA" &&
+		start_daemon b "$NS_B" --netdev "$VB"; }; then
 		perf_suite hosts b a "$IP_B"
 		idle_cpu hosts a
 		if set_loss on; then
@@ -603,6 +653,11 @@ install_missing
 build_ipathd
 build_memcpy
 
+
+if ! setup_ns; then
+	log "could not create the network namespaces"
+	exit 1
+fi
 {
 	printf '{"quick": %s, "date": "%s", "commit": "%s", "only": "%s",\n' \
 		"$([[ $QUICK == 1 ]] && echo true || echo false)" "$(date -u +%FT%TZ)" \
@@ -613,14 +668,10 @@ build_memcpy
 		"$(dpkg-query -W -f '${Version}' sockperf 2>/dev/null)" \
 		"$(dpkg-query -W -f '${Version}' libfabric-bin 2>/dev/null)" \
 		"$(dpkg-query -W -f '${Version}' perftest 2>/dev/null)"
-	printf ' "links": {"loopback": "netns %s, %s on a local veth, via lo", "veth": "%s <-> %s, MTU %s"}}\n' \
-		"$NS_O" "$IP_O" "$IP_A" "$IP_B" 1500
+	printf ' "links": {"loopback": "netns %s, %s on a local veth, via lo", "veth": "%s <-> %s, %s"}}\n' \
+		"$NS_O" "$IP_O" "$IP_A" "$IP_B" \
+		"$([[ $USE_LAB == 1 ]] && echo "tests/lab/ipathd-lab.sh hosts on a bridge" || echo "one veth pair")"
 } >"$RAW/meta.json"
-
-if ! setup_ns; then
-	log "could not create the network namespaces"
-	exit 1
-fi
 
 if [[ $ONLY != ipathd ]]; then
 	floor_memcpy
