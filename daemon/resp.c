@@ -600,8 +600,11 @@ static enum resp_state resp_duplicate(struct resp_ctx *c)
 
 	qp->dev->cnt.dup_requests++;
 	if (pkt->mask & IPD_WRITE_OR_SEND_MASK) {
-		resp_send_ack(qp, IPD_AETH_ACK_NO_CREDIT,
-			      ipd_psn_add(e->rq_psn, IPD_PSN_MASK));
+		/* Re-ACK where the requester asked; acknowledging every
+		 * duplicate of a go-back-N burst only floods the link. */
+		if (ipd_bth_ackreq(pkt->hdr))
+			resp_send_ack(qp, IPD_AETH_ACK_NO_CREDIT,
+				      ipd_psn_add(e->rq_psn, IPD_PSN_MASK));
 		return RESP_DONE;
 	}
 	if (pkt->mask & IPD_ATOMIC_MASK) {
