@@ -8,6 +8,9 @@
 
 #include "ipathd/ctl.h"
 
+/* Field 2047 (unused in every message), varint 0. */
+static const uint8_t empty_msg[] = { 0xf8, 0x7f, 0x00 };
+
 int ipd_ctl_send(int sock, const ProtobufCMessage *msg, const int *fds,
 		 int nfds)
 {
@@ -24,10 +27,20 @@ int ipd_ctl_send(int sock, const ProtobufCMessage *msg, const int *fds,
 
 	if (len > IPD_CTL_MAX_MSG || nfds < 0 || nfds > IPD_CTL_MAX_FDS)
 		return -EMSGSIZE;
-	buf = malloc(len ? len : 1);
+	buf = malloc(len ? len : sizeof(empty_msg));
 	if (!buf)
 		return -ENOMEM;
 	protobuf_c_message_pack(msg, buf);
+	/*
+	 * A message with every field at its default (a plain success
+	 * Response) packs to nothing, and a zero-length SOCK_SEQPACKET packet
+	 * reads like EOF on the other side.  Send an unknown field instead,
+	 * which every protobuf parser skips.
+	 */
+	if (!len) {
+		memcpy(buf, empty_msg, sizeof(empty_msg));
+		len = sizeof(empty_msg);
+	}
 	iov.iov_base = buf;
 	iov.iov_len = len;
 	mh.msg_iov = &iov;
