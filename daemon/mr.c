@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "objects.h"
 
 #define IPD_ACCESS_MR_VALID                                                \
@@ -74,6 +75,10 @@ void *ipd_mr_ptr(struct ipd_mr *mr, uint64_t iova, uint64_t len)
 {
 	uint64_t off;
 
+	/* The kernel stubs' DMA MR: addresses in the device's own form
+	 * (addr.c, docs/address-forms.md). */
+	if (ipd_mr_is_kmem(mr))
+		return ipd_kmem_ptr(mr, iova, len);
 	if (iova < mr->iova)
 		return NULL;
 	off = iova - mr->iova;
@@ -234,8 +239,12 @@ int ipd_mr_destroy(struct ipd_mr *mr)
 	if (mr->refcnt)
 		return -EBUSY;
 	ipd_table_remove(&mr->client->dev->mrs, mr->handle);
-	munmap(mr->map, mr->map_len);
 	mr->pd->refcnt--;
+	if (ipd_mr_is_kmem(mr)) {
+		ipd_kmem_destroy(mr);
+		return 0;
+	}
+	munmap(mr->map, mr->map_len);
 	free(mr);
 	return 0;
 }

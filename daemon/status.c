@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "addr.h"
 #include "engine.h"
 #include "objects.h"
 #include "qp_state.h"
@@ -72,6 +73,8 @@ static int status_gids(struct ipd_req_ctx *ctx, struct ipd_dev *dev,
 static int status_qp(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
 		     Ipd__QpStatus *s)
 {
+	char form[16];
+
 	ipd__qp_status__init(s);
 	s->qpn = qp->qpn;
 	s->qp_type = qp->type;
@@ -84,7 +87,9 @@ static int status_qp(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
 	s->dest_qpn = qp->attr.dest_qp_num;
 	s->client_id = qp->client->id;
 	s->peer = addr_text(ctx, &qp->av.dst);
-	s->addr_form = ipd_req_strdup(ctx, "");
+	/* The negotiated <local, peer> DMA-capable pair (peer.c). */
+	ipd_peer_addr_form(qp->dev, qp, form, sizeof(form));
+	s->addr_form = ipd_req_strdup(ctx, form);
 	return s->peer && s->addr_form ? 0 : -ENOMEM;
 }
 
@@ -109,12 +114,56 @@ static int status_qps(struct ipd_req_ctx *ctx, struct ipd_dev *dev,
 	return 0;
 }
 
+/* Address-form counters (addr.c), after the device's own. */
+#define ACNT(f) { #f, offsetof(struct ipd_addr_counters, f) }
+static const struct counter_name addr_counter_names[] = {
+	ACNT(addr_wrong_form), ACNT(addr_out_of_bounds),
+	ACNT(addr_iommu_fault), ACNT(addr_kmaps), ACNT(addr_iotlb_invals),
+};
+#undef ACNT
+#define N_ADDR_COUNTERS \
+	(sizeof(addr_counter_names) / sizeof(addr_counter_names[0]))
+
+static void status_addr_counters(Ipd__Counter *c, Ipd__StatusResp *r)
+{
+	const struct ipd_addr_counters *ac = ipd_addr_counters();
+
+	for (size_t i = 0; i < N_ADDR_COUNTERS; i++) {
+		ipd__counter__init(&c[i]);
+		c[i].name = (char *)addr_counter_names[i].name;
+		c[i].value = *(const uint64_t *)((const char *)ac +
+						 addr_counter_names[i].off);
+		r->counters[r->n_counters++] = &c[i];
+	}
+}
+
+static int status_peers(struct ipd_req_ctx *ctx, Ipd__StatusResp *r)
+{
+	int n = ipd_peer_count();
+	char buf[256];
+
+	r->peers = ipd_req_alloc(ctx, (size_t)(n + 1) * sizeof(char *));
+	if (!r->peers)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++) {
+		if (ipd_peer_describe(i, buf, sizeof(buf)))
+			continue;
+		r->peers[r->n_peers] = ipd_req_strdup(ctx, buf);
+		if (!r->peers[r->n_peers])
+			return -ENOMEM;
+		r->n_peers++;
+	}
+	return 0;
+}
+
 static int status_counters(struct ipd_req_ctx *ctx, struct ipd_dev *dev,
 			   Ipd__StatusResp *r)
 {
-	Ipd__Counter *c = ipd_req_alloc(ctx, N_COUNTERS * sizeof(*c));
+	Ipd__Counter *c = ipd_req_alloc(ctx, (N_COUNTERS + N_ADDR_COUNTERS) *
+					     sizeof(*c));
 
-	r->counters = ipd_req_alloc(ctx, N_COUNTERS * sizeof(*r->counters));
+	r->counters = ipd_req_alloc(ctx, (N_COUNTERS + N_ADDR_COUNTERS) *
+					     sizeof(*r->counters));
 	if (!c || !r->counters)
 		return -ENOMEM;
 	for (size_t i = 0; i < N_COUNTERS; i++) {
@@ -125,6 +174,7 @@ static int status_counters(struct ipd_req_ctx *ctx, struct ipd_dev *dev,
 		r->counters[i] = &c[i];
 	}
 	r->n_counters = N_COUNTERS;
+	status_addr_counters(c + N_COUNTERS, r);
 	return 0;
 }
 
@@ -139,7 +189,8 @@ int ipd_handle_status(struct ipd_req_ctx *ctx)
 	ipd__status_resp__init(r);
 	r->dev_name = ipd_req_strdup(ctx, dev->cfg->dev_name);
 	if (!r->dev_name || status_gids(ctx, dev, r) ||
-	    status_qps(ctx, dev, r) || status_counters(ctx, dev, r))
+	    status_qps(ctx, dev, r) || status_counters(ctx, dev, r) ||
+	    status_peers(ctx, r))
 		return ipd_req_fail(ctx, ENOMEM, "status: out of memory");
 	TAILQ_FOREACH(c, &dev->clients, link)
 		r->clients++;
