@@ -144,7 +144,8 @@ static int copy_checked(void *dst, const void *src, size_t len)
 }
 
 /* Move [start, start + bytes) onto fresh arena space at *off. */
-static int arena_map_new(uintptr_t start, size_t bytes, uint64_t *off)
+static int arena_map_new(uintptr_t start, size_t bytes, bool dontfork,
+			 uint64_t *off)
 {
 	uint64_t o = arena.end;
 	void *tmp, *p;
@@ -169,7 +170,8 @@ static int arena_map_new(uintptr_t start, size_t bytes, uint64_t *off)
 		goto err_trunc;
 	}
 	/* The new mapping lost the MADV_DONTFORK ibv_reg_mr applied. */
-	madvise((void *)start, bytes, MADV_DONTFORK);
+	if (dontfork)
+		madvise((void *)start, bytes, MADV_DONTFORK);
 	arena.end = o + bytes;
 	*off = o;
 	return 0;
@@ -218,7 +220,7 @@ static void release_unused(uintptr_t begin, uintptr_t end)
 }
 
 /* Give every page of [begin, end) a segment (refs 0 for new ones). */
-static int fill_holes(uintptr_t begin, uintptr_t end)
+static int fill_holes(uintptr_t begin, uintptr_t end, bool dontfork)
 {
 	uintptr_t cur = begin;
 	size_t i = seg_lower_bound(begin);
@@ -237,7 +239,7 @@ static int fill_holes(uintptr_t begin, uintptr_t end)
 		s.start = cur;
 		s.npages = (hole_end - cur) / arena.page;
 		s.refs = 0;
-		err = arena_map_new(cur, hole_end - cur, &s.off);
+		err = arena_map_new(cur, hole_end - cur, dontfork, &s.off);
 		if (err)
 			return err;
 		err = seg_insert(i, &s);
@@ -319,8 +321,8 @@ static void take_refs(uintptr_t begin, uintptr_t end)
 		arena.segs[i].refs++;
 }
 
-int ipd_mem_register(void *addr, size_t len, struct ipd_mem_run **runs,
-		     size_t *nruns, int *fd)
+int ipd_mem_register(void *addr, size_t len, bool dontfork,
+		     struct ipd_mem_run **runs, size_t *nruns, int *fd)
 {
 	uintptr_t begin, end;
 	int err;
@@ -341,7 +343,7 @@ int ipd_mem_register(void *addr, size_t len, struct ipd_mem_run **runs,
 	if (!err)
 		err = seg_split_at(end);
 	if (!err)
-		err = fill_holes(begin, end);
+		err = fill_holes(begin, end, dontfork);
 	if (!err)
 		err = collect_runs(begin, end, runs, nruns);
 	if (err) {

@@ -8,6 +8,7 @@
 #ifndef IPATHD_PROVIDER_MEM_H
 #define IPATHD_PROVIDER_MEM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -19,13 +20,15 @@ struct ipd_mem_run {
 
 /*
  * Make the pages of [addr, addr + len) arena pages (shared, contents kept)
- * and take a reference on each.  On success *runs (malloc'ed, free() it)
+ * and take a reference on each.  dontfork: mark pages that become arena
+ * pages MADV_DONTFORK (what libibverbs did to the old pages after
+ * ibv_fork_init(); the new mapping does not inherit it).  On success *runs (malloc'ed, free() it)
  * holds the arena runs backing those pages in address order, *nruns their
  * count (0 when len is 0), and *fd the arena memfd (owned by the arena, do
  * not close).  Returns 0 or a positive errno.
  */
-int ipd_mem_register(void *addr, size_t len, struct ipd_mem_run **runs,
-		     size_t *nruns, int *fd);
+int ipd_mem_register(void *addr, size_t len, bool dontfork,
+		     struct ipd_mem_run **runs, size_t *nruns, int *fd);
 
 /*
  * Drop the references ipd_mem_register took.  Pages whose count reaches 0

@@ -131,7 +131,9 @@ struct ibv_mr *ipd_reg_mr(struct ibv_pd *pd, void *addr, size_t length,
 		errno = ENOMEM;
 		return NULL;
 	}
-	err = ipd_mem_register(addr, length, &runs, &nruns, &fd);
+	err = ipd_mem_register(addr, length,
+			       ibv_is_fork_initialized() == IBV_FORK_ENABLED,
+			       &runs, &nruns, &fd);
 	if (err)
 		goto err_free;
 	err = send_reg_mr(pd, mr, addr, length, hca_va, access, runs, nruns,

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mem.h"
@@ -64,7 +65,8 @@ static void test_unaligned(uint8_t *buf)
 	int fd, fd2;
 
 	fill(buf, 4 * pg, 1);
-	CHECK(ipd_mem_register(buf + 100, pg + 200, &runs, &nruns, &fd) == 0);
+	CHECK(ipd_mem_register(buf + 100, pg + 200, true, &runs, &nruns,
+			       &fd) == 0);
 	CHECK(nruns == 1 && runs[0].npages == 2);
 	CHECK(runs[0].file_offset % pg == 0);
 	CHECK(same(buf, 4 * pg, 1));
@@ -83,7 +85,7 @@ static void test_unaligned(uint8_t *buf)
 	}
 
 	/* Overlapping MR: page 1 reused, pages 2-3 new. */
-	CHECK(ipd_mem_register(buf + pg + 10, 2 * pg, &runs2, &nruns2,
+	CHECK(ipd_mem_register(buf + pg + 10, 2 * pg, true, &runs2, &nruns2,
 			       &fd2) == 0);
 	CHECK(fd2 == fd);
 	CHECK(nruns2 >= 1);
@@ -125,8 +127,8 @@ static void test_shared_page(uint8_t *buf)
 	int fd;
 
 	fill(buf, pg, 9);
-	CHECK(ipd_mem_register(buf + 64, 100, &a, &na, &fd) == 0);
-	CHECK(ipd_mem_register(buf + 1024, 100, &b, &nb, &fd) == 0);
+	CHECK(ipd_mem_register(buf + 64, 100, true, &a, &na, &fd) == 0);
+	CHECK(ipd_mem_register(buf + 1024, 100, true, &b, &nb, &fd) == 0);
 	CHECK(na == 1 && nb == 1 && a[0].file_offset == b[0].file_offset);
 	CHECK(ipd_mem_pages_in_use() == 1);
 	CHECK(ipd_mem_unregister(buf + 64, 100) == 0);
@@ -146,7 +148,7 @@ static void test_errors(uint8_t *buf)
 	int fd;
 
 	CHECK(ipd_mem_unregister(buf, 10) == EINVAL);
-	CHECK(ipd_mem_register(buf, 0, &runs, &nruns, &fd) == 0);
+	CHECK(ipd_mem_register(buf, 0, true, &runs, &nruns, &fd) == 0);
 	CHECK(nruns == 0);
 	free(runs);
 
@@ -155,7 +157,8 @@ static void test_errors(uint8_t *buf)
 		    -1, 0);
 	CHECK(hole != MAP_FAILED);
 	munmap((uint8_t *)hole + pg, pg);
-	CHECK(ipd_mem_register(hole, 3 * pg, &runs, &nruns, &fd) == EFAULT);
+	CHECK(ipd_mem_register(hole, 3 * pg, true, &runs, &nruns,
+			       &fd) == EFAULT);
 	CHECK(ipd_mem_pages_in_use() == 0);
 	munmap(hole, 3 * pg);
 }
@@ -175,8 +178,8 @@ static void test_many(void)
 	}
 	fill(buf, len, 3);
 	for (i = 0; i < 16; i++) {
-		CHECK(ipd_mem_register(buf + i * 3 * pg + 17, 5 * pg, &runs,
-				       &nruns, &fd) == 0);
+		CHECK(ipd_mem_register(buf + i * 3 * pg + 17, 5 * pg, true,
+				       &runs, &nruns, &fd) == 0);
 		free(runs);
 	}
 	for (i = 16; i-- > 0;)
@@ -189,6 +192,34 @@ static void test_many(void)
 	CHECK(ipd_mem_pages_in_use() == 0);
 	CHECK(same(buf, len, 3));
 	free(buf);
+}
+
+/*
+ * Without MADV_DONTFORK (no ibv_fork_init()) a child shares registered
+ * pages instead of copying them: the documented limitation, checked so
+ * that a change of behaviour is noticed.
+ */
+static void test_fork(uint8_t *buf)
+{
+	struct ipd_mem_run *runs;
+	size_t nruns;
+	int fd, status;
+	pid_t pid;
+
+	fill(buf, pg, 5);
+	CHECK(ipd_mem_register(buf, pg, false, &runs, &nruns, &fd) == 0);
+	pid = fork();
+	if (pid == 0) {
+		buf[7] = 0x42;
+		_exit(buf[100] == (uint8_t)(100 * 7 + 5) ? 0 : 1);
+	}
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK(buf[7] == 0x42);
+	buf[7] = (uint8_t)(7 * 7 + 5);
+	CHECK(ipd_mem_unregister(buf, pg) == 0);
+	CHECK(same(buf, pg, 5));
+	free(runs);
 }
 
 int main(void)
@@ -204,6 +235,7 @@ int main(void)
 	test_shared_page(buf);
 	test_errors(buf);
 	test_many();
+	test_fork(buf);
 	munmap(buf, 4 * pg);
 	if (failures) {
 		fprintf(stderr, "test_arena: %d failures\n", failures);
