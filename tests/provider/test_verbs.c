@@ -264,6 +264,26 @@ static void test_data(struct ibv_context *ctx, struct ibv_pd *pd,
 	CHECK(got_send && got_recv);
 	CHECK(strcmp(buf + 256, "hello through ipathd") == 0);
 
+	/* Inline SEND from unregistered memory. */
+	{
+		char msg[] = "inline!";
+		struct ibv_sge is = { (uintptr_t)msg, sizeof(msg), 0 };
+		struct ibv_send_wr iw = { .wr_id = 12, .sg_list = &is,
+					  .num_sge = 1, .opcode = IBV_WR_SEND,
+					  .send_flags = IBV_SEND_SIGNALED |
+							IBV_SEND_INLINE };
+
+		rwr.wr_id = 21;
+		CHECK(ibv_post_recv(b, &rwr, &rbad) == 0);
+		CHECK(ibv_post_send(a, &iw, &bad) == 0);
+		for (i = 0; i < 2 && poll_one(cq, &wc); i++)
+			CHECK(wc.status == IBV_WC_SUCCESS);
+		CHECK(i == 2);
+		CHECK(strcmp(buf + 256, "inline!") == 0);
+		is.length = 4096;	/* over max_inline_data */
+		CHECK(ibv_post_send(a, &iw, &bad) == EINVAL && bad == &iw);
+	}
+
 	/* RDMA WRITE: the target makes no verbs call; the daemon writes. */
 	wr.opcode = IBV_WR_RDMA_WRITE;
 	wr.wr_id = 11;
