@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -225,6 +226,22 @@ static int poll_one(struct ibv_cq *cq, struct ibv_wc *wc)
 	return 0;
 }
 
+/* The async event pipe delivers records ibv_get_async_event decodes. */
+static void test_async(struct ibv_context *ctx, struct ibv_qp *qp)
+{
+	struct pollfd p = { .fd = ctx->async_fd, .events = POLLIN };
+	struct ibv_async_event ev;
+
+	CHECK(poll(&p, 1, 5000) == 1);
+	if (!(p.revents & POLLIN))
+		return;
+	CHECK(ibv_get_async_event(ctx, &ev) == 0);
+	CHECK(ev.element.qp == qp);
+	CHECK(ev.event_type == IBV_EVENT_QP_ACCESS_ERR ||
+	      ev.event_type == IBV_EVENT_QP_FATAL);
+	ibv_ack_async_event(&ev);
+}
+
 /* SEND and RDMA WRITE between two RC QPs of this context (loopback). */
 static void test_data(struct ibv_context *ctx, struct ibv_pd *pd,
 		      struct ibv_cq *cq, struct ibv_mr *mr)
@@ -294,6 +311,14 @@ static void test_data(struct ibv_context *ctx, struct ibv_pd *pd,
 	CHECK(poll_one(cq, &wc) == 1 && wc.status == IBV_WC_SUCCESS &&
 	      wc.wr_id == 11);
 	CHECK(strcmp(buf + 1024, "written remotely") == 0);
+
+	/* A bad rkey: completion error here, async event for the target. */
+	wr.wr_id = 13;
+	wr.wr.rdma.rkey = mr->rkey ^ 0x80;
+	CHECK(ibv_post_send(a, &wr, &bad) == 0);
+	CHECK(poll_one(cq, &wc) == 1 && wc.wr_id == 13 &&
+	      wc.status == IBV_WC_REM_ACCESS_ERR);
+	test_async(ctx, b);
 	CHECK(ibv_destroy_qp(a) == 0);
 	CHECK(ibv_destroy_qp(b) == 0);
 }
