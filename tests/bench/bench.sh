@@ -333,6 +333,7 @@ set_loss() {
 		done
 		LOSS_METHOD="iptables statistic (INPUT, 1 %)"
 	done
+	[[ $1 == off ]] && return 0
 	log "1 % loss: ${LOSS_METHOD}"
 	echo "$LOSS_METHOD" >"$RAW/loss_method"
 	return 0

@@ -47,9 +47,15 @@ class ParseError(Exception):
     pass
 
 
+ERRLINE = re.compile(r"(?i)fail|error|couldn|can'?not|unable|timed? ?out|"
+                     r"refused|denied|not found|no such|invalid|abort")
+
+
 def tail(text, n=4):
+    """The lines that say what went wrong (else the last ones), joined."""
     lines = [l.strip() for l in ANSI.sub("", text).splitlines() if l.strip()]
-    return " | ".join(lines[-n:])[:400]
+    errs = [l for l in lines if ERRLINE.search(l)]
+    return " | ".join((errs or lines)[-n:])[:400]
 
 
 # ---------------------------------------------------------------- parsers
