@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -167,6 +168,61 @@ static void test_cq_ex(struct ibv_context *ctx)
 	ca.wc_flags = IBV_WC_EX_WITH_COMPLETION_TIMESTAMP;
 	errno = 0;
 	CHECK(ibv_create_cq_ex(ctx, &ca) == NULL && errno == EOPNOTSUPP);
+}
+
+struct thread_arg {
+	struct ibv_pd *pd;
+	char *mem;
+	int id, errors;
+};
+
+/* Control requests from many threads share one socket; MRs share pages. */
+static void *thread_body(void *p)
+{
+	struct thread_arg *t = p;
+	int i;
+
+	for (i = 0; i < 50; i++) {
+		char *at = t->mem + t->id * 1000 + i;
+		struct ibv_mr *mr = ibv_reg_mr(t->pd, at, 3000,
+					       IBV_ACCESS_LOCAL_WRITE);
+		struct ibv_cq *cq = ibv_create_cq(t->pd->context, 4, NULL,
+						  NULL, 0);
+
+		if (!mr || !cq)
+			t->errors++;
+		if (mr && ibv_dereg_mr(mr))
+			t->errors++;
+		if (cq && ibv_destroy_cq(cq))
+			t->errors++;
+	}
+	return NULL;
+}
+
+static void test_threads(struct ibv_pd *pd)
+{
+	struct thread_arg t[4];
+	pthread_t th[4];
+	char *mem;
+	int i;
+
+	if (posix_memalign((void **)&mem, 4096, 16384))
+		return;
+	for (i = 0; i < 16384; i++)
+		mem[i] = (char)i;
+	for (i = 0; i < 4; i++) {
+		t[i] = (struct thread_arg){ .pd = pd, .mem = mem, .id = i };
+		CHECK(pthread_create(&th[i], NULL, thread_body, &t[i]) == 0);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		CHECK(t[i].errors == 0);
+	}
+	for (i = 0; i < 16384; i++)
+		if (mem[i] != (char)i)
+			break;
+	CHECK(i == 16384);
+	free(mem);
 }
 
 static int gid_index(struct ibv_context *ctx)
@@ -367,6 +423,7 @@ int main(int argc, char **argv)
 	}
 	test_srq(pd, mr);
 	test_cq_ex(ctx);
+	test_threads(pd);
 	if (argc > 1 && !strcmp(argv[1], "--data"))
 		test_data(ctx, pd, cq, mr);
 	CHECK(ibv_destroy_cq(cq) == 0);
