@@ -20,6 +20,8 @@
 #define IPD_ACKREQ_EVERY 64        /* AckReq at least every N packets */
 #define IPD_REQ_BUDGET 64          /* packets per QP per poll round */
 #define IPD_RESP_RES 32            /* responder READ/atomic cache entries */
+#define IPD_RESP_QUEUE 64          /* responses queued behind READ data */
+#define IPD_READ_BUDGET 32         /* READ response packets per QP per round */
 #define IPD_MIN_TIMEOUT_S 0.005    /* floor for the ACK timeout */
 #define IPD_UD_GRH_BYTES 40
 #define IPD_PKT_FREE_MAX 4096      /* packets kept on the free list */
@@ -57,6 +59,15 @@ struct ipd_resp_res {
 	enum ipd_res_type type;
 	uint32_t first_psn, last_psn;
 	uint64_t orig;            /* atomic: value returned the first time */
+};
+
+/* A response waiting for its turn: responses leave in PSN order, so ACKs
+ * queue behind the READ responses still being sent. */
+struct ipd_resp_item {
+	struct ipd_pkt *pkt;      /* ready packet, or NULL for READ data */
+	uint64_t va;              /* READ: next byte to send */
+	uint32_t rkey, resid, psn;
+	bool started;             /* READ: the FIRST response went out */
 };
 
 struct ipd_engine_qp {
@@ -97,6 +108,8 @@ struct ipd_engine_qp {
 	uint8_t *rq_slot;         /* scratch for one RQ slot */
 	struct ipd_resp_res res[IPD_RESP_RES];
 	uint32_t res_next;
+	struct ipd_resp_item rsp[IPD_RESP_QUEUE];
+	uint32_t rsp_head, rsp_tail;  /* free-running */
 
 	/* deferred QP error (set where iterating makes it unsafe) */
 	bool err_pending;
@@ -180,6 +193,11 @@ void ipd_resp_rx(struct ipd_qp *qp, struct ipd_pkt *pkt);
 /* Complete the receive WQE in hand (and the whole RQ when flushing). */
 void ipd_resp_flush(struct ipd_qp *qp);
 void ipd_resp_reset(struct ipd_qp *qp);
+/* Send queued responses (READ data first), at most a budget's worth.
+ * True when anything went out. */
+bool ipd_resp_pump(struct ipd_qp *qp);
+/* Forget queued responses (reset, error, destroy). */
+void ipd_resp_drain(struct ipd_qp *qp);
 
 /* ---- link_loop.c ------------------------------------------------------ */
 

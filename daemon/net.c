@@ -300,6 +300,7 @@ void ipd_engine_qp_fini(struct ipd_qp *qp)
 	if (!e)
 		return;
 	ipd_comp_timers_stop(qp);
+	ipd_resp_drain(qp);
 	free(e->swqe);
 	free(e->sq_copy);
 	free(e->rq_slot);
@@ -341,6 +342,7 @@ void ipd_engine_qp_modified(struct ipd_qp *qp, enum ibv_qp_state old,
 		break;
 	case IBV_QPS_ERR:
 		e->err_pending = false;
+		ipd_resp_drain(qp);
 		ipd_eng_flush(qp);
 		break;
 	default:
@@ -367,9 +369,11 @@ static bool qp_poll(struct ipd_qp *qp)
 	if (!e)
 		return false;
 	switch (qp->attr.qp_state) {
+	case IBV_QPS_RTR:
+		return ipd_resp_pump(qp);
 	case IBV_QPS_RTS:
 	case IBV_QPS_SQD:
-		return ipd_req_run(qp);
+		return ipd_resp_pump(qp) | ipd_req_run(qp);
 	case IBV_QPS_ERR:
 		/* Keep flushing what the client posts meanwhile. */
 		if ((qp->sq.size && ipd_queue_ready(&qp->sq)) ||

@@ -52,6 +52,49 @@ static struct ipd_pkt *resp_pkt(struct ipd_qp *qp, uint8_t op, uint32_t psn,
 			       false);
 }
 
+/* ---- the response queue ------------------------------------------- */
+
+static bool rsp_empty(const struct ipd_engine_qp *e)
+{
+	return e->rsp_head == e->rsp_tail;
+}
+
+static struct ipd_resp_item *rsp_at(struct ipd_engine_qp *e, uint32_t i)
+{
+	return &e->rsp[i % IPD_RESP_QUEUE];
+}
+
+static bool is_plain_ack(const struct ipd_pkt *pkt)
+{
+	return pkt && pkt->opcode == (IPD_OP_RC | IPD_OP_ACKNOWLEDGE);
+}
+
+/* Send now when nothing is queued, else queue behind the READ data.  ACKs
+ * and NAKs are cumulative: a newer one replaces a queued one at the tail. */
+static void resp_send(struct ipd_qp *qp, struct ipd_pkt *pkt)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	struct ipd_resp_item *tail;
+
+	if (rsp_empty(e)) {
+		ipd_net_xmit(qp->dev, pkt, &qp->av);
+		return;
+	}
+	tail = rsp_at(e, e->rsp_tail - 1);
+	if (is_plain_ack(pkt) && is_plain_ack(tail->pkt)) {
+		ipd_pkt_free(qp->dev, tail->pkt);
+		tail->pkt = pkt;
+		return;
+	}
+	if (e->rsp_tail - e->rsp_head >= IPD_RESP_QUEUE) {
+		/* The requester's timer recovers what is dropped here. */
+		ipd_pkt_free(qp->dev, pkt);
+		return;
+	}
+	tail = rsp_at(e, e->rsp_tail++);
+	tail->pkt = pkt;
+}
+
 static void resp_send_ack(struct ipd_qp *qp, uint8_t syn, uint32_t psn)
 {
 	struct ipd_pkt *pkt = resp_pkt(qp, IPD_OP_ACKNOWLEDGE, psn, 0);
@@ -61,7 +104,7 @@ static void resp_send_ack(struct ipd_qp *qp, uint8_t syn, uint32_t psn)
 	ipd_aeth_set(pkt->hdr, syn, qp->eng->msn);
 	if ((syn & IPD_AETH_TYPE_MASK) == IPD_AETH_NAK)
 		qp->dev->cnt.naks_sent++;
-	ipd_net_xmit(qp->dev, pkt, &qp->av);
+	resp_send(qp, pkt);
 }
 
 static void resp_send_atomic_ack(struct ipd_qp *qp, uint32_t psn,
@@ -73,40 +116,95 @@ static void resp_send_atomic_ack(struct ipd_qp *qp, uint32_t psn,
 		return;
 	ipd_aeth_set(pkt->hdr, IPD_AETH_ACK_NO_CREDIT, qp->eng->msn);
 	ipd_atmack_set(pkt->hdr, orig);
-	ipd_net_xmit(qp->dev, pkt, &qp->av);
+	resp_send(qp, pkt);
 }
 
-static uint8_t read_resp_op(uint32_t i, uint32_t n)
+static uint8_t read_resp_op(bool started, bool last)
 {
-	if (n == 1)
-		return IPD_OP_READ_RESP_ONLY;
-	if (i == 0)
-		return IPD_OP_READ_RESP_FIRST;
-	return i == n - 1 ? IPD_OP_READ_RESP_LAST : IPD_OP_READ_RESP_MIDDLE;
+	if (!started)
+		return last ? IPD_OP_READ_RESP_ONLY : IPD_OP_READ_RESP_FIRST;
+	return last ? IPD_OP_READ_RESP_LAST : IPD_OP_READ_RESP_MIDDLE;
 }
 
-/* IBA 9.7.5.1.3: one response packet per MTU, PSNs from the request's. */
-static void resp_send_read(struct ipd_qp *qp, const uint8_t *src,
-			   uint32_t len, uint32_t psn)
+/* IBA 9.7.5.1.3: one response packet per MTU, PSNs from the request's;
+ * FIRST, LAST and ONLY carry an AETH.  Memory is read when the packet is
+ * built, so the MR is checked again.  False when the item is finished. */
+static bool resp_read_pkt(struct ipd_qp *qp, struct ipd_resp_item *it)
 {
 	unsigned int mtu = ipd_eng_mtu(qp);
-	uint32_t n = len ? (len + mtu - 1) / mtu : 1, i;
+	uint32_t chunk = it->resid < mtu ? it->resid : mtu;
+	bool last = it->resid <= mtu;
+	const uint8_t *src = NULL;
+	struct ipd_pkt *pkt;
 
-	for (i = 0; i < n; i++) {
-		uint32_t chunk = len - i * mtu < mtu ? len - i * mtu : mtu;
-		uint8_t op = read_resp_op(i, n);
-		struct ipd_pkt *pkt = resp_pkt(qp, op, ipd_psn_add(psn, i),
-					       chunk);
-
-		if (!pkt)
-			return;
-		if (ipd_opcode_info[pkt->opcode].mask & IPD_AETH_MASK)
-			ipd_aeth_set(pkt->hdr, IPD_AETH_ACK_NO_CREDIT,
-				     qp->eng->msn);
-		if (chunk)
-			memcpy(pkt->payload, src + (size_t)i * mtu, chunk);
-		ipd_net_xmit(qp->dev, pkt, &qp->av);
+	if (chunk) {
+		src = ipd_rkey_ptr(qp->dev, qp->pd, it->rkey, it->va, chunk,
+				   IBV_ACCESS_REMOTE_READ);
+		if (!src)
+			return false; /* MR gone: the requester times out */
 	}
+	pkt = resp_pkt(qp, read_resp_op(it->started, last), it->psn, chunk);
+	if (!pkt)
+		return true; /* out of packets: try again next round */
+	if (pkt->mask & IPD_AETH_MASK)
+		ipd_aeth_set(pkt->hdr, IPD_AETH_ACK_NO_CREDIT, qp->eng->msn);
+	if (chunk)
+		memcpy(pkt->payload, src, chunk);
+	ipd_net_xmit(qp->dev, pkt, &qp->av);
+	it->started = true;
+	it->va += chunk;
+	it->resid -= chunk;
+	it->psn = ipd_psn_add(it->psn, 1);
+	return !last;
+}
+
+bool ipd_resp_pump(struct ipd_qp *qp)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	unsigned int budget = IPD_READ_BUDGET;
+	bool any = !rsp_empty(e);
+
+	while (!rsp_empty(e) && budget) {
+		struct ipd_resp_item *it = rsp_at(e, e->rsp_head);
+
+		if (it->pkt) {
+			ipd_net_xmit(qp->dev, it->pkt, &qp->av);
+			it->pkt = NULL;
+			e->rsp_head++;
+			continue;
+		}
+		budget--;
+		if (!resp_read_pkt(qp, it))
+			e->rsp_head++;
+	}
+	return any;
+}
+
+void ipd_resp_drain(struct ipd_qp *qp)
+{
+	struct ipd_engine_qp *e = qp->eng;
+
+	for (; !rsp_empty(e); e->rsp_head++) {
+		struct ipd_resp_item *it = rsp_at(e, e->rsp_head);
+
+		ipd_pkt_free(qp->dev, it->pkt);
+		it->pkt = NULL;
+	}
+}
+
+/* Queue a READ's responses (sent by ipd_resp_pump, in order). */
+static void resp_send_read(struct ipd_qp *qp, uint64_t va, uint32_t rkey,
+			   uint32_t len, uint32_t psn)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	struct ipd_resp_item *it;
+
+	if (e->rsp_tail - e->rsp_head >= IPD_RESP_QUEUE)
+		return; /* the requester retries the READ */
+	it = rsp_at(e, e->rsp_tail++);
+	*it = (struct ipd_resp_item){ .va = va, .rkey = rkey, .resid = len,
+				      .psn = psn };
+	ipd_resp_pump(qp);
 }
 
 /* ---- the READ/atomic resource cache -------------------------------- */
@@ -521,7 +619,8 @@ static enum resp_state resp_exec_read(struct resp_ctx *c)
 
 	res_new(c->e, IPD_RES_READ, pkt->psn, ipd_psn_add(pkt->psn, n - 1));
 	c->e->msn++;
-	resp_send_read(c->qp, c->mem, len, pkt->psn);
+	resp_send_read(c->qp, ipd_reth_va(pkt->hdr), ipd_reth_rkey(pkt->hdr),
+		       len, pkt->psn);
 	return RESP_ACKNOWLEDGE;
 }
 
@@ -618,7 +717,11 @@ static enum resp_state resp_duplicate(struct resp_ctx *c)
 		return RESP_DONE;
 	if (resp_check_rkey(c) != RESP_EXECUTE)
 		return RESP_DONE;
-	resp_send_read(qp, c->mem, ipd_reth_len(pkt->hdr), pkt->psn);
+	/* The requester went back to this PSN: whatever is still queued
+	 * answers requests it has either seen answered or will resend. */
+	ipd_resp_drain(qp);
+	resp_send_read(qp, ipd_reth_va(pkt->hdr), ipd_reth_rkey(pkt->hdr),
+		       ipd_reth_len(pkt->hdr), pkt->psn);
 	return RESP_DONE;
 }
 
@@ -762,6 +865,7 @@ void ipd_resp_reset(struct ipd_qp *qp)
 	struct ipd_engine_qp *e = qp->eng;
 
 	rwqe_release(qp);
+	ipd_resp_drain(qp);
 	e->rq_psn = qp->attr.rq_psn & IPD_PSN_MASK;
 	e->msn = 0;
 	e->nak_sent = false;
