@@ -602,15 +602,21 @@ err:
 	return fd;
 }
 
-/* IPv6 sockets only when some GID is a real IPv6 address. */
+/* IPv6 sockets only when some GID is a routable IPv6 address (GID 0, the
+ * link-local one made from the node GUID, names no address to send from). */
 static bool dev_has_ipv6(const struct ipd_dev *dev)
 {
+	const struct sockaddr_in6 *s6;
 	int i;
 
-	for (i = 0; i < dev->ngids; i++)
-		if (dev->gids[i].family == AF_INET6 &&
-		    dev->gids[i].addr.ss_family == AF_INET6)
+	for (i = 0; i < dev->ngids; i++) {
+		s6 = (const void *)&dev->gids[i].addr;
+		if (s6->sin6_family == AF_INET6 &&
+		    !IN6_IS_ADDR_LINKLOCAL(&s6->sin6_addr) &&
+		    !IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) &&
+		    !IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr))
 			return true;
+	}
 	return false;
 }
 
