@@ -35,8 +35,10 @@ ipd_fail() { ipd_log "FAIL: $*"; exit 1; }
 # ---- build directory ------------------------------------------------------
 
 ipd_find_build() {
-	local d
-	for d in "${IPATHD_BUILD_DIR:-}" "$IPD_SRC/build" "$IPD_SRC/build-ci"; do
+	local d dirs=("$IPD_SRC/build" "$IPD_SRC/build-ci")
+	# An explicit build directory is the only candidate.
+	[[ -z ${IPATHD_BUILD_DIR:-} ]] || dirs=("$IPATHD_BUILD_DIR")
+	for d in "${dirs[@]}"; do
 		if [[ -n $d && -x $d/daemon/ipathd ]]; then
 			(cd "$d" && pwd)
 			return 0

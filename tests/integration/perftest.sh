@@ -15,12 +15,14 @@ gid=$(ipd_gid_index)
 mtu=$(ipd_run ibv_devinfo -d "$dev" | awk '/active_mtu:/ { print $2; exit }')
 [[ $mtu =~ ^[0-9]+$ ]] || ipd_fail "no active_mtu from ibv_devinfo"
 
-# "size iterations [extra options]" per run.
+# "size iterations [extra options]" per run; iterations "D<s>" = run for
+# <s> seconds (-D, perftest's duration mode) instead of -n.
 case $test:$conn in
 ib_send_bw:UD)
 	runs=("2 200" "$mtu 200") ;;
 ib_send_bw:RC | ib_write_bw:RC | ib_read_bw:RC)
-	runs=("2 200" "4096 200" "65536 100" "1048576 20" "65536 100 -q 2") ;;
+	runs=("2 200" "4096 200" "65536 100" "1048576 20" "65536 100 -q 2"
+	      "65536 D3") ;;
 ib_atomic_bw:RC)
 	runs=("8 200 -A FETCH_AND_ADD" "8 200 -A CMP_AND_SWAP") ;;
 ib_send_lat:RC | ib_write_lat:RC | ib_read_lat:RC)
@@ -31,7 +33,12 @@ esac
 for r in "${runs[@]}"; do
 	read -r size iters extra <<<"$r"
 	port=$(ipd_port)
-	common="-d $dev -i 1 -x $gid -F -c $conn -p $port -n $iters ${extra:-}"
+	if [[ $iters == D* ]]; then
+		common="-d $dev -i 1 -x $gid -F -c $conn -p $port -D ${iters#D} ${extra:-}"
+		iters='[0-9]+'
+	else
+		common="-d $dev -i 1 -x $gid -F -c $conn -p $port -n $iters ${extra:-}"
+	fi
 	[[ $test == ib_atomic_bw ]] || common+=" -s $size"
 	run_pair "$port" "$test $common" "$test $common 127.0.0.1" ||
 		ipd_fail "$test -c $conn -s $size -n $iters ${extra:-}"
