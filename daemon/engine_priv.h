@@ -115,6 +115,7 @@ struct ipd_engine_qp {
 	bool err_pending;
 	enum ibv_event_type err_event;
 	bool flushing;
+	bool sqd_notified;        /* IBV_EVENT_SQ_DRAINED sent for this SQD */
 };
 
 static inline struct ipd_swqe *ipd_swqe_at(struct ipd_engine_qp *e,

@@ -154,6 +154,36 @@ static bool rx_pkey_ok(const struct ipd_pkt *pkt)
 	return (ipd_bth_pkey(pkt->hdr) & 0x7fff) == 0x7fff;
 }
 
+/* An address as 16 bytes, IPv4 in its IPv4-mapped form; false if unset. */
+static bool addr_key(const struct sockaddr_storage *ss, uint8_t key[16])
+{
+	const struct sockaddr_in *s4 = (const void *)ss;
+	const struct sockaddr_in6 *s6 = (const void *)ss;
+
+	if (ss->ss_family == AF_INET6) {
+		memcpy(key, &s6->sin6_addr, 16);
+		return true;
+	}
+	if (ss->ss_family != AF_INET)
+		return false;
+	memset(key, 0, 10);
+	key[10] = key[11] = 0xff;
+	memcpy(key + 12, &s4->sin_addr, 4);
+	return true;
+}
+
+/* IBA 9.6.1.5 / rxe: a connected QP only hears from its peer. */
+static bool rx_src_ok(const struct ipd_qp *qp, const struct ipd_pkt *pkt)
+{
+	uint8_t a[16], b[16];
+
+	if (qp->type == IBV_QPT_UD)
+		return true;
+	if (!addr_key(&pkt->src, a) || !addr_key(&qp->av.dst, b))
+		return true;
+	return !memcmp(a, b, 16);
+}
+
 void ipd_engine_rx(struct ipd_dev *dev, struct ipd_pkt *pkt)
 {
 	struct ipd_qp *qp;
@@ -173,7 +203,7 @@ void ipd_engine_rx(struct ipd_dev *dev, struct ipd_pkt *pkt)
 		dev->cnt.drop_no_qp++;
 		goto out;
 	}
-	if (!(pkt->mask & ipd_qpt_op_mask(qp->type))) {
+	if (!(pkt->mask & ipd_qpt_op_mask(qp->type)) || !rx_src_ok(qp, pkt)) {
 		dev->cnt.drop_bad_state++;
 		goto out;
 	}
@@ -347,6 +377,8 @@ void ipd_engine_qp_modified(struct ipd_qp *qp, enum ibv_qp_state old,
 		break;
 	default:
 		qp_load_attrs(qp, attr_mask);
+		if (qp->attr.qp_state == IBV_QPS_SQD && old != IBV_QPS_SQD)
+			e->sqd_notified = false;
 		if (old != IBV_QPS_RTS && qp->attr.qp_state == IBV_QPS_RTS)
 			ipd_comp_reset_retries(qp);
 		break;
@@ -362,9 +394,27 @@ void ipd_engine_qp_psns(struct ipd_qp *qp, uint32_t *sq_psn,
 
 /* ---- the main-loop poll ------------------------------------------------- */
 
+/* IBA 11.6.3 (SQ Drained): once every message started before SQD has
+ * been acknowledged, tell a client that asked. */
+static void qp_check_drained(struct ipd_qp *qp)
+{
+	struct ipd_engine_qp *e = qp->eng;
+
+	if (e->sqd_notified || e->comp_idx != e->req_idx ||
+	    e->req_psn != e->comp_psn)
+		return;
+	if (e->req_idx != e->sq_head && ipd_swqe_at(e, qp, e->req_idx)->sent)
+		return;
+	e->sqd_notified = true;
+	if (qp->attr.en_sqd_async_notify)
+		ipd_async_event(qp->client, qp->user_handle,
+				IBV_EVENT_SQ_DRAINED);
+}
+
 static bool qp_poll(struct ipd_qp *qp)
 {
 	struct ipd_engine_qp *e = qp->eng;
+	bool progress;
 
 	if (!e)
 		return false;
@@ -372,8 +422,12 @@ static bool qp_poll(struct ipd_qp *qp)
 	case IBV_QPS_RTR:
 		return ipd_resp_pump(qp);
 	case IBV_QPS_RTS:
-	case IBV_QPS_SQD:
 		return ipd_resp_pump(qp) | ipd_req_run(qp);
+	case IBV_QPS_SQD:
+		progress = ipd_resp_pump(qp) | ipd_req_run(qp);
+		if (qp->sq.size)
+			qp_check_drained(qp);
+		return progress;
 	case IBV_QPS_ERR:
 		/* Keep flushing what the client posts meanwhile. */
 		if ((qp->sq.size && ipd_queue_ready(&qp->sq)) ||
