@@ -17,6 +17,7 @@
  *
  *   verify [--type rc|uc|ud|all] [--op NAME|all] [--iters N]
  *          [--max-size BYTES] [--seed S] [--srq] [--all] [-d DEV] [-g IDX] [-v]
+ *          [--corrupt]
  *
  * Exit status 0 when every combination passed, 1 at the first mismatch,
  * 2 on a usage or setup error.
@@ -90,6 +91,7 @@ struct options {
 	int gid;
 	bool srq;
 	bool all;
+	bool corrupt;	/* self-test: damage one received byte */
 };
 
 /* A piece of a message in memory: one SGE. */
@@ -643,6 +645,12 @@ static int run_data_batch(struct run *r)
 	if (r->type == IBV_QPT_UC && r->op == OP_WRITE &&
 	    (post_marker(r) || wait_recvs(r, true)))
 		return -1;
+	if (r->o->corrupt && r->iter == 2) {
+		struct wr_plan *w = &r->plan[r->n - 1];
+		size_t mid = w->dontcare + (w->dst[0].len - w->dontcare) / 2;
+
+		w->dst[0].addr[mid] ^= 0x40;
+	}
 	for (i = 0; i < r->n; i++) {
 		if (check_data(r, i))
 			return -1;
@@ -700,6 +708,8 @@ static int run_atomic_batch(struct run *r)
 	}
 	if (post_sends(r) || wait_sends(r))
 		return -1;
+	if (r->o->corrupt && r->iter == 2)
+		r->plan[r->n - 1].result[0] ^= 1;
 	for (i = 0; i < r->n; i++) {
 		struct wr_plan *w = &r->plan[i];
 
@@ -912,7 +922,9 @@ static void usage(const char *argv0)
 		"  --all                 every valid combination, with and without SRQ\n"
 		"  -d DEV                device (default: the first)\n"
 		"  -g IDX                GID index (default: first IPv4-mapped RoCE v2 GID)\n"
-		"  -v                    verbose\n", argv0);
+		"  -v                    verbose\n"
+		"  --corrupt             self-test: flip one received byte in the third\n"
+		"                        batch; the run must then FAIL (exit 1)\n", argv0);
 }
 
 static int parse_type(const char *s, unsigned int *mask)
@@ -957,6 +969,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 		{ "seed", required_argument, NULL, 'S' },
 		{ "srq", no_argument, NULL, 'q' },
 		{ "all", no_argument, NULL, 'a' },
+		{ "corrupt", no_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -996,6 +1009,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case 'q':
 			o->srq = true;
+			break;
+		case 'C':
+			o->corrupt = true;
 			break;
 		case 'a':
 			o->all = true;
