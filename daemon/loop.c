@@ -12,6 +12,7 @@
  * watcher, which lowers the flags and resumes polling.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
@@ -77,8 +78,13 @@ static void idle_cb(struct ev_loop *loop, ev_idle *w, int revents)
 		return;
 	}
 	now = now_ns();
-	if (now - p->last_work_ns >= p->spin_ns)
+	if (now - p->last_work_ns >= p->spin_ns) {
 		poller_sleep(p);
+		return;
+	}
+	/* Clients busy-poll their CQs too: on a machine with fewer CPUs than
+	 * spinners, hand the CPU over instead of burning our time slice. */
+	sched_yield();
 }
 
 static void check_cb(struct ev_loop *loop, ev_check *w, int revents)
