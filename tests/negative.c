@@ -456,11 +456,22 @@ static int case_bad_lkey_then_flush(void)
 	if (expect_wc(p.a.rcq, "receive posted before the error", 7,
 		      IBV_WC_WR_FLUSH_ERR))
 		goto out;
-	if (post_one_send(&p.a, IBV_WR_SEND, 2, p.abuf, 16, p.amr->lkey, 0, 0) ||
-	    expect_wc(p.a.scq, "send posted in ERR", 2, IBV_WC_WR_FLUSH_ERR))
+	/* IBA C10-42 / C10-97.2.1: posting in ERR is allowed and flushes */
+	ret = post_one_send(&p.a, IBV_WR_SEND, 2, p.abuf, 16, p.amr->lkey, 0, 0);
+	if (ret) {
+		fail("post_send in ERR returned %s, expected success + flush",
+		     strerror(ret));
 		goto out;
-	if (post_one_recv(&p.a, 3, p.abuf, 16, p.amr->lkey) ||
-	    expect_wc(p.a.rcq, "recv posted in ERR", 3, IBV_WC_WR_FLUSH_ERR))
+	}
+	if (expect_wc(p.a.scq, "send posted in ERR", 2, IBV_WC_WR_FLUSH_ERR))
+		goto out;
+	ret = post_one_recv(&p.a, 3, p.abuf, 16, p.amr->lkey);
+	if (ret) {
+		fail("post_recv in ERR returned %s, expected success + flush",
+		     strerror(ret));
+		goto out;
+	}
+	if (expect_wc(p.a.rcq, "recv posted in ERR", 3, IBV_WC_WR_FLUSH_ERR))
 		goto out;
 	pair_destroy(&p);
 	return 0;
@@ -550,7 +561,7 @@ static int case_send_too_long(void)
 		goto out;
 	if (post_one_recv(&p.b, 9, p.bbuf, 16, p.bmr->lkey) ||
 	    post_one_send(&p.a, IBV_WR_SEND, 1, p.abuf, 64, p.amr->lkey, 0, 0)) {
-		fail("post failed");
+		fail("post_recv or post_send failed");
 		goto out;
 	}
 	if (expect_wc(p.b.rcq, "receiver", 9, IBV_WC_LOC_LEN_ERR) ||
@@ -707,7 +718,7 @@ out:
 static int case_post_on_reset_qp(void)
 {
 	struct vt_qp q;
-	char buf[64];
+	static char buf[64];
 	struct ibv_mr *mr = NULL;
 	int ret, rc = 1;
 
@@ -902,6 +913,34 @@ static int case_create_qp_too_big(void)
 	return rc;
 }
 
+/*
+ * Not an error case, but a trap for a provider that remaps registered
+ * pages: a buffer on the stack (the page this very frame lives on) may be
+ * registered, used and deregistered like any other memory.  Runs last,
+ * because a broken provider kills the process here.
+ */
+static int case_reg_mr_stack_buffer(void)
+{
+	volatile char buf[256];
+	struct ibv_mr *mr;
+	unsigned int i;
+	int ret;
+
+	for (i = 0; i < sizeof(buf); i++)
+		buf[i] = (char)i;
+	mr = ibv_reg_mr(dev.pd, (void *)buf, sizeof(buf),
+			IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE);
+	if (!mr)
+		return fail("ibv_reg_mr(stack buffer): %s", strerror(errno));
+	ret = ibv_dereg_mr(mr);
+	if (ret)
+		return fail("ibv_dereg_mr(stack buffer): %s", strerror(ret));
+	for (i = 0; i < sizeof(buf); i++)
+		if (buf[i] != (char)i)
+			return fail("stack buffer byte %u changed by reg/dereg", i);
+	return 0;
+}
+
 /* ---- driver -------------------------------------------------------- */
 
 static const struct tcase {
@@ -934,6 +973,7 @@ static const struct tcase {
 	{ "dealloc_pd_busy", case_dealloc_pd_busy },
 	{ "create_cq_too_big", case_create_cq_too_big },
 	{ "create_qp_too_big", case_create_qp_too_big },
+	{ "reg_mr_stack_buffer", case_reg_mr_stack_buffer },	/* keep last */
 };
 
 #define NCASES (sizeof(cases) / sizeof(cases[0]))
@@ -985,6 +1025,8 @@ int main(int argc, char **argv)
 			continue;
 		why[0] = '\0';
 		ran++;
+		if (vt_verbose)
+			printf("RUN  %s\n", cases[i].name);
 		if (cases[i].fn()) {
 			failed++;
 			printf("FAIL %s: %s\n", cases[i].name, why);
