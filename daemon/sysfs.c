@@ -61,13 +61,14 @@ static const struct {
 	{ "state", "4: ACTIVE" },
 	{ "phys_state", "5: LinkUp" },
 	{ "link_layer", "Ethernet" },
-	{ "rate", "100 Gb/sec (4X EDR)" },
+	/* Must agree with ibv_query_port (device.c): 1X EDR. */
+	{ "rate", "25 Gb/sec (1X EDR)" },
 	{ "lid", "0x0" },
 	{ "sm_lid", "0x0" },
 	{ "sm_sl", "0" },
 	{ "lmc", "0" },
-	/* IB_PORT_CM_SUP | IB_PORT_IP_BASED_GIDS, as RoCE devices report. */
-	{ "cap_mask", "0x04010000" },
+	/* IBV_PORT_CM_SUP, as ibv_query_port reports (device.c). */
+	{ "cap_mask", "0x00010000" },
 	{ "pkeys/0", "0xffff" },
 };
 
@@ -581,7 +582,7 @@ static int publish_device(struct ipd_dev *dev, const char *devdir)
 	ret = ret ?: put_file(devdir, "node_type", "1: CA\n");
 	ret = ret ?: put_file(devdir, "node_guid", "%s\n", guid);
 	ret = ret ?: put_file(devdir, "sys_image_guid", "%s\n", guid);
-	ret = ret ?: put_file(devdir, "fw_ver", "1.0.0\n");
+	ret = ret ?: put_file(devdir, "fw_ver", "0.1.0\n");
 	ret = ret ?: put_file(devdir, "hca_type", "ipathd\n");
 	ret = ret ?: put_file(devdir, "hw_rev", "0\n");
 	ret = ret ?: put_file(devdir, "board_id", "ipathd\n");
