@@ -433,6 +433,8 @@ static void client_sock_cb(struct ev_loop *loop, ev_io *w, int revents)
 				 &nfds, IPD_CTL_MAX_FDS);
 		if (n == -EAGAIN || n == -EWOULDBLOCK)
 			return;
+		/* SOCK_SEQPACKET: 0 is the peer's close (an empty packet looks
+		 * the same; no valid request is empty, so nothing is lost). */
 		if (n == 0) {
 			client_disconnect(c);
 			return;
