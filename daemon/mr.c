@@ -101,10 +101,10 @@ static uint64_t mr_check_runs(const Ipd__RegMr *m, int fd, int *err)
 	last = (m->addr + m->length + pg - 1) & ~(pg - 1);
 	/* A client that truncated its arena under a mapped MR would make
 	 * the daemon's accesses SIGBUS: forbid shrinking from now on.  This
-	 * needs an arena created with MFD_ALLOW_SEALING; holes punched
-	 * later read as zeros and are harmless. */
-	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0 && errno != EPERM) {
-		*err = -errno;
+	 * needs an arena created with MFD_ALLOW_SEALING (an unsealable one
+	 * is refused); holes punched later read as zeros and are harmless. */
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0) {
+		*err = errno == EPERM ? -EINVAL : -errno;
 		return 0;
 	}
 	if (fstat(fd, &st) < 0) {

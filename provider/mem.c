@@ -56,7 +56,7 @@ static int arena_open(void)
 	if (arena.fd >= 0)
 		return 0;
 	arena.page = (size_t)sysconf(_SC_PAGESIZE);
-	arena.fd = memfd_create("ipathd-arena", MFD_CLOEXEC);
+	arena.fd = memfd_create("ipathd-arena", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	return arena.fd < 0 ? errno : 0;
 }
 

@@ -278,8 +278,21 @@ static void test_mr(uint32_t pd)
 	char *arena, *p;
 	int fd;
 
-	/* The arena: pages 1 and 3 back the MR's two pages, in order. */
+	/* An arena the daemon cannot seal against shrinking is refused. */
 	fd = memfd_create("arena", MFD_CLOEXEC);
+	CHECK(fd >= 0 && ftruncate(fd, pg) == 0);
+	m.pd = pd;
+	m.addr = 0x70000000;
+	m.length = pg;
+	m.iova = m.addr;
+	r1.npages = 1;
+	m.n_runs = 1;
+	m.runs = runs;
+	CHECK(reg_mr(&m, fd) == -EINVAL);
+	close(fd);
+
+	/* The arena: pages 1 and 3 back the MR's two pages, in order. */
+	fd = memfd_create("arena", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	CHECK(fd >= 0 && ftruncate(fd, 4 * pg) == 0);
 	arena = mmap(NULL, 4 * pg, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	CHECK(arena != MAP_FAILED);
