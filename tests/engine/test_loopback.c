@@ -223,6 +223,106 @@ static void expect_wc(struct ipd_cq *cq, int ci, uint64_t id, int status, int op
 	}
 }
 
+static void reset_and_connect(struct ipd_qp *qp, uint32_t dqpn)
+{
+	enum ibv_qp_state old = qp->attr.qp_state;
+
+	qp->attr.qp_state = IBV_QPS_RESET;
+	ipd_engine_qp_modified(qp, old, IBV_QP_STATE);
+	qp_connect(qp, dqpn, 1024);
+}
+
+/* Deterministic error paths (clean link only): each pair starts fresh. */
+static void test_more_errors(struct ipd_mr *ma, struct ipd_mr *mb)
+{
+	struct ipd_cq *c1 = mk_cq(), *c2 = mk_cq();
+	struct ipd_qp *p = mk_qp(30, IBV_QPT_RC, c1), *q = mk_qp(31, IBV_QPT_RC, c2);
+	struct ipd_cqe c;
+
+	/* receive buffer too small: LOC_LEN_ERR there, REM_INV_REQ_ERR here */
+	reset_and_connect(p, 31);
+	reset_and_connect(q, 30);
+	post_recv(q, 1, mb, 0, 10);
+	post_send(p, 2, IBV_WR_SEND, ma, 0, 3000, 0, 0, 0);
+	expect_wc(c1, 4, 2, IBV_WC_REM_INV_REQ_ERR, -1, ~0u);
+	expect_wc(c2, 5, 1, IBV_WC_LOC_LEN_ERR, -1, ~0u);
+	EXPECT(p->attr.qp_state == IBV_QPS_ERR && q->attr.qp_state == IBV_QPS_ERR);
+
+	/* RESET forgets everything: the pair works again */
+	reset_and_connect(p, 31);
+	reset_and_connect(q, 30);
+	post_recv(q, 3, mb, 0, 4096);
+	post_send(p, 4, IBV_WR_SEND, ma, 7, 4000, 0, 0, 0);
+	expect_wc(c1, 4, 4, IBV_WC_SUCCESS, IBV_WC_SEND, 4000);
+	expect_wc(c2, 5, 3, IBV_WC_SUCCESS, IBV_WC_RECV, 4000);
+	EXPECT(!memcmp(mb->map, ma->map + 7, 4000));
+
+	/* READ with a bad rkey: REM_ACCESS_ERR */
+	post_send(p, 5, IBV_WR_RDMA_READ, ma, 0, 100, mb->iova, mb->rkey + 1, 0);
+	expect_wc(c1, 4, 5, IBV_WC_REM_ACCESS_ERR, -1, ~0u);
+
+	/* local errors: bad lkey, then an atomic with a 4-byte buffer */
+	reset_and_connect(p, 31);
+	reset_and_connect(q, 30);
+	{
+		uint32_t prod = sq_prod(p);
+		struct ipd_send_wqe *w = ipd_ring_slot(p->sq.hdr, p->sq.size,
+						       p->sq.slot_size, prod);
+
+		post_send(p, 6, IBV_WR_RDMA_WRITE, ma, 0, 100, mb->iova,
+			  mb->rkey, 0);
+		ipd_send_wqe_sge(w)->lkey ^= 0x80;
+		post_send(p, 7, IBV_WR_SEND, ma, 0, 1, 0, 0, 0);
+		expect_wc(c1, 4, 6, IBV_WC_LOC_PROT_ERR, -1, ~0u);
+		expect_wc(c1, 4, 7, IBV_WC_WR_FLUSH_ERR, -1, ~0u);
+	}
+	reset_and_connect(p, 31);
+	reset_and_connect(q, 30);
+	post_send(p, 8, IBV_WR_ATOMIC_FETCH_AND_ADD, ma, 0, 4, mb->iova,
+		  mb->rkey, 0);
+	expect_wc(c1, 4, 8, IBV_WC_LOC_LEN_ERR, -1, ~0u);
+
+	/* misaligned atomic: the responder NAKs invalid request */
+	reset_and_connect(p, 31);
+	reset_and_connect(q, 30);
+	post_atomic(p, 9, IBV_WR_ATOMIC_FETCH_AND_ADD, ma, 0, mb->iova + 4,
+		    mb->rkey, 1, 0);
+	expect_wc(c1, 4, 9, IBV_WC_REM_INV_REQ_ERR, -1, ~0u);
+
+	/* UC: RDMA READ is not a UC operation */
+	{
+		struct ipd_qp *u = mk_qp(32, IBV_QPT_UC, c1);
+
+		qp_connect(u, 33, 1024);
+		post_send(u, 10, IBV_WR_RDMA_READ, ma, 0, 8, mb->iova,
+			  mb->rkey, 0);
+		expect_wc(c1, 4, 10, IBV_WC_LOC_QP_OP_ERR, -1, ~0u);
+	}
+
+	/* UD: a wrong Q_Key is dropped and counted */
+	{
+		struct ipd_qp *u1 = qps[10], *u2 = qps[11];
+		uint64_t before = dev.cnt.drop_bad_qkey;
+		uint32_t prod = sq_prod(u1);
+		struct ipd_send_wqe *w = ipd_ring_slot(u1->sq.hdr, u1->sq.size,
+						       u1->sq.slot_size, prod);
+
+		post_recv(u2, 11, mb, 0, 4096);
+		memset(w, 0, u1->sq.slot_size);
+		w->wr_id = 12;
+		w->opcode = IBV_WR_SEND;
+		w->send_flags = IBV_SEND_SIGNALED;
+		w->wr.ud.ah = 1;
+		w->wr.ud.remote_qpn = 11;
+		w->wr.ud.remote_qkey = 0x2222;
+		ipd_ring_publish(u1->sq.hdr, prod + 1);
+		expect_wc(qps[10]->scq, 0, 12, IBV_WC_SUCCESS, IBV_WC_SEND, 0);
+		EXPECT(!poll_cq(u2->rcq, 1, &c, 0.05));
+		EXPECT(dev.cnt.drop_bad_qkey == before + 1);
+	}
+	printf("more errors ok\n");
+}
+
 int main(int argc, char **argv)
 {
 	double loss = argc > 1 ? atof(argv[1]) : 0;
@@ -390,6 +490,8 @@ int main(int argc, char **argv)
 	post_send(a, 1302, IBV_WR_SEND, ma, 0, 100, 0, 0, 0);
 	expect_wc(ca, 0, 1302, IBV_WC_WR_FLUSH_ERR, -1, ~0u);
 	printf("errors ok\n");
+	if (loss == 0)
+		test_more_errors(ma, mb);
 	printf("test_engine_loopback: ok; counters: sent %lu rcvd %lu retrans %lu timeouts %lu dup %lu naks %lu drop_seq %lu loopdrop %lu\n",
 	       (unsigned long)dev.cnt.pkts_sent, (unsigned long)dev.cnt.pkts_rcvd, (unsigned long)dev.cnt.retransmits,
 	       (unsigned long)dev.cnt.timeouts, (unsigned long)dev.cnt.dup_requests, (unsigned long)dev.cnt.naks_sent,
