@@ -374,6 +374,11 @@ void ipd_engine_qp_modified(struct ipd_qp *qp, enum ibv_qp_state old,
 		e->err_pending = false;
 		ipd_resp_drain(qp);
 		ipd_eng_flush(qp);
+		/* IBA 11.6.3.4: a QP on an SRQ tells its owner that no more
+		 * receive WQEs will be consumed for it. */
+		if (qp->srq && old != IBV_QPS_ERR)
+			ipd_async_event(qp->client, qp->user_handle,
+					IBV_EVENT_QP_LAST_WQE_REACHED);
 		break;
 	default:
 		qp_load_attrs(qp, attr_mask);
