@@ -33,8 +33,10 @@
 
 #include "vtest_common.h"
 
-#define MAX_SGE		4
-#define MAX_DEPTH	8
+#define MAX_SGE		8
+#define MAX_DEPTH	32	/* WRs per batch when messages are small */
+#define BIG_DEPTH	8	/* ... when they may be large */
+#define BIG_SIZE	(256u << 10)
 #define SLOT_PAD	1024	/* misalignment, gaps between SGEs, GRH, guard */
 #define GUARD		64	/* bytes after the message that must stay untouched */
 #define GRH_LEN		40
@@ -135,6 +137,7 @@ struct run {
 	struct ibv_mr *amr, *bmr;
 	uint8_t *expect;
 	uint32_t max_sge_send, max_sge_recv;
+	unsigned int depth;	/* slots, and so WRs per batch */
 	unsigned int iter;
 	struct wr_plan plan[MAX_DEPTH];
 	int n;
@@ -614,7 +617,7 @@ static int check_data(struct run *r, int i)
 static void plan_batch(struct run *r)
 {
 	size_t total = 0, len;
-	int i, n = (int)vt_rand_range(1, MAX_DEPTH);
+	int i, n = (int)vt_rand_range(1, r->depth);
 
 	for (i = 0; i < n; i++) {
 		len = i == 0 ? schedule_size(r, r->iter) :
@@ -676,7 +679,7 @@ static int run_atomic_batch(struct run *r)
 		(((uintptr_t)r->abuf + 64 + 7) & ~(uintptr_t)7);
 	int i;
 
-	r->n = (int)vt_rand_range(1, MAX_DEPTH);
+	r->n = (int)vt_rand_range(1, r->depth);
 	memset((void *)(tgt - 4), 0x5a, 72);
 	*tgt = cur;
 	for (i = 0; i < r->n; i++) {
@@ -741,11 +744,12 @@ static int alloc_buffers(struct run *r)
 		IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC;
 	size_t off_a = vt_rand_range(0, 63), off_b = vt_rand_range(0, 63);
 
+	r->depth = r->max_size > BIG_SIZE ? BIG_DEPTH : MAX_DEPTH;
 	r->slot = r->max_size + SLOT_PAD;
-	r->buf_len = r->slot * MAX_DEPTH;
+	r->buf_len = r->slot * r->depth;
 	r->abase = malloc(r->buf_len + 64);
 	r->bbase = malloc(r->buf_len + 64);
-	r->expect = malloc(r->max_size * MAX_DEPTH);
+	r->expect = malloc(r->max_size * r->depth);
 	if (!r->abase || !r->bbase || !r->expect)
 		return FAIL(r, "out of memory");
 	/* MRs start at arbitrary (unaligned) addresses */
@@ -797,6 +801,12 @@ static int create_qps(struct run *r)
 	r->max_sge_recv = r->srq ? qo.max_recv_sge : r->b.cap.max_recv_sge;
 	if (vt_connect(d, &r->a, &r->b, NULL))
 		return FAIL(r, "cannot connect the QPs");
+	if (vt_verbose)
+		fprintf(stderr, "QP caps: send_wr %u recv_wr %u send_sge %u recv_sge %u inline %u%s; depth %u\n",
+			r->a.cap.max_send_wr, r->a.cap.max_recv_wr,
+			r->max_sge_send, r->max_sge_recv,
+			r->a.cap.max_inline_data, r->srq ? " (srq)" : "",
+			r->depth);
 	return 0;
 }
 
