@@ -127,8 +127,8 @@ cat "$RUN/server.out"
 
 # ---- 6. what happened -----------------------------------------------------
 say "What the daemon saw"
+# status = device and GIDs, QPs (gone: the pingpongs have exited), counters
 show "$BUILD/daemon/ipathctl" --socket "$IPATHD_SOCKET" status
-show "$BUILD/daemon/ipathctl" --socket "$IPATHD_SOCKET" counters
 echo "--- daemon log:"
 cat "$RUN/ipathd.log"
 
