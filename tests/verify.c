@@ -929,7 +929,8 @@ static void usage(const char *argv0)
 		"  --max-size BYTES      largest message (default 1048576; UD caps at the MTU)\n"
 		"  --seed S              random seed (default: time based, printed)\n"
 		"  --srq                 receive through a shared receive queue\n"
-		"  --all                 every valid combination, with and without SRQ\n"
+		"  --all                 every valid combination of the selected types and\n"
+		"                        ops, with and without SRQ\n"
 		"  -d DEV                device (default: the first)\n"
 		"  -g IDX                GID index (default: first IPv4-mapped RoCE v2 GID)\n"
 		"  -v                    verbose\n"
@@ -1024,9 +1025,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 			o->corrupt = true;
 			break;
 		case 'a':
+			/* types and ops default to all; --type/--op narrow */
 			o->all = true;
-			o->type_mask = T_RC | T_UC | T_UD;
-			o->op_mask = (1u << OP_NUM) - 1;
 			break;
 		case 'd':
 			o->dev = optarg;
