@@ -14,8 +14,10 @@
 #
 #   tests/lab/wire-check.sh [--ipv6] [--out DIR] [--strict] [TOOL...]
 #
-# TOOL is any of rc uc ud srq send_bw write_bw read_bw atomic_bw (default:
-# all).  A tool that fails is reported; with --strict it fails the check,
+# TOOL is any of rc rc_small uc ud srq send_bw write_bw write_small read_bw
+# read_small atomic_bw lossy (default: all; *_small use 64-byte messages for
+# the *_ONLY opcodes, lossy runs rc/write_bw/read_bw with 3 % loss both ways
+# for NAKs and retransmissions).  A tool that fails is reported; with --strict it fails the check,
 # otherwise only the wire checks decide (they need at least one packet).
 # --out keeps the capture and logs in DIR.  Needs root, dumpcap, tshark,
 # /usr/bin/python3 with scapy.  Exit 0 = wire clean, 77 = skipped.
@@ -41,7 +43,8 @@ while (($#)); do
 	esac
 	shift
 done
-((${#tools[@]})) || tools=(rc uc ud srq send_bw write_bw read_bw atomic_bw)
+((${#tools[@]})) || tools=(rc rc_small uc ud srq send_bw write_bw write_small
+			    read_bw read_small atomic_bw lossy)
 
 log() { printf '[wire-check %s] %s\n' "$(date +%T)" "$*" >&2; }
 skip() { log "SKIP: $*"; exit 77; }
@@ -171,10 +174,25 @@ for t in "${tools[@]}"; do
 	case $t in
 	rc | uc | srq)
 		pair "$t" "$port" "ibv_${t}_pingpong" -p "$port" -n 200 -s 4000 ;;
+	rc_small)
+		pair "$t" "$port" ibv_rc_pingpong -p "$port" -n 100 -s 64 ;;
 	ud)
 		pair ud "$port" ibv_ud_pingpong -p "$port" -n 200 -s 512 ;;
 	send_bw | write_bw | read_bw | atomic_bw)
 		perf "$t" "ib_$t" "$port" -n 200 ;;
+	write_small | read_small)
+		perf "$t" "ib_${t%_small}_bw" "$port" -n 100 -s 64 ;;
+	lossy)
+		"$LAB" netem 1 loss 3%
+		"$LAB" netem 2 loss 3%
+		pair lossy_rc "$port" ibv_rc_pingpong -p "$port" -n 300 -s 4000
+		port=$((port + 1))
+		perf lossy_write_bw ib_write_bw "$port" -n 300
+		port=$((port + 1))
+		perf lossy_read_bw ib_read_bw "$port" -n 200 -s 16384
+		"$LAB" netem 1 off
+		"$LAB" netem 2 off
+		;;
 	*) log "unknown tool $t"; exit 2 ;;
 	esac
 done
@@ -203,9 +221,24 @@ if ((not_ib || malformed)); then
 		2>/dev/null | head -20 >&2
 	fail=1
 fi
-log "opcodes seen (count, BTH opcode):"
+# IBA table 39 (RC 0x00.., UC 0x20.., UD 0x60..)
+opcode_names() {
+	awk 'BEGIN {
+		split("SEND_FIRST SEND_MIDDLE SEND_LAST SEND_LAST_IMM SEND_ONLY SEND_ONLY_IMM WRITE_FIRST WRITE_MIDDLE WRITE_LAST WRITE_LAST_IMM WRITE_ONLY WRITE_ONLY_IMM READ_REQUEST READ_RESP_FIRST READ_RESP_MIDDLE READ_RESP_LAST READ_RESP_ONLY ACK ATOMIC_ACK CMP_SWAP FETCH_ADD RESV SEND_LAST_INV SEND_ONLY_INV", n, " ")
+		for (i = 1; i <= 24; i++) name[i - 1] = n[i]
+	}
+	{
+		op = $2 + 0; cls = int(op / 32); o = op % 32
+		c = cls == 0 ? "RC" : cls == 1 ? "UC" : cls == 3 ? "UD" : "?"
+		printf "  %7d  %s %s (%d)\n", $1, c, (o in name) ? name[o] : "?", op
+	}'
+}
+log "opcodes seen (count, transport, BTH opcode):"
 "${tsh[@]}" -Y infiniband -T fields -e infiniband.bth.opcode 2>/dev/null |
-	sort | uniq -c | sort -rn >&2 || true
+	sort -n | uniq -c | opcode_names >&2 || true
+log "AETH syndromes (0x00-0x1f ACK, 0x20-0x3f RNR NAK, 0x60-0x63 NAK):"
+"${tsh[@]}" -Y infiniband.aeth -T fields -e infiniband.aeth.syndrome 2>/dev/null |
+	sort | uniq -c | sed 's/^/  /' >&2 || true
 if ! /usr/bin/python3 "$HERE/icrc_check.py" --min 1 "$cap" >&2; then
 	log "FAIL: bad ICRCs (frames listed above)"
 	fail=1
