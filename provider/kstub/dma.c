@@ -87,7 +87,12 @@ static int64_t iova_alloc(struct ib_device *dev, uint64_t n)
 	return -1;
 }
 
-/* Map n physical pages from pfn (contiguous) at a fresh IOVA range. */
+/*
+ * Map n physical pages from pfn (contiguous) at a fresh IOVA range.  Each
+ * range is followed by one IOVA page that stays invalid (a guard page):
+ * a transfer that runs past its mapping faults instead of reaching the
+ * next mapping.
+ */
 static dma_addr_t iommu_map(struct ib_device *dev, uint64_t phys,
 			    size_t size, enum dma_data_direction dir)
 {
@@ -97,7 +102,7 @@ static dma_addr_t iommu_map(struct ib_device *dev, uint64_t phys,
 
 	if (!size || pfn + n > dev->phys_pages)
 		return BAD_DMA_ADDRESS;
-	first = iova_alloc(dev, n);
+	first = iova_alloc(dev, n + 1);
 	if (first < 0)
 		return BAD_DMA_ADDRESS;
 	perm = dir == DMA_TO_DEVICE ? IPD_PTE_READ :
@@ -107,7 +112,7 @@ static dma_addr_t iommu_map(struct ib_device *dev, uint64_t phys,
 		dev->ptes[first + (int64_t)i] = IPD_PTE_VALID | perm | (pfn + i);
 	if (iommu_flush(dev, (uint64_t)first, n)) {
 		memset(dev->ptes + first, 0, n * sizeof(*dev->ptes));
-		memset(dev->iova_used + first, 0, n);
+		memset(dev->iova_used + first, 0, n + 1);
 		return BAD_DMA_ADDRESS;
 	}
 	return IPD_IOVA_BASE + (uint64_t)first * dev->pg + off;
@@ -123,12 +128,13 @@ static void iommu_unmap(struct ib_device *dev, dma_addr_t addr, size_t size,
 	off = addr - IPD_IOVA_BASE;
 	first = off / dev->pg;
 	n = (off % dev->pg + size + dev->pg - 1) / dev->pg;
-	if (first >= dev->iova_pages || n > dev->iova_pages - first)
+	if (first >= dev->iova_pages || n >= dev->iova_pages - first)
 		return;
 	memset(dev->ptes + first, 0, n * sizeof(*dev->ptes));
-	/* The range is free again only once the device cannot use it. */
+	/* The range (and its guard page) is free again only once the
+	 * device cannot use it. */
 	if (!iommu_flush(dev, first, n))
-		memset(dev->iova_used + first, 0, n);
+		memset(dev->iova_used + first, 0, n + 1);
 }
 
 static dma_addr_t iommu_map_single(struct ib_device *dev, void *cpu_addr,

@@ -1,0 +1,896 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Model kernel ULPs on the ipath kernel-driver stubs (include/ipathd/kstub.h,
+ * docs/address-forms.md), as two peers:
+ *
+ *   initiator  an IPoIB-like sender of kmalloc()ed buffers (SEND, SEND with
+ *              immediate), then an SRP/iSER-like initiator: it maps
+ *              scatter-gather lists of pages (highmem pages included) with
+ *              ib_dma_map_sg() and sends their descriptors in a SEND;
+ *   target     receives the IPoIB packets, then, like an SRP target, RDMA
+ *              READs the data-out list and RDMA WRITEs (the last one with
+ *              immediate) the data-in list, runs CMP_SWAP and FETCH_ADD on
+ *              the initiator's memory, and answers with a SEND.  Then it
+ *              tries the bad addresses the initiator handed it (wrong
+ *              form, out of bounds, unmapped, used after unmap), each on a
+ *              QP of its own, and expects IBV_WC_REM_ACCESS_ERR.
+ *
+ * So the RDMA requester is the target and the responder the initiator: the
+ * pair <target bit, initiator bit> is the one exercised.  Both sides check
+ * that the daemon's status shows that pair for their QP and print
+ * "RESULT <name> <digest>" lines of the bytes that arrived, which do not
+ * depend on the address forms (tests/ulp/addr_forms.sh compares them).
+ *
+ *   ulp_addr self [--legacy]             both peers, forked, on one daemon
+ *   ulp_addr target --listen PORT        wait for an initiator
+ *   ulp_addr initiator --connect IP:PORT
+ *   common: --gid-index N (default: the first IPv4-mapped GID)
+ *
+ * Exit status 0 only when every check passed.  Every wait is bounded.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ipathd/kstub.h"
+
+#define NQP 5                /* 0: data; 1..4: one per bad-address case */
+#define NSG 4                /* entries in each SRP list */
+#define NPKT 6               /* IPoIB packets */
+#define PKT_MAX 9000
+#define RECV_SLOTS 16
+#define WAIT_MS 15000
+#define MAGIC 0x69706164u
+
+enum neg_case { NEG_WRONG_FORM, NEG_OOB, NEG_UNMAPPED, NEG_UAF, NNEG };
+
+struct hello {
+	uint32_t magic;
+	uint32_t qpn[NQP];
+	uint32_t psn;
+	uint8_t gid[16];
+	uint32_t dma_capable;
+};
+
+struct desc {
+	uint64_t addr;
+	uint32_t len;
+	uint32_t pad;
+};
+
+/* The SRP_CMD-like message: what the target may touch and how. */
+struct srp_cmd {
+	uint32_t magic;
+	uint32_t rkey;
+	struct desc dout[NSG];   /* target READs these */
+	struct desc din[NSG];    /* target WRITEs these */
+	uint64_t atomic_addr;    /* 8 bytes, initial value ATOMIC_INIT */
+	struct desc neg[NNEG];   /* addr 0: case not applicable */
+};
+
+struct srp_rsp {
+	uint32_t magic;
+	uint32_t status;
+	uint64_t cas_orig, fadd_orig;
+};
+
+#define ATOMIC_INIT 0x1122334455667788ull
+#define CAS_SWAP 0x0badc0ffee000001ull
+#define FADD_ADD 0x1000000000000001ull
+
+/* The SRP lists: page, offset, length; odd entries are highmem. */
+static const struct {
+	unsigned int offset, length;
+	bool high;
+} sg_shape[NSG] = {
+	{ 100, 3996, false }, { 0, 4096, true }, { 0, 4096, false },
+	{ 8, 1000, true },
+};
+
+struct ctx {
+	struct ib_device *dev;
+	struct ib_cq *cq;
+	struct ib_qp *qp[NQP];
+	int sock;
+	bool initiator;
+	struct hello me, peer;
+	int failures;
+	const char *role;
+};
+
+static void msg(struct ctx *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "[%s] ", c->role);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+static void check(struct ctx *c, bool ok, const char *what)
+{
+	msg(c, "%s: %s", ok ? "ok" : "FAIL", what);
+	if (!ok)
+		c->failures++;
+}
+
+/* FNV-1a 64: a digest of what arrived, independent of addresses. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h;
+}
+
+#define FNV_INIT 0xcbf29ce484222325ull
+
+static void pattern(void *p, size_t n, uint32_t seed)
+{
+	uint8_t *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)((seed * 131u + i * 7u + (i >> 8)) ^ (seed >> 3));
+}
+
+static long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One completion (any QP), or status -1 on timeout. */
+static struct ibv_wc wait_wc(struct ctx *c)
+{
+	struct ibv_wc wc = { .status = (enum ibv_wc_status)-1 };
+	long end = now_ms() + WAIT_MS;
+
+	while (now_ms() < end) {
+		if (ib_poll_cq(c->cq, 1, &wc) == 1)
+			return wc;
+		usleep(50);
+	}
+	msg(c, "no completion after %d ms", WAIT_MS);
+	wc.status = (enum ibv_wc_status)-1;
+	return wc;
+}
+
+/* ---- out-of-band bootstrap (QPNs, GID), like the pingpongs' TCP ----- */
+
+static int xfer(int fd, void *buf, size_t n, bool out)
+{
+	uint8_t *p = buf;
+	long end = now_ms() + WAIT_MS;
+
+	while (n) {
+		struct pollfd pfd = { fd, out ? POLLOUT : POLLIN, 0 };
+		ssize_t r;
+
+		if (now_ms() > end || poll(&pfd, 1, 1000) < 0)
+			return -ETIMEDOUT;
+		if (!pfd.revents)
+			continue;
+		r = out ? write(fd, p, n) : read(fd, p, n);
+		if (r <= 0)
+			return -EIO;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static int sync_step(struct ctx *c, uint8_t say, uint8_t *heard)
+{
+	if (xfer(c->sock, &say, 1, true))
+		return -1;
+	return xfer(c->sock, heard, 1, false);
+}
+
+static int pick_gid(struct ctx *c, int gid_index, union ibv_gid *gid)
+{
+	static const uint8_t v4map[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+					   0xff, 0xff };
+
+	if (gid_index >= 0)
+		return kstub_query_gid(c->dev, gid_index, gid) ? -1 : gid_index;
+	for (int i = 0; i < 16; i++)
+		if (!kstub_query_gid(c->dev, i, gid) &&
+		    !memcmp(gid->raw, v4map, sizeof(v4map)))
+			return i;
+	return -1;
+}
+
+static int setup(struct ctx *c, int gid_index, bool legacy)
+{
+	struct kstub_opts o = { .phys_pages = 512, .lowmem_pages = 256,
+				.legacy_ipath_ops = legacy };
+	union ibv_gid gid;
+	int sgid;
+
+	c->dev = kstub_open(&o);
+	if (!c->dev)
+		return -1;
+	msg(c, "device: %s, DMA ops '%s'",
+	    kstub_dma_capable(c->dev) ? "DMA-capable (IOMMU)" : "software",
+	    kstub_dma_ops(c->dev)->name);
+	c->cq = ib_create_cq(c->dev, 256);
+	if (!c->cq)
+		return -1;
+	for (int i = 0; i < NQP; i++) {
+		c->qp[i] = ib_create_qp(c->dev, c->cq, c->cq, 64, NSG);
+		if (!c->qp[i])
+			return -1;
+		c->me.qpn[i] = ib_qp_num(c->qp[i]);
+	}
+	sgid = pick_gid(c, gid_index, &gid);
+	if (sgid < 0) {
+		msg(c, "no usable GID");
+		return -1;
+	}
+	c->me.magic = MAGIC;
+	c->me.psn = c->initiator ? 0x1000 : 0x2000;
+	memcpy(c->me.gid, gid.raw, 16);
+	c->me.dma_capable = kstub_dma_capable(c->dev);
+	if (xfer(c->sock, &c->me, sizeof(c->me), true) ||
+	    xfer(c->sock, &c->peer, sizeof(c->peer), false) ||
+	    c->peer.magic != MAGIC) {
+		msg(c, "bootstrap exchange failed");
+		return -1;
+	}
+	memcpy(gid.raw, c->peer.gid, 16);
+	for (int i = 0; i < NQP; i++)
+		if (ib_qp_connect(c->qp[i], &gid, sgid, c->peer.qpn[i],
+				  c->me.psn, c->peer.psn)) {
+			msg(c, "connect QP %u: %s", c->me.qpn[i], strerror(errno));
+			return -1;
+		}
+	return 0;
+}
+
+/* The daemon's status must show <my bit, peer's bit> for QP 0. */
+static void check_addr_form(struct ctx *c)
+{
+	char want[16], got[16] = "";
+	long end = now_ms() + 5000;
+
+	snprintf(want, sizeof(want), "<%u,%u>", c->me.dma_capable,
+		 c->peer.dma_capable);
+	while (now_ms() < end) {
+		if (kstub_qp_addr_form(c->dev, c->me.qpn[0], got, sizeof(got)))
+			break;
+		if (!strchr(got, '?'))
+			break;
+		usleep(20000);
+	}
+	msg(c, "status addr_form of QP %u: %s", c->me.qpn[0], got);
+	check(c, !strcmp(got, want), "negotiated pair in status");
+}
+
+/* ---- the initiator ------------------------------------------------------ */
+
+struct recv_buf {
+	void *kva;
+	dma_addr_t dma;
+};
+
+static int post_recv_buf(struct ctx *c, struct ib_qp *qp, struct recv_buf *b,
+			 uint64_t wr_id)
+{
+	struct ibv_sge sge = { .addr = b->dma, .length = PKT_MAX,
+			       .lkey = kstub_lkey(c->dev) };
+	struct ibv_recv_wr wr = { .wr_id = wr_id, .sg_list = &sge,
+				  .num_sge = 1 };
+
+	return ib_post_recv(qp, &wr, NULL);
+}
+
+static int alloc_recv_bufs(struct ctx *c, struct recv_buf *b, int n)
+{
+	for (int i = 0; i < n; i++) {
+		b[i].kva = kmalloc(c->dev, PKT_MAX);
+		if (!b[i].kva)
+			return -1;
+		b[i].dma = ib_dma_map_single(c->dev, b[i].kva, PKT_MAX,
+					     DMA_FROM_DEVICE);
+		if (ib_dma_mapping_error(c->dev, b[i].dma) ||
+		    post_recv_buf(c, c->qp[0], &b[i], (uint64_t)i))
+			return -1;
+	}
+	return 0;
+}
+
+static size_t pkt_len(int i)
+{
+	static const size_t len[NPKT] = { 1, 64, 1500, 4096, 4097, PKT_MAX };
+
+	return len[i];
+}
+
+/* IPoIB-like: kmalloc, fill, ib_dma_map_single, SEND, unmap on completion. */
+static void ipoib_send(struct ctx *c)
+{
+	for (int i = 0; i < NPKT; i++) {
+		size_t n = pkt_len(i);
+		void *buf = kmalloc(c->dev, n);
+		dma_addr_t dma;
+		struct ibv_sge sge;
+		struct ibv_send_wr wr = { 0 };
+		struct ibv_wc wc;
+
+		if (!buf) {
+			check(c, false, "kmalloc");
+			return;
+		}
+		pattern(buf, n, (uint32_t)i + 1);
+		dma = ib_dma_map_single(c->dev, buf, n, DMA_TO_DEVICE);
+		if (ib_dma_mapping_error(c->dev, dma)) {
+			check(c, false, "ib_dma_map_single");
+			return;
+		}
+		sge = (struct ibv_sge){ dma, (uint32_t)n, kstub_lkey(c->dev) };
+		wr.wr_id = 1000 + (uint64_t)i;
+		wr.sg_list = &sge;
+		wr.num_sge = 1;
+		wr.opcode = i == NPKT - 1 ? IBV_WR_SEND_WITH_IMM : IBV_WR_SEND;
+		wr.imm_data = htonl(0xfeed0000u + (uint32_t)i);
+		wr.send_flags = IBV_SEND_SIGNALED;
+		if (ib_post_send(c->qp[0], &wr, NULL)) {
+			check(c, false, "ib_post_send");
+			return;
+		}
+		wc = wait_wc(c);
+		if (wc.status != IBV_WC_SUCCESS || wc.wr_id != wr.wr_id) {
+			msg(c, "SEND %d: status %d", i, wc.status);
+			check(c, false, "IPoIB SEND completion");
+		}
+		ib_dma_unmap_single(c->dev, dma, n, DMA_TO_DEVICE);
+		kfree(c->dev, buf);
+	}
+	check(c, true, "IPoIB: 6 kmalloc buffers sent");
+}
+
+struct sglist {
+	struct scatterlist sg[NSG];
+};
+
+static int sg_build(struct ctx *c, struct sglist *l, uint32_t seed,
+		    bool fill)
+{
+	for (int i = 0; i < NSG; i++) {
+		struct page *pg = alloc_page(c->dev, sg_shape[i].high ?
+						     GFP_HIGHUSER : GFP_KERNEL);
+		uint8_t *p;
+
+		if (!pg)
+			return -1;
+		l->sg[i] = (struct scatterlist){ .page = pg,
+						 .offset = sg_shape[i].offset,
+						 .length = sg_shape[i].length };
+		/* Highmem pages are only reachable through kmap. */
+		p = kmap(c->dev, pg);
+		if (!p)
+			return -1;
+		if (fill)
+			pattern(p + sg_shape[i].offset, sg_shape[i].length,
+				seed + (uint32_t)i);
+		else
+			memset(p, 0, 4096);
+		kunmap(c->dev, pg);
+	}
+	return 0;
+}
+
+static uint64_t sg_digest(struct ctx *c, struct sglist *l)
+{
+	uint64_t h = FNV_INIT;
+
+	for (int i = 0; i < NSG; i++) {
+		uint8_t *p = kmap(c->dev, l->sg[i].page);
+
+		h = fnv(h, p + l->sg[i].offset, l->sg[i].length);
+		kunmap(c->dev, l->sg[i].page);
+	}
+	return h;
+}
+
+/* Addresses in the form the initiator's device does NOT use. */
+static uint64_t wrong_form_of(struct ctx *c, void *kva, dma_addr_t dma)
+{
+	if (kstub_dma_capable(c->dev))
+		return (uint64_t)(uintptr_t)kva; /* what ipath would have sent */
+	return IPD_IOVA_BASE + (dma & 4095);     /* an IOVA, no IOMMU here */
+}
+
+static void initiator_run(struct ctx *c)
+{
+	struct recv_buf rb[RECV_SLOTS];
+	struct sglist dout, din, ref;
+	struct srp_cmd *cmd;
+	struct srp_rsp rsp;
+	uint64_t *atom, h;
+	dma_addr_t cmd_dma, atom_dma, neg_dma, uaf_dma;
+	void *neg_buf, *uaf_buf;
+	struct ibv_sge sge;
+	struct ibv_send_wr wr = { 0 };
+	struct ibv_wc wc;
+	bool got_imm = false, got_rsp = false;
+	uint8_t heard;
+
+	if (alloc_recv_bufs(c, rb, RECV_SLOTS)) {
+		check(c, false, "receive buffers");
+		return;
+	}
+	check_addr_form(c);
+	ipoib_send(c);
+
+	/* SRP: build and map the lists, send their descriptors. */
+	if (sg_build(c, &dout, 100, true) || sg_build(c, &din, 0, false) ||
+	    sg_build(c, &ref, 200, true)) {
+		check(c, false, "page allocation / kmap");
+		return;
+	}
+	if (ib_dma_map_sg(c->dev, dout.sg, NSG, DMA_TO_DEVICE) != NSG ||
+	    ib_dma_map_sg(c->dev, din.sg, NSG, DMA_FROM_DEVICE) != NSG) {
+		/* ipath's 2006 ops end here: highmem pages have no address. */
+		check(c, false, "ib_dma_map_sg (highmem pages included)");
+		return;
+	}
+	check(c, true, "ib_dma_map_sg of lowmem and highmem pages");
+	cmd = kmalloc(c->dev, sizeof(*cmd));
+	atom = kmalloc(c->dev, 4096);
+	neg_buf = kmalloc(c->dev, 4096);
+	uaf_buf = kmalloc(c->dev, 4096);
+	if (!cmd || !atom || !neg_buf || !uaf_buf) {
+		check(c, false, "kmalloc");
+		return;
+	}
+	*atom = ATOMIC_INIT;
+	pattern(uaf_buf, 4096, 77);
+	atom_dma = ib_dma_map_single(c->dev, atom, 8, DMA_BIDIRECTIONAL);
+	neg_dma = ib_dma_map_single(c->dev, neg_buf, 4096, DMA_BIDIRECTIONAL);
+	uaf_dma = ib_dma_map_single(c->dev, uaf_buf, 4096, DMA_BIDIRECTIONAL);
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->magic = MAGIC;
+	cmd->rkey = kstub_rkey(c->dev);
+	for (int i = 0; i < NSG; i++) {
+		cmd->dout[i] = (struct desc){ dout.sg[i].dma_address,
+					      dout.sg[i].dma_length, 0 };
+		cmd->din[i] = (struct desc){ din.sg[i].dma_address,
+					     din.sg[i].dma_length, 0 };
+	}
+	cmd->atomic_addr = atom_dma;
+	cmd->neg[NEG_WRONG_FORM] = (struct desc){
+		wrong_form_of(c, neg_buf, neg_dma), 64, 0 };
+	/* In form, but running past what the address names. */
+	if (kstub_dma_capable(c->dev))
+		cmd->neg[NEG_OOB] = (struct desc){ neg_dma + 4096 - 32, 4096, 0 };
+	else
+		cmd->neg[NEG_OOB] = (struct desc){
+			din.sg[1].dma_address + 4000, 4096, 0 };
+	/* In form, never mapped / no such page. */
+	if (kstub_dma_capable(c->dev))
+		cmd->neg[NEG_UNMAPPED] = (struct desc){
+			IPD_IOVA_BASE + 1000 * 4096ull, 64, 0 };
+	else
+		cmd->neg[NEG_UNMAPPED] = (struct desc){
+			IPD_PAGE_TAG | (100000ull * 4096), 64, 0 };
+	/* Only an IOMMU can take an address away again (unmap is a no-op
+	 * for the software device: its addresses are the kernel's own). */
+	if (kstub_dma_capable(c->dev))
+		cmd->neg[NEG_UAF] = (struct desc){ uaf_dma, 4096, 0 };
+	cmd_dma = ib_dma_map_single(c->dev, cmd, sizeof(*cmd), DMA_TO_DEVICE);
+	sge = (struct ibv_sge){ cmd_dma, sizeof(*cmd), kstub_lkey(c->dev) };
+	wr.wr_id = 2000;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.opcode = IBV_WR_SEND;
+	wr.send_flags = IBV_SEND_SIGNALED;
+	if (ib_post_send(c->qp[0], &wr, NULL)) {
+		check(c, false, "post SRP_CMD");
+		return;
+	}
+	/* The SEND completes; WRITE_WITH_IMM and the response arrive. */
+	for (int n = 0; n < 3 && !(got_imm && got_rsp); n++) {
+		wc = wait_wc(c);
+		if (wc.status != IBV_WC_SUCCESS) {
+			msg(c, "completion wr_id %" PRIu64 " status %d",
+			    wc.wr_id, wc.status);
+			check(c, false, "SRP completions");
+			return;
+		}
+		if (wc.opcode == IBV_WC_RECV_RDMA_WITH_IMM) {
+			got_imm = ntohl(wc.imm_data) == 0xd1d1d1d1u;
+			post_recv_buf(c, c->qp[0], &rb[wc.wr_id], wc.wr_id);
+		} else if (wc.opcode == IBV_WC_RECV) {
+			ib_dma_sync_single_for_cpu(c->dev, rb[wc.wr_id].dma,
+						   PKT_MAX, DMA_FROM_DEVICE);
+			memcpy(&rsp, rb[wc.wr_id].kva, sizeof(rsp));
+			got_rsp = rsp.magic == MAGIC;
+		}
+	}
+	check(c, got_imm, "RDMA WRITE with immediate (data-in done)");
+	check(c, got_rsp && rsp.status == 0, "SRP response");
+	ib_dma_unmap_sg(c->dev, din.sg, NSG, DMA_FROM_DEVICE);
+	ib_dma_unmap_sg(c->dev, dout.sg, NSG, DMA_TO_DEVICE);
+	/* data-in = the target's pattern 300.. */
+	if (sg_build(c, &ref, 300, true) == 0)
+		check(c, sg_digest(c, &din) == sg_digest(c, &ref),
+		      "data-in pages (highmem via kmap) hold what the target wrote");
+	printf("RESULT data_in %016" PRIx64 "\n", sg_digest(c, &din));
+	ib_dma_sync_single_for_cpu(c->dev, atom_dma, 8, DMA_FROM_DEVICE);
+	check(c, rsp.cas_orig == ATOMIC_INIT &&
+		 rsp.fadd_orig == CAS_SWAP &&
+		 *atom == CAS_SWAP + FADD_ADD, "atomics on the initiator's word");
+	h = fnv(FNV_INIT, atom, 8);
+	h = fnv(h, &rsp.cas_orig, 8);
+	h = fnv(h, &rsp.fadd_orig, 8);
+	printf("RESULT atomics %016" PRIx64 "\n", h);
+
+	/* use after unmap: the target read the page once; take it away. */
+	if (sync_step(c, 'r', &heard) || heard != 'R') {
+		check(c, false, "sync before unmap");
+		return;
+	}
+	ib_dma_unmap_single(c->dev, uaf_dma, 4096, DMA_BIDIRECTIONAL);
+	if (sync_step(c, 'u', &heard) || heard != 'D') {
+		check(c, false, "sync after unmap");
+		return;
+	}
+	/* Stay (QPs alive, responder side) until the target is done. */
+	if (xfer(c->sock, &heard, 1, false) || heard != 'F')
+		check(c, false, "final sync");
+	fflush(stdout);
+}
+
+/* ---- the target ----------------------------------------------------------- */
+
+static bool rdma(struct ctx *c, struct ib_qp *qp, enum ibv_wr_opcode op,
+		 uint64_t local, uint32_t len, uint64_t raddr, uint32_t rkey,
+		 enum ibv_wc_status want, const char *what)
+{
+	struct ibv_sge sge = { local, len, kstub_lkey(c->dev) };
+	struct ibv_send_wr wr = { 0 };
+	struct ibv_wc wc;
+	char buf[128];
+
+	wr.wr_id = 3000;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.opcode = op;
+	wr.send_flags = IBV_SEND_SIGNALED;
+	wr.wr.rdma.remote_addr = raddr;
+	wr.wr.rdma.rkey = rkey;
+	wr.imm_data = htonl(0xd1d1d1d1u);
+	if (ib_post_send(qp, &wr, NULL)) {
+		check(c, false, "post RDMA");
+		return false;
+	}
+	wc = wait_wc(c);
+	snprintf(buf, sizeof(buf), "%s: status %s (%d), want %s", what,
+		 (int)wc.status >= 0 ? ibv_wc_status_str(wc.status) : "timeout",
+		 wc.status, ibv_wc_status_str(want));
+	check(c, wc.status == want, buf);
+	return wc.status == want;
+}
+
+static bool atomic_op(struct ctx *c, struct ib_qp *qp, enum ibv_wr_opcode op,
+		      uint64_t local, uint64_t raddr, uint32_t rkey,
+		      uint64_t cmp_add, uint64_t swap,
+		      enum ibv_wc_status want, const char *what)
+{
+	struct ibv_sge sge = { local, 8, kstub_lkey(c->dev) };
+	struct ibv_send_wr wr = { 0 };
+	struct ibv_wc wc;
+	char buf[128];
+
+	wr.wr_id = 4000;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.opcode = op;
+	wr.send_flags = IBV_SEND_SIGNALED;
+	wr.wr.atomic.remote_addr = raddr;
+	wr.wr.atomic.rkey = rkey;
+	wr.wr.atomic.compare_add = cmp_add;
+	wr.wr.atomic.swap = swap;
+	if (ib_post_send(qp, &wr, NULL)) {
+		check(c, false, "post atomic");
+		return false;
+	}
+	wc = wait_wc(c);
+	snprintf(buf, sizeof(buf), "%s: status %s (%d)", what,
+		 (int)wc.status >= 0 ? ibv_wc_status_str(wc.status) : "timeout",
+		 wc.status);
+	check(c, wc.status == want, buf);
+	return wc.status == want;
+}
+
+static void target_ipoib(struct ctx *c, struct recv_buf *rb)
+{
+	uint64_t h = FNV_INIT;
+	bool ok = true;
+
+	for (int i = 0; i < NPKT; i++) {
+		struct ibv_wc wc = wait_wc(c);
+		uint8_t *ref;
+
+		if (wc.status != IBV_WC_SUCCESS || wc.byte_len != pkt_len(i)) {
+			msg(c, "packet %d: status %d len %u", i, wc.status,
+			    wc.byte_len);
+			ok = false;
+			break;
+		}
+		ref = malloc(pkt_len(i));
+		pattern(ref, pkt_len(i), (uint32_t)i + 1);
+		if (memcmp(ref, rb[wc.wr_id].kva, pkt_len(i)))
+			ok = false;
+		if (i == NPKT - 1 && (!(wc.wc_flags & IBV_WC_WITH_IMM) ||
+				      ntohl(wc.imm_data) != 0xfeed0005u))
+			ok = false;
+		h = fnv(h, rb[wc.wr_id].kva, wc.byte_len);
+		free(ref);
+		post_recv_buf(c, c->qp[0], &rb[wc.wr_id], wc.wr_id);
+	}
+	check(c, ok, "IPoIB: packets (SEND, SEND with immediate) intact");
+	printf("RESULT ipoib %016" PRIx64 "\n", h);
+}
+
+static void target_run(struct ctx *c)
+{
+	struct recv_buf rb[RECV_SLOTS];
+	struct sglist rd, wsrc;
+	struct srp_cmd cmd;
+	struct srp_rsp *rsp;
+	uint64_t *res;
+	dma_addr_t res_dma, rsp_dma, scratch_dma;
+	void *scratch;
+	struct ibv_wc wc;
+	uint8_t heard;
+	bool ok = true;
+
+	if (alloc_recv_bufs(c, rb, RECV_SLOTS)) {
+		check(c, false, "receive buffers");
+		return;
+	}
+	check_addr_form(c);
+	target_ipoib(c, rb);
+
+	wc = wait_wc(c);
+	if (wc.status != IBV_WC_SUCCESS || wc.byte_len != sizeof(cmd)) {
+		check(c, false, "SRP_CMD received");
+		return;
+	}
+	memcpy(&cmd, rb[wc.wr_id].kva, sizeof(cmd));
+	post_recv_buf(c, c->qp[0], &rb[wc.wr_id], wc.wr_id);
+	/* Local lists: highmem pages too, mapped by this device's ops. */
+	if (sg_build(c, &rd, 0, false) || sg_build(c, &wsrc, 300, true) ||
+	    ib_dma_map_sg(c->dev, rd.sg, NSG, DMA_FROM_DEVICE) != NSG ||
+	    ib_dma_map_sg(c->dev, wsrc.sg, NSG, DMA_TO_DEVICE) != NSG) {
+		check(c, false, "target lists");
+		return;
+	}
+	for (int i = 0; i < NSG && ok; i++)
+		ok = rdma(c, c->qp[0], IBV_WR_RDMA_READ, rd.sg[i].dma_address,
+			  cmd.dout[i].len, cmd.dout[i].addr, cmd.rkey,
+			  IBV_WC_SUCCESS, "RDMA READ of a data-out page");
+	for (int i = 0; i < NSG && ok; i++)
+		ok = rdma(c, c->qp[0], i == NSG - 1 ? IBV_WR_RDMA_WRITE_WITH_IMM :
+						      IBV_WR_RDMA_WRITE,
+			  wsrc.sg[i].dma_address, cmd.din[i].len,
+			  cmd.din[i].addr, cmd.rkey, IBV_WC_SUCCESS,
+			  i == NSG - 1 ? "RDMA WRITE with immediate" :
+					 "RDMA WRITE of a data-in page");
+	ib_dma_unmap_sg(c->dev, rd.sg, NSG, DMA_FROM_DEVICE);
+	if (ok) {
+		struct sglist ref;
+
+		if (sg_build(c, &ref, 100, true) == 0)
+			check(c, sg_digest(c, &rd) == sg_digest(c, &ref),
+			      "data-out read into local pages (highmem via kmap)");
+		printf("RESULT data_out %016" PRIx64 "\n", sg_digest(c, &rd));
+	}
+
+	res = kmalloc(c->dev, 4096);
+	rsp = kmalloc(c->dev, 4096);
+	scratch = kmalloc(c->dev, 8192);
+	res_dma = ib_dma_map_single(c->dev, res, 16, DMA_FROM_DEVICE);
+	rsp_dma = ib_dma_map_single(c->dev, rsp, sizeof(*rsp), DMA_TO_DEVICE);
+	scratch_dma = ib_dma_map_single(c->dev, scratch, 8192, DMA_FROM_DEVICE);
+	memset(rsp, 0, sizeof(*rsp));
+	rsp->magic = MAGIC;
+	if (ok)
+		ok = atomic_op(c, c->qp[0], IBV_WR_ATOMIC_CMP_AND_SWP, res_dma,
+			       cmd.atomic_addr, cmd.rkey, ATOMIC_INIT, CAS_SWAP,
+			       IBV_WC_SUCCESS, "CMP_SWAP");
+	if (ok)
+		ok = atomic_op(c, c->qp[0], IBV_WR_ATOMIC_FETCH_AND_ADD,
+			       res_dma + 8, cmd.atomic_addr, cmd.rkey, FADD_ADD,
+			       0, IBV_WC_SUCCESS, "FETCH_ADD");
+	ib_dma_sync_single_for_cpu(c->dev, res_dma, 16, DMA_FROM_DEVICE);
+	rsp->cas_orig = res[0];
+	rsp->fadd_orig = res[1];
+	rsp->status = ok ? 0 : 1;
+	{
+		struct ibv_sge sge = { rsp_dma, sizeof(*rsp), kstub_lkey(c->dev) };
+		struct ibv_send_wr wr = { .wr_id = 5000, .sg_list = &sge,
+					  .num_sge = 1, .opcode = IBV_WR_SEND,
+					  .send_flags = IBV_SEND_SIGNALED };
+
+		if (ib_post_send(c->qp[0], &wr, NULL) ||
+		    wait_wc(c).status != IBV_WC_SUCCESS)
+			check(c, false, "SRP response sent");
+	}
+
+	/* Bad addresses, each on its own QP: the responder must NAK
+	 * (remote access error), never touch memory. */
+	rdma(c, c->qp[1], IBV_WR_RDMA_READ, scratch_dma, cmd.neg[0].len,
+	     cmd.neg[0].addr, cmd.rkey, IBV_WC_REM_ACCESS_ERR,
+	     "READ of a wrong-form address");
+	rdma(c, c->qp[2], IBV_WR_RDMA_WRITE, scratch_dma, cmd.neg[1].len,
+	     cmd.neg[1].addr, cmd.rkey, IBV_WC_REM_ACCESS_ERR,
+	     "WRITE out of bounds");
+	atomic_op(c, c->qp[3], IBV_WR_ATOMIC_FETCH_AND_ADD, res_dma,
+		  cmd.neg[2].addr, cmd.rkey, 1, 0, IBV_WC_REM_ACCESS_ERR,
+		  "FETCH_ADD at an unmapped address");
+	if (cmd.neg[NEG_UAF].addr)
+		rdma(c, c->qp[4], IBV_WR_RDMA_READ, scratch_dma, 4096,
+		     cmd.neg[NEG_UAF].addr, cmd.rkey, IBV_WC_SUCCESS,
+		     "READ while mapped");
+	if (sync_step(c, 'R', &heard) || heard != 'r' ||
+	    sync_step(c, 'D', &heard) || heard != 'u') {
+		check(c, false, "unmap sync");
+		return;
+	}
+	if (cmd.neg[NEG_UAF].addr)
+		rdma(c, c->qp[4], IBV_WR_RDMA_READ, scratch_dma, 4096,
+		     cmd.neg[NEG_UAF].addr, cmd.rkey, IBV_WC_REM_ACCESS_ERR,
+		     "READ after ib_dma_unmap_single");
+	else
+		msg(c, "n/a: use after unmap (software responder: ipath "
+		    "addresses stay the kernel's)");
+	heard = 'F';
+	if (xfer(c->sock, &heard, 1, true))
+		check(c, false, "final sync");
+	fflush(stdout);
+}
+
+/* ---- main ------------------------------------------------------------------- */
+
+static int run_role(bool initiator, int sock, int gid_index, bool legacy)
+{
+	struct ctx c = { .sock = sock, .initiator = initiator,
+			 .role = initiator ? "initiator" : "target" };
+
+	if (setup(&c, gid_index, legacy)) {
+		msg(&c, "setup failed");
+		return 1;
+	}
+	msg(&c, "pair <requester,responder> for RDMA = <%u,%u>",
+	    initiator ? c.peer.dma_capable : c.me.dma_capable,
+	    initiator ? c.me.dma_capable : c.peer.dma_capable);
+	if (initiator)
+		initiator_run(&c);
+	else
+		target_run(&c);
+	kstub_close(c.dev);
+	msg(&c, "%s (%d failures)", c.failures ? "FAILED" : "passed",
+	    c.failures);
+	return c.failures ? 1 : 0;
+}
+
+static int tcp_listen_accept(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1, s;
+	struct pollfd pfd;
+
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 1))
+		return -1;
+	pfd = (struct pollfd){ fd, POLLIN, 0 };
+	if (poll(&pfd, 1, 60000) != 1)
+		return -1;
+	s = accept(fd, NULL, NULL);
+	close(fd);
+	return s;
+}
+
+static int tcp_connect(const char *hostport)
+{
+	char host[64];
+	const char *colon = strrchr(hostport, ':');
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	int fd;
+
+	if (!colon || (size_t)(colon - hostport) >= sizeof(host))
+		return -1;
+	memcpy(host, hostport, (size_t)(colon - hostport));
+	host[colon - hostport] = 0;
+	a.sin_port = htons((uint16_t)atoi(colon + 1));
+	if (inet_pton(AF_INET, host, &a.sin_addr) != 1)
+		return -1;
+	/* The target may still be starting: retry for a while. */
+	for (int i = 0; i < 100; i++) {
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (!connect(fd, (struct sockaddr *)&a, sizeof(a)))
+			return fd;
+		close(fd);
+		usleep(100000);
+	}
+	return -1;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: ulp_addr self [--legacy] [--gid-index N]\n"
+			"       ulp_addr target --listen PORT [--gid-index N]\n"
+			"       ulp_addr initiator --connect IP:PORT [--gid-index N]\n");
+	return 2;
+}
+
+int main(int argc, char **argv)
+{
+	const char *listen_port = NULL, *connect_to = NULL;
+	int gid_index = -1, sv[2], st1, st2;
+	bool legacy = false;
+	pid_t pid;
+
+	if (argc < 2)
+		return usage();
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--legacy"))
+			legacy = true;
+		else if (!strcmp(argv[i], "--gid-index") && i + 1 < argc)
+			gid_index = atoi(argv[++i]);
+		else if (!strcmp(argv[i], "--listen") && i + 1 < argc)
+			listen_port = argv[++i];
+		else if (!strcmp(argv[i], "--connect") && i + 1 < argc)
+			connect_to = argv[++i];
+		else
+			return usage();
+	}
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (!strcmp(argv[1], "target") && listen_port) {
+		int s = tcp_listen_accept(atoi(listen_port));
+
+		return s < 0 ? 1 : run_role(false, s, gid_index, legacy);
+	}
+	if (!strcmp(argv[1], "initiator") && connect_to) {
+		int s = tcp_connect(connect_to);
+
+		return s < 0 ? 1 : run_role(true, s, gid_index, legacy);
+	}
+	if (strcmp(argv[1], "self"))
+		return usage();
+	/* Both peers on one daemon: two processes, like two kernels. */
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		return 1;
+	pid = fork();
+	if (pid < 0)
+		return 1;
+	if (pid == 0) {
+		close(sv[0]);
+		_exit(run_role(false, sv[1], gid_index, legacy));
+	}
+	close(sv[1]);
+	st1 = run_role(true, sv[0], gid_index, legacy);
+	close(sv[0]);
+	if (waitpid(pid, &st2, 0) != pid || !WIFEXITED(st2))
+		return 1;
+	return st1 || WEXITSTATUS(st2);
+}
