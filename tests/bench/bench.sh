@@ -460,7 +460,7 @@ start_daemon() {
 				fi
 			done | sort -n | head -n 1 >"$dir/gid_index"
 			D_GID[$name]=$(cat "$dir/gid_index")
-			log "daemon $name up (pid $pid, dev ${D_DEV[$name]}, gid index ${D_GID[$name]:-auto})"
+			log "daemon $name up (pid $pid $(cat "/proc/$pid/comm" 2>/dev/null), dev ${D_DEV[$name]}, gid index ${D_GID[$name]:-auto})"
 			return 0
 		fi
 		sleep 0.1
@@ -663,6 +663,7 @@ fi
 	printf '{"quick": %s, "date": "%s", "commit": "%s", "only": "%s",\n' \
 		"$([[ $QUICK == 1 ]] && echo true || echo false)" "$(date -u +%FT%TZ)" \
 		"$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null)" "$ONLY"
+	printf ' "loadavg_start": "%s",\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
 	printf ' "ipathd_build": "%s",\n' "$([[ $BUILD_OK == 1 ]] && echo ok || echo "${BUILD_WHY//\"/\'}")"
 	printf ' "tools": {"iperf3": "%s", "sockperf": "%s", "libfabric": "%s", "perftest": "%s"},\n' \
 		"$(dpkg-query -W -f '${Version}' iperf3 2>/dev/null)" \
@@ -689,5 +690,6 @@ if [[ $ONLY != floors ]]; then
 	ipathd_part
 fi
 
-log "measured in $(($(date +%s) - START)) s; report:"
+cut -d' ' -f1-3 /proc/loadavg >"$RAW/loadavg_end"
+log "measured in $(($(date +%s) - START)) s; load average now $(cat "$RAW/loadavg_end"); report:"
 $PY "$BENCH/plot.py" report "$OUT"

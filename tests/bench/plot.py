@@ -544,6 +544,10 @@ def plots(ms, outdir):
             ax.axhline(y, linestyle=":", linewidth=1, color="grey")
             ax.annotate(label, (1, y), xycoords=("axes fraction", "data"),
                         ha="right", va="bottom", fontsize=7, color="grey")
+        ys_all = [y for pts in s.values() for _, y in pts if y > 0]
+        ys_all += [y for y, _ in hlines if y > 0]
+        if ys_all:   # axhline does not widen the limits by itself
+            ax.set_ylim(min(ys_all) * 0.7, max(ys_all) * 1.5)
         ax.set_xscale("log", base=2)
         if logy:
             ax.set_yscale("log")
@@ -581,8 +585,8 @@ def plots(ms, outdir):
             m.get("kind") == "lat" or m["label"].startswith(
                 ("sockperf", "fi_pingpong"))), "lat_us")
         draw("latency_%s.png" % tag,
-             "Latency vs message size (%s; median where the tool gives one, "
-             "else mean; one-way, ib_read_lat: round trip)"
+             "Latency vs message size (%s)\nmedian where the tool gives one, "
+             "else mean; one-way, ib_read_lat: round trip"
              % tag, "microseconds", lat, True)
     return made
 
@@ -624,6 +628,9 @@ def report(outdir):
     lm = os.path.join(outdir, "raw", "loss_method")
     if os.path.exists(lm):
         meta["loss_method"] = read_text(lm).strip()
+    le = os.path.join(outdir, "raw", "loadavg_end")
+    if os.path.exists(le):
+        meta["loadavg_end"] = read_text(le).strip()
     quick = bool(meta.get("quick"))
     rows = build_table(ms, quick)
     notes = plots(ms, outdir)
