@@ -424,9 +424,17 @@ floors_on() {   # SCOPE SNS CNS IP
 }
 
 # ---- 4. ipathd ------------------------------------------------------------------------------
-cpu_ticks() {   # utime + stime of PID (fields 14 and 15 of /proc/PID/stat)
+# cpu_ns PID: CPU time of all of PID's threads in ns: the sum of the first
+# field of /proc/PID/task/*/schedstat (ns resolution), else utime + stime
+# (fields 14 and 15 of /proc/PID/stat, in clock ticks of 10 ms).
+cpu_ns() {
 	[[ -r /proc/$1/stat ]] || { echo 0; return 1; }
-	sed -e 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'
+	if compgen -G "/proc/$1/task/*/schedstat" >/dev/null; then
+		cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'
+	else
+		sed -e 's/^.*) //' "/proc/$1/stat" |
+			awk -v hz="$HZ" '{ printf "%.0f\n", ($12 + $13) * 1e9 / hz }'
+	fi
 }
 
 # start_daemon NAME NS [daemon args...]: like tests/lib.sh's ipd_start.
@@ -545,24 +553,24 @@ perf() {
 		fi
 		return
 	fi
-	t0a=$(cpu_ticks "${D_PID[$srv]}"); t0b=$(cpu_ticks "${D_PID[$cli]}")
+	t0a=$(cpu_ns "${D_PID[$srv]}"); t0b=$(cpu_ns "${D_PID[$cli]}")
 	# shellcheck disable=SC2046
 	timeout -k 3 "$TOOL_TIMEOUT" ip netns exec "${D_NS[$cli]}" env $(app_env "$cli") \
 		"$tool" "${cargs[@]}" "${args[@]}" "$ip" >"$OUT/$f" 2>&1 || rc=$?
-	t1a=$(cpu_ticks "${D_PID[$srv]}"); t1b=$(cpu_ticks "${D_PID[$cli]}")
+	t1a=$(cpu_ns "${D_PID[$srv]}"); t1b=$(cpu_ns "${D_PID[$cli]}")
 	wait_bounded "$spid" 10
 	rec8 "$id" perftest "$scope" "$tool $conn" "$size" "$rc" "$f"
 	[[ $rc == 124 || $rc == 137 ]] && note_hang "$scope"
 	if [[ $tool == *_bw && $conn == RC && $tool != ib_atomic_bw ]]; then
 		if [[ $srv == "$cli" ]]; then
 			rec8 "$scope/cpu_gb/$tool/$size" cpu_gb "$scope" "daemon CPU" "$size" 0 "" \
-				"ticks=$((t1a - t0a));hz=$HZ;ref=$id"
+				"ns=$((t1a - t0a));ref=$id"
 		else
 			# the client side of a write/send is the requester (sender)
 			rec8 "$scope/cpu_gb_a/$tool/$size" cpu_gb "$scope" "requester daemon CPU" "$size" 0 "" \
-				"ticks=$((t1b - t0b));hz=$HZ;ref=$id"
+				"ns=$((t1b - t0b));ref=$id"
 			rec8 "$scope/cpu_gb_b/$tool/$size" cpu_gb "$scope" "responder daemon CPU" "$size" 0 "" \
-				"ticks=$((t1a - t0a));hz=$HZ;ref=$id"
+				"ns=$((t1a - t0a));ref=$id"
 		fi
 	fi
 }
@@ -588,11 +596,11 @@ idle_cpu() {   # SCOPE DAEMON: CPU over 5 s with no traffic
 		return
 	fi
 	sleep 1
-	s0=$(date +%s.%N); t0=$(cpu_ticks "${D_PID[$name]}")
+	s0=$(date +%s.%N); t0=$(cpu_ns "${D_PID[$name]}")
 	sleep 5
-	s1=$(date +%s.%N); t1=$(cpu_ticks "${D_PID[$name]}") || rc=1
+	s1=$(date +%s.%N); t1=$(cpu_ns "${D_PID[$name]}") || rc=1
 	rec8 "$scope/cpu_idle" cpu_idle "$scope" "idle CPU" - "$rc" "" \
-		"ticks=$((t1 - t0));hz=$HZ;secs=$(awk -v a="$s0" -v b="$s1" 'BEGIN { print b - a }')"
+		"ns=$((t1 - t0));secs=$(awk -v a="$s0" -v b="$s1" 'BEGIN { print b - a }')"
 }
 
 # every ipathd measurement as failed, with one reason (daemon missing)

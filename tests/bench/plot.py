@@ -25,8 +25,8 @@ index.tsv: one measurement a line, tab-separated:
     rc      exit status of the tool (0 = ran); non-zero makes a failed entry
     file    raw output, relative to OUTDIR (for perftest: the client's; the
             server's is FILE with .client replaced by .server)
-    extra   key=value;... (cpu_gb: ticks, hz, ref = id of the bw entry;
-            cpu_idle: ticks, hz, secs; skipped/failed: reason)
+    extra   key=value;... (cpu_gb: ns (or ticks and hz), ref = id of the
+            bw entry; cpu_idle: ns (or ticks, hz), secs; skipped: reason)
 
 Units everywhere in results.json: bandwidth in Gbit/s (10^9 bit/s), latency
 in microseconds (one-way, i.e. half the round trip, like perftest's send and
@@ -325,20 +325,22 @@ def load(outdir):
         byid[mid] = m
     for m, parser, x, rc in deferred:
         try:
-            ticks = float(x["ticks"])
-            hz = float(x.get("hz", 100))
+            if "ns" in x:
+                cpu = float(x["ns"]) / 1e9
+            else:
+                cpu = float(x["ticks"]) / float(x.get("hz", 100))
             if parser == "cpu_idle":
                 secs = float(x["secs"])
-                m["cpu_percent"] = 100.0 * ticks / hz / secs
-                m["cpu_seconds"] = ticks / hz
+                m["cpu_percent"] = 100.0 * cpu / secs
+                m["cpu_seconds"] = cpu
             else:
                 ref = byid.get(x["ref"])
                 if not ref or ref["status"] != "ok":
                     raise ParseError("its bandwidth run %s failed" % x["ref"])
                 moved = ref["size"] * ref["iters"]
                 m["bytes_moved"] = moved
-                m["cpu_seconds"] = ticks / hz
-                m["cpu_s_per_gb"] = (ticks / hz) / (moved / 1e9)
+                m["cpu_seconds"] = cpu
+                m["cpu_s_per_gb"] = cpu / (moved / 1e9)
             if rc not in ("0", ""):
                 raise ParseError("daemon gone (rc %s)" % rc)
         except (KeyError, ValueError, ParseError) as e:
