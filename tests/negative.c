@@ -602,6 +602,87 @@ out:
 	return 1;
 }
 
+/*
+ * The peer QP is gone: requests go unanswered, the requester retransmits
+ * retry_cnt times after each ACK timeout (4.096 us * 2^timeout) and then
+ * completes with IBV_WC_RETRY_EXC_ERR (rxe_comp.c: COMPST_ERROR_RETRY
+ * when qp->comp.retry_cnt is used up), QP to ERR.
+ */
+static int case_retry_exceeded_dead_peer(void)
+{
+	struct vt_conn_opts co = { .timeout = 10, .retry_cnt = 1 };
+	struct pair p;
+
+	if (pair_create(&p, IBV_QPT_RC, full_access, &co))
+		goto out;
+	vt_qp_destroy(&p.b);
+	if (post_one_send(&p.a, IBV_WR_RDMA_WRITE, 1, p.abuf, 32, p.amr->lkey,
+			  (uintptr_t)p.bbuf, p.bmr->rkey)) {
+		fail("post_send failed");
+		goto out;
+	}
+	if (expect_wc(p.a.scq, "requester", 1, IBV_WC_RETRY_EXC_ERR) ||
+	    expect_state(&p.a, "requester after the error", IBV_QPS_ERR))
+		goto out;
+	pair_destroy(&p);
+	return 0;
+out:
+	pair_destroy(&p);
+	return 1;
+}
+
+/*
+ * UD with the wrong Q_Key: the receiver silently drops the datagram
+ * (IBA 10.2.5; rxe_recv.c check_keys) and the posted receive stays for
+ * the next datagram with the right key; the sender completes normally.
+ */
+static int case_ud_wrong_qkey_dropped(void)
+{
+	struct pair p;
+	struct ibv_sge sge;
+	struct ibv_send_wr wr, *bad;
+	struct ibv_wc wc;
+	int i;
+
+	if (pair_create(&p, IBV_QPT_UD, full_access, NULL))
+		goto out;
+	if (post_one_recv(&p.b, 5, p.bbuf, 40 + 64, p.bmr->lkey)) {
+		fail("post_recv failed");
+		goto out;
+	}
+	for (i = 0; i < 2; i++) {
+		sge = (struct ibv_sge){ (uintptr_t)p.abuf, 16, p.amr->lkey };
+		memset(&wr, 0, sizeof(wr));
+		wr.wr_id = (uint64_t)i + 1;
+		wr.opcode = IBV_WR_SEND;
+		wr.send_flags = IBV_SEND_SIGNALED;
+		wr.sg_list = &sge;
+		wr.num_sge = 1;
+		wr.wr.ud.ah = p.a.ah;
+		wr.wr.ud.remote_qpn = p.b.qp->qp_num;
+		wr.wr.ud.remote_qkey = i == 0 ? VT_QKEY ^ 0x10101 : VT_QKEY;
+		if (ibv_post_send(p.a.qp, &wr, &bad)) {
+			fail("post_send failed");
+			goto out;
+		}
+		if (expect_wc(p.a.scq, i == 0 ? "sender (wrong qkey)" :
+			      "sender (right qkey)", wr.wr_id, IBV_WC_SUCCESS))
+			goto out;
+		if (i == 0 && !vt_cq_quiet(p.b.rcq, 200, &wc)) {
+			fail("datagram with a wrong Q_Key was delivered (status %s)",
+			     ibv_wc_status_str(wc.status));
+			goto out;
+		}
+	}
+	if (expect_wc(p.b.rcq, "receiver (right qkey)", 5, IBV_WC_SUCCESS))
+		goto out;
+	pair_destroy(&p);
+	return 0;
+out:
+	pair_destroy(&p);
+	return 1;
+}
+
 /* ---- immediate (return-value) errors ------------------------------- */
 
 /*
@@ -966,6 +1047,8 @@ static const struct tcase {
 	{ "read_without_remote_read", case_read_without_remote_read },
 	{ "send_too_long", case_send_too_long },
 	{ "rnr_retry_exceeded", case_rnr_retry_exceeded },
+	{ "retry_exceeded_dead_peer", case_retry_exceeded_dead_peer },
+	{ "ud_wrong_qkey_dropped", case_ud_wrong_qkey_dropped },
 	{ "reg_mr_remote_without_local_write", case_reg_mr_remote_write_no_local },
 	{ "post_too_many_sge", case_too_many_sge },
 	{ "post_on_reset_qp", case_post_on_reset_qp },
