@@ -69,28 +69,27 @@ static void comp_post(struct ipd_qp *qp, struct ipd_swqe *swqe, int status)
 	ipd_eng_cq_post(qp, qp->scq, &cqe);
 }
 
+/* The ring slot is freed before the completion is posted: a client that
+ * sees the completion may post again at once and must find room.  The
+ * engine's private copy of the WQE stays valid until the next fetch. */
 void ipd_comp_retire(struct ipd_qp *qp)
 {
 	struct ipd_engine_qp *e = qp->eng;
-	uint32_t start = e->comp_idx;
 
 	while (e->comp_idx != e->req_idx) {
 		struct ipd_swqe *swqe = ipd_swqe_at(e, qp, e->comp_idx);
+		bool error = swqe->state == IPD_SWQE_ERROR;
 
-		if (swqe->state == IPD_SWQE_DONE) {
-			comp_post(qp, swqe, IBV_WC_SUCCESS);
-		} else if (swqe->state == IPD_SWQE_ERROR) {
-			comp_post(qp, swqe, swqe->status);
-			e->comp_idx++;
+		if (swqe->state != IPD_SWQE_DONE && !error)
+			break;
+		e->comp_idx++;
+		ipd_queue_release(&qp->sq, e->comp_idx);
+		comp_post(qp, swqe, error ? swqe->status : IBV_WC_SUCCESS);
+		if (error) {
 			ipd_eng_qp_error(qp, IBV_EVENT_QP_FATAL);
 			break;
-		} else {
-			break;
 		}
-		e->comp_idx++;
 	}
-	if (e->comp_idx != start)
-		ipd_queue_release(&qp->sq, e->comp_idx);
 }
 
 /* ---- timers -------------------------------------------------------- */

@@ -266,13 +266,13 @@ bool ipd_eng_flush(struct ipd_qp *qp)
 		while (e->comp_idx != e->sq_head) {
 			struct ipd_swqe *swqe = ipd_swqe_at(e, qp, e->comp_idx);
 
+			/* slot first, then the completion (see comp.c) */
+			ipd_queue_release(&qp->sq, ++e->comp_idx);
 			cqe.wr_id = swqe->wr->wr_id;
 			cqe.opcode = swqe->info ? swqe->info->wc_opcode :
 						  IBV_WC_SEND;
 			ipd_eng_cq_post(qp, qp->scq, &cqe);
-			e->comp_idx++;
 		}
-		ipd_queue_release(&qp->sq, e->comp_idx);
 		any = true;
 	}
 	e->req_idx = e->comp_idx;

@@ -325,8 +325,10 @@ static void rwqe_complete(struct ipd_qp *qp, struct ipd_pkt *pkt, int status)
 		cqe.wc_flags |= IBV_WC_GRH;
 		cqe.pkey_index = (uint16_t)qp->attr.pkey_index;
 	}
-	ipd_eng_cq_post(qp, qp->rcq, &cqe);
+	/* Free the slot first: the client may repost as soon as it sees
+	 * the completion. */
 	rwqe_release(qp);
+	ipd_eng_cq_post(qp, qp->rcq, &cqe);
 }
 
 /* ---- UD: the 40-byte GRH in front of the data (IBA 11.4.1.2) -------- */
