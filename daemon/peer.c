@@ -311,8 +311,10 @@ void ipd_peer_addr_form(struct ipd_dev *dev, struct ipd_qp *qp, char *buf,
 	}
 	ip_of(&qp->av.dst, &ip);
 	p = peer_find(&ip);
-	if (!p || p->state == PEER_UNKNOWN) {
-		/* Nobody asked yet (or the answer is late): ask now. */
+	if (!p || p->state == PEER_UNKNOWN || p->pending) {
+		/* Nobody asked yet: ask now.  While a (re)fresh is in flight
+		 * the cached bit may be a restarted peer's old one: shown
+		 * only once this round confirmed it. */
 		if (!p || !p->pending)
 			ipd_peer_need(dev, &qp->av);
 		snprintf(buf, cap, "<%d,?>", l);

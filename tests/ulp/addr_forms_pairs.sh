@@ -1,0 +1,132 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# The four address-form pairs across two hosts (docs/address-forms.md):
+# a two-host lab (tests/lab/ipathd-lab.sh), host 1 runs the model SRP
+# target (the RDMA requester), host 2 the initiator (the responder).  The
+# pairs are visited by restarting ONE daemon at a time with the other
+# --dma-capable value:
+#     <0,0>  -> host 2 to yes -> <0,1> -> host 1 to yes -> <1,1>
+#            -> host 2 to no  -> <1,0>
+# so each step also proves that the surviving daemon refreshes its cached
+# capabilities of the restarted peer (new boot id): the ULPs check that
+# the daemon's status shows the pair they actually run with.
+# For every pair: the ULP results must be byte-identical to the other
+# pairs', bad addresses must get IBV_WC_REM_ACCESS_ERR, and verbs
+# applications (ibv_rc_pingpong: SEND; ib_write_bw, ib_read_bw,
+# ib_atomic_bw) must pass across the hosts.
+# usage: addr_forms_pairs.sh PATH/TO/ulp_addr
+set -euo pipefail
+
+ulp=${1:?usage: addr_forms_pairs.sh PATH/TO/ulp_addr}
+src=$(cd "$(dirname "$0")/../.." && pwd)
+lab=$src/tests/lab/ipathd-lab.sh
+export IPL_PREFIX=${IPL_PREFIX:-ipla}
+export IPL_STATE=${IPL_STATE:-/run/ipathd-lab/$IPL_PREFIX}
+export IPATHD_BUILD_DIR=${IPATHD_BUILD_DIR:-$src/build}
+tmo=${IPD_TOOL_TIMEOUT:-120}
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/ipathd-addr.XXXXXX")
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+fail() { log "FAIL: $*"; exit 1; }
+
+[[ $(id -u) == 0 ]] || { echo "SKIP: needs root"; exit 77; }
+[[ -x $ulp ]] || fail "$ulp is not executable"
+cleanup() {
+	local rc=$?
+	if ((rc)); then
+		for k in 1 2; do
+			log "---- host $k daemon log (tail) ----"
+			"$lab" log "$k" 2>/dev/null | tail -n 15 >&2 || true
+		done
+	fi
+	"$lab" down >/dev/null 2>&1 || true
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+"$lab" down >/dev/null 2>&1 || true
+"$lab" up 2 -- --dma-capable no
+a1=$("$lab" addr 1)
+
+# Restart host K's daemon with --dma-capable V (the lab passes the same
+# extra arguments to every daemon it starts; only K restarts now).
+set_mode() {
+	printf '%s\n' --dma-capable "$2" >"$IPL_STATE/daemon-args"
+	"$lab" daemon "$1" restart
+}
+
+port=18600
+# Host K's verbs device name and GID index (after any restart).
+hv() {
+	dev[$1]=$("$lab" exec "$1" printenv IPL_DEV)
+	gid[$1]=$("$lab" gid "$1")
+}
+declare -a dev gid
+
+verbs_apps() {
+	local pair=$1 t
+	# ibv_rc_pingpong: SEND both ways, contents checked (-c).
+	port=$((port + 1))
+	"$lab" exec 1 timeout "$tmo" ibv_rc_pingpong -d "${dev[1]}" -g "${gid[1]}" \
+		-p "$port" -n 50 -s 4096 -c >"$tmp/pp.s" 2>&1 &
+	t=$!
+	sleep 0.5
+	"$lab" exec 2 timeout "$tmo" ibv_rc_pingpong -d "${dev[2]}" -g "${gid[2]}" \
+		-p "$port" -n 50 -s 4096 -c "$a1" >"$tmp/pp.c" 2>&1 ||
+		{ cat "$tmp/pp.c" "$tmp/pp.s"; fail "$pair ibv_rc_pingpong"; }
+	wait "$t" || { cat "$tmp/pp.s"; fail "$pair ibv_rc_pingpong server"; }
+	for t in ib_write_bw ib_read_bw ib_atomic_bw; do
+		port=$((port + 1))
+		"$lab" exec 1 timeout "$tmo" "$t" -d "${dev[1]}" -x "${gid[1]}" \
+			-p "$port" -n 200 -F >"$tmp/$t.s" 2>&1 &
+		local s=$!
+		sleep 0.5
+		"$lab" exec 2 timeout "$tmo" "$t" -d "${dev[2]}" -x "${gid[2]}" \
+			-p "$port" -n 200 -F "$a1" >"$tmp/$t.c" 2>&1 ||
+			{ cat "$tmp/$t.c"; fail "$pair $t"; }
+		wait "$s" || { cat "$tmp/$t.s"; fail "$pair $t server"; }
+	done
+	log "$pair: verbs applications passed (rc_pingpong -c, write/read/atomic bw)"
+}
+
+ulps() {
+	local pair=$1 t
+	port=$((port + 1))
+	"$lab" exec 1 timeout "$tmo" "$ulp" target --listen "$port" \
+		--gid-index "${gid[1]}" >"$tmp/t.out" 2>"$tmp/t.err" &
+	t=$!
+	"$lab" exec 2 timeout "$tmo" "$ulp" initiator --connect "$a1:$port" \
+		--gid-index "${gid[2]}" >"$tmp/i.out" 2>"$tmp/i.err" ||
+		{ cat "$tmp/i.err" "$tmp/t.err"; fail "$pair ULP initiator"; }
+	wait "$t" || { cat "$tmp/t.err"; fail "$pair ULP target"; }
+	grep -h -e 'addr_form' -e 'REM\|remote access' -e 'n/a' "$tmp/t.err" "$tmp/i.err" >&2 || true
+	sort "$tmp/t.out" "$tmp/i.out" >"$tmp/results.$pair"
+	[[ $(grep -c '^RESULT' "$tmp/results.$pair") == 4 ]] ||
+		fail "$pair: expected 4 RESULT lines"
+	log "$pair: ULPs passed"
+}
+
+run_pair() {
+	local pair=$1
+	log "==== pair <requester,responder> = $pair ===="
+	hv 1
+	hv 2
+	ulps "$pair"
+	verbs_apps "$pair"
+	"$lab" ctl 1 status >"$tmp/status.$pair" 2>&1 || true
+}
+
+run_pair '<0,0>'
+set_mode 2 yes
+run_pair '<0,1>'
+set_mode 1 yes
+run_pair '<1,1>'
+set_mode 2 no
+run_pair '<1,0>'
+
+# Byte-identical results in all four pairs.
+for p in '<0,1>' '<1,1>' '<1,0>'; do
+	cmp -s "$tmp/results.<0,0>" "$tmp/results.$p" ||
+		{ diff "$tmp/results.<0,0>" "$tmp/results.$p" >&2; fail "$p results differ from <0,0>"; }
+done
+cat "$tmp/results.<0,0>"
+echo "PASS addr_forms_pairs (all four pairs, identical results)"
