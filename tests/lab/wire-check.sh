@@ -26,7 +26,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB=$HERE/ipathd-lab.sh
-export IPL_PREFIX=${IPL_PREFIX:-iplw}
+# A private lab per run: concurrent runs (meson, a developer) never meet.
+export IPL_PREFIX=${IPL_PREFIX:-iw$$}
 export IPL_SUBNET=${IPL_SUBNET:-10.78.0}
 export IPL_STATE=${IPL_STATE:-/run/ipathd-lab/$IPL_PREFIX}
 TOOL_TIMEOUT=${TOOL_TIMEOUT:-60}
@@ -60,6 +61,7 @@ work=${out:-$(mktemp -d /tmp/wire-check.XXXXXX)}
 mkdir -p "$work"
 cap=$work/wire.pcapng
 cap_pid=
+lab_up=0
 
 cleanup() {
 	local rc=$?
@@ -67,7 +69,8 @@ cleanup() {
 		kill -INT "$cap_pid" 2>/dev/null || true
 		wait "$cap_pid" 2>/dev/null || true
 	fi
-	"$LAB" down || true
+	# only our own lab: "up" refuses (and leaves alone) an existing one
+	((lab_up)) && { "$LAB" down || true; rm -rf "$IPL_STATE"; }
 	[[ -z $out ]] && rm -rf "$work"
 	exit "$rc"
 }
@@ -75,7 +78,8 @@ trap cleanup EXIT
 
 up_args=(up 2)
 ((v6)) && up_args+=(--ipv6)
-"$LAB" "${up_args[@]}"
+lab_up=1
+"$LAB" "${up_args[@]}" || { lab_up=0; exit 1; }
 
 server_addr=$("$LAB" addr 2)
 gid_var=IPL_GID
