@@ -697,6 +697,24 @@ def selftest(d):
             check("perftest %s rejected" % bad, False, p)
         except ParseError as e:
             check("perftest %s rejected" % bad, True, str(e))
+    # outputs of perftest against ipathd (a bench run, 2026-11-25)
+    p = parse_perftest(rd("real_ipathd_write_bw.txt"))
+    r = p["rows"].get(65536, {})
+    check("real ib_write_bw", r.get("iters") == 1024 and
+          abs(r["gbps"] - 124.30 * 1048576 * 8 / 1e9) < 1e-9 and
+          r["mpps"] == 0.001989, p)
+    p = parse_perftest(rd("real_ipathd_send_bw_ud.txt"))
+    check("real ib_send_bw UD", p["rows"][1024]["mpps"] == 0.027562, p)
+    p = parse_perftest(rd("real_ipathd_read_lat.txt"))
+    r = p["rows"].get(4096, {})
+    check("real ib_read_lat (tab-separated columns)",
+          r.get("median_us") == 1.96 and r.get("lat_us") == 129.46 and
+          r.get("p999_us") == 1821.24, p)
+    try:
+        p = parse_perftest(rd("real_ipathd_write_bw_failed.txt"))
+        check("real failed ib_write_bw rejected", False, p)
+    except ParseError as e:
+        check("real failed ib_write_bw rejected", True, str(e))
     r = parse_iperf3(rd("iperf3_udp.json"))
     check("iperf3 UDP goodput = receiver side",
           abs(r["gbps"] - 7255830141.745094 / 1e9) < 1e-9 and
