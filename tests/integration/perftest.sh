@@ -34,14 +34,14 @@ for r in "${runs[@]}"; do
 	read -r size iters extra <<<"$r"
 	port=$(ipd_port)
 	if [[ $iters == D* ]]; then
-		common="-d $dev -i 1 -x $gid -F -c $conn -p $port -D ${iters#D} ${extra:-}"
-		iters='[0-9]+'
+		count="-D ${iters#D}"
 	else
-		common="-d $dev -i 1 -x $gid -F -c $conn -p $port -n $iters ${extra:-}"
+		count="-n $iters"
 	fi
+	common="-d $dev -i 1 -x $gid -F -c $conn -p $port $count ${extra:-}"
 	[[ $test == ib_atomic_bw ]] || common+=" -s $size"
 	run_pair "$port" "$test $common" "$test $common 127.0.0.1" ||
-		ipd_fail "$test -c $conn -s $size -n $iters ${extra:-}"
+		ipd_fail "$test -c $conn -s $size $count ${extra:-}"
 	# The client prints the result table: a line starting with the size
 	# and an iteration count (perftest multiplies -n by the QP count).
 	grep -Eq "^[[:space:]]*$size[[:space:]]+[0-9]+[[:space:]]" "$IPD_PAIR_LAST.client" || {
