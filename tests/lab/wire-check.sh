@@ -81,12 +81,11 @@ up_args=(up 2)
 lab_up=1
 "$LAB" "${up_args[@]}" || { lab_up=0; exit 1; }
 
+# The tools' TCP exchange stays on IPv4 (their servers listen on IPv4);
+# the GID index decides the RoCE traffic's family.
 server_addr=$("$LAB" addr 2)
 gid_var=IPL_GID
-if ((v6)); then
-	server_addr=$("$LAB" addr 2 6)
-	gid_var=IPL_GID6
-fi
+((v6)) && gid_var=IPL_GID6
 
 # ---- capture --------------------------------------------------------------
 
