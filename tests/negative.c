@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 
 #include "vtest_common.h"
 
@@ -632,6 +633,77 @@ out:
 }
 
 /*
+ * UC has no NAKs: an RDMA WRITE with a bad R_Key is silently dropped by
+ * the responder (rxe_resp.c RESPST_ERR_RKEY_VIOLATION on a non-SRQ UC QP:
+ * drop_msg, "class E"), the requester completes successfully, and both
+ * QPs keep working: a following WRITE_WITH_IMM lands and completes.
+ */
+static int case_uc_bad_rkey_dropped(void)
+{
+	struct pair p;
+	struct ibv_sge sge;
+	struct ibv_send_wr wr, *bad;
+	struct ibv_wc wc;
+	uint8_t *b;
+	int i;
+
+	if (pair_create(&p, IBV_QPT_UC, full_access, NULL))
+		goto out;
+	memset(p.abuf, 0x11, BUF_LEN);
+	if (post_one_send(&p.a, IBV_WR_RDMA_WRITE, 1, p.abuf, 64, p.amr->lkey,
+			  (uintptr_t)p.bbuf, p.bmr->rkey ^ 0x00a5a500)) {
+		fail("post_send failed");
+		goto out;
+	}
+	if (expect_wc(p.a.scq, "requester (bad rkey)", 1, IBV_WC_SUCCESS))
+		goto out;
+	if (post_one_recv(&p.b, 4, p.bbuf + 1024, 16, p.bmr->lkey)) {
+		fail("post_recv failed");
+		goto out;
+	}
+	sge = (struct ibv_sge){ (uintptr_t)p.abuf, 64, p.amr->lkey };
+	memset(&wr, 0, sizeof(wr));
+	wr.wr_id = 2;
+	wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
+	wr.send_flags = IBV_SEND_SIGNALED;
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.imm_data = htonl(0x1234);
+	wr.wr.rdma.remote_addr = (uintptr_t)p.bbuf + 128;
+	wr.wr.rdma.rkey = p.bmr->rkey;
+	if (ibv_post_send(p.a.qp, &wr, &bad)) {
+		fail("post_send (WRITE_WITH_IMM) failed");
+		goto out;
+	}
+	if (expect_wc(p.a.scq, "requester (good write)", 2, IBV_WC_SUCCESS) ||
+	    expect_wc(p.b.rcq, "responder (good write)", 4, IBV_WC_SUCCESS))
+		goto out;
+	b = p.bbuf;
+	for (i = 0; i < 64; i++) {
+		if (b[i] != 0) {
+			fail("the dropped write changed byte %d of the target (0x%02x)",
+			     i, b[i]);
+			goto out;
+		}
+		if (b[128 + i] != 0x11) {
+			fail("the good write did not land: byte %d is 0x%02x",
+			     i, b[128 + i]);
+			goto out;
+		}
+	}
+	if (!vt_cq_quiet(p.b.rcq, 50, &wc)) {
+		fail("unexpected responder completion (status %s)",
+		     ibv_wc_status_str(wc.status));
+		goto out;
+	}
+	pair_destroy(&p);
+	return 0;
+out:
+	pair_destroy(&p);
+	return 1;
+}
+
+/*
  * UD with the wrong Q_Key: the receiver silently drops the datagram
  * (IBA 10.2.5; rxe_recv.c check_keys) and the posted receive stays for
  * the next datagram with the right key; the sender completes normally.
@@ -1049,6 +1121,7 @@ static const struct tcase {
 	{ "rnr_retry_exceeded", case_rnr_retry_exceeded },
 	{ "retry_exceeded_dead_peer", case_retry_exceeded_dead_peer },
 	{ "ud_wrong_qkey_dropped", case_ud_wrong_qkey_dropped },
+	{ "uc_bad_rkey_dropped", case_uc_bad_rkey_dropped },
 	{ "reg_mr_remote_without_local_write", case_reg_mr_remote_write_no_local },
 	{ "post_too_many_sge", case_too_many_sge },
 	{ "post_on_reset_qp", case_post_on_reset_qp },
