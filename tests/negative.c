@@ -108,8 +108,15 @@ static int post_one_send(struct vt_qp *q, enum ibv_wr_opcode op,
 	wr.send_flags = IBV_SEND_SIGNALED;
 	wr.sg_list = &sge;
 	wr.num_sge = 1;
-	wr.wr.rdma.remote_addr = raddr;
-	wr.wr.rdma.rkey = rkey;
+	if (op == IBV_WR_ATOMIC_FETCH_AND_ADD ||
+	    op == IBV_WR_ATOMIC_CMP_AND_SWP) {
+		wr.wr.atomic.remote_addr = raddr;
+		wr.wr.atomic.rkey = rkey;
+		wr.wr.atomic.compare_add = 1;
+	} else {
+		wr.wr.rdma.remote_addr = raddr;
+		wr.wr.rdma.rkey = rkey;
+	}
 	return ibv_post_send(q->qp, &wr, &bad);
 }
 
@@ -547,6 +554,27 @@ static int case_read_without_remote_read(void)
 	return rdma_expect_access_err(IBV_ACCESS_LOCAL_WRITE |
 				      IBV_ACCESS_REMOTE_WRITE,
 				      IBV_WR_RDMA_READ, 0, 64, 0);
+}
+
+static int case_atomic_bad_rkey(void)
+{
+	return rdma_expect_access_err(full_access, IBV_WR_ATOMIC_FETCH_AND_ADD,
+				      0, 8, 0x00a5a500);
+}
+
+static int case_atomic_without_remote_atomic(void)
+{
+	return rdma_expect_access_err(IBV_ACCESS_LOCAL_WRITE |
+				      IBV_ACCESS_REMOTE_WRITE |
+				      IBV_ACCESS_REMOTE_READ,
+				      IBV_WR_ATOMIC_CMP_AND_SWP, 0, 8, 0);
+}
+
+static int case_atomic_out_of_bounds(void)
+{
+	/* the last aligned word is inside; one past the end is not */
+	return rdma_expect_access_err(full_access, IBV_WR_ATOMIC_FETCH_AND_ADD,
+				      BUF_LEN, 8, 0);
 }
 
 /*
@@ -1117,6 +1145,9 @@ static const struct tcase {
 	{ "read_out_of_bounds", case_read_out_of_bounds },
 	{ "write_without_remote_write", case_write_without_remote_write },
 	{ "read_without_remote_read", case_read_without_remote_read },
+	{ "atomic_bad_rkey", case_atomic_bad_rkey },
+	{ "atomic_without_remote_atomic", case_atomic_without_remote_atomic },
+	{ "atomic_out_of_bounds", case_atomic_out_of_bounds },
 	{ "send_too_long", case_send_too_long },
 	{ "rnr_retry_exceeded", case_rnr_retry_exceeded },
 	{ "retry_exceeded_dead_peer", case_retry_exceeded_dead_peer },
