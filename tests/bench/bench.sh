@@ -3,14 +3,17 @@
 # the same links.  Not part of CI's pass/fail.  Needs root (namespaces, tc).
 #
 #   tests/bench/bench.sh [--quick] [--out DIR] [--build DIR] [--only WHAT]
-#                        [--no-install] [--keep]
+#                        [--no-install] [--keep] [--profile]
 #
-#   --quick       fewer sizes, shorter runs (about 2-4 minutes)
+#   --quick       fewer sizes, shorter runs (about 3-5 minutes)
 #   --out DIR     results directory (default: bench-results/ in the tree)
 #   --build DIR   meson build directory (default: $IPATHD_BUILD_DIR or build/)
 #   --only WHAT   floors | ipathd (default: both)
 #   --no-install  do not apt-get install missing tools
 #   --keep        keep the temporary directory (daemon logs)
+#   --profile     perf record the daemons during ib_write_bw (one host 1 MiB,
+#                 across hosts 64 KiB) and ib_send_lat 2 B across hosts:
+#                 OUT/profile_*.txt
 #
 # What it does, in order:
 #   1. installs what is missing (iperf3, sockperf, libfabric-bin for
@@ -42,11 +45,12 @@ BENCH=$SRC/tests/bench
 OUT=$SRC/bench-results
 BUILD=${IPATHD_BUILD_DIR:-$SRC/build}
 QUICK=0
+PROFILE=0
 ONLY=all
 INSTALL=1
 KEEP=0
 
-usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--quick) QUICK=1 ;;
@@ -56,6 +60,7 @@ while [[ $# -gt 0 ]]; do
 	--only) ONLY=${2:?}; shift ;;
 	--no-install) INSTALL=0 ;;
 	--keep) KEEP=1 ;;
+	--profile) PROFILE=1 ;;
 	-h|--help) usage 0 ;;
 	*) echo "bench.sh: unknown option $1" >&2; usage ;;
 	esac
@@ -66,7 +71,7 @@ done
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd) || exit 1
 RAW=$OUT/raw
 rm -rf "$RAW" && mkdir -p "$RAW" || exit 1
-rm -f "$OUT"/*.png "$OUT/results.json"
+rm -f "$OUT"/*.png "$OUT/results.json" "$OUT"/profile_*.txt
 IDX=$RAW/index.tsv
 : >"$IDX"
 PY=/usr/bin/python3
@@ -498,6 +503,41 @@ app_env() {
 
 declare -A SCOPE_HANGS=() SCOPE_DEAD=()
 
+# --profile: perf record -g on the daemon(s) during these runs; the reports
+# (by DSO and by symbol) go to OUT/profile_<run>_<daemon>.txt
+PROFILE_IDS=(onehost/ib_write_bw/RC/1048576 hosts/ib_write_bw/RC/65536
+	hosts/ib_send_lat/RC/2)
+profile_start() {   # ID SRV CLI (sets prof[] in the caller: perf pids)
+	local id=$1 n p tag=${1//\//_}
+	command -v perf >/dev/null || { log "--profile: no perf"; return 0; }
+	for n in $(printf '%s\n' "$2" "$3" | sort -u); do
+		p=$RAW/perf_${tag}_$n.data
+		timeout -k 3 $((TOOL_TIMEOUT + 10)) perf record -F 999 -g -o "$p" \
+			-p "${D_PID[$n]}" >/dev/null 2>&1 &
+		prof+=("$!:$n:$p")
+		BG_PIDS+=("$!")
+	done
+	sleep 0.5
+}
+profile_stop() {   # ID
+	local x pid n p tag=${1//\//_}
+	for x in "${prof[@]}"; do
+		IFS=: read -r pid n p <<<"$x"
+		kill -INT "$pid" 2>/dev/null
+		wait_bounded "$pid" 10
+		{
+			echo "# perf profile of daemon $n during $1 (by DSO, then by symbol)"
+			timeout 60 perf report -i "$p" --stdio --no-children -g none --sort dso 2>/dev/null |
+				grep -E '^ +[0-9]' | head -n 12
+			echo
+			timeout 60 perf report -i "$p" --stdio --no-children -g none --sort symbol 2>/dev/null |
+				grep -E '^ +[0-9]' | head -n 40
+		} >"$OUT/profile_${tag}_$n.txt"
+		rm -f "$p"
+	done
+	log "profile: $OUT/profile_${tag}_*.txt"
+}
+
 # note_hang SCOPE: a tool hung (timed out); after 3 in one scope the rest of
 # that scope is skipped, so that a hanging daemon costs minutes, not an hour.
 note_hang() {
@@ -553,11 +593,14 @@ perf() {
 		fi
 		return
 	fi
+	local prof=()
+	[[ $PROFILE == 1 && " ${PROFILE_IDS[*]} " == *" $id "* ]] && profile_start "$id" "$srv" "$cli"
 	t0a=$(cpu_ns "${D_PID[$srv]}"); t0b=$(cpu_ns "${D_PID[$cli]}")
 	# shellcheck disable=SC2046
 	timeout -k 3 "$TOOL_TIMEOUT" ip netns exec "${D_NS[$cli]}" env $(app_env "$cli") \
 		"$tool" "${cargs[@]}" "${args[@]}" "$ip" >"$OUT/$f" 2>&1 || rc=$?
 	t1a=$(cpu_ns "${D_PID[$srv]}"); t1b=$(cpu_ns "${D_PID[$cli]}")
+	((${#prof[@]})) && profile_stop "$id"
 	wait_bounded "$spid" 10
 	rec8 "$id" perftest "$scope" "$tool $conn" "$size" "$rc" "$f"
 	[[ $rc == 124 || $rc == 137 ]] && note_hang "$scope"
