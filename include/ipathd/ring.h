@@ -160,9 +160,17 @@ struct ipd_cqe {
 	uint16_t slid;
 	uint8_t sl;
 	uint8_t dlid_path_bits;
-	uint8_t reserved[18];
+	uint8_t flags;        /* IPD_CQE_F_*: for the daemon's event logic */
+	uint8_t reserved[17];
 };
 _Static_assert(sizeof(struct ipd_cqe) == 64, "cqe");
+
+/*
+ * The receive completed a message whose last packet had the BTH SE bit:
+ * a CQ armed IPD_CQ_ARM_SOLICITED fires on it (IBA 11.4.2.2: solicited or
+ * unsuccessful completions).
+ */
+#define IPD_CQE_F_SOLICITED 0x01u
 
 static inline struct ipd_sge *ipd_send_wqe_sge(struct ipd_send_wqe *wqe)
 {
