@@ -161,6 +161,9 @@ struct ipd_cq {
 	uint32_t cqe;              /* entries the application asked for/got */
 	bool overflowed;
 	unsigned int refcnt;       /* QPs using it */
+	struct ipd_channel *channel;  /* completion channel (cq.c), or NULL */
+	bool event_queued;            /* waits in channel->queued */
+	TAILQ_ENTRY(ipd_cq) event_link;
 };
 
 /* Post one completion.  0, or -ENOSPC on overflow (the CQ then reports
@@ -307,6 +310,10 @@ int ipd_handle_modify_qp(struct ipd_req_ctx *ctx);
 int ipd_handle_query_qp(struct ipd_req_ctx *ctx);
 int ipd_handle_destroy(struct ipd_req_ctx *ctx);
 int ipd_handle_status(struct ipd_req_ctx *ctx);
+int ipd_handle_create_channel(struct ipd_req_ctx *ctx);
+/* Close the completion channels a departing client created (after its
+ * CQs are gone); cq.c. */
+void ipd_client_release_channels(struct ipd_client *client);
 
 /* ------------------------------------------------------------------ */
 /* The device.                                                          */
@@ -348,6 +355,9 @@ struct ipd_dev {
 	bool spinning;                     /* loop.c: busy-poll phase */
 	struct ipd_ctl_server *ctl;        /* ctl.c: listening socket */
 	struct ipd_poller *poller;         /* loop.c: busy-poll watchers */
+	/* cq.c: completion channels (an all-zero LIST_HEAD is empty). */
+	LIST_HEAD(, ipd_channel) channels;
+	uint32_t next_channel;
 };
 
 /* Infrastructure called from main.c.  0 or -errno. */
