@@ -139,6 +139,7 @@ static void ipd_free_context(struct ibv_context *ibctx)
 {
 	struct ipd_context *ctx = to_ictx(ibctx);
 
+	ipd_chan_ctx_del(ctx);
 	ipd_ctl_disconnect(ctx);
 	verbs_uninit_context(&ctx->vctx);
 	free(ctx);
@@ -176,11 +177,13 @@ static const struct verbs_context_ops ipd_ctx_ops = {
 };
 
 /*
- * Completion channels are not implemented yet (docs/design.md): libibverbs
- * creates one by write()ing a command to cmd_fd and trusting the fd in the
- * response.  An eventfd refuses that write (EINVAL: not 8 bytes) and
- * answers ioctl with ENOTTY like /dev/null, so channel creation fails
- * cleanly.  Keep the descriptor number libibverbs gave us.
+ * cmd_fd becomes an eventfd: it answers ioctl with ENOTTY like /dev/null
+ * (libibverbs then uses write() commands) but refuses every write (EINVAL:
+ * not 8 bytes).  libibverbs' one write command, CREATE_COMP_CHANNEL, is
+ * answered by channel.c's hook before it gets here; without the hook it
+ * fails cleanly instead of handing out a garbage descriptor
+ * (docs/design.md "Completion channels").  Keep the descriptor number
+ * libibverbs gave us.
  */
 static int replace_cmd_fd(int cmd_fd)
 {
@@ -225,6 +228,8 @@ static struct verbs_context *ipd_alloc_context(struct ibv_device *ibdev,
 		goto err_uninit;
 	ctx->vctx.context.num_comp_vectors = 1;
 	verbs_set_ops(&ctx->vctx, &ipd_ctx_ops);
+	ipd_chan_init();
+	ipd_chan_ctx_add(ctx);
 	return &ctx->vctx;
 
 err_uninit:

@@ -10,6 +10,7 @@
  *   verbs.c   PD, MR, CQ, SRQ, QP, AH control verbs
  *   post.c    post_send/post_recv/post_srq_recv/poll_cq, ibv_cq_ex, ibv_qp_ex
  *   mem.c     the memfd arena (mem.h)
+ *   channel.c completion channels (libibverbs' write/read/close redirected)
  */
 #ifndef IPATHD_PROVIDER_H
 #define IPATHD_PROVIDER_H
@@ -18,6 +19,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "ipathd/ctl.h"
 #include "ipathd/ring.h"
@@ -37,6 +39,8 @@ struct ipd_context {
 	size_t page_len;
 	int doorbell_fd;		/* eventfd: wake the daemon */
 	uint32_t client_id;
+	pid_t pid;			/* process that opened the context */
+	struct ipd_context *chan_next;	/* channel.c: cmd_fd registry */
 };
 
 /* A ring as the client maps it (layout in ipathd/ring.h). */
@@ -53,6 +57,10 @@ struct ipd_cq {
 	struct ipd_uring ring;
 	uint64_t wc_flags;		/* IBV_WC_EX_WITH_* asked at create */
 	struct ipd_cqe *cur;		/* ibv_cq_ex: entry being read */
+	/* channel.c, under its lock: the completion channel, if any */
+	struct ipd_chan *chan;
+	struct ipd_cq *chan_next;	/* CQs of the same channel */
+	uint32_t events_read;		/* events ibv_get_cq_event returned */
 };
 
 struct ipd_srq {
@@ -129,6 +137,22 @@ void ipd_ctl_free(Ipd__Response *resp);
 /* Destroy a daemon object; 0 or a positive errno. */
 int ipd_ctl_destroy(struct ipd_context *ctx, Ipd__ObjType type,
 		    uint32_t handle);
+
+/* channel.c: completion channels (docs/design.md) */
+struct ipd_chan;
+/* Install the libibverbs hooks once; false when channels are unavailable. */
+bool ipd_chan_init(void);
+void ipd_chan_ctx_add(struct ipd_context *ctx);
+void ipd_chan_ctx_del(struct ipd_context *ctx);
+/* Creating a CQ on a channel: begin (EINVAL unless channel is one of
+ * ctx's), then end once the CQ exists or abort if it does not. */
+int ipd_chan_bind_begin(struct ipd_context *ctx,
+			struct ibv_comp_channel *channel,
+			struct ipd_chan **out, uint32_t *handle);
+void ipd_chan_bind_end(struct ipd_chan *ch, struct ipd_cq *cq);
+void ipd_chan_bind_abort(struct ipd_chan *ch);
+/* The daemon destroyed cq: unbind and wait for the events to be acked. */
+void ipd_chan_unbind(struct ipd_cq *cq);
 
 /* Map a ring memfd (closes fd).  0 or a positive errno. */
 int ipd_uring_map(struct ipd_uring *r, int fd, uint32_t size,

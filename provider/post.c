@@ -339,10 +339,16 @@ int ipd_req_notify_cq(struct ibv_cq *ibcq, int solicited_only)
 {
 	struct ipd_cq *cq = to_icq(ibcq);
 
+	/*
+	 * The daemon reads the arm word after publishing each completion
+	 * (daemon/cq.c); the fence orders our store before the caller's next
+	 * poll, so a completion is either polled or fires the event.
+	 */
 	atomic_store_explicit(&cq->ring.hdr->arm,
 			      solicited_only ? IPD_CQ_ARM_SOLICITED :
 					       IPD_CQ_ARM_NEXT,
-			      memory_order_release);
+			      memory_order_relaxed);
+	atomic_thread_fence(memory_order_seq_cst);
 	return 0;
 }
 

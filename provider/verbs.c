@@ -171,7 +171,8 @@ int ipd_dereg_mr(struct verbs_mr *vmr)
 /* ------------------------------------------------------------------ */
 /* CQ                                                                  */
 
-static int cq_create(struct ibv_context *context, struct ipd_cq *cq, int cqe)
+static int cq_create_ring(struct ibv_context *context, struct ipd_cq *cq,
+			  int cqe, uint32_t channel)
 {
 	Ipd__Request req = IPD__REQUEST__INIT;
 	Ipd__CreateCq cc = IPD__CREATE_CQ__INIT;
@@ -181,7 +182,9 @@ static int cq_create(struct ibv_context *context, struct ipd_cq *cq, int cqe)
 	if (cqe < 1)
 		return EINVAL;
 	cc.cqe = (uint32_t)cqe;
+	/* Also the record the channel delivers (ibv_get_cq_event). */
 	cc.user_handle = (uintptr_t)&cq->vcq.cq;
+	cc.channel = channel;
 	req.op_case = IPD__REQUEST__OP_CREATE_CQ;
 	req.create_cq = &cc;
 	err = ipd_ctl_request(to_ictx(context), &req, NULL, 0, &resp, rfds,
@@ -206,6 +209,30 @@ out:
 	return err;
 }
 
+/* The daemon's CQ, bound to channel (NULL: none) when one is given. */
+static int cq_create(struct ibv_context *context, struct ipd_cq *cq, int cqe,
+		     struct ibv_comp_channel *channel)
+{
+	struct ipd_chan *ch = NULL;
+	uint32_t handle = 0;
+	int err;
+
+	if (channel) {
+		err = ipd_chan_bind_begin(to_ictx(context), channel, &ch,
+					  &handle);
+		if (err)
+			return err;
+	}
+	err = cq_create_ring(context, cq, cqe, handle);
+	if (ch) {
+		if (err)
+			ipd_chan_bind_abort(ch);
+		else
+			ipd_chan_bind_end(ch, cq);
+	}
+	return err;
+}
+
 struct ibv_cq *ipd_create_cq(struct ibv_context *context, int cqe,
 			     struct ibv_comp_channel *channel, int comp_vector)
 {
@@ -221,7 +248,7 @@ struct ibv_cq *ipd_create_cq(struct ibv_context *context, int cqe,
 		errno = ENOMEM;
 		return NULL;
 	}
-	err = cq_create(context, cq, cqe);
+	err = cq_create(context, cq, cqe, channel);
 	if (err) {
 		free(cq);
 		errno = err;
@@ -253,7 +280,7 @@ struct ibv_cq_ex *ipd_create_cq_ex(struct ibv_context *context,
 		errno = ENOMEM;
 		return NULL;
 	}
-	err = cq_create(context, cq, (int)attr->cqe);
+	err = cq_create(context, cq, (int)attr->cqe, attr->channel);
 	if (err) {
 		free(cq);
 		errno = err;
@@ -321,6 +348,7 @@ int ipd_destroy_cq(struct ibv_cq *ibcq)
 			      ibcq->handle);
 	if (err)
 		return err;
+	ipd_chan_unbind(cq);
 	ipd_uring_unmap(&cq->ring);
 	free(cq);
 	return 0;
