@@ -144,8 +144,8 @@ static int copy_checked(void *dst, const void *src, size_t len)
 }
 
 /* Move [start, start + bytes) onto fresh arena space at *off. */
-static int arena_map_new(uintptr_t start, size_t bytes, bool dontfork,
-			 uint64_t *off)
+static int arena_map_new_here(uintptr_t start, size_t bytes, bool dontfork,
+			      uint64_t *off)
 {
 	uint64_t o = arena.end;
 	void *tmp, *p;
@@ -160,13 +160,17 @@ static int arena_map_new(uintptr_t start, size_t bytes, bool dontfork,
 		goto err_trunc;
 	}
 	err = copy_checked(tmp, (void *)start, bytes);
-	munmap(tmp, bytes);
-	if (err)
+	if (err) {
+		munmap(tmp, bytes);
 		goto err_trunc;
-	p = mmap((void *)start, bytes, PROT_READ | PROT_WRITE,
-		 MAP_SHARED | MAP_FIXED, arena.fd, (off_t)o);
+	}
+	/* mremap replaces the old pages in one step: no moment without
+	 * memory at start (another thread may be running there). */
+	p = mremap(tmp, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED,
+		   (void *)start);
 	if (p == MAP_FAILED) {
 		err = errno;
+		munmap(tmp, bytes);
 		goto err_trunc;
 	}
 	/* The new mapping lost the MADV_DONTFORK ibv_reg_mr applied. */
@@ -183,7 +187,7 @@ err_trunc:
 }
 
 /* Give a segment's pages back as private memory with their contents. */
-static void arena_unmap(const struct mem_seg *s)
+static void arena_unmap_here(const struct mem_seg *s)
 {
 	size_t bytes = seg_bytes(s);
 	void *tmp;
@@ -202,6 +206,86 @@ static void arena_unmap(const struct mem_seg *s)
 	}
 	fallocate(arena.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		  (off_t)s->off, (off_t)bytes);
+}
+
+/*
+ * Moving pages copies them and then swaps the mapping.  Anything the
+ * calling thread writes to those pages in between is lost, and when the
+ * range holds the caller's own stack (a stack buffer registered) that is
+ * the return addresses of the very functions doing the move.  So when the
+ * range overlaps this thread's stack, the move runs on another thread
+ * while this one waits without touching its stack.
+ */
+struct page_move {
+	uintptr_t start;
+	size_t bytes;
+	bool dontfork;
+	uint64_t *off;
+	const struct mem_seg *unmap;	/* non-NULL: give pages back */
+	int err;
+};
+
+static void page_move_run(struct page_move *m)
+{
+	if (m->unmap)
+		arena_unmap_here(m->unmap);
+	else
+		m->err = arena_map_new_here(m->start, m->bytes, m->dontfork,
+					    m->off);
+}
+
+static void *page_move_thread(void *arg)
+{
+	page_move_run(arg);
+	return NULL;
+}
+
+static bool on_own_stack(uintptr_t start, size_t bytes)
+{
+	pthread_attr_t attr;
+	void *stack;
+	size_t size;
+	bool hit = true;	/* unknown: play safe */
+
+	if (pthread_getattr_np(pthread_self(), &attr))
+		return hit;
+	if (!pthread_attr_getstack(&attr, &stack, &size))
+		hit = start < (uintptr_t)stack + size &&
+		      (uintptr_t)stack < start + bytes;
+	pthread_attr_destroy(&attr);
+	return hit;
+}
+
+static int page_move(struct page_move *m)
+{
+	uintptr_t start = m->unmap ? m->unmap->start : m->start;
+	size_t bytes = m->unmap ? seg_bytes(m->unmap) : m->bytes;
+	pthread_t t;
+
+	if (!on_own_stack(start, bytes)) {
+		page_move_run(m);
+		return m->err;
+	}
+	if (pthread_create(&t, NULL, page_move_thread, m))
+		return EAGAIN;
+	pthread_join(t, NULL);
+	return m->err;
+}
+
+static int arena_map_new(uintptr_t start, size_t bytes, bool dontfork,
+			 uint64_t *off)
+{
+	struct page_move m = { .start = start, .bytes = bytes,
+			       .dontfork = dontfork, .off = off };
+
+	return page_move(&m);
+}
+
+static void arena_unmap(const struct mem_seg *s)
+{
+	struct page_move m = { .unmap = s };
+
+	page_move(&m);
 }
 
 /* Release the unreferenced segments in [begin, end) (error unwinding). */

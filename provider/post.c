@@ -53,9 +53,8 @@ static bool sq_accepts(const struct ibv_qp *qp)
 	       qp->state != IBV_QPS_RTR;
 }
 
-static void ring_doorbell(struct ipd_qp *qp)
+static void ring_doorbell_ctx(struct ipd_context *ctx)
 {
-	struct ipd_context *ctx = to_ictx(qp->vqp.qp.context);
 	uint64_t one = 1;
 
 	if (!ipd_need_doorbell(ctx->page))
@@ -63,6 +62,11 @@ static void ring_doorbell(struct ipd_qp *qp)
 	if (write(ctx->doorbell_fd, &one, sizeof(one)) != sizeof(one)) {
 		/* Counter saturated: the daemon is awake anyway. */
 	}
+}
+
+static void ring_doorbell(struct ipd_qp *qp)
+{
+	ring_doorbell_ctx(to_ictx(qp->vqp.qp.context));
 }
 
 static uint32_t ring_prod(struct ipd_uring *r)
@@ -251,7 +255,6 @@ static int post_recv_ring(struct ipd_uring *r, uint32_t max_sge,
 		}
 		prod++;
 	}
-	/* No doorbell: the daemon reads receive queues when data arrives. */
 	if (prod != start)
 		ipd_ring_publish(r->hdr, prod);
 	pthread_spin_unlock(&r->lock);
@@ -264,21 +267,30 @@ int ipd_post_recv(struct ibv_qp *ibqp, struct ibv_recv_wr *wr,
 		  struct ibv_recv_wr **bad_wr)
 {
 	struct ipd_qp *qp = to_iqp(ibqp);
+	int err;
 
 	/* A QP attached to an SRQ has no receive queue of its own. */
 	if (ibqp->state == IBV_QPS_RESET || !qp->rq.hdr) {
 		*bad_wr = wr;
 		return EINVAL;
 	}
-	return post_recv_ring(&qp->rq, qp->cap.max_recv_sge, wr, bad_wr);
+	err = post_recv_ring(&qp->rq, qp->cap.max_recv_sge, wr, bad_wr);
+	/* Data arriving wakes the daemon anyway; the doorbell (only when it
+	 * sleeps) is for a QP the daemon moved to ERR, whose new receives
+	 * must be flushed, and for a peer waiting out an RNR timer. */
+	ring_doorbell(qp);
+	return err;
 }
 
 int ipd_post_srq_recv(struct ibv_srq *ibsrq, struct ibv_recv_wr *wr,
 		      struct ibv_recv_wr **bad_wr)
 {
 	struct ipd_srq *srq = to_isrq(ibsrq);
+	int err;
 
-	return post_recv_ring(&srq->ring, srq->max_sge, wr, bad_wr);
+	err = post_recv_ring(&srq->ring, srq->max_sge, wr, bad_wr);
+	ring_doorbell_ctx(to_ictx(ibsrq->context));
+	return err;
 }
 
 /* ------------------------------------------------------------------ */
