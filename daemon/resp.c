@@ -460,6 +460,19 @@ static enum resp_state resp_check_op_valid(struct resp_ctx *c)
 	uint32_t mask = c->pkt->mask;
 	size_t i;
 
+	/* IBA 9.7.4.1.x: no packet exceeds the path MTU; FIRST and MIDDLE
+	 * packets carry exactly one MTU. */
+	if (c->pkt->paylen > ipd_eng_mtu(qp) ||
+	    (mask & IPD_WRITE_OR_SEND_MASK && !(mask & IPD_LAST_MASK) &&
+	     c->pkt->paylen != ipd_eng_mtu(qp))) {
+		if (is_rc(qp))
+			return RESP_ERR_INV_REQ;
+		if (qp->type == IBV_QPT_UC) {
+			c->e->drop_msg = true;
+			resp_abort_msg(c->e);
+		}
+		return RESP_DROP;
+	}
 	if (qp->type == IBV_QPT_UD) {
 		if (ipd_deth_qkey(c->pkt->hdr) != qp->attr.qkey) {
 			qp->dev->cnt.drop_bad_qkey++;
