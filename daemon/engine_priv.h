@@ -25,6 +25,7 @@
 #define IPD_MIN_TIMEOUT_S 0.005    /* floor for the ACK timeout */
 #define IPD_UD_GRH_BYTES 40
 #define IPD_PKT_FREE_MAX 4096      /* packets kept on the free list */
+#define IPD_ERR_RQ_POLL_S 0.1      /* RQ flush check in ERR (no doorbell) */
 
 struct ipd_engine {
 	TAILQ_HEAD(, ipd_pkt) free_pkts;
@@ -116,6 +117,7 @@ struct ipd_engine_qp {
 	enum ibv_event_type err_event;
 	bool flushing;
 	bool sqd_notified;        /* IBV_EVENT_SQ_DRAINED sent for this SQD */
+	ev_timer err_rq_timer;    /* ERR: look for receive WQEs to flush */
 };
 
 static inline struct ipd_swqe *ipd_swqe_at(struct ipd_engine_qp *e,

@@ -288,6 +288,34 @@ bool ipd_eng_flush(struct ipd_qp *qp)
 
 /* ---- QP hooks ----------------------------------------------------------- */
 
+/* Posting a receive rings no doorbell (docs/design.md), so a sleeping
+ * daemon would never flush receive WQEs posted in ERR: look now and then. */
+static void err_rq_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ipd_qp *qp = w->data;
+
+	if (qp->attr.qp_state != IBV_QPS_ERR) {
+		ev_timer_stop(loop, w);
+		return;
+	}
+	if (ipd_queue_ready(&qp->rq))
+		ipd_eng_flush(qp);
+}
+
+static void err_rq_timer_set(struct ipd_qp *qp, bool on)
+{
+	ev_timer *w = &qp->eng->err_rq_timer;
+
+	if (!on || qp->srq || !qp->rq.size) {
+		ev_timer_stop(qp->dev->loop, w);
+		return;
+	}
+	if (!ev_is_active(w)) {
+		w->repeat = IPD_ERR_RQ_POLL_S;
+		ev_timer_again(qp->dev->loop, w);
+	}
+}
+
 int ipd_engine_qp_init(struct ipd_qp *qp)
 {
 	struct ipd_engine_qp *e = calloc(1, sizeof(*e));
@@ -312,6 +340,8 @@ int ipd_engine_qp_init(struct ipd_qp *qp)
 	}
 	qp->eng = e;
 	ipd_comp_timers_init(qp);
+	ev_init(&e->err_rq_timer, err_rq_cb);
+	e->err_rq_timer.data = qp;
 	ipd_req_reset(qp);
 	ipd_resp_reset(qp);
 	return 0;
@@ -330,6 +360,7 @@ void ipd_engine_qp_fini(struct ipd_qp *qp)
 	if (!e)
 		return;
 	ipd_comp_timers_stop(qp);
+	err_rq_timer_set(qp, false);
 	ipd_resp_drain(qp);
 	free(e->swqe);
 	free(e->sq_copy);
@@ -360,6 +391,7 @@ void ipd_engine_qp_modified(struct ipd_qp *qp, enum ibv_qp_state old,
 
 	if (!e)
 		return;
+	err_rq_timer_set(qp, qp->attr.qp_state == IBV_QPS_ERR);
 	switch (qp->attr.qp_state) {
 	case IBV_QPS_RESET:
 		/* IBA 10.3.1: RESET forgets all state. */
