@@ -34,16 +34,23 @@
  * addresses the datagram was sent to.  The ICRC is checked before the
  * engine sees the packet.
  *
- * Limitation (IPv4 only): a UDP socket never sees the IP header, so the
- * receiver recomputes the ICRC assuming the sender's IPv4 header had
- * ID 0 and DF, which is what ipathd peers send.  A Linux rxe peer builds
- * its own IPv4 header with a non-zero ID (__ip_select_ident); its
- * packets fail this check and are counted in drop_icrc.  Talking to rxe
- * over IPv4 needs a receive path that sees the IP header (an AF_PACKET
- * or raw socket with a BPF filter on UDP/4791), which is not implemented.
- * IPv6 has no such field: rxe peers over IPv6 are fine.
+ * IPv4 and the IP identification (rxe interop).  A UDP socket never sees
+ * the IP header, so the UDP receive path recomputes the ICRC assuming the
+ * sender's IPv4 header had ID 0 and DF, which is what ipathd peers send.
+ * A Linux rxe peer builds its own IPv4 header with a non-zero ID
+ * (__ip_select_ident), so its packets fail that check (drop_icrc).  With
+ * IPATHD_UDP_RX=packet in the daemon's environment (root or CAP_NET_RAW)
+ * IPv4 is received instead through an AF_PACKET socket with a BPF filter
+ * for UDP to our port: the ICRC is then checked over the IP header as it
+ * arrived, whatever its ID.  The UDP socket stays bound (so the kernel
+ * sends no port-unreachable) with a drop-everything filter.  It costs an
+ * extra copy per packet in the kernel, hence not the default.  IPv6 has
+ * no such field: rxe peers over IPv6 work either way.
  */
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <stdlib.h>
@@ -119,7 +126,14 @@ struct udp_link {
 
 	/* one-entry cache: source address for packets without pkt->src */
 	struct sockaddr_storage route_dst, route_src;
+
+	/* IPATHD_UDP_RX=packet: IPv4 through a packet socket (see top) */
+	int raw_fd;
+	ev_io raw_w;
 };
+
+/* IPv4 + UDP headers in front of the BTH on the packet-socket path. */
+#define RAW_HDRS (IPD_IPV4_HDR_BYTES + IPD_UDP_HDR_BYTES)
 
 /* ---- addresses ----------------------------------------------------- */
 
@@ -434,9 +448,13 @@ err_drop:
 
 /* ---- receive ------------------------------------------------------- */
 
-/* Fill empty batch slots with fresh packets; false when none is left. */
-static bool rx_refill(struct udp_link *ul, unsigned int *n)
+/* Fill empty batch slots with fresh packets; false when none is left.
+ * raw: the datagram starts with the IPv4 and UDP headers, received into
+ * the headroom so that the BTH still lands at IPD_PKT_HEADROOM. */
+static bool rx_refill(struct udp_link *ul, unsigned int *n, bool raw)
 {
+	size_t front = raw ? RAW_HDRS : 0;
+
 	unsigned int i;
 
 	for (i = 0; i < UDP_RX_BATCH; i++) {
@@ -447,8 +465,9 @@ static bool rx_refill(struct udp_link *ul, unsigned int *n)
 			if (!ul->rx_pkt[i])
 				break;
 		}
-		ul->rx_iov[i].iov_base = ul->rx_pkt[i]->buf + IPD_PKT_HEADROOM;
-		ul->rx_iov[i].iov_len = IPD_PKT_DATA_MAX;
+		ul->rx_iov[i].iov_base =
+			ul->rx_pkt[i]->buf + IPD_PKT_HEADROOM - front;
+		ul->rx_iov[i].iov_len = IPD_PKT_DATA_MAX + front;
 		memset(m, 0, sizeof(*m));
 		m->msg_hdr.msg_name = &ul->rx_from[i];
 		m->msg_hdr.msg_namelen = sizeof(ul->rx_from[i]);
@@ -536,7 +555,7 @@ static void rx_cb(struct ev_loop *loop, ev_io *w, int revents)
 	int got;
 
 	for (round = 0; round < UDP_RX_ROUNDS; round++) {
-		if (!rx_refill(ul, &n))
+		if (!rx_refill(ul, &n, false))
 			return;   /* out of packets: level-triggered, retry */
 		got = recvmmsg(uf->rx_fd, ul->rx_msg, n, MSG_DONTWAIT, NULL);
 		if (got <= 0) {
@@ -553,6 +572,158 @@ static void rx_cb(struct ev_loop *loop, ev_io *w, int revents)
 		if ((unsigned int)got < n)
 			return;   /* drained */
 	}
+}
+
+/* ---- IPv4 receive through a packet socket ---------------------------- */
+
+_Static_assert(RAW_HDRS <= IPD_PKT_HEADROOM, "headroom holds IPv4 + UDP");
+
+static bool raw_dst_is_ours(const struct ipd_dev *dev, const uint8_t *daddr)
+{
+	int i;
+
+	for (i = 0; i < dev->ngids; i++) {
+		const struct sockaddr_in *a = (const void *)&dev->gids[i].addr;
+
+		if (a->sin_family == AF_INET && !memcmp(&a->sin_addr, daddr, 4))
+			return true;
+	}
+	return false;
+}
+
+static uint16_t be16_at(const uint8_t *p)
+{
+	return (uint16_t)(p[0] << 8 | p[1]);
+}
+
+/* Check one IPv4 datagram from the packet socket; true = to the engine. */
+static bool raw_accept(struct udp_link *ul, unsigned int i)
+{
+	const struct sockaddr_ll *ll = (const void *)&ul->rx_from[i];
+	struct ipd_pkt *pkt = ul->rx_pkt[i];
+	struct ipd_counters *cnt = &ul->dev->cnt;
+	uint8_t *ip = pkt->buf + IPD_PKT_HEADROOM - RAW_HDRS;
+	struct sockaddr_in *src = (void *)&pkt->src, *dst = (void *)&pkt->dst;
+	uint32_t got = ul->rx_msg[i].msg_len, len;
+	int ok;
+
+	/* Frames for other hosts (promiscuous interfaces) and our own. */
+	if (ll->sll_pkttype != PACKET_HOST || got < RAW_HDRS)
+		return false;
+	if (!raw_dst_is_ours(ul->dev, ip + 16))
+		return false;
+	len = be16_at(ip + 2);   /* the frame may carry Ethernet padding */
+	if ((ul->rx_msg[i].msg_hdr.msg_flags & MSG_TRUNC) || len > got ||
+	    len < RAW_HDRS + UDP_MIN_PAYLOAD || (len - RAW_HDRS) % 4 ||
+	    be16_at(ip + IPD_IPV4_HDR_BYTES + 4) != len - IPD_IPV4_HDR_BYTES) {
+		cnt->drop_malformed++;
+		return false;
+	}
+	ok = ipd_icrc_verify_ip(ip, len);
+	if (ok != 1) {
+		if (ok < 0)
+			cnt->drop_malformed++;
+		else
+			cnt->drop_icrc++;
+		return false;
+	}
+	memset(&pkt->src, 0, sizeof(pkt->src));
+	memset(&pkt->dst, 0, sizeof(pkt->dst));
+	src->sin_family = dst->sin_family = AF_INET;
+	memcpy(&src->sin_addr, ip + 12, 4);
+	memcpy(&dst->sin_addr, ip + 16, 4);
+	pkt->sport = be16_at(ip + IPD_IPV4_HDR_BYTES);
+	pkt->hdr = pkt->buf + IPD_PKT_HEADROOM;
+	pkt->len = len - RAW_HDRS - IPD_ICRC_BYTES;
+	return true;
+}
+
+static void raw_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+	struct udp_link *ul = container_of(w, struct udp_link, raw_w);
+	unsigned int round, i, n;
+	int got;
+
+	for (round = 0; round < UDP_RX_ROUNDS; round++) {
+		if (!rx_refill(ul, &n, true))
+			return;
+		got = recvmmsg(ul->raw_fd, ul->rx_msg, n, MSG_DONTWAIT, NULL);
+		if (got <= 0) {
+			if (got < 0 && errno != EAGAIN && errno != EINTR)
+				ipd_warn("udp: packet socket: %s", strerror(errno));
+			return;
+		}
+		for (i = 0; i < (unsigned int)got; i++) {
+			if (!raw_accept(ul, i))
+				continue;
+			ipd_engine_rx(ul->dev, ul->rx_pkt[i]);
+			ul->rx_pkt[i] = NULL;
+		}
+		if ((unsigned int)got < n)
+			return;
+	}
+}
+
+/* IPv4, no options, UDP, not a fragment, to our port (classic BPF over
+ * the network header of a SOCK_DGRAM packet socket). */
+static int raw_filter(int fd, uint16_t port)
+{
+	struct sock_filter code[] = {
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x45, 0, 7),
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 9),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_UDP, 0, 5),
+		BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 6),
+		BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x3fff, 3, 0),
+		BPF_STMT(BPF_LD | BPF_H | BPF_ABS, IPD_IPV4_HDR_BYTES + 2),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, port, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, 0xffff),
+		BPF_STMT(BPF_RET | BPF_K, 0),
+	};
+	struct sock_fprog prog = { .len = sizeof(code) / sizeof(code[0]),
+				   .filter = code };
+
+	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog,
+			  sizeof(prog)) ? -errno : 0;
+}
+
+/* The UDP socket keeps the port but hands nothing to us. */
+static int udp_drop_all(int fd)
+{
+	struct sock_filter code[] = { BPF_STMT(BPF_RET | BPF_K, 0) };
+	struct sock_fprog prog = { .len = 1, .filter = code };
+
+	return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog,
+			  sizeof(prog)) ? -errno : 0;
+}
+
+static int raw_open(struct udp_link *ul)
+{
+	struct sockaddr_ll sll = { .sll_family = AF_PACKET,
+				   .sll_protocol = htons(ETH_P_IP) };
+	int one = 1, fd, ret;
+
+	fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+		    htons(ETH_P_IP));
+	if (fd < 0)
+		return -errno;
+	ret = raw_filter(fd, ul->port);
+	if (!ret && (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one,
+				sizeof(one)) ||
+		     bind(fd, (struct sockaddr *)&sll, sizeof(sll))))
+		ret = -errno;
+	if (!ret)
+		ret = udp_drop_all(ul->fam[0].rx_fd);
+	if (ret) {
+		close(fd);
+		return ret;
+	}
+	sock_bufs(fd);
+	ev_io_stop(ul->dev->loop, &ul->fam[0].rx_w);
+	ul->raw_fd = fd;
+	ev_io_init(&ul->raw_w, raw_cb, fd, EV_READ);
+	ev_io_start(ul->dev->loop, &ul->raw_w);
+	return 0;
 }
 
 /* ---- lifetime ------------------------------------------------------ */
@@ -628,6 +799,10 @@ static void udp_destroy(struct ipd_link *link)
 	if (ul->ntx)
 		tx_flush(ul);
 	ev_prepare_stop(ul->dev->loop, &ul->flush_w);
+	if (ul->raw_fd >= 0) {
+		ev_io_stop(ul->dev->loop, &ul->raw_w);
+		close(ul->raw_fd);
+	}
 	family_close(ul, &ul->fam[0]);
 	family_close(ul, &ul->fam[1]);
 	for (i = 0; i < UDP_RX_BATCH; i++)
@@ -647,6 +822,7 @@ static const struct ipd_link_ops udp_link_ops = {
 
 struct ipd_link *ipd_link_udp_create(struct ipd_dev *dev)
 {
+	const char *rx_mode;
 	struct udp_link *ul;
 	int ret;
 
@@ -654,6 +830,7 @@ struct ipd_link *ipd_link_udp_create(struct ipd_dev *dev)
 	if (!ul)
 		return NULL;
 	ul->dev = dev;
+	ul->raw_fd = -1;
 	ul->port = dev->cfg->udp_port ? (uint16_t)dev->cfg->udp_port
 				      : IPD_ROCE_UDP_PORT;
 	ul->link = (struct ipd_link){
@@ -664,6 +841,15 @@ struct ipd_link *ipd_link_udp_create(struct ipd_dev *dev)
 		goto err_free;
 	if (dev_has_ipv6(dev) && family_open(ul, &ul->fam[1], AF_INET6))
 		ipd_warn("udp: continuing with IPv4 only");
+	rx_mode = getenv("IPATHD_UDP_RX");
+	if (rx_mode && !strcmp(rx_mode, "packet")) {
+		ret = raw_open(ul);
+		if (ret)
+			ipd_warn("udp: IPATHD_UDP_RX=packet: %s; IPv4 stays on the UDP socket (peers must send IP ID 0)",
+				 strerror(-ret));
+		else
+			ipd_info("udp: IPv4 received through a packet socket (any IP ID)");
+	}
 	ev_prepare_init(&ul->flush_w, flush_cb);
 	ev_prepare_start(dev->loop, &ul->flush_w);
 	ipd_info("udp: RoCEv2 on UDP port %u (IPv4%s), %d source ports per family",
