@@ -76,12 +76,15 @@ void ipd_comp_retire(struct ipd_qp *qp)
 {
 	struct ipd_engine_qp *e = qp->eng;
 
-	while (e->comp_idx != e->req_idx) {
+	while (e->comp_idx != e->sq_head) {
 		struct ipd_swqe *swqe = ipd_swqe_at(e, qp, e->comp_idx);
 		bool error = swqe->state == IPD_SWQE_ERROR;
 
 		if (swqe->state != IPD_SWQE_DONE && !error)
 			break;
+		/* A local error stops the requester at the failed WQE. */
+		if (e->req_idx == e->comp_idx)
+			e->req_idx++;
 		e->comp_idx++;
 		ipd_queue_release(&qp->sq, e->comp_idx);
 		comp_post(qp, swqe, error ? swqe->status : IBV_WC_SUCCESS);

@@ -369,6 +369,21 @@ void ipd_engine_qp_fini(struct ipd_qp *qp)
 	qp->eng = NULL;
 }
 
+/* IBA 10.3.1 (Reset): the work queues are emptied without completions. */
+static void qp_discard_posted(struct ipd_qp *qp)
+{
+	struct ipd_engine_qp *e = qp->eng;
+
+	while (qp->sq.size && ipd_queue_ready(&qp->sq))
+		ipd_queue_copy_next(&qp->sq, e->sq_copy);
+	if (qp->sq.size)
+		ipd_queue_release(&qp->sq, qp->sq.cons);
+	while (!qp->srq && qp->rq.size && ipd_queue_ready(&qp->rq))
+		ipd_queue_copy_next(&qp->rq, e->rq_slot);
+	if (!qp->srq && qp->rq.size)
+		ipd_queue_release(&qp->rq, qp->rq.cons);
+}
+
 static void qp_load_attrs(struct ipd_qp *qp, int mask)
 {
 	struct ipd_engine_qp *e = qp->eng;
@@ -396,10 +411,9 @@ void ipd_engine_qp_modified(struct ipd_qp *qp, enum ibv_qp_state old,
 	case IBV_QPS_RESET:
 		/* IBA 10.3.1: RESET forgets all state. */
 		ipd_comp_timers_stop(qp);
-		if (e->sq_head != e->comp_idx)
-			ipd_queue_release(&qp->sq, e->sq_head);
-		ipd_req_reset(qp);
 		ipd_resp_reset(qp);
+		qp_discard_posted(qp);
+		ipd_req_reset(qp);
 		e->err_pending = false;
 		break;
 	case IBV_QPS_ERR:

@@ -352,13 +352,11 @@ static enum req_state req_send(struct req_ctx *c)
 	return REQ_DONE;
 }
 
-/* The WQE completes with its error once everything before it has; the
- * requester stops here (the QP then goes to the error state). */
+/* The WQE completes with its error once everything before it has; until
+ * then the requester stays at it and sends nothing after it (the QP then
+ * goes to the error state). */
 static enum req_state req_local_error(struct req_ctx *c)
 {
-	if (c->e->req_idx != c->e->sq_head &&
-	    ipd_swqe_at(c->e, c->qp, c->e->req_idx) == c->swqe)
-		c->e->req_idx++;
 	ipd_comp_retire(c->qp);
 	return REQ_DONE;
 }

@@ -276,6 +276,27 @@ static void test_more_errors(struct ipd_mr *ma, struct ipd_mr *mb)
 		expect_wc(c1, 4, 6, IBV_WC_LOC_PROT_ERR, -1, ~0u);
 		expect_wc(c1, 4, 7, IBV_WC_WR_FLUSH_ERR, -1, ~0u);
 	}
+	/* a local error behind an outstanding WQE: nothing after it is sent */
+	reset_and_connect(p, 31);
+	reset_and_connect(q, 30);
+	post_recv(q, 20, mb, 0, 4096);
+	post_recv(q, 21, mb, 4096, 4096);
+	post_send(p, 22, IBV_WR_SEND, ma, 0, 100, 0, 0, 0);
+	{
+		uint32_t prod = sq_prod(p);
+		struct ipd_send_wqe *w = ipd_ring_slot(p->sq.hdr, p->sq.size,
+						       p->sq.slot_size, prod);
+
+		post_send(p, 23, IBV_WR_SEND, ma, 0, 100, 0, 0, 0);
+		ipd_send_wqe_sge(w)->lkey ^= 0x80;
+	}
+	post_send(p, 24, IBV_WR_SEND, ma, 0, 100, 0, 0, 0);
+	expect_wc(c1, 4, 22, IBV_WC_SUCCESS, IBV_WC_SEND, 100);
+	expect_wc(c1, 4, 23, IBV_WC_LOC_PROT_ERR, -1, ~0u);
+	expect_wc(c1, 4, 24, IBV_WC_WR_FLUSH_ERR, -1, ~0u);
+	expect_wc(c2, 5, 20, IBV_WC_SUCCESS, IBV_WC_RECV, 100);
+	EXPECT(!poll_cq(c2, 5, &c, 0.05));
+
 	reset_and_connect(p, 31);
 	reset_and_connect(q, 30);
 	post_send(p, 8, IBV_WR_ATOMIC_FETCH_AND_ADD, ma, 0, 4, mb->iova,
