@@ -197,6 +197,8 @@ ipd_stop() {
 	[[ ! -e ${IPD_SYSFS[$name]}/class/infiniband_verbs/${IPD_NODE[$name]} ]] ||
 		ipd_fail "daemon $name left its sysfs entry behind"
 	[[ ! -S ${IPD_SOCK[$name]} ]] || ipd_fail "daemon $name left its socket behind"
+	[[ ! -e /dev/infiniband/${IPD_NODE[$name]} ]] ||
+		ipd_fail "daemon $name left /dev/infiniband/${IPD_NODE[$name]} behind"
 	ipd_log "daemon $name stopped cleanly"
 }
 
