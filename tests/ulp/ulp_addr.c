@@ -331,6 +331,26 @@ static uint64_t sg_digest(struct ctx *c, struct sglist *l)
 	return h;
 }
 
+static void send_abort(struct ctx *c)
+{
+	uint32_t *w = kmalloc(c->dev, sizeof(*w));
+	dma_addr_t dma;
+	struct ibv_sge sge;
+	struct ibv_send_wr wr = { 0 };
+
+	if (!w)
+		return;
+	*w = 0;
+	dma = ib_dma_map_single(c->dev, w, sizeof(*w), DMA_TO_DEVICE);
+	sge = (struct ibv_sge){ dma, sizeof(*w), kstub_lkey(c->dev) };
+	wr.sg_list = &sge;
+	wr.num_sge = 1;
+	wr.opcode = IBV_WR_SEND;
+	wr.send_flags = IBV_SEND_SIGNALED;
+	if (!ib_post_send(c->qp[0], &wr, NULL))
+		wait_wc(c);
+}
+
 /* Addresses in the form the initiator's device does NOT use. */
 static uint64_t wrong_form_of(struct ctx *c, void *kva, dma_addr_t dma)
 {
@@ -369,8 +389,11 @@ static void initiator_run(struct ctx *c)
 	}
 	if (ib_dma_map_sg(c->dev, dout.sg, NSG, DMA_TO_DEVICE) != NSG ||
 	    ib_dma_map_sg(c->dev, din.sg, NSG, DMA_FROM_DEVICE) != NSG) {
-		/* ipath's 2006 ops end here: highmem pages have no address. */
+		/* ipath's 2006 ops end here: highmem pages have no address.
+		 * Tell the target (a short message) instead of letting it
+		 * wait for a command that never comes. */
 		check(c, false, "ib_dma_map_sg (highmem pages included)");
+		send_abort(c);
 		return;
 	}
 	check(c, true, "ib_dma_map_sg of lowmem and highmem pages");
@@ -594,6 +617,7 @@ static void target_run(struct ctx *c)
 
 	wc = wait_wc(c);
 	if (wc.status != IBV_WC_SUCCESS || wc.byte_len != sizeof(cmd)) {
+		/* (a 4-byte message: the initiator could not map its lists) */
 		check(c, false, "SRP_CMD received");
 		return;
 	}
