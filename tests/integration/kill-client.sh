@@ -81,7 +81,11 @@ until (($(ipd_qp_count) == 0)); do
 	((SECONDS < deadline)) || { ipd_ctl qps >&2 || true; ipd_fail "QPs left behind"; }
 	sleep 0.2
 done
-ipd_ctl status
+ipd_ctl status | tee "$out/status"
+# Every client is gone (ipathctl itself may count as one).
+clients=$(awk '/^device / { print $3; exit }' "$out/status")
+[[ $clients =~ ^[0-9]+$ ]] || ipd_fail "no client count in ipathctl status"
+((clients <= 1)) || ipd_fail "$clients clients still connected"
 
 # And the daemon still serves new clients.
 port=$(ipd_port)
