@@ -23,6 +23,10 @@ ipd_env lossy
 # Fewer batches: every loss costs a retransmission timeout.
 ipd_run "$verify" --all --type rc --iters 30 -d "$(ipd_dev)" -g "$(ipd_gid_index)" "$@" ||
 	ipd_fail "verify --all --type rc through a lossy loopback link"
-ipd_ctl counters || true
+ipd_ctl counters | tee "$IPD_TMP/counters"
+grep -Eq '^loop_(dropped|duplicated|reordered) +[1-9]' "$IPD_TMP/counters" ||
+	ipd_fail "the loopback link injected no faults"
+grep -Eq '^retransmits +[1-9]' "$IPD_TMP/counters" ||
+	ipd_fail "no retransmission counted: was the lossy path exercised?"
 ipd_stop lossy
 echo "PASS verify"
