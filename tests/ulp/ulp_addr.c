@@ -733,6 +733,11 @@ static int run_role(bool initiator, int sock, int gid_index, bool legacy)
 		initiator_run(&c);
 	else
 		target_run(&c);
+	for (int i = 0; i < NQP; i++)
+		if (c.qp[i] && ib_destroy_qp(c.qp[i]))
+			check(&c, false, "ib_destroy_qp");
+	if (c.cq && ib_destroy_cq(c.cq))
+		check(&c, false, "ib_destroy_cq");
 	kstub_close(c.dev);
 	msg(&c, "%s (%d failures)", c.failures ? "FAILED" : "passed",
 	    c.failures);
