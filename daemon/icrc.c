@@ -2,7 +2,8 @@
 /*
  * RoCEv2 ICRC (IBA annex A17.3.3, IB 7.8.1).  The CRC is the standard
  * CRC-32 (zlib's crc32: reflected polynomial 0x04C11DB7, initial value
- * and final XOR all ones) over
+ * and final XOR all ones; ISA-L's crc32_gzip_refl computes the same with
+ * carry-less multiplication and is used when built with it) over
  *
  *   8 bytes of 0xff                  the LRH that RoCEv2 does not carry
  *   IPv4 header: TOS, TTL, header checksum set to all ones
@@ -22,6 +23,9 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <zlib.h>
+#ifdef IPD_HAVE_ISAL
+#include <isa-l/crc.h>
+#endif
 
 #include "icrc.h"
 
@@ -77,20 +81,38 @@ static void mask_udp(uint8_t *h)
 	h[6] = h[7] = 0xff;     /* UDP checksum */
 }
 
+/* CRC-32 continued from crc (0 to start), zlib's convention. */
+static uint32_t crc32_more(uint32_t crc, const uint8_t *p, size_t n)
+{
+#ifdef IPD_HAVE_ISAL
+	return crc32_gzip_refl(crc, p, (uint64_t)n);
+#else
+	return (uint32_t)crc32_z(crc, p, n);
+#endif
+}
+
+const char *ipd_icrc_impl(void)
+{
+#ifdef IPD_HAVE_ISAL
+	return "ISA-L crc32_gzip_refl";
+#else
+	return "zlib crc32";
+#endif
+}
+
 /* crc32 over the pseudo header already built in ps (IP + UDP at ps + 8,
  * BTH copied after them), then over the packet beyond the BTH. */
 static uint32_t icrc_finish(uint8_t *ps, size_t iphdr_len,
 			    const uint8_t *bth, uint32_t len)
 {
 	size_t bth_off = PSEUDO_LRH_BYTES + iphdr_len + IPD_UDP_HDR_BYTES;
-	uLong crc;
+	uint32_t crc;
 
 	memset(ps, 0xff, PSEUDO_LRH_BYTES);
 	memcpy(ps + bth_off, bth, IPD_BTH_BYTES);
 	ps[bth_off + BTH_VARIANT_BYTE] = 0xff;
-	crc = crc32(0L, ps, (uInt)(bth_off + IPD_BTH_BYTES));
-	crc = crc32(crc, bth + IPD_BTH_BYTES, len - IPD_BTH_BYTES);
-	return (uint32_t)crc;
+	crc = crc32_more(0, ps, bth_off + IPD_BTH_BYTES);
+	return crc32_more(crc, bth + IPD_BTH_BYTES, len - IPD_BTH_BYTES);
 }
 
 /* An IPv4-mapped IPv6 address counts as IPv4 (RoCEv2 GIDs of IPv4 hosts). */

@@ -60,6 +60,9 @@ bool ipd_icrc_verify(const struct ipd_icrc_flow *flow, const uint8_t *bth,
  */
 int ipd_icrc_verify_ip(const uint8_t *ip, size_t len);
 
+/* Which CRC-32 implementation this build uses (for logs and tests). */
+const char *ipd_icrc_impl(void);
+
 /* Little-endian store/load of the ICRC (IBA: it goes out LSB first). */
 void ipd_icrc_store(uint8_t *p, uint32_t icrc);
 uint32_t ipd_icrc_load(const uint8_t *p);

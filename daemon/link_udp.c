@@ -852,8 +852,9 @@ struct ipd_link *ipd_link_udp_create(struct ipd_dev *dev)
 	}
 	ev_prepare_init(&ul->flush_w, flush_cb);
 	ev_prepare_start(dev->loop, &ul->flush_w);
-	ipd_info("udp: RoCEv2 on UDP port %u (IPv4%s), %d source ports per family",
-		 ul->port, ul->fam[1].family ? ", IPv6" : "", UDP_TX_SOCKS);
+	ipd_info("udp: RoCEv2 on UDP port %u (IPv4%s), %d source ports per family, ICRC by %s",
+		 ul->port, ul->fam[1].family ? ", IPv6" : "", UDP_TX_SOCKS,
+		 ipd_icrc_impl());
 	return &ul->link;
 
 err_free:
