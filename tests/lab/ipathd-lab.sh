@@ -197,6 +197,9 @@ lab_up() {
 	ip netns add "$IPL_BR_NS"
 	ip -n "$IPL_BR_NS" link set lo up
 	ip -n "$IPL_BR_NS" link add br0 type bridge
+	# bridged frames need not visit iptables (br_netfilter is built in)
+	ip netns exec "$IPL_BR_NS" sysctl -qw net.bridge.bridge-nf-call-iptables=0 \
+		net.bridge.bridge-nf-call-ip6tables=0 2>/dev/null || true
 	ip -n "$IPL_BR_NS" link set br0 mtu "$mtu" up
 	for ((k = 1; k <= n; k++)); do
 		host_create "$k" "$mtu" "$v6"
