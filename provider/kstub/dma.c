@@ -87,34 +87,57 @@ static int64_t iova_alloc(struct ib_device *dev, uint64_t n)
 	return -1;
 }
 
+static uint64_t dir_perm(enum dma_data_direction dir)
+{
+	return dir == DMA_TO_DEVICE ? IPD_PTE_READ :
+	       dir == DMA_FROM_DEVICE ? IPD_PTE_WRITE :
+					IPD_PTE_READ | IPD_PTE_WRITE;
+}
+
 /*
- * Map n physical pages from pfn (contiguous) at a fresh IOVA range.  Each
- * range is followed by one IOVA page that stays invalid (a guard page):
- * a transfer that runs past its mapping faults instead of reaching the
- * next mapping.
+ * Map the n physical pages pfns[] at a fresh IOVA range and flush the
+ * device's IOTLB.  Each range is followed by one IOVA page that stays
+ * invalid (a guard page): a transfer that runs past its mapping faults
+ * instead of reaching the next mapping.  Returns the first IOVA page or -1.
  */
+static int64_t iommu_map_pfns(struct ib_device *dev, const uint64_t *pfns,
+			      uint64_t n, enum dma_data_direction dir)
+{
+	int64_t first = iova_alloc(dev, n + 1);
+
+	if (first < 0)
+		return -1;
+	for (uint64_t i = 0; i < n; i++)
+		dev->ptes[first + (int64_t)i] = IPD_PTE_VALID | dir_perm(dir) |
+						pfns[i];
+	if (iommu_flush(dev, (uint64_t)first, n)) {
+		memset(dev->ptes + first, 0, n * sizeof(*dev->ptes));
+		memset(dev->iova_used + first, 0, n + 1);
+		return -1;
+	}
+	return first;
+}
+
+/* Map physically contiguous [phys, phys + size). */
 static dma_addr_t iommu_map(struct ib_device *dev, uint64_t phys,
 			    size_t size, enum dma_data_direction dir)
 {
 	uint64_t off = phys % dev->pg, pfn = phys / dev->pg;
-	uint64_t n = (off + size + dev->pg - 1) / dev->pg, perm;
+	uint64_t n = (off + size + dev->pg - 1) / dev->pg;
+	uint64_t *pfns;
 	int64_t first;
 
 	if (!size || pfn + n > dev->phys_pages)
 		return BAD_DMA_ADDRESS;
-	first = iova_alloc(dev, n + 1);
+	pfns = malloc(n * sizeof(*pfns));
+	if (!pfns)
+		return BAD_DMA_ADDRESS;
+	for (uint64_t i = 0; i < n; i++)
+		pfns[i] = pfn + i;
+	first = iommu_map_pfns(dev, pfns, n, dir);
+	free(pfns);
 	if (first < 0)
 		return BAD_DMA_ADDRESS;
-	perm = dir == DMA_TO_DEVICE ? IPD_PTE_READ :
-	       dir == DMA_FROM_DEVICE ? IPD_PTE_WRITE :
-					IPD_PTE_READ | IPD_PTE_WRITE;
-	for (uint64_t i = 0; i < n; i++)
-		dev->ptes[first + (int64_t)i] = IPD_PTE_VALID | perm | (pfn + i);
-	if (iommu_flush(dev, (uint64_t)first, n)) {
-		memset(dev->ptes + first, 0, n * sizeof(*dev->ptes));
-		memset(dev->iova_used + first, 0, n + 1);
-		return BAD_DMA_ADDRESS;
-	}
 	return IPD_IOVA_BASE + (uint64_t)first * dev->pg + off;
 }
 
@@ -153,28 +176,79 @@ static dma_addr_t iommu_map_page(struct ib_device *dev, struct page *page,
 	return iommu_map(dev, page->pfn * dev->pg + offset, size, dir);
 }
 
+/* Pages an entry touches (physically contiguous from its page). */
+static uint64_t sg_pages(struct ib_device *dev, const struct scatterlist *sg)
+{
+	return (sg->offset + sg->length + dev->pg - 1) / dev->pg;
+}
+
+/* Entry k continues entry k-1 in one IO virtual range: the previous one
+ * ends at a page end and this one starts at a page start. */
+static bool sg_joins(struct ib_device *dev, const struct scatterlist *prev,
+		     const struct scatterlist *sg)
+{
+	return sg->offset == 0 && (prev->offset + prev->length) % dev->pg == 0;
+}
+
+/*
+ * Like an IOMMU's dma_map_sg(): entries that meet at page boundaries are
+ * merged into one IO virtual segment, however scattered their physical
+ * pages.  Segments are written to sg[0..count) (dma_address/dma_length);
+ * the remaining entries get dma_length 0.  Returns count, 0 on failure.
+ */
 static int iommu_map_sg(struct ib_device *dev, struct scatterlist *sg,
 			int nents, enum dma_data_direction dir)
 {
-	for (int i = 0; i < nents; i++) {
-		sg[i].dma_address = iommu_map_page(dev, sg[i].page,
-						   sg[i].offset, sg[i].length,
-						   dir);
-		sg[i].dma_length = sg[i].length;
-		if (bad_dma(dev, sg[i].dma_address)) {
-			while (i--)
-				iommu_unmap(dev, sg[i].dma_address,
-					    sg[i].dma_length, dir);
+	uint64_t pfns[64], npfn;
+	int count = 0, i = 0;
+
+	for (int k = 0; k < nents; k++)
+		if (!sg[k].length || sg[k].page->pfn + sg_pages(dev, &sg[k]) >
+					      dev->phys_pages)
 			return 0;
-		}
+	while (i < nents) {
+		int j = i;
+		uint32_t len = 0;
+		int64_t first;
+
+		npfn = 0;
+		do {
+			uint64_t n = sg_pages(dev, &sg[j]);
+
+			if (npfn + n > sizeof(pfns) / sizeof(pfns[0]))
+				break;
+			for (uint64_t p = 0; p < n; p++)
+				pfns[npfn++] = sg[j].page->pfn + p;
+			len += sg[j].length;
+			j++;
+		} while (j < nents && sg_joins(dev, &sg[j - 1], &sg[j]));
+		if (j == i)
+			goto err;
+		first = iommu_map_pfns(dev, pfns, npfn, dir);
+		if (first < 0)
+			goto err;
+		/* sg[count] may be sg[i] itself: read offset first. */
+		sg[count].dma_address = IPD_IOVA_BASE +
+					(uint64_t)first * dev->pg + sg[i].offset;
+		sg[count].dma_length = len;
+		count++;
+		i = j;
 	}
-	return nents;
+	for (int k = count; k < nents; k++)
+		sg[k].dma_length = 0;
+	return count;
+
+err:
+	while (count--)
+		iommu_unmap(dev, sg[count].dma_address, sg[count].dma_length,
+			    dir);
+	return 0;
 }
 
 static void iommu_unmap_sg(struct ib_device *dev, struct scatterlist *sg,
 			   int nents, enum dma_data_direction dir)
 {
-	for (int i = 0; i < nents; i++)
+	for (int i = 0; i < nents && sg[i].dma_length; i++)
 		iommu_unmap(dev, sg[i].dma_address, sg[i].dma_length, dir);
 }
 

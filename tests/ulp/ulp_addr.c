@@ -67,6 +67,7 @@ struct desc {
 struct srp_cmd {
 	uint32_t magic;
 	uint32_t rkey;
+	uint32_t ndout, ndin;    /* segments (an IOMMU merges pages) */
 	struct desc dout[NSG];   /* target READs these */
 	struct desc din[NSG];    /* target WRITEs these */
 	uint64_t atomic_addr;    /* 8 bytes, initial value ATOMIC_INIT */
@@ -373,6 +374,7 @@ static void initiator_run(struct ctx *c)
 	struct ibv_wc wc;
 	bool got_imm = false, got_rsp = false;
 	uint8_t heard;
+	int nout, nin;
 
 	if (alloc_recv_bufs(c, rb, RECV_SLOTS)) {
 		check(c, false, "receive buffers");
@@ -387,8 +389,9 @@ static void initiator_run(struct ctx *c)
 		check(c, false, "page allocation / kmap");
 		return;
 	}
-	if (ib_dma_map_sg(c->dev, dout.sg, NSG, DMA_TO_DEVICE) != NSG ||
-	    ib_dma_map_sg(c->dev, din.sg, NSG, DMA_FROM_DEVICE) != NSG) {
+	nout = ib_dma_map_sg(c->dev, dout.sg, NSG, DMA_TO_DEVICE);
+	nin = nout ? ib_dma_map_sg(c->dev, din.sg, NSG, DMA_FROM_DEVICE) : 0;
+	if (!nout || !nin) {
 		/* ipath's 2006 ops end here: highmem pages have no address.
 		 * Tell the target (a short message) instead of letting it
 		 * wait for a command that never comes. */
@@ -396,6 +399,7 @@ static void initiator_run(struct ctx *c)
 		send_abort(c);
 		return;
 	}
+	msg(c, "ib_dma_map_sg: %d pages -> %d/%d segments", NSG, nout, nin);
 	check(c, true, "ib_dma_map_sg of lowmem and highmem pages");
 	cmd = kmalloc(c->dev, sizeof(*cmd));
 	atom = kmalloc(c->dev, 4096);
@@ -413,12 +417,14 @@ static void initiator_run(struct ctx *c)
 	memset(cmd, 0, sizeof(*cmd));
 	cmd->magic = MAGIC;
 	cmd->rkey = kstub_rkey(c->dev);
-	for (int i = 0; i < NSG; i++) {
+	cmd->ndout = (uint32_t)nout;
+	cmd->ndin = (uint32_t)nin;
+	for (int i = 0; i < nout; i++)
 		cmd->dout[i] = (struct desc){ dout.sg[i].dma_address,
 					      dout.sg[i].dma_length, 0 };
+	for (int i = 0; i < nin; i++)
 		cmd->din[i] = (struct desc){ din.sg[i].dma_address,
 					     din.sg[i].dma_length, 0 };
-	}
 	cmd->atomic_addr = atom_dma;
 	cmd->neg[NEG_WRONG_FORM] = (struct desc){
 		wrong_form_of(c, neg_buf, neg_dma), 64, 0 };
@@ -505,18 +511,18 @@ static void initiator_run(struct ctx *c)
 
 /* ---- the target ----------------------------------------------------------- */
 
-static bool rdma(struct ctx *c, struct ib_qp *qp, enum ibv_wr_opcode op,
-		 uint64_t local, uint32_t len, uint64_t raddr, uint32_t rkey,
-		 enum ibv_wc_status want, const char *what)
+/* One RDMA READ/WRITE with a local scatter-gather list, waited for. */
+static bool rdma_sgl(struct ctx *c, struct ib_qp *qp, enum ibv_wr_opcode op,
+		     struct ibv_sge *sgl, int nsge, uint64_t raddr,
+		     uint32_t rkey, enum ibv_wc_status want, const char *what)
 {
-	struct ibv_sge sge = { local, len, kstub_lkey(c->dev) };
 	struct ibv_send_wr wr = { 0 };
 	struct ibv_wc wc;
-	char buf[128];
+	char buf[160];
 
 	wr.wr_id = 3000;
-	wr.sg_list = &sge;
-	wr.num_sge = 1;
+	wr.sg_list = sgl;
+	wr.num_sge = nsge;
 	wr.opcode = op;
 	wr.send_flags = IBV_SEND_SIGNALED;
 	wr.wr.rdma.remote_addr = raddr;
@@ -527,11 +533,81 @@ static bool rdma(struct ctx *c, struct ib_qp *qp, enum ibv_wr_opcode op,
 		return false;
 	}
 	wc = wait_wc(c);
-	snprintf(buf, sizeof(buf), "%s: status %s (%d), want %s", what,
+	snprintf(buf, sizeof(buf), "%s (%d SGEs): status %s (%d), want %s",
+		 what, nsge,
 		 (int)wc.status >= 0 ? ibv_wc_status_str(wc.status) : "timeout",
 		 wc.status, ibv_wc_status_str(want));
 	check(c, wc.status == want, buf);
 	return wc.status == want;
+}
+
+static bool rdma(struct ctx *c, struct ib_qp *qp, enum ibv_wr_opcode op,
+		 uint64_t local, uint32_t len, uint64_t raddr, uint32_t rkey,
+		 enum ibv_wc_status want, const char *what)
+{
+	struct ibv_sge sge = { local, len, kstub_lkey(c->dev) };
+
+	return rdma_sgl(c, qp, op, &sge, 1, raddr, rkey, want, what);
+}
+
+/* A walk over the DMA segments of a mapped list. */
+struct seg_cursor {
+	const struct scatterlist *sg;
+	int n, idx;
+	uint32_t off;
+};
+
+/* The local SGEs for the next len bytes of the list; count or -1. */
+static int take_sges(struct ctx *c, struct seg_cursor *cur, uint32_t len,
+		     struct ibv_sge *out, int max)
+{
+	int m = 0;
+
+	while (len && cur->idx < cur->n && m < max) {
+		const struct scatterlist *s = &cur->sg[cur->idx];
+		uint32_t n = s->dma_length - cur->off;
+
+		if (n > len)
+			n = len;
+		out[m++] = (struct ibv_sge){ s->dma_address + cur->off, n,
+					     kstub_lkey(c->dev) };
+		cur->off += n;
+		len -= n;
+		if (cur->off == s->dma_length) {
+			cur->idx++;
+			cur->off = 0;
+		}
+	}
+	return len ? -1 : m;
+}
+
+/* RDMA the remote segments against the local list, in order; the last
+ * WRITE carries an immediate. */
+static bool rdma_lists(struct ctx *c, enum ibv_wr_opcode op,
+		       const struct desc *remote, uint32_t nremote,
+		       uint32_t rkey, const struct scatterlist *local,
+		       int nlocal, const char *what)
+{
+	struct seg_cursor cur = { local, nlocal, 0, 0 };
+	struct ibv_sge sgl[NSG];
+
+	if (nremote > NSG)
+		return false;
+	for (uint32_t i = 0; i < nremote; i++) {
+		enum ibv_wr_opcode o = op;
+		int n = take_sges(c, &cur, remote[i].len, sgl, NSG);
+
+		if (n < 0) {
+			check(c, false, "local list shorter than the remote");
+			return false;
+		}
+		if (op == IBV_WR_RDMA_WRITE && i == nremote - 1)
+			o = IBV_WR_RDMA_WRITE_WITH_IMM;
+		if (!rdma_sgl(c, c->qp[0], o, sgl, n, remote[i].addr, rkey,
+			      IBV_WC_SUCCESS, what))
+			return false;
+	}
+	return true;
 }
 
 static bool atomic_op(struct ctx *c, struct ib_qp *qp, enum ibv_wr_opcode op,
@@ -607,6 +683,7 @@ static void target_run(struct ctx *c)
 	struct ibv_wc wc;
 	uint8_t heard;
 	bool ok = true;
+	int nrd, nws;
 
 	if (alloc_recv_bufs(c, rb, RECV_SLOTS)) {
 		check(c, false, "receive buffers");
@@ -624,24 +701,25 @@ static void target_run(struct ctx *c)
 	memcpy(&cmd, rb[wc.wr_id].kva, sizeof(cmd));
 	post_recv_buf(c, c->qp[0], &rb[wc.wr_id], wc.wr_id);
 	/* Local lists: highmem pages too, mapped by this device's ops. */
-	if (sg_build(c, &rd, 0, false) || sg_build(c, &wsrc, 300, true) ||
-	    ib_dma_map_sg(c->dev, rd.sg, NSG, DMA_FROM_DEVICE) != NSG ||
-	    ib_dma_map_sg(c->dev, wsrc.sg, NSG, DMA_TO_DEVICE) != NSG) {
+	if (sg_build(c, &rd, 0, false) || sg_build(c, &wsrc, 300, true)) {
 		check(c, false, "target lists");
 		return;
 	}
-	for (int i = 0; i < NSG && ok; i++)
-		ok = rdma(c, c->qp[0], IBV_WR_RDMA_READ, rd.sg[i].dma_address,
-			  cmd.dout[i].len, cmd.dout[i].addr, cmd.rkey,
-			  IBV_WC_SUCCESS, "RDMA READ of a data-out page");
-	for (int i = 0; i < NSG && ok; i++)
-		ok = rdma(c, c->qp[0], i == NSG - 1 ? IBV_WR_RDMA_WRITE_WITH_IMM :
-						      IBV_WR_RDMA_WRITE,
-			  wsrc.sg[i].dma_address, cmd.din[i].len,
-			  cmd.din[i].addr, cmd.rkey, IBV_WC_SUCCESS,
-			  i == NSG - 1 ? "RDMA WRITE with immediate" :
-					 "RDMA WRITE of a data-in page");
+	nrd = ib_dma_map_sg(c->dev, rd.sg, NSG, DMA_FROM_DEVICE);
+	nws = nrd ? ib_dma_map_sg(c->dev, wsrc.sg, NSG, DMA_TO_DEVICE) : 0;
+	if (!nrd || !nws) {
+		check(c, false, "target lists mapped");
+		return;
+	}
+	msg(c, "remote %u/%u segments, local %d/%d", cmd.ndout, cmd.ndin, nrd,
+	    nws);
+	ok = rdma_lists(c, IBV_WR_RDMA_READ, cmd.dout, cmd.ndout, cmd.rkey,
+			rd.sg, nrd, "RDMA READ of a data-out segment");
+	ok = ok && rdma_lists(c, IBV_WR_RDMA_WRITE, cmd.din, cmd.ndin,
+			      cmd.rkey, wsrc.sg, nws,
+			      "RDMA WRITE (last: with immediate) of a data-in segment");
 	ib_dma_unmap_sg(c->dev, rd.sg, NSG, DMA_FROM_DEVICE);
+	ib_dma_unmap_sg(c->dev, wsrc.sg, NSG, DMA_TO_DEVICE);
 	if (ok) {
 		struct sglist ref;
 
