@@ -15,6 +15,10 @@
 #                 across hosts 64 KiB) and ib_send_lat 2 B across hosts:
 #                 OUT/profile_*.txt
 #
+# Environment (development): IPB_NO_LAB=1 uses a veth pair of the script's
+# own instead of tests/lab/ipathd-lab.sh; IPB_LAT_SIZES, IPB_BW_SIZES,
+# IPB_UD_SIZES (space-separated bytes) replace the perftest size lists.
+#
 # What it does, in order:
 #   1. installs what is missing (iperf3, sockperf, libfabric-bin for
 #      fi_pingpong, perftest, python3-matplotlib), builds ipathd (meson/ninja)
@@ -107,6 +111,11 @@ else
 	LOSS_BW_SIZES=(65536 1048576)
 	TOOL_TIMEOUT=90
 fi
+
+# development knobs: space-separated size lists replacing the defaults
+[[ -n ${IPB_LAT_SIZES:-} ]] && read -r -a LAT_SIZES <<<"$IPB_LAT_SIZES"
+[[ -n ${IPB_BW_SIZES:-} ]] && read -r -a BW_SIZES <<<"$IPB_BW_SIZES"
+[[ -n ${IPB_UD_SIZES:-} ]] && read -r -a UD_SIZES <<<"$IPB_UD_SIZES"
 
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
