@@ -14,14 +14,16 @@
  *    being fragmented.
  *  - source address: chosen per datagram with IP_PKTINFO/IPV6_PKTINFO
  *    from pkt->src (the GID the address vector names).
- *  - UDP source port: A17.2.1 lets it carry flow entropy (rxe derives it
- *    from the flow label or the QP numbers).  A UDP socket cannot pick
- *    its source port per datagram, so each family keeps a pool of
- *    UDP_TX_SOCKS unconnected sockets bound to ephemeral ports, and a
- *    packet leaves from the one pkt->sport hashes to: a QP's packets
- *    stay in one flow and different QPs spread over UDP_TX_SOCKS flows
- *    for ECMP.  The port on the wire is the pool socket's, not
- *    pkt->sport itself.  Receivers accept any source port.
+ *  - UDP source port: A17.2.1 lets it carry flow entropy; the engine
+ *    derives pkt->sport as rxe does (0xC000 | flow label or QP numbers).
+ *    A UDP socket cannot pick its source port per datagram, so the link
+ *    keeps one unconnected socket bound to each source port in use (up
+ *    to UDP_SPORT_MAX per family, opened on first use) and the port on
+ *    the wire is exactly pkt->sport, as with rxe.  When a port cannot be
+ *    bound (taken by another program) or the table is full, the packet
+ *    leaves from one of UDP_TX_SOCKS sockets on ephemeral ports chosen
+ *    by hashing pkt->sport: a QP's packets still stay in one flow.
+ *    Receivers accept any source port.
  *  - UDP checksum: 0 on IPv4 (SO_NO_CHECK) and IPv6 (UDP_NO_CHECK6_TX,
  *    RFC 6935), as rxe sends; the ICRC protects the packet, and a
  *    corrupted packet then reaches us and is counted in drop_icrc.
@@ -69,7 +71,8 @@
 #define UDP_NO_CHECK6_RX 102
 #endif
 
-#define UDP_TX_SOCKS 8          /* source ports (flows) per family */
+#define UDP_TX_SOCKS 8          /* fallback source ports per family */
+#define UDP_SPORT_MAX 64        /* exact source ports per family */
 #define UDP_TX_BATCH 32         /* datagrams per sendmmsg */
 #define UDP_RX_BATCH 32         /* datagrams per recvmmsg */
 #define UDP_RX_ROUNDS 8         /* recvmmsg calls per wake-up, then yield */
@@ -92,6 +95,10 @@ struct udp_family {
 	ev_io rx_w;
 	int tx_fd[UDP_TX_SOCKS];   /* bound to ephemeral ports */
 	uint16_t tx_port[UDP_TX_SOCKS];
+	/* sockets bound to exact source ports: open addressing on port;
+	 * port 0 = free slot, fd -1 = that port could not be bound */
+	struct { uint16_t port; int fd; } sport[UDP_SPORT_MAX];
+	unsigned int nsport;
 	struct udp_link *ul;
 };
 
@@ -385,10 +392,39 @@ static void tx_pktinfo(union udp_cmsg *cm, const struct sockaddr_storage *src)
 	}
 }
 
-/* The pool socket a flow uses: a QP's packets keep one UDP flow. */
-static unsigned int tx_sock_index(uint16_t sport)
+/* The socket a flow leaves from and the source port it gets on the wire:
+ * a socket bound to sport itself when possible (see the top). */
+static int tx_sock(struct udp_family *uf, uint16_t sport, uint16_t *wire)
 {
-	return (unsigned int)(sport ^ (sport >> 8)) % UDP_TX_SOCKS;
+	unsigned int h = (sport * 2654435761u) >> 26, i, idx;   /* 0..63 */
+	int fd;
+
+	for (i = 0; sport && i < UDP_SPORT_MAX; i++) {
+		idx = (h + i) % UDP_SPORT_MAX;
+		if (uf->sport[idx].port == sport) {
+			if (uf->sport[idx].fd < 0)
+				break;
+			*wire = sport;
+			return uf->sport[idx].fd;
+		}
+		if (uf->sport[idx].port)
+			continue;
+		/* Free slot: bind a socket to sport (keep one slot free so
+		 * that lookups always terminate). */
+		if (uf->nsport + 1 >= UDP_SPORT_MAX)
+			break;
+		fd = sock_open(uf->family, sport, NULL);
+		uf->sport[idx].port = sport;
+		uf->sport[idx].fd = fd < 0 ? -1 : fd;
+		uf->nsport++;
+		if (fd < 0)
+			break;
+		*wire = sport;
+		return fd;
+	}
+	idx = (unsigned int)(sport ^ (sport >> 8)) % UDP_TX_SOCKS;
+	*wire = uf->tx_port[idx];
+	return uf->tx_fd[idx];
 }
 
 static int udp_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
@@ -398,8 +434,8 @@ static int udp_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 	struct sockaddr_storage src;
 	struct udp_family *uf;
 	struct ipd_icrc_flow flow;
-	unsigned int idx;
-	int family, ret;
+	uint16_t wire_sport;
+	int family, ret, fd;
 
 	family = addr_normalize(&pkt->dst, &s->to);
 	uf = family == AF_INET ? &ul->fam[0]
@@ -418,11 +454,11 @@ static int udp_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 		if (ret)
 			goto err_drop;
 	}
-	idx = tx_sock_index(pkt->sport);
+	fd = tx_sock(uf, pkt->sport, &wire_sport);
 	flow = (struct ipd_icrc_flow){
 		.src = (struct sockaddr *)&src,
 		.dst = (struct sockaddr *)&s->to,
-		.sport = uf->tx_port[idx],
+		.sport = wire_sport,
 		.dport = ul->port,
 		.ip_id = 0,             /* unconnected socket + DF */
 		.ip_df = true,
@@ -435,7 +471,7 @@ static int udp_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 	s->iov.iov_base = pkt->hdr;
 	s->iov.iov_len = pkt->len + IPD_ICRC_BYTES;
 	s->pkt = pkt;
-	ul->tx_fd[ul->ntx++] = uf->tx_fd[idx];
+	ul->tx_fd[ul->ntx++] = fd;
 	if (ul->ntx == UDP_TX_BATCH)
 		tx_flush(ul);
 	return 0;
@@ -740,6 +776,11 @@ static void family_close(struct udp_link *ul, struct udp_family *uf)
 	for (i = 0; i < UDP_TX_SOCKS; i++)
 		if (uf->tx_fd[i] >= 0)
 			close(uf->tx_fd[i]);
+	for (i = 0; i < UDP_SPORT_MAX; i++)
+		if (uf->sport[i].port && uf->sport[i].fd >= 0)
+			close(uf->sport[i].fd);
+	memset(uf->sport, 0, sizeof(uf->sport));
+	uf->nsport = 0;
 	uf->family = 0;
 }
 
@@ -852,9 +893,8 @@ struct ipd_link *ipd_link_udp_create(struct ipd_dev *dev)
 	}
 	ev_prepare_init(&ul->flush_w, flush_cb);
 	ev_prepare_start(dev->loop, &ul->flush_w);
-	ipd_info("udp: RoCEv2 on UDP port %u (IPv4%s), %d source ports per family, ICRC by %s",
-		 ul->port, ul->fam[1].family ? ", IPv6" : "", UDP_TX_SOCKS,
-		 ipd_icrc_impl());
+	ipd_info("udp: RoCEv2 on UDP port %u (IPv4%s), per-flow source ports, ICRC by %s",
+		 ul->port, ul->fam[1].family ? ", IPv6" : "", ipd_icrc_impl());
 	return &ul->link;
 
 err_free:

@@ -183,9 +183,33 @@ static void test_roundtrip(struct ipd_dev *dev, struct ipd_link *link,
 	      "%s: packet differs (len %u)", ip, rx[0]->len);
 	CHECK(rx[0]->src.ss_family == family && rx[0]->dst.ss_family == family,
 	      "%s: address family", ip);
-	CHECK(rx[0]->sport != 0 && rx[0]->sport != dev->cfg->udp_port,
-	      "%s: source port %u should come from the pool", ip, rx[0]->sport);
+	CHECK(rx[0]->sport == 0xc001,
+	      "%s: source port %#x, want the flow's 0xc001", ip, rx[0]->sport);
 	rx_reset(dev);
+}
+
+/* A source port some other socket holds: the packet still goes out, from
+ * a fallback port. */
+static void test_sport_taken(struct ipd_dev *dev, struct ipd_link *link)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET,
+				 .sin_port = htons(0xc0aa) };
+	int fd = socket(AF_INET, SOCK_DGRAM, 0);
+	struct ipd_pkt *p;
+
+	if (bind(fd, (struct sockaddr *)&a, sizeof(a))) {
+		close(fd);
+		return;   /* someone else has it: fine, same situation */
+	}
+	p = make_pkt(AF_INET, "127.0.0.1", 0xaa, 16);
+	CHECK(p->sport == 0xc0aa, "make_pkt sport");
+	link->ops->xmit(link, p);
+	run_until(dev, 1);
+	CHECK(nrx == 1 && rx[0]->sport != 0xc0aa && rx[0]->sport != 0,
+	      "taken source port: got %d packets, sport %#x", nrx,
+	      nrx ? rx[0]->sport : 0);
+	rx_reset(dev);
+	close(fd);
 }
 
 static void test_burst(struct ipd_dev *dev, struct ipd_link *link)
@@ -367,6 +391,7 @@ int main(void)
 	raw = raw_open();
 	test_roundtrip(&dev, link, AF_INET, "127.0.0.1");
 	test_burst(&dev, link);
+	test_sport_taken(&dev, link);
 	if (raw >= 0) {
 		settle(&dev);
 		raw_check(raw, (uint16_t)cfg.udp_port);
