@@ -334,6 +334,7 @@ struct ipd_counters {
 		naks_rcvd, dup_requests, timeouts;
 	uint64_t loop_dropped, loop_duplicated, loop_reordered;
 	uint64_t bad_ring_index, clients_cut_off;
+	uint64_t udp_tx_errors;          /* link_udp.c: datagrams the kernel refused */
 };
 
 struct ipd_dev {

@@ -309,6 +309,7 @@ err_close:
 static void tx_count_error(struct udp_link *ul, int err)
 {
 	ul->tx_errors++;
+	ul->dev->cnt.udp_tx_errors++;
 	/* Log each new kind of failure once; EAGAIN/ENOBUFS are plain
 	 * congestion and the transport's retransmission answers them. */
 	if (err != ul->last_tx_errno && err != EAGAIN && err != ENOBUFS)

@@ -27,6 +27,7 @@ static const struct counter_name {
 	CNT(naks_sent), CNT(naks_rcvd), CNT(dup_requests), CNT(timeouts),
 	CNT(loop_dropped), CNT(loop_duplicated), CNT(loop_reordered),
 	CNT(bad_ring_index), CNT(clients_cut_off),
+	CNT(udp_tx_errors),
 };
 #undef CNT
 #define N_COUNTERS (sizeof(counter_names) / sizeof(counter_names[0]))
