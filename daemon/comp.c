@@ -282,7 +282,13 @@ static enum comp_state comp_check_nak(struct comp_ctx *c, uint8_t syn)
 		if (e->comp_psn != c->pkt->psn) {
 			e->comp_psn = c->pkt->psn;
 			c->progress = true;
+		} else if (e->nak_retried && e->nak_retry_psn == c->pkt->psn) {
+			/* The responder NAKs a gap once: the same NAK again
+			 * with no progress is a copy; we already went back. */
+			return COMP_DONE;
 		}
+		e->nak_retried = true;
+		e->nak_retry_psn = c->pkt->psn;
 		return COMP_ERROR_RETRY;
 	}
 	c->status = nak_status(syn);

@@ -91,6 +91,8 @@ struct ipd_engine_qp {
 	uint32_t gap_retry_psn;   /* READ response gap already retried at */
 	bool gap_retried;
 	bool rnr_wait;            /* requester paused by an RNR NAK */
+	bool nak_retried;         /* went back to nak_retry_psn for a NAK */
+	uint32_t nak_retry_psn;
 	ev_timer retrans_timer;
 	ev_timer rnr_timer;
 
