@@ -493,6 +493,50 @@ static void test_stale_event(void)
 	CHECK(ibv_destroy_comp_channel(ch) == 0);
 }
 
+/* ibv_create_cq_ex with a channel: the same event path. */
+static void test_cq_ex(void)
+{
+	struct ibv_comp_channel *ch = ibv_create_comp_channel(dev.ctx);
+	struct ibv_cq_init_attr_ex ia = {
+		.cqe = 16, .channel = ch, .wc_flags = IBV_WC_STANDARD_FLAGS,
+	};
+	struct ibv_cq_ex *cqx;
+	struct ibv_cq *cq = NULL, *got;
+	struct ibv_wc wc[2];
+	struct pair p;
+	void *ctx;
+
+	CHECK(ch != NULL);
+	if (!ch)
+		return;
+	ia.cq_context = &p;
+	cqx = ibv_create_cq_ex(dev.ctx, &ia);
+	CHECK(cqx != NULL);
+	if (cqx) {
+		cq = ibv_cq_ex_to_cq(cqx);
+		memset(&p, 0, sizeof(p));
+		pthread_mutex_init(&p.lock, NULL);
+		p.cq = cq;
+		p.buf = calloc(1, 2 * MSG);
+		p.mr = ibv_reg_mr(dev.pd, p.buf, 2 * MSG,
+				  IBV_ACCESS_LOCAL_WRITE);
+		p.a.qp = make_qp(cq);
+		p.b.qp = make_qp(cq);
+		p.a.type = p.b.type = IBV_QPT_RC;
+		CHECK(p.mr && p.a.qp && p.b.qp &&
+		      vt_connect(&dev, &p.a, &p.b, NULL) == 0);
+		CHECK(post_recv(&p) == 0);
+		CHECK(ibv_req_notify_cq(cq, 0) == 0);
+		CHECK(post_send(&p, 0) == 0);
+		CHECK(get_event(ch, &got, &ctx) && got == cq && ctx == &p);
+		if (got)
+			ibv_ack_cq_events(got, 1);
+		CHECK(wait_cqes(cq, 2, wc));
+		pair_fini(&p);	/* destroys cq too */
+	}
+	CHECK(ibv_destroy_comp_channel(ch) == 0);
+}
+
 static void test_fork(void)
 {
 	struct ibv_comp_channel *ch = ibv_create_comp_channel(dev.ctx);
@@ -570,6 +614,7 @@ static const struct {
 	{ "blocking", test_blocking },
 	{ "solicited", test_solicited },
 	{ "stale", test_stale_event },
+	{ "cq_ex", test_cq_ex },
 	{ "fork", test_fork },
 	{ "two-ctx", test_two_contexts },
 };
