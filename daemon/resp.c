@@ -320,6 +320,10 @@ static void rwqe_complete(struct ipd_qp *qp, struct ipd_pkt *pkt, int status)
 		memcpy(&cqe.imm_data, ipd_chdr_at(pkt->hdr, IPD_HDR_IETH), 4);
 		cqe.wc_flags |= IBV_WC_WITH_INV;
 	}
+	/* IBA 11.4.2.2: SE on the last packet makes the completion
+	 * solicited (for CQs armed with solicited_only). */
+	if (pkt && ipd_bth_se(pkt->hdr))
+		cqe.flags |= IPD_CQE_F_SOLICITED;
 	if (mask & IPD_DETH_MASK) {
 		cqe.src_qp = ipd_deth_sqp(pkt->hdr);
 		cqe.wc_flags |= IBV_WC_GRH;
