@@ -59,6 +59,9 @@ IPL_BUILD=${IPATHD_BUILD_DIR:-$IPL_SRC/build}
 IPL_LOG_LEVEL=${IPL_LOG_LEVEL:-info}
 IPL_WAIT=${IPL_WAIT:-15}
 IPL_BR_NS=${IPL_PREFIX}br
+# the daemon and the applications get absolute paths
+IPL_STATE=$(realpath -m "$IPL_STATE")
+IPL_BUILD=$(realpath -m "$IPL_BUILD")
 IPL_MAX_HOSTS=64
 
 die() { echo "ipathd-lab: $*" >&2; exit 1; }
