@@ -473,10 +473,11 @@ static bool qp_poll(struct ipd_qp *qp)
 	case IBV_QPS_RTR:
 		return ipd_resp_pump(qp);
 	case IBV_QPS_RTS:
-		return ipd_resp_pump(qp) | ipd_req_run(qp);
 	case IBV_QPS_SQD:
-		progress = ipd_resp_pump(qp) | ipd_req_run(qp);
-		if (qp->sq.size)
+		/* both run: responses and requests share the poll round */
+		progress = ipd_resp_pump(qp);
+		progress |= ipd_req_run(qp);
+		if (qp->attr.qp_state == IBV_QPS_SQD && qp->sq.size)
 			qp_check_drained(qp);
 		return progress;
 	case IBV_QPS_ERR:
