@@ -79,7 +79,7 @@ class ChannelTest(DevTest):
             self.assertNotIn(fd, socket_fds())
 
     def test_event(self):
-        ch = CompChannel(self.ctx)
+        ch, fd = new_channel(self.ctx)
         cq = CQ(self.ctx, 64, None, ch, 0)
         a = Endpoint(self, e.IBV_QPT_RC, size=4096, cq=cq)
         b = Endpoint(self, e.IBV_QPT_RC, size=4096, cq=cq)
@@ -87,12 +87,32 @@ class ChannelTest(DevTest):
         cq.req_notify()
         b.post_recv(1, 0, 64)
         a.qp.post_send(a.send_wr(2, e.IBV_WR_SEND, 0, 64))
+        self.assertTrue(channel_ready(fd, 10000), 'no event')
         ch.get_cq_event(cq)
         cq.ack_events(1)
         self.assertEqual(len(poll(cq, 2)), 2)
         # disarmed: the next completion gives no event
         b.post_recv(3, 0, 64)
         a.qp.post_send(a.send_wr(4, e.IBV_WR_SEND, 0, 64))
+        self.assertEqual(len(poll(cq, 2)), 2)
+        a.close()
+        b.close()
+        cq.close()
+        ch.close()
+
+    def test_resize_armed(self):
+        ch, fd = new_channel(self.ctx)
+        cq = CQ(self.ctx, 8, None, ch, 0)
+        a = Endpoint(self, e.IBV_QPT_RC, size=4096, cq=cq)
+        b = Endpoint(self, e.IBV_QPT_RC, size=4096, cq=cq)
+        connect(self, a, b)
+        cq.req_notify()
+        cq.resize(100)          # the arming survives the new ring
+        b.post_recv(1, 0, 64)
+        a.qp.post_send(a.send_wr(2, e.IBV_WR_SEND, 0, 64))
+        self.assertTrue(channel_ready(fd, 10000), 'no event')
+        ch.get_cq_event(cq)
+        cq.ack_events(1)
         self.assertEqual(len(poll(cq, 2)), 2)
         a.close()
         b.close()
@@ -116,6 +136,7 @@ class ChannelTest(DevTest):
         a.qp.post_send(a.send_wr(11, e.IBV_WR_SEND, 0, 64,
                                  flags=e.IBV_SEND_SIGNALED |
                                  e.IBV_SEND_SOLICITED))
+        self.assertTrue(channel_ready(fd, 10000), 'no event')
         ch.get_cq_event(rcq)
         rcq.ack_events(1)
         poll(rcq, 1)
@@ -128,7 +149,7 @@ class ChannelTest(DevTest):
         ch.close()
 
     def test_shared_channel(self):
-        ch = CompChannel(self.ctx)
+        ch, fd = new_channel(self.ctx)
         cqs = [CQ(self.ctx, 16, None, ch, 0) for _ in range(4)]
         eps = []
         for cq in cqs:
@@ -142,6 +163,7 @@ class ChannelTest(DevTest):
         a, b = eps[2]
         b.post_recv(1, 0, 64)
         a.qp.post_send(a.send_wr(2, e.IBV_WR_SEND, 0, 64))
+        self.assertTrue(channel_ready(fd, 10000), 'no event')
         ch.get_cq_event(cqs[2])
         cqs[2].ack_events(1)
         poll(cqs[2], 2)

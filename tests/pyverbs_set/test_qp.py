@@ -109,6 +109,29 @@ class QpTest(DevTest):
         got, _ = a.qp.query(ALL_MASK)
         self.assertEqual(got.min_rnr_timer, 3)
         self.assertEqual(got.qp_access_flags, ACCESS)
+        # Alternate path and migration state (stored and reported even
+        # though no migration happens).
+        upd = QPAttr(qp_state=e.IBV_QPS_RTS)
+        upd.alt_ah_attr = self.ah_attr()
+        upd.alt_port_num = PORT
+        upd.alt_pkey_index = 0
+        upd.alt_timeout = 12
+        upd.path_mig_state = e.IBV_MIG_REARM
+        a.qp.modify(upd, e.IBV_QP_STATE | e.IBV_QP_ALT_PATH |
+                    e.IBV_QP_PATH_MIG_STATE)
+        got, _ = a.qp.query(ALL_MASK | e.IBV_QP_ALT_PATH |
+                            e.IBV_QP_PATH_MIG_STATE)
+        self.assertEqual(got.alt_port_num, PORT)
+        self.assertEqual(got.alt_timeout, 12)
+        self.assertEqual(got.path_mig_state, e.IBV_MIG_REARM)
+        self.assertEqual(str(got.alt_ah_attr.dgid), str(self.gid))
+        # RTS -> SQD -> RTS
+        a.qp.modify(QPAttr(qp_state=e.IBV_QPS_SQD), e.IBV_QP_STATE)
+        self.assertEqual(a.qp.query(e.IBV_QP_STATE)[0].qp_state,
+                         e.IBV_QPS_SQD)
+        a.qp.modify(QPAttr(qp_state=e.IBV_QPS_RTS), e.IBV_QP_STATE)
+        self.assertEqual(a.qp.query(e.IBV_QP_STATE)[0].qp_state,
+                         e.IBV_QPS_RTS)
         a.close()
         b.close()
 
