@@ -304,8 +304,10 @@ static enum comp_state comp_check_ack(struct comp_ctx *c)
 	if (pkt->mask & IPD_READ_MASK) {
 		if (!(wmask & IPD_WR_READ))
 			return COMP_DONE;
-		/* FIRST/ONLY start a response sequence, MIDDLE/LAST continue. */
-		if (!!(pkt->mask & IPD_FIRST_MASK) == c->e->read_started)
+		/* MIDDLE/LAST continue a sequence; FIRST/ONLY (re)start one:
+		 * a responder answering a repeated READ restarts at the PSN
+		 * asked for, and the PSN fixes the offset either way. */
+		if (!(pkt->mask & IPD_FIRST_MASK) && !c->e->read_started)
 			return COMP_DONE;
 		return COMP_READ;
 	}

@@ -52,6 +52,13 @@ static struct ipd_pkt *resp_pkt(struct ipd_qp *qp, uint8_t op, uint32_t psn,
 			       false);
 }
 
+static uint32_t read_npsn(const struct ipd_qp *qp, uint32_t len)
+{
+	unsigned int mtu = ipd_eng_mtu(qp);
+
+	return len ? (len + mtu - 1) / mtu : 1;
+}
+
 /* ---- the response queue ------------------------------------------- */
 
 static bool rsp_empty(const struct ipd_engine_qp *e)
@@ -203,7 +210,38 @@ static void resp_send_read(struct ipd_qp *qp, uint64_t va, uint32_t rkey,
 		return; /* the requester retries the READ */
 	it = rsp_at(e, e->rsp_tail++);
 	*it = (struct ipd_resp_item){ .va = va, .rkey = rkey, .resid = len,
-				      .psn = psn };
+				      .psn = psn, .first_psn = psn };
+	it->last_psn = ipd_psn_add(psn, read_npsn(qp, len) - 1);
+	ipd_resp_pump(qp);
+}
+
+/* The queued READ whose PSN range holds psn, or NULL. */
+static struct ipd_resp_item *rsp_find_read(struct ipd_engine_qp *e,
+					   uint32_t psn)
+{
+	uint32_t i;
+
+	for (i = e->rsp_head; i != e->rsp_tail; i++) {
+		struct ipd_resp_item *it = rsp_at(e, i);
+
+		if (!it->pkt && ipd_psn_cmp(psn, it->first_psn) >= 0 &&
+		    ipd_psn_cmp(psn, it->last_psn) <= 0)
+			return it;
+	}
+	return NULL;
+}
+
+/* A READ asked again from psn while its responses are still queued:
+ * restart that sequence at psn (a new FIRST), keep what follows it. */
+static void resp_restart_read(struct ipd_qp *qp, struct ipd_resp_item *it,
+			      uint64_t va, uint32_t rkey, uint32_t len,
+			      uint32_t psn)
+{
+	it->va = va;
+	it->rkey = rkey;
+	it->resid = len;
+	it->psn = psn;
+	it->started = false;
 	ipd_resp_pump(qp);
 }
 
@@ -623,13 +661,6 @@ static enum resp_state resp_exec_write(struct resp_ctx *c)
 	return pkt->mask & IPD_COMP_MASK ? RESP_COMPLETE : RESP_ACKNOWLEDGE;
 }
 
-static uint32_t read_npsn(const struct ipd_qp *qp, uint32_t len)
-{
-	unsigned int mtu = ipd_eng_mtu(qp);
-
-	return len ? (len + mtu - 1) / mtu : 1;
-}
-
 static enum resp_state resp_exec_read(struct resp_ctx *c)
 {
 	struct ipd_pkt *pkt = c->pkt;
@@ -714,6 +745,7 @@ static enum resp_state resp_duplicate(struct resp_ctx *c)
 	struct ipd_qp *qp = c->qp;
 	struct ipd_engine_qp *e = c->e;
 	struct ipd_pkt *pkt = c->pkt;
+	struct ipd_resp_item *item;
 	struct ipd_resp_res *res;
 
 	qp->dev->cnt.dup_requests++;
@@ -736,8 +768,15 @@ static enum resp_state resp_duplicate(struct resp_ctx *c)
 		return RESP_DONE;
 	if (resp_check_rkey(c) != RESP_EXECUTE)
 		return RESP_DONE;
-	/* The requester went back to this PSN: whatever is still queued
-	 * answers requests it has either seen answered or will resend. */
+	item = rsp_find_read(e, pkt->psn);
+	if (item) {
+		resp_restart_read(qp, item, ipd_reth_va(pkt->hdr),
+				  ipd_reth_rkey(pkt->hdr),
+				  ipd_reth_len(pkt->hdr), pkt->psn);
+		return RESP_DONE;
+	}
+	/* Its responses all went out: the requester went back to this PSN
+	 * and resends what follows, so what is still queued is stale. */
 	ipd_resp_drain(qp);
 	resp_send_read(qp, ipd_reth_va(pkt->hdr), ipd_reth_rkey(pkt->hdr),
 		       ipd_reth_len(pkt->hdr), pkt->psn);
