@@ -134,7 +134,7 @@ void ipd_config_defaults(struct ipd_config *cfg)
 	cfg->max_clients = 256;
 	cfg->max_mr_size = 1ull << 40;
 	cfg->log_level = IPD_LOG_INFO;
-	cfg->spin_us = 50;
+	cfg->spin_us = 0;
 }
 
 static int parse_ull(const char *v, unsigned long long *out)
