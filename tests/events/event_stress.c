@@ -537,6 +537,82 @@ static void test_cq_ex(void)
 	CHECK(ibv_destroy_comp_channel(ch) == 0);
 }
 
+/*
+ * More pending events than the channel socket holds (a few hundred 8-byte
+ * records): the daemon queues the rest and sends them as the reader
+ * drains; every CQ's event arrives exactly once.  Each CQ gets one
+ * completion by flushing a receive (QP moved to the error state).
+ */
+#define MANY 512
+static void test_many_pending(void)
+{
+	struct ibv_comp_channel *ch = ibv_create_comp_channel(dev.ctx);
+	static struct ibv_cq *cqs[MANY];
+	static struct ibv_qp *qps[MANY];
+	static unsigned char seen[MANY];
+	char buf[64];
+	struct ibv_mr *mr;
+	struct ibv_wc wc;
+	int i, n = 0, events = 0;
+
+	CHECK(ch != NULL);
+	mr = ibv_reg_mr(dev.pd, buf, sizeof(buf), IBV_ACCESS_LOCAL_WRITE);
+	CHECK(mr != NULL);
+	if (!ch || !mr)
+		goto out;
+	memset(seen, 0, sizeof(seen));
+	for (n = 0; n < MANY; n++) {
+		struct ibv_sge sge = { (uintptr_t)buf, sizeof(buf), mr->lkey };
+		struct ibv_recv_wr wr = { .wr_id = (uint64_t)n, .sg_list = &sge,
+					  .num_sge = 1 }, *bad;
+		struct vt_qp q = { .type = IBV_QPT_RC };
+
+		cqs[n] = ibv_create_cq(dev.ctx, 2, (void *)(uintptr_t)n, ch, 0);
+		qps[n] = cqs[n] ? make_qp(cqs[n]) : NULL;
+		if (!qps[n]) {
+			CHECK(qps[n] != NULL);
+			if (cqs[n])
+				ibv_destroy_cq(cqs[n]);
+			break;
+		}
+		q.qp = qps[n];
+		CHECK(vt_qp_to_init(&dev, &q, IBV_ACCESS_LOCAL_WRITE) == 0);
+		CHECK(ibv_post_recv(qps[n], &wr, &bad) == 0);
+		CHECK(ibv_req_notify_cq(cqs[n], 0) == 0);
+	}
+	for (i = 0; i < n; i++) {
+		struct ibv_qp_attr a = { .qp_state = IBV_QPS_ERR };
+
+		CHECK(ibv_modify_qp(qps[i], &a, IBV_QP_STATE) == 0);
+	}
+	while (events < n) {
+		struct ibv_cq *cq;
+		void *ctx;
+
+		if (!get_event(ch, &cq, &ctx))
+			break;
+		i = (int)(uintptr_t)ctx;
+		CHECK(i >= 0 && i < n && cqs[i] == cq && !seen[i]);
+		if (i >= 0 && i < n)
+			seen[i] = 1;
+		ibv_ack_cq_events(cq, 1);
+		events++;
+	}
+	CHECK(events == n);
+	CHECK(!channel_ready(ch, 100));
+	for (i = 0; i < n; i++) {
+		CHECK(vt_poll(cqs[i], &wc, 1, VT_WAIT_MS) == 1 &&
+		      wc.status == IBV_WC_WR_FLUSH_ERR);
+		ibv_destroy_qp(qps[i]);
+		CHECK(ibv_destroy_cq(cqs[i]) == 0);
+	}
+out:
+	if (mr)
+		ibv_dereg_mr(mr);
+	if (ch)
+		CHECK(ibv_destroy_comp_channel(ch) == 0);
+}
+
 static void test_fork(void)
 {
 	struct ibv_comp_channel *ch = ibv_create_comp_channel(dev.ctx);
@@ -615,6 +691,7 @@ static const struct {
 	{ "solicited", test_solicited },
 	{ "stale", test_stale_event },
 	{ "cq_ex", test_cq_ex },
+	{ "many", test_many_pending },
 	{ "fork", test_fork },
 	{ "two-ctx", test_two_contexts },
 };
