@@ -529,6 +529,21 @@ static void *got_original(struct got_search *s, void **slot, const char *name)
 	return dlsym(RTLD_DEFAULT, name);
 }
 
+/*
+ * fork(): the child gets a copy of the lock; taking it around fork() means
+ * that copy is never held by a thread the child does not have.  The lock
+ * is only ever held for list updates, so the wait is short.
+ */
+static void chan_atfork_prepare(void)
+{
+	pthread_mutex_lock(&chan_state.lock);
+}
+
+static void chan_atfork_release(void)
+{
+	pthread_mutex_unlock(&chan_state.lock);
+}
+
 static void install_hooks(void)
 {
 	struct got_target t[] = {
@@ -554,6 +569,9 @@ static void install_hooks(void)
 		if (!orig[i])
 			goto not_found;
 	}
+	if (pthread_atfork(chan_atfork_prepare, chan_atfork_release,
+			   chan_atfork_release))
+		return;
 	chan_state.real_write = (write_fn)orig[0];
 	chan_state.real_read = (read_fn)orig[1];
 	chan_state.real_close = (close_fn)orig[2];
