@@ -682,6 +682,30 @@ static void test_two_contexts(void)
 	CHECK(ibv_close_device(other) == 0);
 }
 
+/* A channel the provider never made (a pipe, a closed or absurd fd) is
+ * refused for a CQ, and the descriptor is left alone. */
+static void test_foreign_channel(void)
+{
+	struct ibv_comp_channel fake = { .context = dev.ctx };
+	int pfd[2], bad[] = { -1, 9999 };
+	struct ibv_cq *cq;
+
+	CHECK(pipe(pfd) == 0);
+	fake.fd = pfd[0];
+	errno = 0;
+	cq = ibv_create_cq(dev.ctx, 4, NULL, &fake, 0);
+	CHECK(cq == NULL && errno == EINVAL);
+	CHECK(fd_open(pfd[0]) && fd_open(pfd[1]));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		fake.fd = bad[i];
+		errno = 0;
+		cq = ibv_create_cq(dev.ctx, 4, NULL, &fake, 0);
+		CHECK(cq == NULL && errno == EINVAL);
+	}
+	close(pfd[0]);
+	close(pfd[1]);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -694,6 +718,7 @@ static const struct {
 	{ "many", test_many_pending },
 	{ "fork", test_fork },
 	{ "two-ctx", test_two_contexts },
+	{ "foreign", test_foreign_channel },
 };
 
 int main(int argc, char **argv)
