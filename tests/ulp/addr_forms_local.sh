@@ -17,8 +17,14 @@ mode=${2:?yes|no}
 ipd_start one --dma-capable "$mode"
 ipd_env one
 out=$IPD_TMP/ulp.out
-ipd_run "$ulp" self --gid-index "$(ipd_gid_index)" >"$out" ||
-	{ cat "$out"; ipd_fail "ulp_addr self (dma_capable $mode)"; }
+rc=0
+ipd_run "$ulp" self --gid-index "$(ipd_gid_index)" >"$out" || rc=$?
+if ((rc == 77)); then
+	ipd_stop one
+	echo "SKIP: this daemon does not serve the kernel stubs"
+	exit 77
+fi
+((rc == 0)) || { cat "$out"; ipd_fail "ulp_addr self (dma_capable $mode)"; }
 cat "$out"
 for r in ipoib data_out data_in atomics; do
 	grep -q "^RESULT $r " "$out" || ipd_fail "no $r result"

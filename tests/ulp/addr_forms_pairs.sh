@@ -42,7 +42,7 @@ fi
 [[ -x $ulp && -x $vapp ]] || fail "$ulp or $vapp is not executable"
 cleanup() {
 	local rc=$?
-	if ((rc)); then
+	if ((rc && rc != 77)); then
 		for k in 1 2; do
 			log "---- host $k daemon log (tail) ----"
 			"$lab" log "$k" 2>/dev/null | tail -n 15 >&2 || true
@@ -127,9 +127,15 @@ ulps() {
 	"$lab" exec 1 timeout "$tmo" "$ulp" target --listen "$port" \
 		--gid-index "${gid[1]}" >"$tmp/t.out" 2>"$tmp/t.err" &
 	t=$!
+	local rc=0
 	"$lab" exec 2 timeout "$tmo" "$ulp" initiator --connect "$a1:$port" \
-		--gid-index "${gid[2]}" >"$tmp/i.out" 2>"$tmp/i.err" ||
-		{ cat "$tmp/i.err" "$tmp/t.err"; fail "$pair ULP initiator"; }
+		--gid-index "${gid[2]}" >"$tmp/i.out" 2>"$tmp/i.err" || rc=$?
+	if ((rc == 77)); then
+		wait "$t" || true
+		echo "SKIP: the daemons do not serve the kernel stubs"
+		exit 77
+	fi
+	((rc == 0)) || { cat "$tmp/i.err" "$tmp/t.err"; fail "$pair ULP initiator"; }
 	wait "$t" || { cat "$tmp/t.err"; fail "$pair ULP target"; }
 	grep -h -e 'addr_form' -e 'REM\|remote access' -e 'n/a' "$tmp/t.err" "$tmp/i.err" >&2 || true
 	sort "$tmp/t.out" "$tmp/i.out" >"$tmp/results.$pair"

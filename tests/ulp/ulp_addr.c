@@ -155,7 +155,7 @@ static int setup(struct ctx *c, int gid_index, bool legacy)
 
 	c->dev = kstub_open(&o);
 	if (!c->dev)
-		return -1;
+		return errno == EOPNOTSUPP ? -EOPNOTSUPP : -1;
 	msg(c, "device: %s, DMA ops '%s'",
 	    kstub_dma_capable(c->dev) ? "DMA-capable (IOMMU)" : "software",
 	    kstub_dma_ops(c->dev)->name);
@@ -800,7 +800,14 @@ static int run_role(bool initiator, int sock, int gid_index, bool legacy)
 	struct ctx c = { .sock = sock, .initiator = initiator,
 			 .role = initiator ? "initiator" : "target" };
 
-	if (setup(&c, gid_index, legacy)) {
+	switch (setup(&c, gid_index, legacy)) {
+	case 0:
+		break;
+	case -EOPNOTSUPP:
+		/* A daemon without the kernel-stub requests: skip (77). */
+		msg(&c, "SKIP: the daemon does not serve kernel stubs");
+		return 77;
+	default:
 		msg(&c, "setup failed");
 		return 1;
 	}
@@ -879,5 +886,7 @@ int main(int argc, char **argv)
 	close(sv[0]);
 	if (waitpid(pid, &st2, 0) != pid || !WIFEXITED(st2))
 		return 1;
+	if (st1 == 77 && WEXITSTATUS(st2) == 77)
+		return 77;
 	return st1 || WEXITSTATUS(st2);
 }
