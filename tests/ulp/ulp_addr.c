@@ -31,6 +31,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -859,6 +860,8 @@ int main(int argc, char **argv)
 			return usage();
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* A peer that gave up closes the bootstrap socket: fail, not die. */
+	signal(SIGPIPE, SIG_IGN);
 	if (!strcmp(argv[1], "target") && listen_port) {
 		int s = tcp_listen_accept(atoi(listen_port));
 

@@ -12,6 +12,7 @@
  *   verbs_addr initiator --connect IP:PORT -d DEV -g GID_INDEX
  */
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -380,6 +381,8 @@ int main(int argc, char **argv)
 			goto usage;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	/* A peer that gave up closes the bootstrap socket: fail, not die. */
+	signal(SIGPIPE, SIG_IGN);
 	if (!strcmp(argv[1], "target") && listen_port) {
 		c.role = "target";
 		c.sock = tcp_listen_accept(atoi(listen_port));
