@@ -15,7 +15,7 @@
  *                        reached through a small kmap window.
  *
  * Every resolution is bounds checked; NULL makes the engine answer with
- * the remote access NAK (IBA 9.7.5.2.4: NAK code 2, remote access error),
+ * the remote access NAK (AETH syndrome 0x62, IBA 9.7.5.1: NAK code 2),
  * or a local protection error for the requester's own SGEs.
  */
 #include <errno.h>

@@ -26,8 +26,8 @@
 /* IO virtual addresses start at 4 GiB (never 0: a zero DMA address is the
  * classic "mapping error" value). */
 #define IPD_IOVA_BASE 0x100000000ull
-/* The kernel direct map in the stub process (below the ASan shadow's
- * reach is not needed: 0x5000_0000_0000 lies in ASan's "HighMem"). */
+/* The kernel direct map in the stub process: free in ordinary processes
+ * and, under ASan, inside its "HighMem" range (outside the shadow). */
 #define IPD_KVA_BASE 0x500000000000ull
 /* Page form: non-canonical on x86_64, so never a valid virtual address. */
 #define IPD_PAGE_TAG 0xfee0000000000000ull
