@@ -30,6 +30,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A sanitized provider needs its runtime preloaded into the tools (as
+# tests/lib.sh does); the lab's exec does not do that by itself.
+build=${IPATHD_BUILD_DIR:-$HERE/../../build}
+asan=$(ldd "$build/provider/libipathd-rdmav34.so" 2>/dev/null |
+	awk '/libasan\.so/ { print $3; exit }')
+tool_env=(env)
+[[ -z $asan ]] || tool_env+=("LD_PRELOAD=$asan"
+	"ASAN_OPTIONS=detect_leaks=0:halt_on_error=1")
+
 lab_up=1
 "$LAB" up 2 || { lab_up=0; exit 1; }
 server_addr=$("$LAB" addr 2)
@@ -51,13 +60,13 @@ pair() {
 	local name=$1 gidopt=$2 spid src=0 crc=0
 	shift 2
 	port=$((port + 1))
-	"$LAB" exec 2 timeout -k 5 "$TOOL_TIMEOUT" sh -c \
+	"$LAB" exec 2 timeout -k 5 "$TOOL_TIMEOUT" "${tool_env[@]}" sh -c \
 		'exec "$0" -d "$IPL_DEV" '"$gidopt"' "$IPL_GID" "$@"' \
 		"$@" -p "$port" >"$work/$name.server" 2>&1 &
 	spid=$!
 	wait_listen 2 "$port" "$spid" || {
 		cat "$work/$name.server" >&2; log "FAIL $name: no server"; return 1; }
-	"$LAB" exec 1 timeout -k 5 "$TOOL_TIMEOUT" sh -c \
+	"$LAB" exec 1 timeout -k 5 "$TOOL_TIMEOUT" "${tool_env[@]}" sh -c \
 		'exec "$0" -d "$IPL_DEV" '"$gidopt"' "$IPL_GID" "$@"' \
 		"$@" -p "$port" "$server_addr" >"$work/$name.client" 2>&1 || crc=$?
 	wait "$spid" || src=$?
