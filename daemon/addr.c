@@ -181,8 +181,12 @@ static int kmem_check(struct ipd_req_ctx *ctx, const Ipd__KstubAttach *m)
 	    (m->kva_base & IPD_PAGE_TAG_MASK) ||
 	    m->kva_base + m->lowmem_pages * pg() < m->kva_base)
 		return ipd_req_fail(ctx, EINVAL, "kstub_attach: bad kva_base");
-	/* Forbid shrinking (a truncated memfd would SIGBUS the daemon). */
-	(void)fcntl(ctx->in_fds[0], F_ADD_SEALS, F_SEAL_SHRINK);
+	/* A memory that could shrink under the daemon's mappings would make
+	 * it SIGBUS: both must be sealable memfds, sealed against it. */
+	if (fcntl(ctx->in_fds[0], F_ADD_SEALS, F_SEAL_SHRINK) < 0 ||
+	    fcntl(ctx->in_fds[1], F_ADD_SEALS, F_SEAL_SHRINK) < 0)
+		return ipd_req_fail(ctx, EINVAL, "kstub_attach: memory and page "
+				    "table must be sealable memfds");
 	if (fstat(ctx->in_fds[0], &st) < 0 ||
 	    (uint64_t)st.st_size < m->phys_pages * pg())
 		return ipd_req_fail(ctx, EINVAL,

@@ -9,7 +9,6 @@
  * with a remote access error; it never touches memory.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -31,8 +30,8 @@ int ipd_iommu_init(struct ipd_iommu *io, int pt_fd, uint64_t npages,
 	io->pt_len = (npages * sizeof(uint64_t) + pg() - 1) & ~(pg() - 1);
 	if (fstat(pt_fd, &st) < 0 || (uint64_t)st.st_size < io->pt_len)
 		return -EINVAL;
-	/* The kernel may shrink nothing under us (daemon SIGBUS guard). */
-	(void)fcntl(pt_fd, F_ADD_SEALS, F_SEAL_SHRINK);
+	/* Sealed against shrinking by the caller (addr.c): reading a page
+	 * table past its end would SIGBUS the daemon. */
 	p = mmap(NULL, io->pt_len, PROT_READ, MAP_SHARED, pt_fd, 0);
 	if (p == MAP_FAILED)
 		return -errno;
