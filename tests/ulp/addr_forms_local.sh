@@ -6,12 +6,15 @@
 # lowmem and highmem pages, WRITE with immediate, CMP_SWAP, FETCH_ADD), the
 # NAKs for bad addresses, and, on the software device, that ipath's 2006
 # mapping operations (--legacy) fail cleanly at ib_dma_map_sg on highmem.
-# usage: addr_forms_local.sh PATH/TO/ulp_addr yes|no
+# Then a hostile stub (PATH/TO/kstub_hostile, optional): bad attach and
+# IOTLB requests get clear errors and the daemon keeps serving.
+# usage: addr_forms_local.sh PATH/TO/ulp_addr yes|no [PATH/TO/kstub_hostile]
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
-ulp=${1:?usage: addr_forms_local.sh PATH/TO/ulp_addr yes|no}
+ulp=${1:?usage: addr_forms_local.sh PATH/TO/ulp_addr yes|no [PATH/TO/kstub_hostile]}
 mode=${2:?yes|no}
+hostile=${3:-}
 [[ -x $ulp ]] || ipd_fail "$ulp is not executable"
 
 ipd_start one --dma-capable "$mode"
@@ -40,6 +43,12 @@ if [[ $mode == no ]]; then
 	fi
 	grep -q 'FAIL: ib_dma_map_sg' "$IPD_TMP/legacy.err" ||
 		{ cat "$IPD_TMP/legacy.err"; ipd_fail "legacy: no map_sg failure"; }
+fi
+if [[ -n $hostile ]]; then
+	ipd_run "$hostile" || ipd_fail "kstub_hostile (dma_capable $mode)"
+	# ... and the ULPs still run on the same daemon afterwards.
+	ipd_run "$ulp" self --gid-index "$(ipd_gid_index)" >"$out" ||
+		{ cat "$out"; ipd_fail "ulp_addr after the hostile stub"; }
 fi
 ipd_stop one
 echo "PASS addr_forms_local $mode"

@@ -22,7 +22,9 @@ ulp=${1:?usage: addr_forms_pairs.sh PATH/TO/ulp_addr PATH/TO/verbs_addr}
 vapp=${2:?usage: addr_forms_pairs.sh PATH/TO/ulp_addr PATH/TO/verbs_addr}
 src=$(cd "$(dirname "$0")/../.." && pwd)
 lab=$src/tests/lab/ipathd-lab.sh
-export IPL_PREFIX=${IPL_PREFIX:-ipla}
+# A prefix of our own: concurrent runs (other build trees) must not
+# tear down each other's labs (at most 8 characters).
+export IPL_PREFIX=${IPL_PREFIX:-ipa$(($$ % 100000))}
 export IPL_STATE=${IPL_STATE:-/run/ipathd-lab/$IPL_PREFIX}
 export IPATHD_BUILD_DIR=${IPATHD_BUILD_DIR:-$src/build}
 tmo=${IPD_TOOL_TIMEOUT:-120}
