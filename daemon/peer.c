@@ -56,6 +56,7 @@ struct peer {
 struct ipd_peers {
 	struct ipd_dev *dev;
 	int fd;
+	int family;                   /* of fd: AF_INET6 (dual stack) or AF_INET */
 	uint16_t port;
 	uint64_t boot_id;
 	ev_io io_w;
@@ -115,16 +116,14 @@ static void peer_text(const struct in6_addr *ip, char *buf, size_t cap)
 		inet_ntop(AF_INET6, ip, buf, (socklen_t)cap);
 }
 
-static int peer_send(const struct in6_addr *ip, bool reply, uint64_t nonce)
+/* Pack our Hello and send it to sa. */
+static int peer_sendto(const struct sockaddr *sa, socklen_t salen, bool reply,
+		       uint64_t nonce)
 {
 	struct ipd_dev *dev = peers->dev;
 	Ipd__Peer__Caps caps = IPD__PEER__CAPS__INIT;
 	Ipd__Peer__Hello hello = IPD__PEER__HELLO__INIT;
 	uint8_t buf[PEER_MSG_MAX];
-	struct sockaddr_in6 to = { .sin6_family = AF_INET6 };
-	struct sockaddr_in to4 = { .sin_family = AF_INET };
-	const struct sockaddr *sa = (const void *)&to;
-	socklen_t salen = sizeof(to);
 	size_t len;
 
 	caps.version = IPD_PEER_VERSION;
@@ -141,24 +140,28 @@ static int peer_send(const struct in6_addr *ip, bool reply, uint64_t nonce)
 	if (len > sizeof(buf))
 		return -EMSGSIZE;
 	ipd__peer__hello__pack(&hello, buf);
-	to.sin6_addr = *ip;
-	to.sin6_port = htons(peers->port);
-	if (peers->dev && IN6_IS_ADDR_V4MAPPED(ip)) {
-		struct sockaddr_storage self;
-		socklen_t sl = sizeof(self);
-
-		/* An IPv4-only socket needs a sockaddr_in. */
-		if (!getsockname(peers->fd, (struct sockaddr *)&self, &sl) &&
-		    self.ss_family == AF_INET) {
-			memcpy(&to4.sin_addr, &ip->s6_addr[12], 4);
-			to4.sin_port = htons(peers->port);
-			sa = (const void *)&to4;
-			salen = sizeof(to4);
-		}
-	}
 	if (sendto(peers->fd, buf, len, MSG_DONTWAIT, sa, salen) < 0)
 		return -errno;
 	return 0;
+}
+
+/* A request to the peer port of ip. */
+static int peer_ask(const struct in6_addr *ip, uint64_t nonce)
+{
+	struct sockaddr_in6 to6 = { .sin6_family = AF_INET6,
+				    .sin6_addr = *ip,
+				    .sin6_port = htons(peers->port) };
+	struct sockaddr_in to4 = { .sin_family = AF_INET,
+				   .sin_port = htons(peers->port) };
+
+	if (peers->family == AF_INET6)
+		return peer_sendto((struct sockaddr *)&to6, sizeof(to6), false,
+				   nonce);
+	/* An IPv4-only socket reaches IPv4 peers only. */
+	if (!IN6_IS_ADDR_V4MAPPED(ip))
+		return -EAFNOSUPPORT;
+	memcpy(&to4.sin_addr, &ip->s6_addr[12], 4);
+	return peer_sendto((struct sockaddr *)&to4, sizeof(to4), false, nonce);
 }
 
 static void peer_learn(struct peer *p, const Ipd__Peer__Caps *c)
@@ -191,7 +194,7 @@ static void peer_learn(struct peer *p, const Ipd__Peer__Caps *c)
 }
 
 static void peer_rx_one(const uint8_t *buf, size_t len,
-			const struct sockaddr_storage *from)
+			const struct sockaddr_storage *from, socklen_t fromlen)
 {
 	Ipd__Peer__Hello *h = ipd__peer__hello__unpack(NULL, len, buf);
 	struct in6_addr ip;
@@ -213,7 +216,9 @@ static void peer_rx_one(const uint8_t *buf, size_t len,
 		/* A peer that needs us tells us about itself: learn it too. */
 		p = peer_get(&ip);
 		peer_learn(p, h->caps);
-		peer_send(&ip, true, h->nonce);
+		/* Answer where the request came from. */
+		peer_sendto((const struct sockaddr *)from, fromlen, true,
+			    h->nonce);
 	}
 out:
 	ipd__peer__hello__free_unpacked(h, NULL);
@@ -232,7 +237,7 @@ static void peer_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 		if (n <= 0)
 			return;
-		peer_rx_one(buf, (size_t)n, &from);
+		peer_rx_one(buf, (size_t)n, &from, fl);
 	}
 }
 
@@ -254,7 +259,7 @@ static void peer_retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 				 "exchange", ip);
 			continue;
 		}
-		peer_send(&p->ip, false, p->nonce);
+		peer_ask(&p->ip, p->nonce);
 		any = true;
 	}
 	if (!any)
@@ -280,7 +285,7 @@ void ipd_peer_need(struct ipd_dev *dev, const struct ipd_av *av)
 	if (getrandom(&p->nonce, sizeof(p->nonce), GRND_NONBLOCK) !=
 	    sizeof(p->nonce))
 		p->nonce = (uint64_t)(uintptr_t)p ^ (uint64_t)ev_now(dev->loop);
-	peer_send(&ip, false, p->nonce);
+	peer_ask(&ip, p->nonce);
 	if (!ev_is_active(&peers->retry_w))
 		ev_timer_again(dev->loop, &peers->retry_w);
 }
@@ -360,7 +365,7 @@ static int peer_port(const struct ipd_config *cfg)
 	return (int)(cfg->udp_port + 1) & 0xffff;
 }
 
-static int peer_socket(uint16_t port)
+static int peer_socket(uint16_t port, int *family)
 {
 	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6,
 				   .sin6_addr = IN6ADDR_ANY_INIT,
@@ -374,8 +379,10 @@ static int peer_socket(uint16_t port)
 	fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd >= 0) {
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
-		if (!bind(fd, (struct sockaddr *)&a6, sizeof(a6)))
+		if (!bind(fd, (struct sockaddr *)&a6, sizeof(a6))) {
+			*family = AF_INET6;
 			return fd;
+		}
 		close(fd);
 	}
 	fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -386,12 +393,13 @@ static int peer_socket(uint16_t port)
 		close(fd);
 		return -err;
 	}
+	*family = AF_INET;
 	return fd;
 }
 
 int ipd_peer_init(struct ipd_dev *dev)
 {
-	int port = peer_port(dev->cfg), fd;
+	int port = peer_port(dev->cfg), fd, family = AF_INET;
 
 	if (peers)
 		return -EBUSY;
@@ -399,7 +407,7 @@ int ipd_peer_init(struct ipd_dev *dev)
 		ipd_warn("peer exchange: bad $IPATHD_PEER_PORT");
 		return -EINVAL;
 	}
-	fd = peer_socket((uint16_t)port);
+	fd = peer_socket((uint16_t)port, &family);
 	if (fd < 0) {
 		ipd_warn("peer exchange: cannot bind UDP port %d: %s; address "
 			 "forms of remote peers stay unknown", port,
@@ -413,6 +421,7 @@ int ipd_peer_init(struct ipd_dev *dev)
 	}
 	peers->dev = dev;
 	peers->fd = fd;
+	peers->family = family;
 	peers->port = (uint16_t)port;
 	if (getrandom(&peers->boot_id, sizeof(peers->boot_id), 0) !=
 	    sizeof(peers->boot_id))
