@@ -314,6 +314,19 @@ int ipd_handle_create_channel(struct ipd_req_ctx *ctx);
 /* Close the completion channels a departing client created (after its
  * CQs are gone); cq.c. */
 void ipd_client_release_channels(struct ipd_client *client);
+/* Memory windows (mw.c). */
+int ipd_handle_alloc_mw(struct ipd_req_ctx *ctx);
+int ipd_handle_dealloc_mw(struct ipd_req_ctx *ctx);
+int ipd_handle_bind_mw(struct ipd_req_ctx *ctx);
+/* Free a departing client's windows, before its MRs and PDs go. */
+void ipd_client_release_mws(struct ipd_client *client);
+/* Is key in the window key space?  Then ipd_mw_rkey_ptr resolves it for
+ * remote access (NULL when not bound, out of range or not permitted). */
+bool ipd_mw_key(uint32_t key);
+void *ipd_mw_rkey_ptr(struct ipd_dev *dev, struct ipd_pd *pd, uint32_t rkey,
+		      uint64_t va, uint64_t len, uint32_t access);
+/* SEND with Invalidate arrived for rkey (IETH): 0 or -EINVAL. */
+int ipd_mw_remote_inv(struct ipd_qp *qp, uint32_t rkey);
 
 /* ------------------------------------------------------------------ */
 /* The device.                                                          */
@@ -359,6 +372,7 @@ struct ipd_dev {
 	/* cq.c: completion channels (an all-zero LIST_HEAD is empty). */
 	LIST_HEAD(, ipd_channel) channels;
 	uint32_t next_channel;
+	struct ipd_table *mws;             /* mw.c: windows, while any exist */
 };
 
 /* Infrastructure called from main.c.  0 or -errno. */
