@@ -146,7 +146,9 @@ static void ipd_free_context(struct ibv_context *ibctx)
 }
 
 static const struct verbs_context_ops ipd_ctx_ops = {
+	.alloc_mw = ipd_alloc_mw,
 	.alloc_pd = ipd_alloc_pd,
+	.bind_mw = ipd_bind_mw,
 	.async_event = ipd_async_event,
 	.create_ah = ipd_create_ah,
 	.create_cq = ipd_create_cq,
@@ -154,6 +156,7 @@ static const struct verbs_context_ops ipd_ctx_ops = {
 	.create_qp = ipd_create_qp,
 	.create_qp_ex = ipd_create_qp_ex,
 	.create_srq = ipd_create_srq,
+	.dealloc_mw = ipd_dealloc_mw,
 	.dealloc_pd = ipd_dealloc_pd,
 	.dereg_mr = ipd_dereg_mr,
 	.destroy_ah = ipd_destroy_ah,

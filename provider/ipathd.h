@@ -11,6 +11,7 @@
  *   post.c    post_send/post_recv/post_srq_recv/poll_cq, ibv_cq_ex, ibv_qp_ex
  *   mem.c     the memfd arena (mem.h)
  *   channel.c completion channels (libibverbs' write/read/close redirected)
+ *   mw.c      memory windows
  */
 #ifndef IPATHD_PROVIDER_H
 #define IPATHD_PROVIDER_H
@@ -153,6 +154,16 @@ void ipd_chan_bind_end(struct ipd_chan *ch, struct ipd_cq *cq);
 void ipd_chan_bind_abort(struct ipd_chan *ch);
 /* The daemon destroyed cq: unbind and wait for the events to be acked. */
 void ipd_chan_unbind(struct ipd_cq *cq);
+
+/* mw.c: memory windows (docs/design.md) */
+struct ibv_mw *ipd_alloc_mw(struct ibv_pd *pd, enum ibv_mw_type type);
+int ipd_dealloc_mw(struct ibv_mw *mw);
+int ipd_bind_mw(struct ibv_qp *qp, struct ibv_mw *mw,
+		struct ibv_mw_bind *mw_bind);
+/* IBV_WR_BIND_MW / IBV_WR_LOCAL_INV from post_send, after the WQEs before
+ * index prod retired; called without the SQ lock. */
+int ipd_mw_post(struct ipd_qp *qp, const struct ibv_send_wr *wr,
+		uint32_t prod);
 
 /* Map a ring memfd (closes fd).  0 or a positive errno. */
 int ipd_uring_map(struct ipd_uring *r, int fd, uint32_t size,

@@ -202,6 +202,22 @@ int ipd_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr,
 	}
 	prod = start = ring_prod(&qp->sq);
 	for (; wr; wr = wr->next) {
+		if (wr->opcode == IBV_WR_BIND_MW ||
+		    wr->opcode == IBV_WR_LOCAL_INV) {
+			/* Control-path operations (mw.c): publish what came
+			 * before, let go of the ring while waiting for it. */
+			if (prod != start) {
+				ipd_ring_publish(qp->sq.hdr, prod);
+				ring_doorbell(qp);
+			}
+			pthread_spin_unlock(&qp->sq.lock);
+			err = ipd_mw_post(qp, wr, prod);
+			pthread_spin_lock(&qp->sq.lock);
+			prod = start = ring_prod(&qp->sq);
+			if (err)
+				break;
+			continue;
+		}
 		if (ipd_ring_full(qp->sq.hdr, qp->sq.size, prod)) {
 			err = ENOMEM;
 			break;
