@@ -1,8 +1,8 @@
 #!/bin/bash
 # Event mode (-e: completion channels) of the rdma-core pingpongs and
 # perftest between two processes on one daemon.
-# usage: tools.sh rc_pingpong|srq_pingpong|ib_send_lat|ib_send_bw|ib_write_bw|
-#                 ib_read_bw|all
+# usage: tools.sh rc_pingpong|srq_pingpong|ud_pingpong|uc_pingpong|ib_send_lat|
+#                 ib_send_bw|ib_write_bw|ib_read_bw|ib_atomic_bw|all
 #
 # perftest refuses -e for WRITE tests in its option parser, before it
 # touches a device ("Events feature not available on WRITE verb", on any
@@ -55,7 +55,15 @@ srq_pingpong|all)
 ib_send_lat|all)
 	perftest ib_send_lat "-n 500" "-s 65536 -n 100" ;;&
 ib_send_bw|all)
-	perftest ib_send_bw "-n 500" "-s 65536 -n 200" ;;&
+	perftest ib_send_bw "-n 500" "-s 65536 -n 200" "-q 4 -n 300" \
+		"-c UD -n 300" "-c UC -n 300" ;;&
+ib_atomic_bw|all)
+	perftest ib_atomic_bw "-n 300" ;;&
+ud_pingpong|all)
+	# UD messages fit one packet (the tool adds the GRH itself)
+	pingpong ud_pingpong "-s 512 -n 300" ;;&
+uc_pingpong|all)
+	pingpong uc_pingpong "-n 300" "-s 65536 -n 50" ;;&
 ib_write_bw|all)
 	out=$(ipd_run ib_write_bw -d "$dev" -x "$gid" -e 2>&1) &&
 		ipd_fail "ib_write_bw -e was expected to refuse the option"
@@ -64,7 +72,8 @@ ib_write_bw|all)
 	ipd_log "ib_write_bw -e: refused by perftest itself (as on any HCA)" ;;&
 ib_read_bw|all)
 	perftest ib_read_bw "-n 500" "-s 65536 -n 200" ;;&
-rc_pingpong|srq_pingpong|ib_send_lat|ib_send_bw|ib_write_bw|ib_read_bw|all) ;;
+rc_pingpong|srq_pingpong|ib_send_lat|ib_send_bw|ib_write_bw|ib_read_bw) ;;
+ib_atomic_bw|ud_pingpong|uc_pingpong|all) ;;
 *) ipd_fail "unknown tool '$which'" ;;
 esac
 
