@@ -22,7 +22,7 @@ show() { cmd "$@"; "$@"; }
 # ---- 1. packages ----------------------------------------------------------
 PACKAGES=(gcc libc6-dev meson ninja-build pkg-config libibverbs-dev
 	ibverbs-utils libev-dev libprotobuf-c-dev protobuf-c-compiler
-	libfabric-dev libinih-dev zlib1g-dev iproute2)
+	libfabric-dev libinih-dev zlib1g-dev libisal-dev iproute2)
 missing=()
 for p in "${PACKAGES[@]}"; do
 	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
