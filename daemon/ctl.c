@@ -515,22 +515,19 @@ static void listen_cb(struct ev_loop *loop, ev_io *w, int revents)
 	}
 }
 
+/* Create the directories above the socket path. */
 static int mkdir_parents(const char *path)
 {
-	char buf[PATH_MAX];
-	char *p;
+	char dir[PATH_MAX];
+	char *slash;
 
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
 		return -ENAMETOOLONG;
-	for (p = buf + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	return 0;
+	slash = strrchr(dir, '/');
+	if (!slash || slash == dir)
+		return 0;
+	*slash = '\0';
+	return ipd_mkdir_p(dir, 0755);
 }
 
 /* Remove a socket left by a daemon that died; refuse if one answers. */

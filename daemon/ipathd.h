@@ -387,6 +387,8 @@ int ipd_sysfs_publish(struct ipd_dev *dev);
 void ipd_sysfs_unpublish(struct ipd_dev *dev);
 /* Fill dev->gids from the configured interfaces/addresses. */
 int ipd_gids_discover(struct ipd_dev *dev);
+/* mkdir -p: 0 or -errno. */
+int ipd_mkdir_p(const char *path, mode_t mode);
 /* Index of the GID equal to gid, or -1. */
 int ipd_gid_find(const struct ipd_dev *dev, const union ibv_gid *gid);
 

@@ -445,7 +445,7 @@ static int pathf(char *out, const char *fmt, ...)
 	return n >= PATH_MAX ? -ENAMETOOLONG : 0;
 }
 
-static int mkdir_p(const char *path, mode_t mode)
+int ipd_mkdir_p(const char *path, mode_t mode)
 {
 	char buf[PATH_MAX];
 	char *p;
@@ -480,7 +480,7 @@ static int put_file(const char *dir, const char *name, const char *fmt, ...)
 		return -ENAMETOOLONG;
 	slash = strrchr(path, '/');
 	*slash = '\0';
-	ret = mkdir_p(path, 0755);
+	ret = ipd_mkdir_p(path, 0755);
 	*slash = '/';
 	if (ret)
 		goto err;
@@ -693,7 +693,7 @@ int ipd_sysfs_publish(struct ipd_dev *dev)
 	}
 	if (pathf(devdir, "%s/class/infiniband/%s", root, cfg->dev_name))
 		return -ENAMETOOLONG;
-	ret = mkdir_p(devdir, 0755);
+	ret = ipd_mkdir_p(devdir, 0755);
 	if (ret) {
 		ipd_err("sysfs: %s: %s", devdir, strerror(-ret));
 		return ret;
