@@ -66,6 +66,7 @@ int ipd_net_xmit(struct ipd_dev *dev, struct ipd_pkt *pkt,
 
 struct ipd_link *ipd_link_loop_create(struct ipd_dev *dev);
 struct ipd_link *ipd_link_udp_create(struct ipd_dev *dev);
+struct ipd_link *ipd_link_fabric_create(struct ipd_dev *dev);
 
 /* ---- lifetime and hooks called by the rest of the daemon ----------- */
 
