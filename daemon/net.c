@@ -27,6 +27,10 @@ int ipd_engine_init(struct ipd_dev *dev)
 		dev->net_link = ipd_link_udp_create(dev);
 		if (!dev->net_link)
 			goto err_loop;
+	} else if (!strcmp(type, "fabric")) {
+		dev->net_link = ipd_link_fabric_create(dev);
+		if (!dev->net_link)
+			goto err_loop;
 	} else if (strcmp(type, "loopback") && strcmp(type, "")) {
 		ipd_warn("engine: link type '%s' not available, loopback only",
 			 type);
