@@ -64,6 +64,7 @@ void ipd_qp_set_error(struct ipd_qp *qp, enum ibv_event_type ev)
 	ipd_engine_qp_modified(qp, old, IBV_QP_STATE);
 }
 struct ipd_link *ipd_link_udp_create(struct ipd_dev *d) { return NULL; }
+struct ipd_link *ipd_link_fabric_create(struct ipd_dev *d) { return NULL; }
 static int async_events;
 void ipd_async_event(struct ipd_client *c, uint64_t element,
 		     enum ibv_event_type type)
