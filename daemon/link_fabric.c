@@ -123,6 +123,8 @@ struct fab_link {
 	struct fid_domain *domain;
 	struct fid_av *av;
 	struct fid_cq *cq;
+	struct fid_wait *waitset;  /* when the CQ has no wait fd of its own */
+	struct fid *wait_fid;      /* what fi_trywait is asked about */
 	struct fid_ep *ep;
 	int wait_fd;            /* -1: the timer polls */
 	ev_io wait_w;
@@ -498,7 +500,7 @@ static bool cq_drain(struct fab_link *fl)
  * (sends not yet acknowledged, a busy trywait). */
 static void progress(struct fab_link *fl)
 {
-	struct fid *fids[1] = { &fl->cq->fid };
+	struct fid *fids[1] = { fl->wait_fid };
 	bool busy;
 
 	rx_deliver_pending(fl);
@@ -654,6 +656,8 @@ static void fab_close(struct fab_link *fl)
 		fi_close(&fl->av->fid);
 	if (fl->cq)
 		fi_close(&fl->cq->fid);
+	if (fl->waitset)
+		fi_close(&fl->waitset->fid);
 	if (fl->domain)
 		fi_close(&fl->domain->fid);
 	if (fl->fabric)
@@ -756,10 +760,55 @@ static int fab_getinfo(struct fab_link *fl, const char *prov)
 	return fl->info ? 0 : -ENOMEM;
 }
 
+/* The CQ and the descriptor libev watches.  Providers differ: some hand
+ * out the CQ's own wait fd (FI_WAIT_FD + FI_GETWAIT), rxd only through a
+ * wait set the CQ is bound to; without either the tick timer polls. */
+static int cq_open(struct fab_link *fl)
+{
+	struct fi_cq_attr attr = {
+		.format = FI_CQ_FORMAT_MSG,
+		.size = FAB_RX_DEPTH + FAB_TX_DEPTH,
+		.wait_obj = FI_WAIT_FD,
+	};
+	struct fi_wait_attr wattr = { .wait_obj = FI_WAIT_FD };
+	int ret;
+
+	ret = fi_cq_open(fl->domain, &attr, &fl->cq, NULL);
+	if (!ret) {
+		ret = fi_control(&fl->cq->fid, FI_GETWAIT, &fl->wait_fd);
+		if (!ret) {
+			fl->wait_fid = &fl->cq->fid;
+			return 0;
+		}
+		fi_close(&fl->cq->fid);
+		fl->cq = NULL;
+	}
+	ret = fi_wait_open(fl->fabric, &wattr, &fl->waitset);
+	if (!ret) {
+		attr.wait_obj = FI_WAIT_SET;
+		attr.wait_set = fl->waitset;
+		ret = fi_cq_open(fl->domain, &attr, &fl->cq, NULL);
+		if (!ret && !fi_control(&fl->waitset->fid, FI_GETWAIT,
+					&fl->wait_fd)) {
+			fl->wait_fid = &fl->waitset->fid;
+			return 0;
+		}
+		if (!ret)
+			fi_close(&fl->cq->fid);
+		fi_close(&fl->waitset->fid);
+		fl->cq = NULL;
+		fl->waitset = NULL;
+	}
+	fl->wait_fd = -1;
+	ipd_info("fabric: %s offers no wait fd: polling", fl->info->fabric_attr->prov_name);
+	attr.wait_obj = FI_WAIT_NONE;
+	attr.wait_set = NULL;
+	return fi_cq_open(fl->domain, &attr, &fl->cq, NULL);
+}
+
 static int fab_open(struct fab_link *fl)
 {
 	struct fi_info *fi = fl->info;
-	struct fi_cq_attr cq_attr = { 0 };
 	struct fi_av_attr av_attr = { 0 };
 	char name[FAB_SHM_NAME_MAX];
 	unsigned int i;
@@ -779,15 +828,7 @@ static int fab_open(struct fab_link *fl)
 	fl->nrx = FAB_RX_DEPTH;
 	if (fi->rx_attr->size && fi->rx_attr->size < fl->nrx)
 		fl->nrx = (unsigned int)fi->rx_attr->size;
-	cq_attr.format = FI_CQ_FORMAT_MSG;
-	cq_attr.size = FAB_RX_DEPTH + FAB_TX_DEPTH;
-	cq_attr.wait_obj = FI_WAIT_FD;
-	ret = fi_cq_open(fl->domain, &cq_attr, &fl->cq, NULL);
-	if (ret == -FI_ENOSYS || ret == -FI_EINVAL) {
-		/* no wait fds: the tick timer polls for ever */
-		cq_attr.wait_obj = FI_WAIT_NONE;
-		ret = fi_cq_open(fl->domain, &cq_attr, &fl->cq, NULL);
-	}
+	ret = cq_open(fl);
 	if (ret)
 		goto err;
 	ret = fi_endpoint(fl->domain, fi, &fl->ep, NULL);
@@ -808,9 +849,6 @@ static int fab_open(struct fab_link *fl)
 	ret = fi_enable(fl->ep);
 	if (ret)
 		goto err;
-	if (cq_attr.wait_obj == FI_WAIT_FD &&
-	    fi_control(&fl->cq->fid, FI_GETWAIT, &fl->wait_fd))
-		fl->wait_fd = -1;
 	for (i = 0; i < fl->nrx; i++) {
 		fl->rx_ops[i].rx = true;
 		rx_post(fl, &fl->rx_ops[i]);
