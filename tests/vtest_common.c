@@ -4,10 +4,17 @@
  * programs.  Linked into tests/verify.c and tests/negative.c.
  */
 #include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include "vtest_common.h"
 
@@ -63,6 +70,27 @@ void vt_rand_fill(void *buf, size_t len)
 	}
 	r = vt_rand();
 	memcpy(p, &r, len);
+}
+
+void vt_fill_seeded(void *buf, size_t len, uint64_t seed)
+{
+	uint64_t z = seed + 0x9e3779b97f4a7c15ull, st, r;
+	uint8_t *p = buf;
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	st = (z ^ (z >> 31)) | 1;
+	while (len) {
+		size_t n = len < 8 ? len : 8;
+
+		st ^= st >> 12;
+		st ^= st << 25;
+		st ^= st >> 27;
+		r = st * 0x2545f4914f6cdd1dull;
+		memcpy(p, &r, n);
+		p += n;
+		len -= n;
+	}
 }
 
 /* ---- names -------------------------------------------------------- */
@@ -311,9 +339,11 @@ int vt_qp_to_rtr(struct vt_dev *d, struct vt_qp *q, uint32_t dest_qpn,
 	a.qp_state = IBV_QPS_RTR;
 	if (q->type != IBV_QPT_UD) {
 		vt_fill_ah_attr(d, &a.ah_attr);
-		a.path_mtu = d->mtu;
+		if (co && co->dgid)
+			a.ah_attr.grh.dgid = *co->dgid;
+		a.path_mtu = co && co->path_mtu ? co->path_mtu : d->mtu;
 		a.dest_qp_num = dest_qpn;
-		a.rq_psn = 0x1234;
+		a.rq_psn = co && co->set_psn ? co->rq_psn & 0xffffff : 0x1234;
 		mask |= IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
 			IBV_QP_RQ_PSN;
 	}
@@ -340,7 +370,7 @@ int vt_qp_to_rts(struct vt_dev *d, struct vt_qp *q,
 
 	memset(&a, 0, sizeof(a));
 	a.qp_state = IBV_QPS_RTS;
-	a.sq_psn = 0x1234;
+	a.sq_psn = co && co->set_psn ? co->sq_psn & 0xffffff : 0x1234;
 	if (q->type == IBV_QPT_RC) {
 		a.timeout = co && co->timeout ? co->timeout : 14;
 		a.retry_cnt = co && co->retry_cnt ? co->retry_cnt : 7;
@@ -432,4 +462,282 @@ int vt_poll(struct ibv_cq *cq, struct ibv_wc *wc, int n, int ms)
 bool vt_cq_quiet(struct ibv_cq *cq, int ms, struct ibv_wc *extra)
 {
 	return vt_poll(cq, extra, 1, ms) == 0;
+}
+
+/* ---- TCP side channel ------------------------------------------------ */
+
+int vt_tcp_listen(const char *port)
+{
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE,
+				  .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res, *ai;
+	int fd = -1, one = 1, ret, fam;
+
+	/* IPv6 first (dual stack), then IPv4 */
+	for (fam = 0; fam < 2 && fd < 0; fam++) {
+		hints.ai_family = fam ? AF_INET : AF_INET6;
+		ret = getaddrinfo(NULL, port, &hints, &res);
+		if (ret)
+			continue;
+		for (ai = res; ai && fd < 0; ai = ai->ai_next) {
+			fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+				    ai->ai_protocol);
+			if (fd < 0)
+				continue;
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+				   sizeof(one));
+			if (bind(fd, ai->ai_addr, ai->ai_addrlen) ||
+			    listen(fd, 4)) {
+				close(fd);
+				fd = -1;
+			}
+		}
+		freeaddrinfo(res);
+	}
+	if (fd < 0)
+		fprintf(stderr, "cannot listen on TCP port %s: %s\n", port,
+			strerror(errno));
+	return fd;
+}
+
+static int wait_fd(int fd, short ev, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = ev };
+	int ret;
+
+	do
+		ret = poll(&p, 1, ms);
+	while (ret < 0 && errno == EINTR);
+	if (ret == 0)
+		errno = ETIMEDOUT;
+	return ret > 0 ? 0 : -1;
+}
+
+static void tune(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+int vt_tcp_accept(int lfd, int ms)
+{
+	int fd;
+
+	if (wait_fd(lfd, POLLIN, ms)) {
+		fprintf(stderr, "no TCP connection within %d ms: %s\n", ms,
+			strerror(errno));
+		return -1;
+	}
+	fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		fprintf(stderr, "accept: %s\n", strerror(errno));
+	else
+		tune(fd);
+	return fd;
+}
+
+int vt_tcp_connect(const char *hostport, int ms)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res = NULL, *ai;
+	char host[256], *port;
+	uint64_t deadline = vt_now_ms() + (uint64_t)ms;
+	int fd = -1, ret, err = 0;
+
+	if (strlen(hostport) >= sizeof(host)) {
+		fprintf(stderr, "address too long: %s\n", hostport);
+		return -1;
+	}
+	strcpy(host, hostport);
+	port = strrchr(host, ':');
+	if (!port || port == host) {
+		fprintf(stderr, "expected HOST:PORT, got '%s'\n", hostport);
+		return -1;
+	}
+	*port++ = '\0';
+	if (host[0] == '[' && port[-2] == ']') {
+		port[-2] = '\0';
+		memmove(host, host + 1, strlen(host));
+	}
+	ret = getaddrinfo(host, port, &hints, &res);
+	if (ret) {
+		fprintf(stderr, "%s: %s\n", hostport, gai_strerror(ret));
+		return -1;
+	}
+	for (;;) {
+		for (ai = res; ai; ai = ai->ai_next) {
+			fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+				    ai->ai_protocol);
+			if (fd < 0) {
+				err = errno;
+				continue;
+			}
+			if (!connect(fd, ai->ai_addr, ai->ai_addrlen))
+				goto done;
+			err = errno;
+			close(fd);
+			fd = -1;
+		}
+		if (vt_now_ms() >= deadline)
+			break;
+		usleep(100000);
+	}
+	fprintf(stderr, "cannot connect to %s within %d ms: %s\n", hostport,
+		ms, strerror(err));
+done:
+	freeaddrinfo(res);
+	if (fd >= 0)
+		tune(fd);
+	return fd;
+}
+
+static int send_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fprintf(stderr, "side channel send: %s\n",
+				strerror(errno));
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int recv_all(int fd, void *buf, size_t len, uint64_t deadline)
+{
+	uint8_t *p = buf;
+	ssize_t n;
+
+	while (len) {
+		uint64_t now = vt_now_ms();
+
+		if (now >= deadline ||
+		    wait_fd(fd, POLLIN, (int)(deadline - now))) {
+			fprintf(stderr, "side channel: nothing from the peer in time\n");
+			return -1;
+		}
+		n = recv(fd, p, len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			fprintf(stderr, "side channel: %s\n",
+				n ? strerror(errno) : "the peer closed it");
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int vt_msg_send(int fd, uint32_t type, const void *payload, uint32_t len)
+{
+	uint32_t h[2] = { htonl(type), htonl(len) };
+
+	if (send_all(fd, h, sizeof(h)))
+		return -1;
+	return len ? send_all(fd, payload, len) : 0;
+}
+
+int vt_msg_recv(int fd, uint32_t *type, void *buf, uint32_t cap, int ms)
+{
+	uint64_t deadline = vt_now_ms() + (uint64_t)ms;
+	uint32_t h[2], len;
+
+	if (recv_all(fd, h, sizeof(h), deadline))
+		return -1;
+	*type = ntohl(h[0]);
+	len = ntohl(h[1]);
+	if (len > cap) {
+		fprintf(stderr, "side channel: message of %u bytes (type %u) exceeds %u\n",
+			len, *type, cap);
+		return -1;
+	}
+	if (len && recv_all(fd, buf, len, deadline))
+		return -1;
+	return (int)len;
+}
+
+static bool wb_room(struct vt_wbuf *b, size_t n)
+{
+	if (b->err || b->len + n > b->cap) {
+		b->err = true;
+		return false;
+	}
+	return true;
+}
+
+void vt_putmem(struct vt_wbuf *b, const void *v, size_t n)
+{
+	if (!wb_room(b, n))
+		return;
+	memcpy(b->p + b->len, v, n);
+	b->len += n;
+}
+
+void vt_put8(struct vt_wbuf *b, uint8_t v)
+{
+	vt_putmem(b, &v, 1);
+}
+
+void vt_put32(struct vt_wbuf *b, uint32_t v)
+{
+	v = htonl(v);
+	vt_putmem(b, &v, 4);
+}
+
+void vt_put64(struct vt_wbuf *b, uint64_t v)
+{
+	vt_put32(b, (uint32_t)(v >> 32));
+	vt_put32(b, (uint32_t)v);
+}
+
+void vt_getmem(struct vt_wbuf *b, void *v, size_t n)
+{
+	if (b->err || b->pos + n > b->len) {
+		b->err = true;
+		memset(v, 0, n);
+		return;
+	}
+	memcpy(v, b->p + b->pos, n);
+	b->pos += n;
+}
+
+uint8_t vt_get8(struct vt_wbuf *b)
+{
+	uint8_t v;
+
+	vt_getmem(b, &v, 1);
+	return v;
+}
+
+uint32_t vt_get32(struct vt_wbuf *b)
+{
+	uint32_t v;
+
+	vt_getmem(b, &v, 4);
+	return ntohl(v);
+}
+
+uint64_t vt_get64(struct vt_wbuf *b)
+{
+	uint64_t hi = vt_get32(b);
+
+	return hi << 32 | vt_get32(b);
+}
+
+const char *vt_gid_str(const union ibv_gid *g, char *buf, size_t len)
+{
+	if (!inet_ntop(AF_INET6, g->raw, buf, (socklen_t)len))
+		snprintf(buf, len, "?");
+	return buf;
 }

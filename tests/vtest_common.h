@@ -56,6 +56,12 @@ struct vt_conn_opts {
 	uint8_t timeout;	/* default 14 (~67 ms) */
 	bool set_rnr_retry;	/* use rnr_retry even when 0 */
 	int access;		/* default LOCAL_WRITE|REMOTE_* */
+	/* Two processes (tests/verify.c --server/--client, tests/multihost):
+	 * the peer's GID (NULL: our own), explicit PSNs, a path MTU. */
+	const union ibv_gid *dgid;
+	bool set_psn;		/* use rq_psn/sq_psn instead of 0x1234 */
+	uint32_t rq_psn, sq_psn;
+	enum ibv_mtu path_mtu;	/* 0: the port's active MTU */
 };
 
 extern int vt_verbose;
@@ -91,8 +97,48 @@ uint64_t vt_rand(void);
 uint64_t vt_rand_range(uint64_t lo, uint64_t hi);	/* inclusive */
 void vt_rand_fill(void *buf, size_t len);
 
+/* Fill @buf from a private generator seeded with @seed (same bytes for the
+ * same seed in any process; the global stream is not touched). */
+void vt_fill_seeded(void *buf, size_t len, uint64_t seed);
+
 const char *vt_qpt_str(enum ibv_qp_type t);
 const char *vt_state_str(enum ibv_qp_state s);
 uint64_t vt_now_ms(void);
+
+/*
+ * A TCP side channel between two processes (the pingpongs' exchange,
+ * with framing).  Every wait is bounded by @ms milliseconds.
+ *   vt_tcp_listen("PORT")          listening socket (IPv6 any, dual stack;
+ *                                  IPv4 any when there is no IPv6)
+ *   vt_tcp_accept(lfd, ms)         one connection
+ *   vt_tcp_connect("HOST:PORT", ms) retries until the peer listens;
+ *                                  HOST may be "[v6addr]"
+ * Messages: u32 type, u32 length, payload (network byte order).
+ * vt_msg_recv returns the payload length, -1 on error, EOF or timeout
+ * (with a message on stderr).
+ */
+int vt_tcp_listen(const char *port);
+int vt_tcp_accept(int lfd, int ms);
+int vt_tcp_connect(const char *hostport, int ms);
+int vt_msg_send(int fd, uint32_t type, const void *payload, uint32_t len);
+int vt_msg_recv(int fd, uint32_t *type, void *buf, uint32_t cap, int ms);
+
+/* Building and parsing payloads in network byte order. */
+struct vt_wbuf {
+	uint8_t *p;
+	size_t len, cap, pos;	/* pos: read position */
+	bool err;		/* overflow or short read */
+};
+void vt_put8(struct vt_wbuf *b, uint8_t v);
+void vt_put32(struct vt_wbuf *b, uint32_t v);
+void vt_put64(struct vt_wbuf *b, uint64_t v);
+void vt_putmem(struct vt_wbuf *b, const void *v, size_t n);
+uint8_t vt_get8(struct vt_wbuf *b);
+uint32_t vt_get32(struct vt_wbuf *b);
+uint64_t vt_get64(struct vt_wbuf *b);
+void vt_getmem(struct vt_wbuf *b, void *v, size_t n);
+
+/* The peer's GID as text (for messages). */
+const char *vt_gid_str(const union ibv_gid *g, char *buf, size_t len);
 
 #endif
