@@ -73,7 +73,10 @@
 #define FAB_TX_RETRIES 64       /* progress+retry on -FI_EAGAIN, then drop */
 #define FAB_TICK_S 0.001        /* progress timer while busy */
 #define FAB_IDLE_TICKS 100      /* quiet ticks before the timer stops */
+#define FAB_POLL_FAST_S 0.0001  /* no wait fd: poll this often while busy */
+#define FAB_POLL_FAST_TICKS 1000 /* ... for this many quiet ticks (0.1 s) */
 #define FAB_SHM_NAME_MAX 256    /* shm's address length (SMR_NAME_MAX) */
+#define FAB_STALE_S 2.0         /* shm: re-resolve a peer silent this long */
 
 #define FAB_MAGIC0 'i'
 #define FAB_MAGIC1 'F'
@@ -113,6 +116,8 @@ struct fab_op {
 struct fab_peer {
 	uint32_t ip;            /* network order; 0 = free slot */
 	fi_addr_t fa;
+	ev_tstamp last_rx;      /* last packet from it (or its insertion) */
+	ev_tstamp inserted;
 };
 
 struct fab_link {
@@ -154,6 +159,7 @@ struct fab_link {
 };
 
 static void tick_kick(struct fab_link *fl);
+static void tick_set(struct fab_link *fl, ev_tstamp every);
 
 /* ---- addresses ----------------------------------------------------- */
 
@@ -260,30 +266,26 @@ static int peer_grow(struct fab_link *fl)
 	return 0;
 }
 
-/* The fabric address of the daemon at ip: cached, else inserted now. */
-static int peer_addr(struct fab_link *fl, struct in_addr ip, fi_addr_t *fa)
+static struct fab_peer *peer_find(struct fab_link *fl, uint32_t ip)
+{
+	unsigned int h;
+
+	if (!fl->peer_cap)
+		return NULL;
+	for (h = peer_hash(ip, fl->peer_cap); fl->peers[h].ip;
+	     h = (h + 1) & (fl->peer_cap - 1))
+		if (fl->peers[h].ip == ip)
+			return &fl->peers[h];
+	return NULL;
+}
+
+static int peer_insert(struct fab_link *fl, struct in_addr ip, fi_addr_t *fa)
 {
 	char name[FAB_SHM_NAME_MAX];
 	struct sockaddr_in sin;
 	const void *addr;
-	unsigned int h;
 	int ret;
 
-	if (fl->peer_cap) {
-		for (h = peer_hash(ip.s_addr, fl->peer_cap); fl->peers[h].ip;
-		     h = (h + 1) & (fl->peer_cap - 1)) {
-			if (fl->peers[h].ip == ip.s_addr) {
-				*fa = fl->peers[h].fa;
-				return 0;
-			}
-		}
-	}
-	/* keep the table at most half full so probes stay short */
-	if (2 * (fl->npeers + 1) > fl->peer_cap) {
-		ret = peer_grow(fl);
-		if (ret)
-			return ret;
-	}
 	if (fl->shm_names) {
 		shm_name(name, sizeof(name), ip, fl->port);
 		addr = name;
@@ -303,11 +305,61 @@ static int peer_addr(struct fab_link *fl, struct in_addr ip, fi_addr_t *fa)
 			 ipstr, fi_strerror(ret < 0 ? -ret : FI_EINVAL));
 		return -EHOSTUNREACH;
 	}
+	return 0;
+}
+
+/* shm maps a peer's memory region when it is inserted: a peer daemon
+ * that restarted has a new region under the same name, and the old
+ * mapping swallows everything sent to it.  A peer silent for FAB_STALE_S
+ * while we send to it is therefore removed and inserted again (harmless
+ * for a live peer: the same region is mapped again).  Providers with
+ * connections or handshakes (rxm, rxd) notice restarts themselves or not
+ * at all; they are left alone. */
+static void peer_refresh(struct fab_link *fl, struct fab_peer *p)
+{
+	ev_tstamp now = ev_now(fl->dev->loop);
+	fi_addr_t fa;
+
+	if (!fl->shm_names || now - p->last_rx < FAB_STALE_S ||
+	    now - p->inserted < FAB_STALE_S)
+		return;
+	p->inserted = now;
+	fi_av_remove(fl->av, &p->fa, 1, 0);
+	if (!peer_insert(fl, (struct in_addr){ p->ip }, &fa))
+		p->fa = fa;
+	else
+		p->fa = FI_ADDR_NOTAVAIL;
+	ipd_dbg("fabric: peer silent for %.1f s: inserted again",
+		now - p->last_rx);
+}
+
+/* The fabric address of the daemon at ip: cached, else inserted now. */
+static int peer_addr(struct fab_link *fl, struct in_addr ip, fi_addr_t *fa)
+{
+	struct fab_peer *p = peer_find(fl, ip.s_addr);
+	unsigned int h;
+	int ret;
+
+	if (p) {
+		peer_refresh(fl, p);
+		*fa = p->fa;
+		return p->fa == FI_ADDR_NOTAVAIL ? -EHOSTUNREACH : 0;
+	}
+	/* keep the table at most half full so probes stay short */
+	if (2 * (fl->npeers + 1) > fl->peer_cap) {
+		ret = peer_grow(fl);
+		if (ret)
+			return ret;
+	}
+	ret = peer_insert(fl, ip, fa);
+	if (ret)
+		return ret;
 	for (h = peer_hash(ip.s_addr, fl->peer_cap); fl->peers[h].ip;
 	     h = (h + 1) & (fl->peer_cap - 1))
 		;
 	fl->peers[h].ip = ip.s_addr;
 	fl->peers[h].fa = *fa;
+	fl->peers[h].last_rx = fl->peers[h].inserted = ev_now(fl->dev->loop);
 	fl->npeers++;
 	return 0;
 }
@@ -378,6 +430,13 @@ static bool rx_accept(struct fab_link *fl, struct ipd_pkt *pkt, size_t len)
 	if (!addr_is_ours(fl->dev, &pkt->dst))
 		return false;
 	pkt->sport = (uint16_t)(h[4] << 8 | h[5]);
+	if (fl->shm_names) {
+		struct in_addr a;
+		struct fab_peer *p;
+
+		if (addr_v4(&pkt->src, &a) && (p = peer_find(fl, a.s_addr)))
+			p->last_rx = ev_now(fl->dev->loop);
+	}
 	pkt->hdr = pkt->buf + IPD_PKT_HEADROOM;
 	pkt->len = (uint32_t)(len - FAB_HDR_BYTES);
 	return true;
@@ -507,11 +566,22 @@ static void progress(struct fab_link *fl)
 	busy = cq_drain(fl);
 	rx_deliver_pending(fl);
 	rx_repost_all(fl);
+	if (fl->wait_fd < 0) {
+		/* Nothing will wake us: poll fast while there is traffic,
+		 * then every FAB_TICK_S for ever. */
+		if (busy)
+			fl->idle_ticks = 0;
+		else if (fl->idle_ticks < FAB_POLL_FAST_TICKS)
+			fl->idle_ticks++;
+		tick_set(fl, fl->idle_ticks < FAB_POLL_FAST_TICKS
+				     ? FAB_POLL_FAST_S : FAB_TICK_S);
+		return;
+	}
 	busy |= fl->tx_outstanding || fl->rx_unposted ||
 		!TAILQ_EMPTY(&fl->rx_pending);
-	if (fl->wait_fd >= 0 && fi_trywait(fl->fabric, fids, 1) == -FI_EAGAIN)
+	if (fi_trywait(fl->fabric, fids, 1) == -FI_EAGAIN)
 		busy = true;
-	if (busy || fl->wait_fd < 0) {
+	if (busy) {
 		fl->idle_ticks = 0;
 		tick_kick(fl);
 	} else if (++fl->idle_ticks > FAB_IDLE_TICKS) {
@@ -533,6 +603,14 @@ static void tick_kick(struct fab_link *fl)
 {
 	if (!ev_is_active(&fl->tick_w))
 		ev_timer_again(fl->dev->loop, &fl->tick_w);
+}
+
+static void tick_set(struct fab_link *fl, ev_tstamp every)
+{
+	if (fl->tick_w.repeat != every || !ev_is_active(&fl->tick_w)) {
+		fl->tick_w.repeat = every;
+		ev_timer_again(fl->dev->loop, &fl->tick_w);
+	}
 }
 
 /* ---- transmit ------------------------------------------------------ */
@@ -634,7 +712,10 @@ static int fab_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 	}
 	/* the provider has work now (acknowledgements, retransmissions) */
 	fl->idle_ticks = 0;
-	tick_kick(fl);
+	if (fl->wait_fd < 0)
+		tick_set(fl, FAB_POLL_FAST_S);
+	else
+		tick_kick(fl);
 	return (int)ret;
 }
 
@@ -910,7 +991,7 @@ struct ipd_link *ipd_link_fabric_create(struct ipd_dev *dev)
 		 fl->info->fabric_attr->prov_name, ipstr, fl->port,
 		 fl->shm_names ? "shm name" : "sockaddr", fl->nrx,
 		 fl->inject_max,
-		 fl->wait_fd >= 0 ? "wait fd" : "polled every 1 ms");
+		 fl->wait_fd >= 0 ? "wait fd" : "polled (no wait fd)");
 	return &fl->link;
 
 err_close:
