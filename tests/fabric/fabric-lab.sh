@@ -7,7 +7,8 @@
 # messages) and ib_write_bw must pass between the hosts, packets must have
 # crossed the link (ipathctl counters), and a pingpong must still pass
 # with 2% loss on host 1's egress (the provider's reliability and the
-# transport's retransmission together).
+# transport's retransmission together) and after host 2's daemon was
+# killed and restarted (not for udp;ofi_rxd, see below).
 # Exit 0 = pass, 77 = skipped (not root, no daemon build, no tools, or
 # libfabric has no usable PROVIDER for reliable datagram messages).
 
@@ -125,5 +126,15 @@ if [[ $PROV != shm* ]]; then
 	pair rc_lossy 19104 ibv_rc_pingpong -g "$gid" -n 300 -s 4096 ||
 		fail "ibv_rc_pingpong with 2% loss"
 	"$LAB" netem 1 off
+fi
+# A peer daemon that is killed and restarted is reached again (rxm
+# reconnects; shm maps the new region of a peer gone silent).  libfabric
+# 1.17's rxd keeps stale peer state and crashes in progress when a
+# restarted peer hears from it: not tried there (see link_fabric.c).
+if [[ $PROV != *ofi_rxd* ]]; then
+	"$LAB" daemon 2 kill
+	"$LAB" daemon 2 start
+	pair rc_restart 19105 ibv_rc_pingpong -g "$gid" -n 100 -s 4096 ||
+		fail "ibv_rc_pingpong after host 2's daemon restarted"
 fi
 log "passed"
