@@ -46,6 +46,20 @@
  * does for a lossy wire.  Receive completions seen during such a retry
  * are queued and handed to the engine from the next callback, never from
  * inside the engine's own xmit call.
+ *
+ * Peer restarts.  rxm (tcp) reconnects by itself.  shm maps a peer's
+ * region when the peer is inserted, so a restarted peer (new region, same
+ * name) would never hear from us again: a peer silent for FAB_STALE_S
+ * while we send to it is inserted again.  libfabric 1.17's rxd keeps its
+ * peer state across a peer's restart, traffic to the restarted daemon
+ * stalls and the restarted rxd can crash in progress when the old state
+ * reaches it; re-inserting the peer does not help, so nothing is tried
+ * there: use tcp;ofi_rxm where daemons restart.
+ *
+ * Limits: IPv4 GIDs only (the endpoint is bound to one IPv4 address; a
+ * packet for an IPv6 destination is dropped); one endpoint per daemon;
+ * the provider's counters are not in ipathctl, the link logs its own
+ * drops when it is destroyed.
  */
 #include <arpa/inet.h>
 #include <errno.h>
