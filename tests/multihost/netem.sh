@@ -1,0 +1,68 @@
+#!/bin/bash
+# The data verifier (tests/verify.c, two processes) between two hosts
+# with every RC opcode (with and without SRQ) while both hosts' egress is
+# impaired (tc netem, or tests/lab/ipl_netem.c on kernels without
+# sch_netem): every byte right, immediates right, atomics exact (each
+# returned value and the final one), no extra completion (nothing
+# delivered twice).  Then the daemons' counters must show that the
+# impairment was met: retransmissions after loss, duplicate requests
+# after duplication, ICRC drops after corruption.
+# usage: netem.sh PROFILE [VERIFY]
+#   PROFILE: none loss1 loss10 reorder duplicate corrupt delay
+# Needs root; exit 77 = skipped.
+set -euo pipefail
+MH_NAME=n
+. "$(dirname "$0")/mh-lib.sh"
+
+profile=${1:?usage: netem.sh PROFILE [VERIFY]}
+verify=${2:-$IPATHD_BUILD_DIR/tests/verify}
+[[ -x $verify ]] || mh_fail "$verify is not executable"
+
+# impairment, verify options, counter that must rise ("HOST:NAME ...")
+case $profile in
+none)      imp=;                     vo="--iters 20";                      must="" ;;
+loss1)     imp="loss 1%";            vo="--iters 10 --max-size 262144";    must="1:retransmits" ;;
+loss10)    imp="loss 10%";           vo="--iters 5 --max-size 65536";      must="1:retransmits" ;;
+reorder)   imp="delay 2ms reorder 25%"; vo="--iters 8 --max-size 262144";  must="2:drop_seq" ;;
+duplicate) imp="duplicate 10%";      vo="--iters 8 --max-size 262144";     must="2:dup_requests" ;;
+corrupt)   imp="corrupt 5%";         vo="--iters 8 --max-size 262144";     must="1:drop_icrc 2:drop_icrc" ;;
+delay)     imp="delay 5ms 2ms";      vo="--iters 5 --max-size 262144";     must="" ;;
+*) mh_fail "unknown profile '$profile'" ;;
+esac
+
+mh_up 2
+declare -A before=()
+for m in $must; do
+	before[$m]=$(mh_counter "${m%%:*}" "${m#*:}")
+done
+if [[ -n $imp ]]; then
+	# shellcheck disable=SC2086
+	"$LAB" netem 1 $imp && "$LAB" netem 2 $imp || mh_fail "netem $imp"
+	mh_log "both hosts' egress: $imp"
+fi
+
+t0=$SECONDS
+# the side channel crosses the impaired link too: generous waits
+# shellcheck disable=SC2086
+mh_pair "verify-$profile" 2 1 \
+	"exec $verify --server \$PORT --wait 300" \
+	"exec $verify --client \$SRV:\$PORT --wait 300 --all --type rc $vo" || {
+	[[ -n $imp ]] && { "$LAB" netem 1 off; "$LAB" netem 2 off; }
+	for k in 1 2; do mh_log "host $k counters:"; "$LAB" ctl "$k" counters >&2 || true; done
+	mh_fail "verify under '${imp:-no impairment}'"
+}
+[[ -n $imp ]] && { "$LAB" netem 1 off; "$LAB" netem 2 off; }
+grep -h '^\(PASS\|FAIL\)' "$MH_LAST.client" >&2
+n=$(grep -c '^PASS' "$MH_LAST.client")
+((n >= 10)) || mh_fail "only $n combinations passed (expected 10)"
+grep -q '^verify: server all passed' "$MH_LAST.server" ||
+	mh_fail "the server side did not report success"
+
+for m in $must; do
+	after=$(mh_counter "${m%%:*}" "${m#*:}")
+	mh_log "host ${m%%:*} ${m#*:}: ${before[$m]} -> $after"
+	((after > before[$m])) ||
+		mh_fail "host ${m%%:*}: ${m#*:} did not rise under '$imp': was the impairment met?"
+done
+mh_daemons_alive
+echo "PASS multihost verify rc under '${imp:-no impairment}' ($n combinations, $((SECONDS - t0)) s)"
