@@ -11,6 +11,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -344,6 +345,18 @@ static void cqe_to_wc(struct ibv_wc *wc, const struct ipd_cqe *e)
 	wc->dlid_path_bits = e->dlid_path_bits;
 }
 
+/*
+ * An application polling an empty CQ is waiting for the daemon, which needs
+ * a CPU to make progress.  Verbs applications busy-poll; on a machine with
+ * no CPU to spare they would hold the daemon off for a whole scheduler
+ * slice.  Yielding costs a fraction of a microsecond when nothing else
+ * wants the CPU.
+ */
+static void cq_empty_yield(void)
+{
+	sched_yield();
+}
+
 int ipd_poll_cq(struct ibv_cq *ibcq, int num_entries, struct ibv_wc *wc)
 {
 	struct ipd_cq *cq = to_icq(ibcq);
@@ -360,6 +373,8 @@ int ipd_poll_cq(struct ibv_cq *ibcq, int num_entries, struct ibv_wc *wc)
 	if (n)
 		ipd_ring_release(cq->ring.hdr, cons + (uint32_t)n);
 	pthread_spin_unlock(&cq->ring.lock);
+	if (!n)
+		cq_empty_yield();
 	return n;
 }
 
