@@ -41,9 +41,12 @@
  * that timer only.
  *
  * Back-pressure.  fi_send/fi_inject answering -FI_EAGAIN makes the link
- * progress the CQ and retry up to FAB_TX_RETRIES times, then drop the
- * packet and count it: the transport's retransmission covers drops as it
- * does for a lossy wire.  Receive completions seen during such a retry
+ * progress the CQ and retry up to FAB_TX_RETRIES times; a packet that
+ * still finds no room waits in a backlog (in order, later packets behind
+ * it) that every progress call flushes, so that a connection being set up
+ * (rxm, shm) loses nothing.  Beyond FAB_BACKLOG_MAX packets the link drops
+ * and counts: the transport's retransmission covers drops as it does for
+ * a lossy wire.  Receive completions seen during such a retry
  * are queued and handed to the engine from the next callback, never from
  * inside the engine's own xmit call.
  *
@@ -84,7 +87,8 @@
 #define FAB_TX_DEPTH 512u       /* sends in flight (at most) */
 #define FAB_CQ_BATCH 32         /* completions per fi_cq_read */
 #define FAB_DRAIN_ROUNDS 16     /* fi_cq_read calls per wake-up */
-#define FAB_TX_RETRIES 64       /* progress+retry on -FI_EAGAIN, then drop */
+#define FAB_TX_RETRIES 8        /* progress+retry on -FI_EAGAIN, then queue */
+#define FAB_BACKLOG_MAX 1024u   /* packets queued for the provider, then drop */
 #define FAB_TICK_S 0.001        /* progress timer while busy */
 #define FAB_IDLE_TICKS 100      /* quiet ticks before the timer stops */
 #define FAB_POLL_FAST_S 0.0001  /* no wait fd: poll this often while busy */
@@ -160,6 +164,10 @@ struct fab_link {
 	struct fab_op *tx_free;
 	unsigned int tx_outstanding;
 
+	/* packets the provider had no room for yet, in order */
+	TAILQ_HEAD(, ipd_pkt) backlog;
+	unsigned int nbacklog;
+
 	/* receives completed while the engine was inside xmit */
 	TAILQ_HEAD(, ipd_pkt) rx_pending;
 	unsigned int in_xmit;
@@ -174,6 +182,7 @@ struct fab_link {
 
 static void tick_kick(struct fab_link *fl);
 static void tick_set(struct fab_link *fl, ev_tstamp every);
+static void backlog_flush(struct fab_link *fl);
 
 /* ---- addresses ----------------------------------------------------- */
 
@@ -578,6 +587,10 @@ static void progress(struct fab_link *fl)
 
 	rx_deliver_pending(fl);
 	busy = cq_drain(fl);
+	if (fl->nbacklog) {
+		backlog_flush(fl);
+		busy = true;
+	}
 	rx_deliver_pending(fl);
 	rx_repost_all(fl);
 	if (fl->wait_fd < 0) {
@@ -591,7 +604,7 @@ static void progress(struct fab_link *fl)
 				     ? FAB_POLL_FAST_S : FAB_TICK_S);
 		return;
 	}
-	busy |= fl->tx_outstanding || fl->rx_unposted ||
+	busy |= fl->tx_outstanding || fl->rx_unposted || fl->nbacklog ||
 		!TAILQ_EMPTY(&fl->rx_pending);
 	if (fi_trywait(fl->fabric, fids, 1) == -FI_EAGAIN)
 		busy = true;
@@ -645,53 +658,24 @@ static void tx_progress(struct fab_link *fl)
 	cq_drain(fl);
 }
 
-static int fab_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
+/* Hand pkt (prefix written) to the provider, progressing and retrying up
+ * to retries times while it answers -FI_EAGAIN.  0: sent (a send op owns
+ * pkt until its completion, an inject freed it); -FI_EAGAIN: still no
+ * room, pkt is the caller's; another error: pkt is the caller's. */
+static ssize_t tx_try(struct fab_link *fl, struct ipd_pkt *pkt, int retries)
 {
-	struct fab_link *fl = link->priv;
-	struct sockaddr_storage src;
-	struct in_addr dst;
+	uint8_t *h = pkt->hdr - FAB_HDR_BYTES;
+	size_t len = FAB_HDR_BYTES + pkt->len;
 	struct fab_op *op = NULL;
-	uint8_t *h;
+	struct in_addr dst;
 	fi_addr_t fa;
-	size_t len;
 	ssize_t ret = 0;
 	int tries;
 
-	if (!addr_v4(&pkt->dst, &dst)) {
-		tx_drop(fl, pkt, -FI_EADDRNOTAVAIL);
-		return -EAFNOSUPPORT;
-	}
-	if (pkt->hdr < pkt->buf + FAB_HDR_BYTES || pkt->len < IPD_BTH_BYTES ||
-	    pkt->hdr + pkt->len > pkt->buf + sizeof(pkt->buf)) {
-		tx_drop(fl, pkt, -FI_EMSGSIZE);
-		return -EMSGSIZE;
-	}
-	if (peer_addr(fl, dst, &fa)) {
-		tx_drop(fl, pkt, -FI_EHOSTUNREACH);
-		return -EHOSTUNREACH;
-	}
-	h = pkt->hdr - FAB_HDR_BYTES;
-	memset(h, 0, FAB_HDR_BYTES);
-	h[0] = FAB_MAGIC0;
-	h[1] = FAB_MAGIC1;
-	h[2] = FAB_VERSION;
-	h[4] = (uint8_t)(pkt->sport >> 8);
-	h[5] = (uint8_t)pkt->sport;
-	/* a packet without a source GID leaves from our own address */
-	src = pkt->src;
-	if (!addr_v4(&src, &(struct in_addr){ 0 }) && src.ss_family != AF_INET6) {
-		struct sockaddr_in *s4 = (void *)&src;
-
-		memset(&src, 0, sizeof(src));
-		s4->sin_family = AF_INET;
-		s4->sin_addr = fl->self;
-	}
-	addr_to16(&src, h + offsetof(struct fab_hdr, src));
-	addr_to16(&pkt->dst, h + offsetof(struct fab_hdr, dst));
-	len = FAB_HDR_BYTES + pkt->len;
-
+	if (!addr_v4(&pkt->dst, &dst) || peer_addr(fl, dst, &fa))
+		return -FI_EHOSTUNREACH;
 	fl->in_xmit++;
-	for (tries = 0; tries <= FAB_TX_RETRIES; tries++) {
+	for (tries = 0; tries <= retries; tries++) {
 		if (tries)
 			tx_progress(fl);
 		if (len <= fl->inject_max) {
@@ -720,10 +704,89 @@ static int fab_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 			break;
 	}
 	fl->in_xmit--;
-	if (ret) {
-		tx_drop(fl, pkt, (int)ret);
-		ret = ret == -FI_EAGAIN ? -ENOBUFS : -EIO;
+	return ret;
+}
+
+/* Send what waits in the backlog, in order, until the provider is full
+ * again. */
+static void backlog_flush(struct fab_link *fl)
+{
+	struct ipd_pkt *pkt;
+	ssize_t ret;
+
+	while ((pkt = TAILQ_FIRST(&fl->backlog))) {
+		/* off the list first: a sent packet may be freed at once */
+		TAILQ_REMOVE(&fl->backlog, pkt, link);
+		ret = tx_try(fl, pkt, 0);
+		if (ret == -FI_EAGAIN) {
+			TAILQ_INSERT_HEAD(&fl->backlog, pkt, link);
+			return;
+		}
+		fl->nbacklog--;
+		if (ret)
+			tx_drop(fl, pkt, (int)ret);
 	}
+}
+
+static int fab_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
+{
+	struct fab_link *fl = link->priv;
+	struct sockaddr_storage src;
+	struct in_addr dst;
+	uint8_t *h;
+	ssize_t ret = 0;
+
+	if (!addr_v4(&pkt->dst, &dst)) {
+		tx_drop(fl, pkt, -FI_EADDRNOTAVAIL);
+		return -EAFNOSUPPORT;
+	}
+	if (pkt->hdr < pkt->buf + FAB_HDR_BYTES || pkt->len < IPD_BTH_BYTES ||
+	    pkt->hdr + pkt->len > pkt->buf + sizeof(pkt->buf)) {
+		tx_drop(fl, pkt, -FI_EMSGSIZE);
+		return -EMSGSIZE;
+	}
+	h = pkt->hdr - FAB_HDR_BYTES;
+	memset(h, 0, FAB_HDR_BYTES);
+	h[0] = FAB_MAGIC0;
+	h[1] = FAB_MAGIC1;
+	h[2] = FAB_VERSION;
+	h[4] = (uint8_t)(pkt->sport >> 8);
+	h[5] = (uint8_t)pkt->sport;
+	/* a packet without a source GID leaves from our own address */
+	src = pkt->src;
+	if (!addr_v4(&src, &(struct in_addr){ 0 }) && src.ss_family != AF_INET6) {
+		struct sockaddr_in *s4 = (void *)&src;
+
+		memset(&src, 0, sizeof(src));
+		s4->sin_family = AF_INET;
+		s4->sin_addr = fl->self;
+	}
+	addr_to16(&src, h + offsetof(struct fab_hdr, src));
+	addr_to16(&pkt->dst, h + offsetof(struct fab_hdr, dst));
+
+	/* Packets keep their order: nothing overtakes the backlog. */
+	backlog_flush(fl);
+	if (TAILQ_EMPTY(&fl->backlog)) {
+		ret = tx_try(fl, pkt, FAB_TX_RETRIES);
+		if (ret && ret != -FI_EAGAIN) {
+			tx_drop(fl, pkt, (int)ret);
+			ret = ret == -FI_EHOSTUNREACH ? -EHOSTUNREACH : -EIO;
+			goto out;
+		}
+	} else {
+		ret = -FI_EAGAIN;
+	}
+	if (ret == -FI_EAGAIN) {
+		if (fl->nbacklog >= FAB_BACKLOG_MAX) {
+			tx_drop(fl, pkt, -FI_EAGAIN);
+			ret = -ENOBUFS;
+			goto out;
+		}
+		TAILQ_INSERT_TAIL(&fl->backlog, pkt, link);
+		fl->nbacklog++;
+		ret = 0;
+	}
+out:
 	/* the provider has work now (acknowledgements, retransmissions) */
 	fl->idle_ticks = 0;
 	if (fl->wait_fd < 0)
@@ -766,6 +829,10 @@ static void fab_close(struct fab_link *fl)
 			ipd_pkt_free(fl->dev, fl->tx_ops[i].pkt);
 	while ((pkt = TAILQ_FIRST(&fl->rx_pending))) {
 		TAILQ_REMOVE(&fl->rx_pending, pkt, link);
+		ipd_pkt_free(fl->dev, pkt);
+	}
+	while ((pkt = TAILQ_FIRST(&fl->backlog))) {
+		TAILQ_REMOVE(&fl->backlog, pkt, link);
 		ipd_pkt_free(fl->dev, pkt);
 	}
 	free(fl->peers);
@@ -976,6 +1043,7 @@ struct ipd_link *ipd_link_fabric_create(struct ipd_dev *dev)
 	fl->dev = dev;
 	fl->wait_fd = -1;
 	TAILQ_INIT(&fl->rx_pending);
+	TAILQ_INIT(&fl->backlog);
 	fl->port = dev->cfg->udp_port ? (uint16_t)dev->cfg->udp_port
 				      : IPD_ROCE_UDP_PORT;
 	fl->shm_names = !strncmp(prov, "shm", 3);
