@@ -37,8 +37,9 @@
  * fi_trywait is asked before libev may sleep; while sends are outstanding
  * or the provider is busy a 1 ms timer keeps progressing (rxd's own
  * retransmissions run only inside progress calls) and it stops after
- * FAB_IDLE_TICKS quiet ticks.  A provider without wait fds is polled by
- * that timer only.
+ * FAB_IDLE_TICKS quiet ticks.  A provider without wait fds (shm) is
+ * polled by that timer only: every 100 us while there is traffic, down to
+ * every 10 ms after a second of quiet.
  *
  * Back-pressure.  fi_send/fi_inject answering -FI_EAGAIN makes the link
  * progress the CQ and retry up to FAB_TX_RETRIES times; a packet that
@@ -91,8 +92,12 @@
 #define FAB_BACKLOG_MAX 1024u   /* packets queued for the provider, then drop */
 #define FAB_TICK_S 0.001        /* progress timer while busy */
 #define FAB_IDLE_TICKS 100      /* quiet ticks before the timer stops */
-#define FAB_POLL_FAST_S 0.0001  /* no wait fd: poll this often while busy */
-#define FAB_POLL_FAST_TICKS 1000 /* ... for this many quiet ticks (0.1 s) */
+/* Without a wait fd: poll every 100 us until 0.1 s after the last
+ * traffic, then every FAB_TICK_S, and after 1 s of quiet every 10 ms. */
+#define FAB_POLL_FAST_S 0.0001
+#define FAB_POLL_FAST_FOR_S 0.1
+#define FAB_POLL_SLOW_AFTER_S 1.0
+#define FAB_POLL_SLOW_S 0.01
 #define FAB_SHM_NAME_MAX 256    /* shm's address length (SMR_NAME_MAX) */
 #define FAB_STALE_S 2.0         /* shm: re-resolve a peer silent this long */
 
@@ -153,6 +158,7 @@ struct fab_link {
 	ev_io wait_w;
 	ev_timer tick_w;
 	unsigned int idle_ticks;
+	ev_tstamp last_active;  /* polled providers: last traffic */
 	bool shm_names;         /* FI_ADDR_STR addressing (shm) */
 	struct in_addr self;
 	uint16_t port;
@@ -595,13 +601,16 @@ static void progress(struct fab_link *fl)
 	rx_repost_all(fl);
 	if (fl->wait_fd < 0) {
 		/* Nothing will wake us: poll fast while there is traffic,
-		 * then every FAB_TICK_S for ever. */
+		 * slower as the link stays quiet (the first packet after a
+		 * long pause waits at most FAB_POLL_SLOW_S). */
+		ev_tstamp now = ev_now(fl->dev->loop), quiet;
+
 		if (busy)
-			fl->idle_ticks = 0;
-		else if (fl->idle_ticks < FAB_POLL_FAST_TICKS)
-			fl->idle_ticks++;
-		tick_set(fl, fl->idle_ticks < FAB_POLL_FAST_TICKS
-				     ? FAB_POLL_FAST_S : FAB_TICK_S);
+			fl->last_active = now;
+		quiet = now - fl->last_active;
+		tick_set(fl, quiet < FAB_POLL_FAST_FOR_S ? FAB_POLL_FAST_S :
+			     quiet < FAB_POLL_SLOW_AFTER_S ? FAB_TICK_S :
+			     FAB_POLL_SLOW_S);
 		return;
 	}
 	busy |= fl->tx_outstanding || fl->rx_unposted || fl->nbacklog ||
@@ -789,6 +798,7 @@ static int fab_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 out:
 	/* the provider has work now (acknowledgements, retransmissions) */
 	fl->idle_ticks = 0;
+	fl->last_active = ev_now(fl->dev->loop);
 	if (fl->wait_fd < 0)
 		tick_set(fl, FAB_POLL_FAST_S);
 	else
