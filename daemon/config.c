@@ -118,7 +118,7 @@ void ipd_config_defaults(struct ipd_config *cfg)
 	strcpy(cfg->dev_node, "uverbs0");
 	strcpy(cfg->link_type, "udp");
 	cfg->udp_port = 4791;	/* IANA RoCEv2 */
-	strcpy(cfg->fabric_provider, "udp;ofi_rxd");
+	strcpy(cfg->fabric_provider, "tcp;ofi_rxm");
 	cfg->max_qp = 1024;
 	cfg->max_qp_wr = 16384;
 	cfg->max_sge = IPD_MAX_SGE;
