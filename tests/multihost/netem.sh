@@ -1,6 +1,7 @@
 #!/bin/bash
-# The data verifier (tests/verify.c, two processes) between two hosts
-# with every RC opcode (with and without SRQ) while both hosts' egress is
+# The data verifier (tests/verify.c, two processes) between two hosts:
+# every QP type and opcode plainly (IPv4 and IPv6 GIDs), and every RC
+# opcode (with and without SRQ) while both hosts' egress is
 # impaired (tc netem, or tests/lab/ipl_netem.c on kernels without
 # sch_netem): every byte right, immediates right, atomics exact (each
 # returned value and the final one), no extra completion (nothing
@@ -8,7 +9,8 @@
 # impairment was met: retransmissions after loss, duplicate requests
 # after duplication, ICRC drops after corruption.
 # usage: netem.sh PROFILE [VERIFY]
-#   PROFILE: none loss1 loss10 reorder duplicate corrupt delay
+#   PROFILE: none loss1 loss10 reorder duplicate corrupt delay, or ipv6:
+#   no impairment, every QP type (RC, UC, UD) over the hosts' IPv6 GIDs
 # Needs root; exit 77 = skipped.
 set -euo pipefail
 MH_NAME=n
@@ -21,6 +23,7 @@ verify=${2:-$IPATHD_BUILD_DIR/tests/verify}
 # impairment, verify options, counter that must rise ("HOST:NAME ...")
 case $profile in
 none)      imp=;                     vo="--iters 20";                      must="" ;;
+ipv6)      imp=;                     vo="--iters 10";                      must="" ;;
 loss1)     imp="loss 1%";            vo="--iters 10 --max-size 262144";    must="1:retransmits" ;;
 loss10)    imp="loss 10%";           vo="--iters 5 --max-size 65536";      must="1:retransmits" ;;
 reorder)   imp="delay 2ms reorder 25%"; vo="--iters 8 --max-size 262144";  must="2:drop_seq" ;;
@@ -30,7 +33,16 @@ delay)     imp="delay 5ms 2ms";      vo="--iters 5 --max-size 262144";     must=
 *) mh_fail "unknown profile '$profile'" ;;
 esac
 
-mh_up 2
+gidopt= types="--type rc" want=10
+# without impairment every QP type (UC and UD lose messages on a lossy link)
+[[ $profile == none ]] && types= want=21
+if [[ $profile == ipv6 ]]; then
+	mh_up 2 --ipv6
+	# every QP type; RoCE v2 over IPv6 (the side channel stays on IPv4)
+	gidopt='-g "$IPL_GID6"' types= want=21
+else
+	mh_up 2
+fi
 declare -A before=()
 for m in $must; do
 	before[$m]=$(mh_counter "${m%%:*}" "${m#*:}")
@@ -45,8 +57,8 @@ t0=$SECONDS
 # the side channel crosses the impaired link too: generous waits
 # shellcheck disable=SC2086
 mh_pair "verify-$profile" 2 1 \
-	"exec $verify --server \$PORT --wait 300" \
-	"exec $verify --client \$SRV:\$PORT --wait 300 --all --type rc $vo" || {
+	"exec $verify --server \$PORT --wait 300 $gidopt" \
+	"exec $verify --client \$SRV:\$PORT --wait 300 --all $types $vo $gidopt" || {
 	[[ -n $imp ]] && { "$LAB" netem 1 off; "$LAB" netem 2 off; }
 	for k in 1 2; do mh_log "host $k counters:"; "$LAB" ctl "$k" counters >&2 || true; done
 	mh_fail "verify under '${imp:-no impairment}'"
@@ -54,7 +66,7 @@ mh_pair "verify-$profile" 2 1 \
 [[ -n $imp ]] && { "$LAB" netem 1 off; "$LAB" netem 2 off; }
 grep -h '^\(PASS\|FAIL\)' "$MH_LAST.client" >&2
 n=$(grep -c '^PASS' "$MH_LAST.client")
-((n >= 10)) || mh_fail "only $n combinations passed (expected 10)"
+((n >= want)) || mh_fail "only $n combinations passed (expected $want)"
 grep -q '^verify: server all passed' "$MH_LAST.server" ||
 	mh_fail "the server side did not report success"
 
@@ -65,4 +77,6 @@ for m in $must; do
 		mh_fail "host ${m%%:*}: ${m#*:} did not rise under '$imp': was the impairment met?"
 done
 mh_daemons_alive
-echo "PASS multihost verify rc under '${imp:-no impairment}' ($n combinations, $((SECONDS - t0)) s)"
+[[ -z $gidopt ]] || grep -q 'GID fd77::' "$MH_LAST.client" ||
+	mh_fail "the client did not talk to the server's IPv6 GID"
+echo "PASS multihost verify ${types:-all types} under '${imp:-no impairment}' ($n combinations, $((SECONDS - t0)) s)"
