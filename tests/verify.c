@@ -15,7 +15,7 @@
  * Atomics are checked exactly: each returned original value and the final
  * value in memory follow from the posted sequence.
  *
- *   verify [--type rc|uc|ud|all] [--op NAME|all] [--iters N]
+ *   verify [--type rc|uc|ud|all] [--op NAME[,NAME..]|all] [--iters N]
  *          [--max-size BYTES] [--seed S] [--srq] [--all] [-d DEV] [-g IDX] [-v]
  *          [--corrupt] [--server PORT | --client HOST:PORT] [--wait SEC]
  *
@@ -1699,21 +1699,28 @@ static int parse_type(const char *s, unsigned int *mask)
 	return 0;
 }
 
+/* "all", or a comma-separated list of operation names. */
 static int parse_op(const char *s, unsigned int *mask)
 {
+	char buf[128], *tok, *save = NULL;
 	int i;
 
 	if (!strcmp(s, "all")) {
 		*mask = (1u << OP_NUM) - 1;
 		return 0;
 	}
-	for (i = 0; i < OP_NUM; i++) {
-		if (!strcmp(s, ops[i].name)) {
-			*mask = 1u << i;
-			return 0;
-		}
+	if (snprintf(buf, sizeof(buf), "%s", s) >= (int)sizeof(buf))
+		return -1;
+	*mask = 0;
+	for (tok = strtok_r(buf, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		for (i = 0; i < OP_NUM && strcmp(tok, ops[i].name); i++)
+			;
+		if (i == OP_NUM)
+			return -1;
+		*mask |= 1u << i;
 	}
-	return -1;
+	return *mask ? 0 : -1;
 }
 
 static int parse_args(int argc, char **argv, struct options *o)
