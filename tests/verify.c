@@ -1664,7 +1664,7 @@ static void usage(const char *argv0)
 	fprintf(stderr,
 		"usage: %s [options]\n"
 		"  --type rc|uc|ud|all   QP type(s) (default all)\n"
-		"  --op NAME|all         send send_imm write write_imm read cmp_swap fetch_add\n"
+		"  --op NAME[,..]|all    send send_imm write write_imm read cmp_swap fetch_add\n"
 		"  --iters N             batches per combination (default 100)\n"
 		"  --max-size BYTES      largest message (default 1048576; UD caps at the MTU)\n"
 		"  --seed S              random seed (default: time based, printed)\n"
