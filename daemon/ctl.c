@@ -24,6 +24,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "ipathd.h"
 
 #define container_of(ptr, type, member)                                     \
@@ -75,6 +76,8 @@ static const struct ctl_op {
 	[IPD__REQUEST__OP_QUERY_QP] = { "query_qp", ipd_handle_query_qp },
 	[IPD__REQUEST__OP_DESTROY] = { "destroy", ipd_handle_destroy },
 	[IPD__REQUEST__OP_STATUS] = { "status", ipd_handle_status, true },
+	[IPD__REQUEST__OP_KSTUB_ATTACH] = { "kstub_attach", ipd_handle_kstub_attach },
+	[IPD__REQUEST__OP_IOMMU_INVAL] = { "iommu_inval", ipd_handle_iommu_inval },
 };
 
 #define N_CTL_OPS (sizeof(ctl_ops) / sizeof(ctl_ops[0]))
