@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "engine.h"
 #include "ipathd.h"
 
@@ -193,6 +194,8 @@ static int run(struct ipd_daemon *d)
 		ipd_err("transport engine: %s", strerror(-ret));
 		goto err_tables;
 	}
+	/* Without the peer port the daemon still runs (forms show "?"). */
+	ipd_peer_init(dev);
 	/* The socket first: it refuses to start next to a running daemon,
 	 * before we touch the published tree that daemon owns. */
 	ret = ipd_ctl_init(dev);
@@ -221,6 +224,7 @@ err_sysfs:
 	ipd_sysfs_unpublish(dev);
 	ipd_ctl_fini(dev);      /* releases every client's objects */
 err_engine:
+	ipd_peer_fini(dev);
 	ipd_engine_fini(dev);
 err_tables:
 	tables_fini(dev, N_TABLES);
