@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "engine.h"
 #include "objects.h"
 #include "qp_state.h"
@@ -460,6 +461,8 @@ int ipd_handle_modify_qp(struct ipd_req_ctx *ctx)
 		return -EINVAL;
 	qp_apply(qp, a, mask, &ah, &av);
 	ipd_engine_qp_modified(qp, old, (int)mask);
+	if (mask & IBV_QP_AV)
+		ipd_peer_need(qp->dev, &qp->av);   /* daemon/peer.c */
 	ctx->resp->ok = true;
 	return 0;
 }
