@@ -67,6 +67,8 @@ static const struct opt_desc opt_table[] = {
 	  CFG_STR(link_type) },
 	{ "link", "udp_port", "udp-port", "N", OPT_UINT, CFG_OFF(udp_port),
 	  0, 1, 65535 },
+	{ "link", "peer_port", "peer-port", "N", OPT_UINT, CFG_OFF(peer_port),
+	  0, 0, 65535 },
 	{ "link", "fabric_provider", NULL, NULL, OPT_STR,
 	  CFG_STR(fabric_provider) },
 	{ "loopback", "loss", "loop-loss", "PCT", OPT_PCT, CFG_OFF(loop_loss) },

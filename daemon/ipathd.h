@@ -48,6 +48,7 @@ struct ipd_config {
 	char dev_node[64];        /* [paths] dev_node = uverbs0 (/dev/infiniband/) */
 	char link_type[16];       /* [link] type = udp | loopback | fabric */
 	unsigned int udp_port;    /* [link] udp_port = 4791 */
+	unsigned int peer_port;   /* [link] peer_port = 0 (udp_port + 1) */
 	char fabric_provider[64]; /* [link] fabric_provider = udp;ofi_rxd */
 	/* [loopback] impairment for tests: percentages 0..100 */
 	double loop_loss, loop_dup, loop_reorder;

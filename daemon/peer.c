@@ -362,6 +362,8 @@ static int peer_port(const struct ipd_config *cfg)
 
 		return v > 0 && v < 65536 ? (int)v : -EINVAL;
 	}
+	if (cfg->peer_port)
+		return (int)cfg->peer_port;
 	return (int)(cfg->udp_port + 1) & 0xffff;
 }
 
