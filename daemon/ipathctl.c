@@ -72,6 +72,9 @@ static void print_device(const Ipd__StatusResp *st)
 	       st->clients == 1 ? "" : "s");
 	for (i = 0; i < st->n_gids; i++)
 		printf("  gid %2zu  %s\n", i, st->gids[i]);
+	/* capability exchange (daemon/peer.c, docs/address-forms.md) */
+	for (i = 0; i < st->n_peers; i++)
+		printf("  peer    %s\n", st->peers[i]);
 }
 
 static void print_qps(const Ipd__StatusResp *st)
