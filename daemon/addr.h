@@ -71,8 +71,9 @@ const struct ipd_addr_counters *ipd_addr_counters(void);
 
 /* ---- peer.c ---------------------------------------------------------- */
 
-/* Open the peer port (cfg->udp_port + 1, or $IPATHD_PEER_PORT).  A daemon
- * that cannot bind runs without the exchange (forms show as "?"). */
+/* Open the peer port ($IPATHD_PEER_PORT, else cfg->peer_port, else
+ * cfg->udp_port + 1).  A daemon that cannot bind runs without the exchange
+ * (forms show as "?"). */
 int ipd_peer_init(struct ipd_dev *dev);
 void ipd_peer_fini(struct ipd_dev *dev);
 /* A QP needs the host behind av (INIT->RTR): handshake, or refresh. */
