@@ -78,6 +78,10 @@ static const struct ctl_op {
 	[IPD__REQUEST__OP_STATUS] = { "status", ipd_handle_status, true },
 	[IPD__REQUEST__OP_KSTUB_ATTACH] = { "kstub_attach", ipd_handle_kstub_attach },
 	[IPD__REQUEST__OP_IOMMU_INVAL] = { "iommu_inval", ipd_handle_iommu_inval },
+	[IPD__REQUEST__OP_CREATE_CHANNEL] = { "create_channel", ipd_handle_create_channel },
+	[IPD__REQUEST__OP_ALLOC_MW] = { "alloc_mw", ipd_handle_alloc_mw },
+	[IPD__REQUEST__OP_DEALLOC_MW] = { "dealloc_mw", ipd_handle_dealloc_mw },
+	[IPD__REQUEST__OP_BIND_MW] = { "bind_mw", ipd_handle_bind_mw },
 };
 
 #define N_CTL_OPS (sizeof(ctl_ops) / sizeof(ctl_ops[0]))
@@ -174,7 +178,9 @@ static void client_free(struct ipd_client *c)
 {
 	struct ipd_dev *dev = c->dev;
 
+	ipd_client_release_mws(c);
 	ipd_client_release_objects(c);
+	ipd_client_release_channels(c);
 	ev_io_stop(dev->loop, &c->sock_w);
 	if (c->doorbell_fd >= 0) {
 		ev_io_stop(dev->loop, &c->doorbell_w);
