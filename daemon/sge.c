@@ -85,6 +85,8 @@ void *ipd_rkey_ptr(struct ipd_dev *dev, struct ipd_pd *pd, uint32_t rkey,
 {
 	struct ipd_mr *mr = ipd_mr_lookup(dev, rkey);
 
+	if (!mr && ipd_mw_key(rkey))
+		return ipd_mw_rkey_ptr(dev, pd, rkey, va, len, access);
 	/* The rkey must be the MR's remote key, not just its handle. */
 	if (!mr || mr->rkey != rkey || mr->pd != pd)
 		return NULL;
