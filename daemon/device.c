@@ -20,7 +20,8 @@
 #define IPD_LOCAL_CA_ACK_DELAY 15
 #define IPD_DEVICE_CAPS                                                    \
 	(IBV_DEVICE_RC_RNR_NAK_GEN | IBV_DEVICE_PORT_ACTIVE_EVENT |         \
-	 IBV_DEVICE_SYS_IMAGE_GUID | IBV_DEVICE_N_NOTIFY_CQ)
+	 IBV_DEVICE_SYS_IMAGE_GUID | IBV_DEVICE_N_NOTIFY_CQ |               \
+	 IBV_DEVICE_MEM_WINDOW)
 /* As Linux rxe: the port supports connection management only. */
 #define IPD_PORT_CAPS IBV_PORT_CM_SUP
 #define IPD_PORT_PHYS_LINKUP 5
@@ -71,7 +72,7 @@ static void device_attr_fill(const struct ipd_dev *dev, Ipd__DeviceAttr *a)
 	a->local_ca_ack_delay = IPD_LOCAL_CA_ACK_DELAY;
 	a->phys_port_cnt = 1;
 	a->max_inline_data = cfg->max_inline;
-	a->max_mw = 0;
+	a->max_mw = 65536;
 }
 
 int ipd_handle_query_device(struct ipd_req_ctx *ctx)
