@@ -51,6 +51,8 @@ cleanup() {
 		done
 	fi
 	"$lab" down >/dev/null 2>&1 || true
+	# The per-run state directory is ours alone.
+	[[ $IPL_PREFIX == ipa[0-9]* ]] && rm -rf "$IPL_STATE"
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
