@@ -297,6 +297,16 @@ env_lines() {
 	echo "RDMAV_DRIVERS=ipathd"
 	echo "LD_LIBRARY_PATH=$IPL_BUILD/provider${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 	echo "IPATHD_SOCKET=$d/ipathd.sock"
+	# A sanitized provider is dlopen()ed into uninstrumented tools: ASan
+	# must come first (tests/lib.sh does the same for one-host tests).
+	local asan
+	asan=$(ldd "$IPL_BUILD/provider/libipathd-rdmav34.so" 2>/dev/null |
+		awk '/libasan\.so/ { print $3; exit }')
+	if [[ -n $asan ]]; then
+		echo "LD_PRELOAD=$asan${LD_PRELOAD:+:$LD_PRELOAD}"
+		echo "ASAN_OPTIONS=detect_leaks=0:halt_on_error=1"
+		echo "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
+	fi
 	echo "IPL_HOST=$k"
 	echo "IPL_ADDR=$(addr4 "$k")"
 	echo "IPL_GID=$(gid_index "$k" || echo 1)"
