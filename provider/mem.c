@@ -14,10 +14,13 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mem.h"
@@ -212,9 +215,12 @@ static void arena_unmap_here(const struct mem_seg *s)
  * Moving pages copies them and then swaps the mapping.  Anything the
  * calling thread writes to those pages in between is lost, and when the
  * range holds the caller's own stack (a stack buffer registered) that is
- * the return addresses of the very functions doing the move.  So when the
- * range overlaps this thread's stack, the move runs on another thread
- * while this one waits without touching its stack.
+ * the return addresses and canaries of the very functions doing the move.
+ * So when the range overlaps this thread's stack, another thread does the
+ * move, and only once this one is parked inside a blocking read() (seen in
+ * /proc/self/task/<tid>/syscall): in the kernel it writes nothing to its
+ * stack.  A signal handler running on that stack meanwhile is the one
+ * case left uncovered.
  */
 struct page_move {
 	uintptr_t start;
@@ -223,6 +229,8 @@ struct page_move {
 	uint64_t *off;
 	const struct mem_seg *unmap;	/* non-NULL: give pages back */
 	int err;
+	pid_t waiter;			/* thread parked in read(park[0]) */
+	int park[2];
 };
 
 static void page_move_run(struct page_move *m)
@@ -234,26 +242,63 @@ static void page_move_run(struct page_move *m)
 					    m->off);
 }
 
+/* True once thread tid is blocked in read(fd, ...). */
+static bool parked_in_read(pid_t tid, int fd)
+{
+	char path[64], buf[128];
+	long nr, arg0;
+	ssize_t n;
+	int f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f < 0)
+		return false;
+	n = read(f, buf, sizeof(buf) - 1);
+	close(f);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return sscanf(buf, "%ld %lx", &nr, &arg0) == 2 && nr == SYS_read &&
+	       arg0 == fd;
+}
+
 static void *page_move_thread(void *arg)
 {
-	page_move_run(arg);
+	struct page_move *m = arg;
+	struct timespec nap = { 0, 50000 };
+	char c = 0;
+	int i;
+
+	/* Bounded: about two seconds, then fail rather than corrupt. */
+	for (i = 0; i < 40000 && !parked_in_read(m->waiter, m->park[0]); i++)
+		nanosleep(&nap, NULL);
+	if (i < 40000)
+		page_move_run(m);
+	else
+		m->err = EAGAIN;
+	if (write(m->park[1], &c, 1) != 1)
+		m->err = m->err ? m->err : EIO;
 	return NULL;
 }
 
+/*
+ * Does [start, start + bytes) hold live frames of this thread?  Judged from
+ * the stack pointer, not pthread_getattr_np(): for the main thread that
+ * reads the [stack] mapping in /proc/self/maps, which our own remapping of
+ * a registered stack page splits.  Live frames lie above the stack pointer;
+ * the window below covers frames the move itself will push.  A false
+ * positive only costs a thread.
+ */
 static bool on_own_stack(uintptr_t start, size_t bytes)
 {
-	pthread_attr_t attr;
-	void *stack;
-	size_t size;
-	bool hit = true;	/* unknown: play safe */
+	const uintptr_t below = 256u << 10, above = 64u << 20;
+	volatile char probe;
+	uintptr_t sp = (uintptr_t)&probe;
+	uintptr_t lo = sp > below ? sp - below : 0;
+	uintptr_t hi = UINTPTR_MAX - sp > above ? sp + above : UINTPTR_MAX;
 
-	if (pthread_getattr_np(pthread_self(), &attr))
-		return hit;
-	if (!pthread_attr_getstack(&attr, &stack, &size))
-		hit = start < (uintptr_t)stack + size &&
-		      (uintptr_t)stack < start + bytes;
-	pthread_attr_destroy(&attr);
-	return hit;
+	return start < hi && lo < start + bytes;
 }
 
 static int page_move(struct page_move *m)
@@ -261,14 +306,27 @@ static int page_move(struct page_move *m)
 	uintptr_t start = m->unmap ? m->unmap->start : m->start;
 	size_t bytes = m->unmap ? seg_bytes(m->unmap) : m->bytes;
 	pthread_t t;
+	ssize_t n;
+	char c;
 
 	if (!on_own_stack(start, bytes)) {
 		page_move_run(m);
 		return m->err;
 	}
-	if (pthread_create(&t, NULL, page_move_thread, m))
+	if (pipe2(m->park, O_CLOEXEC))
+		return errno;
+	m->waiter = (pid_t)syscall(SYS_gettid);
+	if (pthread_create(&t, NULL, page_move_thread, m)) {
+		close(m->park[0]);
+		close(m->park[1]);
 		return EAGAIN;
+	}
+	do {
+		n = read(m->park[0], &c, 1);
+	} while (n < 0 && errno == EINTR);
 	pthread_join(t, NULL);
+	close(m->park[0]);
+	close(m->park[1]);
 	return m->err;
 }
 
