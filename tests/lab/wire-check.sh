@@ -191,8 +191,10 @@ for t in "${tools[@]}"; do
 		pair lossy_rc "$port" ibv_rc_pingpong -p "$port" -n 300 -s 4000
 		port=$((port + 1))
 		perf lossy_write_bw ib_write_bw "$port" -n 300
-		port=$((port + 1))
-		perf lossy_read_bw ib_read_bw "$port" -n 200 -s 16384
+		# No lossy ib_read_bw: READ recovery under loss and reordering
+		# goes back N over every outstanding READ and can storm
+		# (millions of frames, minutes of tshark) — a known engine
+		# weakness (issue 3 note), tested in tests/multihost.
 		"$LAB" netem 1 off
 		"$LAB" netem 2 off
 		;;
