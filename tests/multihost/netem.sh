@@ -36,7 +36,7 @@ loss10)    imp="loss 10%";           vo="--iters 5 --max-size 65536 --op $NOREAD
 # the retried responses are reordered again and READ never completes.
 reorder)   imp="delay 2ms reorder 25%"; vo="--iters 8 --max-size 262144 --op $NOREAD"; must="2:drop_seq" ;;
 duplicate) imp="duplicate 10%";      vo="--iters 8 --max-size 262144";     must="2:dup_requests" ;;
-corrupt)   imp="corrupt 5%";         vo="--iters 8 --max-size 262144";     must="1:drop_icrc 2:drop_icrc" ;;
+corrupt)   imp="corrupt 5%";         vo="--iters 8 --max-size 65536";      must="1:drop_icrc 2:drop_icrc" ;;
 delay)     imp="delay 5ms 2ms";      vo="--iters 5 --max-size 262144 --op $NOREAD"; must="" ;;
 *) mh_fail "unknown profile '$profile'" ;;
 esac
