@@ -282,33 +282,39 @@ static void ipath_unmap(struct ib_device *dev, dma_addr_t addr, size_t size,
 	/* Nothing to tear down: the kernel VA stays the kernel's. */
 }
 
-static dma_addr_t ipath_map_page(struct ib_device *dev, struct page *page,
-				 unsigned long offset, size_t size,
-				 enum dma_data_direction dir)
+/*
+ * The software device's map_page.  As ipath, a mapping may not leave its
+ * page and a lowmem page maps to its kernel VA.  A highmem page has none:
+ * ipath_dma.c (legacy) gave up there (its TODO); ipathd answers with the
+ * page form.
+ */
+static dma_addr_t sw_map_page(struct ib_device *dev, struct page *page,
+			      unsigned long offset, size_t size, bool legacy)
 {
 	void *kva;
 
-	/* As ipath: a mapping may not leave its page. */
 	if (offset + size > dev->pg)
 		return BAD_DMA_ADDRESS;
 	kva = page_address(dev, page);
 	if (kva)
 		return (dma_addr_t)(uintptr_t)kva + offset;
-	/* ipathd's answer to the highmem TODO: the page form. */
+	if (legacy)
+		return BAD_DMA_ADDRESS;
 	return IPD_PAGE_TAG | (page->pfn * dev->pg + offset);
+}
+
+static dma_addr_t ipath_map_page(struct ib_device *dev, struct page *page,
+				 unsigned long offset, size_t size,
+				 enum dma_data_direction dir)
+{
+	return sw_map_page(dev, page, offset, size, false);
 }
 
 static dma_addr_t legacy_map_page(struct ib_device *dev, struct page *page,
 				  unsigned long offset, size_t size,
 				  enum dma_data_direction dir)
 {
-	void *kva;
-
-	if (offset + size > dev->pg)
-		return BAD_DMA_ADDRESS;
-	/* ipath_dma.c: page_address() + offset; NULL for highmem (TODO). */
-	kva = page_address(dev, page);
-	return kva ? (dma_addr_t)(uintptr_t)kva + offset : BAD_DMA_ADDRESS;
+	return sw_map_page(dev, page, offset, size, true);
 }
 
 static int sw_map_sg(struct ib_device *dev, struct scatterlist *sg, int nents,
