@@ -82,6 +82,8 @@ static const struct ctl_op {
 	[IPD__REQUEST__OP_ALLOC_MW] = { "alloc_mw", ipd_handle_alloc_mw },
 	[IPD__REQUEST__OP_DEALLOC_MW] = { "dealloc_mw", ipd_handle_dealloc_mw },
 	[IPD__REQUEST__OP_BIND_MW] = { "bind_mw", ipd_handle_bind_mw },
+	[IPD__REQUEST__OP_OPEN_XRCD] = { "open_xrcd", ipd_handle_open_xrcd },
+	[IPD__REQUEST__OP_OPEN_QP] = { "open_qp", ipd_handle_open_qp },
 };
 
 #define N_CTL_OPS (sizeof(ctl_ops) / sizeof(ctl_ops[0]))

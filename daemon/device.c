@@ -21,7 +21,7 @@
 #define IPD_DEVICE_CAPS                                                    \
 	(IBV_DEVICE_RC_RNR_NAK_GEN | IBV_DEVICE_PORT_ACTIVE_EVENT |         \
 	 IBV_DEVICE_SYS_IMAGE_GUID | IBV_DEVICE_N_NOTIFY_CQ |               \
-	 IBV_DEVICE_MEM_WINDOW)
+	 IBV_DEVICE_MEM_WINDOW | IBV_DEVICE_XRC)
 /* As Linux rxe: the port supports connection management only. */
 #define IPD_PORT_CAPS IBV_PORT_CM_SUP
 #define IPD_PORT_PHYS_LINKUP 5

@@ -81,6 +81,9 @@ void ipd_engine_qp_fini(struct ipd_qp *qp); /* at destroy: timers off, free */
  * the PSNs from qp->attr. */
 void ipd_engine_qp_modified(struct ipd_qp *qp, enum ibv_qp_state old,
 			    int attr_mask);
+/* An XRC SRQ is being destroyed: TGT QPs drop the message they were
+ * placing in it (its receive WQE in hand completes as flushed). */
+void ipd_engine_srq_gone(struct ipd_dev *dev, struct ipd_srq *srq);
 /* Current PSNs for ibv_query_qp (next to send, next expected). */
 void ipd_engine_qp_psns(struct ipd_qp *qp, uint32_t *sq_psn,
 			uint32_t *rq_psn);

@@ -105,6 +105,7 @@ struct ipd_engine_qp {
 	bool drop_msg;            /* UC: discard until the next FIRST/ONLY */
 	bool have_rwqe;
 	bool rwqe_from_srq;
+	struct ipd_srq *xsrq;     /* XRC TGT: the SRQ XRCETH named last */
 	struct ipd_rwqe rwqe;
 	uint32_t recv_off;        /* bytes placed in the receive WQE */
 	uint64_t write_va;
@@ -199,6 +200,8 @@ void ipd_resp_rx(struct ipd_qp *qp, struct ipd_pkt *pkt);
 /* Complete the receive WQE in hand (and the whole RQ when flushing). */
 void ipd_resp_flush(struct ipd_qp *qp);
 void ipd_resp_reset(struct ipd_qp *qp);
+/* XRC TGT: the SRQ the QP receives into is going away. */
+void ipd_resp_srq_gone(struct ipd_qp *qp, struct ipd_srq *srq);
 /* Send queued responses (READ data first), at most a budget's worth.
  * True when anything went out. */
 bool ipd_resp_pump(struct ipd_qp *qp);

@@ -167,6 +167,20 @@ static inline void ipd_bth_set_ackreq(uint8_t *bth, bool ackreq)
 	bth[8] = ackreq ? IPD_BTH_ACKREQ : 0;
 }
 
+/* ---- XRCETH (IBA 9.3.9): 8 reserved bits, the 24-bit XRC SRQ number -- */
+
+static inline uint32_t ipd_xrceth_srqn(const uint8_t *bth)
+{
+	return ipd_get24(ipd_chdr_at(bth, IPD_HDR_XRCETH) + 1);
+}
+static inline void ipd_xrceth_set(uint8_t *bth, uint32_t srqn)
+{
+	uint8_t *p = ipd_hdr_at(bth, IPD_HDR_XRCETH);
+
+	p[0] = 0;
+	ipd_put24(p + 1, srqn);
+}
+
 /* ---- DETH (IBA 9.3.3): Q_Key, source QP ----------------------------- */
 
 static inline uint32_t ipd_deth_qkey(const uint8_t *bth)

@@ -3,6 +3,7 @@
  * ipathd core: the objects every daemon file shares.  Ownership of files:
  *   main.c loop.c config.c log.c sysfs.c ctl.c    daemon infrastructure
  *   table.c queue.c pd.c mr.c cq.c srq.c ah.c qp.c  verbs objects (+ handlers)
+ *   xrcd.c                                          XRC domains
  *   engine.h opcode.c hdr.h pkt.c req.c resp.c comp.c sge.c net.c link_loop.c
  *                                                   transport engine
  * A file only touches another concern through the functions declared here
@@ -125,6 +126,20 @@ enum ipd_obj_type {
 	IPD_OBJ_SRQ,
 	IPD_OBJ_QP,
 	IPD_OBJ_AH,
+	IPD_OBJ_XRCD,
+};
+
+/* An XRC domain (xrcd.c): what XRC SRQs and XRC_RECV (TGT) QPs belong
+ * to.  Domains opened through the same file are one domain, shared by
+ * every client of the daemon (IBA 11.2.x / ibv_open_xrcd). */
+struct ipd_xrcd_dom;
+
+/* One client's open of a domain (its ibv_xrcd). */
+struct ipd_xrcd {
+	uint32_t handle;
+	struct ipd_client *client;
+	struct ipd_xrcd_dom *dom;
+	unsigned int refcnt;       /* SRQs, TGT QPs and opened QPs using it */
 };
 
 struct ipd_pd {
@@ -180,7 +195,15 @@ struct ipd_srq {
 	uint32_t max_wr, max_sge, limit;
 	bool limit_armed;
 	unsigned int refcnt;       /* QPs using it */
+	/* IBV_SRQT_XRC: receives for TGT QPs of the domain; the handle is
+	 * the SRQ number XRCETH names. */
+	struct ipd_xrcd *xrcd;     /* NULL: a basic SRQ */
+	struct ipd_cq *cq;         /* XRC: where its completions go */
 };
+
+/* The XRC SRQ numbered srqn if a TGT QP of dom may use it, else NULL. */
+struct ipd_srq *ipd_srq_xrc_lookup(struct ipd_dev *dev, uint32_t srqn,
+				   const struct ipd_xrcd_dom *dom);
 
 /* A receive WQE as the daemon keeps it (copied out of the ring). */
 #define IPD_MAX_SGE 32
@@ -227,6 +250,10 @@ struct ipd_qp {
 	struct ipd_pd *pd;
 	struct ipd_cq *scq, *rcq;
 	struct ipd_srq *srq;          /* NULL: the QP has its own RQ */
+	/* XRC_RECV (TGT): its domain; no PD, CQs or rings of its own.
+	 * XRC_SEND (INI) has a PD and send CQ and no receive side. */
+	struct ipd_xrcd *xrcd;
+	unsigned int xrc_opens;       /* ibv_open_qp users (other clients) */
 	enum ibv_qp_type type;
 	bool sq_sig_all;
 	uint64_t user_handle;
@@ -315,6 +342,9 @@ int ipd_handle_create_channel(struct ipd_req_ctx *ctx);
 /* Close the completion channels a departing client created (after its
  * CQs are gone); cq.c. */
 void ipd_client_release_channels(struct ipd_client *client);
+/* XRC domains (xrcd.c). */
+int ipd_handle_open_xrcd(struct ipd_req_ctx *ctx);
+int ipd_handle_open_qp(struct ipd_req_ctx *ctx);
 /* Memory windows (mw.c). */
 int ipd_handle_alloc_mw(struct ipd_req_ctx *ctx);
 int ipd_handle_dealloc_mw(struct ipd_req_ctx *ctx);
@@ -358,7 +388,8 @@ struct ipd_dev {
 	uint8_t mac[6];
 	struct ipd_gid gids[IPD_MAX_GIDS];
 	int ngids;
-	struct ipd_table pds, mrs, cqs, srqs, qps, ahs;
+	struct ipd_table pds, mrs, cqs, srqs, qps, ahs, xrcds;
+	LIST_HEAD(, ipd_xrcd_dom) xrcd_doms; /* xrcd.c: domains with a file */
 	TAILQ_HEAD(, ipd_qp) qps_list;     /* every QP, for the engine scan */
 	TAILQ_HEAD(, ipd_client) clients;
 	uint32_t next_client_id;

@@ -63,6 +63,8 @@ static const struct {
 	{ offsetof(struct ipd_dev, srqs), 1, offsetof(struct ipd_config, max_srq) },
 	{ offsetof(struct ipd_dev, qps), FIRST_QPN, offsetof(struct ipd_config, max_qp) },
 	{ offsetof(struct ipd_dev, ahs), 1, offsetof(struct ipd_config, max_ah) },
+	/* one XRCD open per PD is plenty */
+	{ offsetof(struct ipd_dev, xrcds), 1, offsetof(struct ipd_config, max_pd) },
 };
 
 #define N_TABLES (sizeof(tables) / sizeof(tables[0]))

@@ -188,6 +188,17 @@ static bool rx_src_ok(const struct ipd_qp *qp, const struct ipd_pkt *pkt)
 	return !memcmp(a, b, 16);
 }
 
+/* The XRC halves (IBA 9.8.4): requests go to TGT QPs, responses to INI
+ * QPs, never the other way round. */
+static bool rx_xrc_half_ok(const struct ipd_qp *qp, const struct ipd_pkt *pkt)
+{
+	if (qp->type == IBV_QPT_XRC_SEND)
+		return pkt->mask & IPD_ACK_MASK;
+	if (qp->type == IBV_QPT_XRC_RECV)
+		return pkt->mask & IPD_REQ_MASK;
+	return true;
+}
+
 void ipd_engine_rx(struct ipd_dev *dev, struct ipd_pkt *pkt)
 {
 	struct ipd_qp *qp;
@@ -207,7 +218,8 @@ void ipd_engine_rx(struct ipd_dev *dev, struct ipd_pkt *pkt)
 		dev->cnt.drop_no_qp++;
 		goto out;
 	}
-	if (!(pkt->mask & ipd_qpt_op_mask(qp->type)) || !rx_src_ok(qp, pkt)) {
+	if (!(pkt->mask & ipd_qpt_op_mask(qp->type)) ||
+	    !rx_xrc_half_ok(qp, pkt) || !rx_src_ok(qp, pkt)) {
 		dev->cnt.drop_bad_state++;
 		goto out;
 	}
@@ -438,6 +450,15 @@ void ipd_engine_qp_modified(struct ipd_qp *qp, enum ibv_qp_state old,
 			ipd_comp_reset_retries(qp);
 		break;
 	}
+}
+
+void ipd_engine_srq_gone(struct ipd_dev *dev, struct ipd_srq *srq)
+{
+	struct ipd_qp *qp;
+
+	TAILQ_FOREACH(qp, &dev->qps_list, dev_link)
+		if (qp->type == IBV_QPT_XRC_RECV && qp->eng)
+			ipd_resp_srq_gone(qp, srq);
 }
 
 void ipd_engine_qp_psns(struct ipd_qp *qp, uint32_t *sq_psn,

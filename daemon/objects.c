@@ -32,6 +32,7 @@ OBJ_GLUE(cq)
 OBJ_GLUE(srq)
 OBJ_GLUE(qp)
 OBJ_GLUE(ah)
+OBJ_GLUE(xrcd)
 
 #define OBJ_KIND(type, tbl)                                                 \
 	{ #type, offsetof(struct ipd_dev, tbl), type##_owner, type##_destroy }
@@ -44,15 +45,17 @@ static const struct obj_kind obj_kinds[] = {
 	[IPD_OBJ_SRQ] = OBJ_KIND(srq, srqs),
 	[IPD_OBJ_QP] = OBJ_KIND(qp, qps),
 	[IPD_OBJ_AH] = OBJ_KIND(ah, ahs),
+	[IPD_OBJ_XRCD] = OBJ_KIND(xrcd, xrcds),
 };
 
 _Static_assert((int)IPD_OBJ_PD == IPD__OBJ_TYPE__OBJ_PD &&
-	       (int)IPD_OBJ_AH == IPD__OBJ_TYPE__OBJ_AH,
+	       (int)IPD_OBJ_XRCD == IPD__OBJ_TYPE__OBJ_XRCD,
 	       "ipd_obj_type follows ObjType");
 
 /* Dependants before what they depend on (ipathd.h). */
 static const enum ipd_obj_type release_order[] = {
-	IPD_OBJ_QP, IPD_OBJ_SRQ, IPD_OBJ_CQ, IPD_OBJ_AH, IPD_OBJ_MR, IPD_OBJ_PD,
+	IPD_OBJ_QP, IPD_OBJ_SRQ, IPD_OBJ_XRCD, IPD_OBJ_CQ, IPD_OBJ_AH,
+	IPD_OBJ_MR, IPD_OBJ_PD,
 };
 
 static struct ipd_table *kind_table(struct ipd_dev *dev,
@@ -68,7 +71,7 @@ int ipd_handle_destroy(struct ipd_req_ctx *ctx)
 	void *obj;
 	int err;
 
-	if ((int)m->type < (int)IPD_OBJ_PD || (int)m->type > (int)IPD_OBJ_AH)
+	if ((int)m->type < (int)IPD_OBJ_PD || (int)m->type > (int)IPD_OBJ_XRCD)
 		return ipd_req_fail(ctx, EINVAL, "destroy: bad object type %d",
 				    (int)m->type);
 	k = &obj_kinds[m->type];
@@ -98,6 +101,9 @@ static void release_kind(struct ipd_client *client, enum ipd_obj_type type)
 		/* The engine dropped its MR references with the QPs. */
 		if (type == IPD_OBJ_MR)
 			((struct ipd_mr *)obj)->refcnt = 0;
+		/* Other clients' ibv_open_qp uses end with their creator. */
+		if (type == IPD_OBJ_QP)
+			((struct ipd_qp *)obj)->xrc_opens = 0;
 		if (k->destroy(obj))
 			ipd_warn("client %u: %s %u still busy at release",
 				 client->id, k->name, t->base + i);

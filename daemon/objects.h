@@ -19,6 +19,9 @@ struct ipd_cq *ipd_cq_get(struct ipd_client *c, uint32_t handle);
 struct ipd_srq *ipd_srq_get(struct ipd_client *c, uint32_t handle);
 struct ipd_qp *ipd_qp_get(struct ipd_client *c, uint32_t handle);
 struct ipd_ah *ipd_ah_get(struct ipd_client *c, uint32_t handle);
+struct ipd_xrcd *ipd_xrcd_get(struct ipd_client *c, uint32_t handle);
+/* Does client c have the domain dom open (it may then use its TGT QPs)? */
+bool ipd_xrcd_client_has(struct ipd_client *c, const struct ipd_xrcd_dom *dom);
 
 /* Destructors: 0, or -EBUSY while other objects still use it. */
 int ipd_pd_destroy(struct ipd_pd *pd);
@@ -27,6 +30,7 @@ int ipd_cq_destroy(struct ipd_cq *cq);
 int ipd_srq_destroy(struct ipd_srq *srq);
 int ipd_qp_destroy(struct ipd_qp *qp);
 int ipd_ah_destroy(struct ipd_ah *ah);
+int ipd_xrcd_destroy(struct ipd_xrcd *xrcd);
 
 /* The AhAttr message as a struct ibv_ah_attr (missing GRH: is_global 0). */
 void ipd_ah_attr_from_msg(const Ipd__AhAttr *m, struct ibv_ah_attr *a);

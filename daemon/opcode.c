@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
  * The opcode tables.  Header offsets are derived from each opcode's mask in
- * the one order headers may appear (IBA 9.2: BTH, then DETH for datagrams,
+ * the one order headers may appear (IBA 9.2: BTH, then XRCETH for XRC
+ * requests or DETH for datagrams,
  * RETH or AtomicETH, then ImmDt or IETH; responses carry AETH and, for
  * atomics, AtomicAckETH), so an offset can never disagree with the mask.
  */
@@ -10,7 +11,8 @@
 #include "opcode.h"
 
 #define HLEN(m, bit, len) (((m) & (bit)) ? (len) : 0)
-#define O_DETH(m) IPD_BTH_BYTES
+#define O_XRCETH(m) IPD_BTH_BYTES
+#define O_DETH(m) (O_XRCETH(m) + HLEN(m, IPD_XRCETH_MASK, IPD_XRCETH_BYTES))
 #define O_RETH(m) (O_DETH(m) + HLEN(m, IPD_DETH_MASK, IPD_DETH_BYTES))
 #define O_AETH(m) (O_RETH(m) + HLEN(m, IPD_RETH_MASK, IPD_RETH_BYTES))
 #define O_ATMETH(m) (O_AETH(m) + HLEN(m, IPD_AETH_MASK, IPD_AETH_BYTES))
@@ -25,6 +27,8 @@
 		.name = (n), .mask = (m), .length = O_PAYLOAD(m),        \
 		.offset = {                                              \
 			[IPD_HDR_BTH] = 0,                               \
+			[IPD_HDR_XRCETH] =                               \
+				AT(m, IPD_XRCETH_MASK, O_XRCETH(m)),     \
 			[IPD_HDR_DETH] = AT(m, IPD_DETH_MASK, O_DETH(m)), \
 			[IPD_HDR_RETH] = AT(m, IPD_RETH_MASK, O_RETH(m)), \
 			[IPD_HDR_AETH] = AT(m, IPD_AETH_MASK, O_AETH(m)), \
@@ -115,6 +119,18 @@ const struct ipd_opcode_info ipd_opcode_info[256] = {
 
 	SENDS_AND_WRITES(IPD_OP_UC, "UC", IPD_UC_MASK),
 
+	/* XRC (IBA 9.2.1 table 35, transport 101b; 9.3.9 XRCETH on every
+	 * request).  READ and atomics are not offered on XRC (the INI side
+	 * rejects them), so only SEND and WRITE requests and the plain
+	 * acknowledgement exist here. */
+	SENDS_AND_WRITES(IPD_OP_XRC, "XRC", IPD_XRC_MASK | IPD_XRCETH_MASK),
+	[IPD_OP_XRC | IPD_OP_SEND_LAST_INV] = OP("XRC_SEND_LAST_WITH_INVALIDATE",
+		IPD_XRC_MASK | IPD_XRCETH_MASK | M_SEND_LAST | IPD_IETH_MASK),
+	[IPD_OP_XRC | IPD_OP_SEND_ONLY_INV] = OP("XRC_SEND_ONLY_WITH_INVALIDATE",
+		IPD_XRC_MASK | IPD_XRCETH_MASK | M_SEND_ONLY | IPD_IETH_MASK),
+	[IPD_OP_XRC | IPD_OP_ACKNOWLEDGE] = OP("XRC_ACKNOWLEDGE",
+		IPD_ACK_MASK | IPD_XRC_MASK | IPD_AETH_MASK | IPD_ONLY_MASK),
+
 	[IPD_OP_UD | IPD_OP_SEND_ONLY] = OP("UD_SEND_ONLY",
 		IPD_UD_MASK | M_SEND_ONLY | IPD_DETH_MASK),
 	[IPD_OP_UD | IPD_OP_SEND_ONLY_IMM] = OP("UD_SEND_ONLY_WITH_IMMEDIATE",
@@ -123,25 +139,27 @@ const struct ipd_opcode_info ipd_opcode_info[256] = {
 
 #define QP_ALL (IPD_WR_RC | IPD_WR_UC | IPD_WR_UD)
 #define QP_RCUC (IPD_WR_RC | IPD_WR_UC)
+#define QP_CONN (IPD_WR_RC | IPD_WR_UC | IPD_WR_XRC)
 
 /* IBA 10.7.3 / verbs: which work requests each transport accepts. */
 const struct ipd_wr_opcode_info ipd_wr_opcode_info[IPD_NUM_WR_OPCODES] = {
 	[IBV_WR_RDMA_WRITE] = {
-		"RDMA_WRITE", QP_RCUC | IPD_WR_WRITE | IPD_WR_INLINE_OK,
+		"RDMA_WRITE", QP_CONN | IPD_WR_WRITE | IPD_WR_INLINE_OK,
 		IBV_WC_RDMA_WRITE, IPD_OP_WRITE_FIRST, IPD_OP_WRITE_MIDDLE,
 		IPD_OP_WRITE_LAST, IPD_OP_WRITE_ONLY },
 	[IBV_WR_RDMA_WRITE_WITH_IMM] = {
 		"RDMA_WRITE_WITH_IMM",
-		QP_RCUC | IPD_WR_WRITE | IPD_WR_IMM | IPD_WR_INLINE_OK,
+		QP_CONN | IPD_WR_WRITE | IPD_WR_IMM | IPD_WR_INLINE_OK,
 		IBV_WC_RDMA_WRITE, IPD_OP_WRITE_FIRST, IPD_OP_WRITE_MIDDLE,
 		IPD_OP_WRITE_LAST_IMM, IPD_OP_WRITE_ONLY_IMM },
 	[IBV_WR_SEND] = {
-		"SEND", QP_ALL | IPD_WR_SEND | IPD_WR_INLINE_OK,
+		"SEND", QP_ALL | IPD_WR_XRC | IPD_WR_SEND | IPD_WR_INLINE_OK,
 		IBV_WC_SEND, IPD_OP_SEND_FIRST, IPD_OP_SEND_MIDDLE,
 		IPD_OP_SEND_LAST, IPD_OP_SEND_ONLY },
 	[IBV_WR_SEND_WITH_IMM] = {
 		"SEND_WITH_IMM",
-		QP_ALL | IPD_WR_SEND | IPD_WR_IMM | IPD_WR_INLINE_OK,
+		QP_ALL | IPD_WR_XRC | IPD_WR_SEND | IPD_WR_IMM |
+			IPD_WR_INLINE_OK,
 		IBV_WC_SEND, IPD_OP_SEND_FIRST, IPD_OP_SEND_MIDDLE,
 		IPD_OP_SEND_LAST_IMM, IPD_OP_SEND_ONLY_IMM },
 	[IBV_WR_RDMA_READ] = {
@@ -158,7 +176,8 @@ const struct ipd_wr_opcode_info ipd_wr_opcode_info[IPD_NUM_WR_OPCODES] = {
 		IPD_OP_FETCH_ADD, IPD_OP_FETCH_ADD },
 	[IBV_WR_SEND_WITH_INV] = {
 		"SEND_WITH_INV",
-		IPD_WR_RC | IPD_WR_SEND | IPD_WR_INV | IPD_WR_INLINE_OK,
+		IPD_WR_RC | IPD_WR_XRC | IPD_WR_SEND | IPD_WR_INV |
+			IPD_WR_INLINE_OK,
 		IBV_WC_SEND, IPD_OP_SEND_FIRST, IPD_OP_SEND_MIDDLE,
 		IPD_OP_SEND_LAST_INV, IPD_OP_SEND_ONLY_INV },
 	/* LOCAL_INV, BIND_MW, TSO, DRIVER1: not supported (name NULL). */
@@ -173,6 +192,9 @@ uint8_t ipd_qpt_opcode_base(int qp_type)
 		return IPD_OP_UC;
 	case IBV_QPT_UD:
 		return IPD_OP_UD;
+	case IBV_QPT_XRC_SEND:
+	case IBV_QPT_XRC_RECV:
+		return IPD_OP_XRC;
 	default:
 		return 0xff;
 	}
@@ -187,6 +209,8 @@ uint32_t ipd_qpt_wr_mask(int qp_type)
 		return IPD_WR_UC;
 	case IBV_QPT_UD:
 		return IPD_WR_UD;
+	case IBV_QPT_XRC_SEND:
+		return IPD_WR_XRC;
 	default:
 		return 0;
 	}
@@ -201,9 +225,18 @@ uint32_t ipd_qpt_op_mask(int qp_type)
 		return IPD_UC_MASK;
 	case IBV_QPT_UD:
 		return IPD_UD_MASK;
+	case IBV_QPT_XRC_SEND:
+	case IBV_QPT_XRC_RECV:
+		return IPD_XRC_MASK;
 	default:
 		return 0;
 	}
+}
+
+bool ipd_qpt_reliable(int qp_type)
+{
+	return qp_type == IBV_QPT_RC || qp_type == IBV_QPT_XRC_SEND ||
+	       qp_type == IBV_QPT_XRC_RECV;
 }
 
 const struct ipd_wr_opcode_info *ipd_wr_opcode_get(unsigned int opcode,

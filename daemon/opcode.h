@@ -7,11 +7,13 @@
 #ifndef IPATHD_OPCODE_H
 #define IPATHD_OPCODE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Extension headers, in the order they may appear after the BTH. */
 enum ipd_hdr_type {
 	IPD_HDR_BTH,
+	IPD_HDR_XRCETH,
 	IPD_HDR_DETH,
 	IPD_HDR_RETH,
 	IPD_HDR_AETH,
@@ -26,6 +28,7 @@ enum ipd_hdr_type {
 /* Header lengths in bytes (IBA 9.2 .. 9.5). */
 enum {
 	IPD_BTH_BYTES = 12,
+	IPD_XRCETH_BYTES = 4,
 	IPD_DETH_BYTES = 8,
 	IPD_RETH_BYTES = 16,
 	IPD_AETH_BYTES = 4,
@@ -37,6 +40,7 @@ enum {
 
 /* Properties of a packet opcode. */
 enum ipd_op_mask {
+	IPD_XRCETH_MASK = 1u << IPD_HDR_XRCETH,
 	IPD_DETH_MASK = 1u << IPD_HDR_DETH,
 	IPD_RETH_MASK = 1u << IPD_HDR_RETH,
 	IPD_AETH_MASK = 1u << IPD_HDR_AETH,
@@ -60,11 +64,12 @@ enum ipd_op_mask {
 	IPD_RC_MASK = 1u << 21,
 	IPD_UC_MASK = 1u << 22,
 	IPD_UD_MASK = 1u << 23,
+	IPD_XRC_MASK = 1u << 24,
 
 	IPD_ONLY_MASK = IPD_FIRST_MASK | IPD_LAST_MASK,
 	IPD_READ_OR_ATOMIC_MASK = IPD_READ_MASK | IPD_ATOMIC_MASK,
 	IPD_WRITE_OR_SEND_MASK = IPD_WRITE_MASK | IPD_SEND_MASK,
-	IPD_QPT_MASK = IPD_RC_MASK | IPD_UC_MASK | IPD_UD_MASK,
+	IPD_QPT_MASK = IPD_RC_MASK | IPD_UC_MASK | IPD_UD_MASK | IPD_XRC_MASK,
 };
 
 struct ipd_opcode_info {
@@ -82,6 +87,7 @@ enum ipd_ib_opcode {
 	IPD_OP_UC = 0x20,
 	IPD_OP_RD = 0x40,
 	IPD_OP_UD = 0x60,
+	IPD_OP_XRC = 0xa0,
 
 	IPD_OP_SEND_FIRST = 0x00,
 	IPD_OP_SEND_MIDDLE = 0x01,
@@ -120,6 +126,7 @@ enum ipd_wr_mask {
 	IPD_WR_RC = 1u << 8,         /* legal on this QP type */
 	IPD_WR_UC = 1u << 9,
 	IPD_WR_UD = 1u << 10,
+	IPD_WR_XRC = 1u << 11,       /* XRC_SEND (INI) QPs */
 	IPD_WR_READ_OR_ATOMIC = IPD_WR_READ | IPD_WR_ATOMIC,
 };
 
@@ -136,10 +143,13 @@ extern const struct ipd_wr_opcode_info ipd_wr_opcode_info[IPD_NUM_WR_OPCODES];
 
 /* Transport bits of opcodes for a QP type (enum ibv_qp_type); 0xff = none. */
 uint8_t ipd_qpt_opcode_base(int qp_type);
-/* IPD_WR_RC/UC/UD (or 0) for a QP type. */
+/* IPD_WR_RC/UC/UD/XRC (or 0) for a QP type. */
 uint32_t ipd_qpt_wr_mask(int qp_type);
-/* IPD_RC/UC/UD_MASK (or 0) for a QP type. */
+/* IPD_RC/UC/UD/XRC_MASK (or 0) for a QP type. */
 uint32_t ipd_qpt_op_mask(int qp_type);
+/* Reliable connected service: RC and both XRC halves (IBA 9.7, 9.8.4):
+ * PSNs, ACKs, retries. */
+bool ipd_qpt_reliable(int qp_type);
 
 /* The WR opcode info when opcode is legal on qp_type, else NULL. */
 const struct ipd_wr_opcode_info *ipd_wr_opcode_get(unsigned int opcode,

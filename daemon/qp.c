@@ -31,6 +31,22 @@ struct ipd_qp *ipd_qp_get(struct ipd_client *c, uint32_t handle)
 	return qp && qp->client == c ? qp : NULL;
 }
 
+/* For modify and query: the client's QP, or a TGT QP of a domain the
+ * client has open (ibv_open_qp gives such a QP to other processes). */
+static struct ipd_qp *qp_get_shared(struct ipd_client *c, uint32_t qpn)
+{
+	struct ipd_qp *qp = ipd_table_get(&c->dev->qps, qpn);
+
+	if (!qp)
+		return NULL;
+	if (qp->client == c)
+		return qp;
+	if (qp->type == IBV_QPT_XRC_RECV &&
+	    ipd_xrcd_client_has(c, qp->xrcd->dom))
+		return qp;
+	return NULL;
+}
+
 /* ------------------------------------------------------------------ */
 /* Create                                                              */
 
@@ -48,24 +64,58 @@ struct qp_create_refs {
 	struct ipd_pd *pd;
 	struct ipd_cq *scq, *rcq;
 	struct ipd_srq *srq;
+	struct ipd_xrcd *xrcd;
 };
+
+/* Which queues a QP type has: an XRC_RECV (TGT) QP has none, it only
+ * answers; an XRC_SEND (INI) QP only sends (IBA 11.2.x XRC). */
+static bool qpt_has_sq(uint32_t type)
+{
+	return type != IBV_QPT_XRC_RECV;
+}
+
+static bool qp_has_rq(const struct ipd_qp *qp)
+{
+	return !qp->srq && qp->type != IBV_QPT_XRC_SEND &&
+	       qp->type != IBV_QPT_XRC_RECV;
+}
+
+static int qp_create_lookup_tgt(struct ipd_req_ctx *ctx,
+				const Ipd__CreateQp *m,
+				struct qp_create_refs *refs)
+{
+	refs->xrcd = ipd_xrcd_get(ctx->client, m->xrcd);
+	if (!refs->xrcd)
+		return ipd_req_fail(ctx, EINVAL, "create_qp: no XRCD %u",
+				    m->xrcd);
+	return 0;
+}
 
 static int qp_create_lookup(struct ipd_req_ctx *ctx, const Ipd__CreateQp *m,
 			    struct qp_create_refs *refs)
 {
 	struct ipd_client *c = ctx->client;
+	bool ini = m->qp_type == IBV_QPT_XRC_SEND;
 
+	memset(refs, 0, sizeof(*refs));
+	if (m->qp_type == IBV_QPT_XRC_RECV)
+		return qp_create_lookup_tgt(ctx, m, refs);
 	refs->pd = ipd_pd_get(c, m->pd);
 	refs->scq = ipd_cq_get(c, m->send_cq);
-	refs->rcq = ipd_cq_get(c, m->recv_cq);
-	refs->srq = m->srq ? ipd_srq_get(c, m->srq) : NULL;
+	/* An INI QP receives nothing: its receive CQ and SRQ are ignored. */
+	refs->rcq = ini ? NULL : ipd_cq_get(c, m->recv_cq);
+	refs->srq = m->srq && !ini ? ipd_srq_get(c, m->srq) : NULL;
 	if (!refs->pd)
 		return ipd_req_fail(ctx, EINVAL, "create_qp: no PD %u", m->pd);
-	if (!refs->scq || !refs->rcq)
+	if (!refs->scq || (!ini && !refs->rcq))
 		return ipd_req_fail(ctx, EINVAL, "create_qp: no CQ %u/%u",
 				    m->send_cq, m->recv_cq);
-	if (m->srq && !refs->srq)
+	if (m->srq && !ini && !refs->srq)
 		return ipd_req_fail(ctx, EINVAL, "create_qp: no SRQ %u", m->srq);
+	/* A QP's SRQ is a basic one; XRC SRQs are reached through XRCETH. */
+	if (refs->srq && refs->srq->xrcd)
+		return ipd_req_fail(ctx, EINVAL,
+				    "create_qp: SRQ %u is an XRC SRQ", m->srq);
 	return 0;
 }
 
@@ -76,9 +126,12 @@ static int qp_create_check_caps(struct ipd_req_ctx *ctx, const Ipd__CreateQp *m)
 	uint32_t sge = qp_sge_limit(cfg);
 
 	if (m->qp_type != IBV_QPT_RC && m->qp_type != IBV_QPT_UC &&
-	    m->qp_type != IBV_QPT_UD)
+	    m->qp_type != IBV_QPT_UD && m->qp_type != IBV_QPT_XRC_SEND &&
+	    m->qp_type != IBV_QPT_XRC_RECV)
 		return ipd_req_fail(ctx, EINVAL, "create_qp: QP type %u not supported",
 				    m->qp_type);
+	if (m->qp_type == IBV_QPT_XRC_RECV)
+		return 0;   /* no queues of its own */
 	if (!cap)
 		return ipd_req_fail(ctx, EINVAL, "create_qp: no capabilities");
 	if (cap->max_send_wr > cfg->max_qp_wr || cap->max_send_sge > sge ||
@@ -86,8 +139,8 @@ static int qp_create_check_caps(struct ipd_req_ctx *ctx, const Ipd__CreateQp *m)
 		return ipd_req_fail(ctx, EINVAL,
 				    "create_qp: send caps over limits (wr %u, sge %u, inline %u)",
 				    cfg->max_qp_wr, sge, cfg->max_inline);
-	if (m->srq)
-		return 0;   /* receive caps are the SRQ's */
+	if (m->srq || m->qp_type == IBV_QPT_XRC_SEND)
+		return 0;   /* receive caps are the SRQ's, or there is no RQ */
 	if (cap->max_recv_wr > cfg->max_qp_wr || cap->max_recv_sge > sge)
 		return ipd_req_fail(ctx, EINVAL,
 				    "create_qp: receive caps over limits (wr %u, sge %u)",
@@ -103,6 +156,9 @@ static int qp_create_rings(struct ipd_qp *qp, const Ipd__QpCap *cap,
 	uint32_t sge = qp_sge_limit(cfg), body;
 	int err;
 
+	*sq_fd = *rq_fd = -1;
+	if (!qpt_has_sq(qp->type))
+		return 0;
 	err = ipd_queue_create(&qp->sq, cap->max_send_wr,
 			       ipd_send_slot_size(cap->max_send_sge,
 						  cap->max_inline_data),
@@ -113,8 +169,7 @@ static int qp_create_rings(struct ipd_qp *qp, const Ipd__QpCap *cap,
 	qp->cap.max_send_wr = qp->sq.size;
 	qp->cap.max_send_sge = min_u32(sge, body / sizeof(struct ipd_sge));
 	qp->cap.max_inline_data = min_u32(cfg->max_inline, body);
-	*rq_fd = -1;
-	if (qp->srq)
+	if (!qp_has_rq(qp))
 		return 0;
 	err = ipd_queue_create(&qp->rq, cap->max_recv_wr,
 			       ipd_recv_slot_size(cap->max_recv_sge),
@@ -140,22 +195,19 @@ static void qp_cap_to_msg(const struct ibv_qp_cap *cap, Ipd__QpCap *m)
 	m->max_inline_data = cap->max_inline_data;
 }
 
-static void qp_refs_get(struct ipd_qp *qp)
+/* References on what the QP uses (each may be absent for XRC). */
+static void qp_refs_add(struct ipd_qp *qp, int d)
 {
-	qp->pd->refcnt++;
-	qp->scq->refcnt++;
-	qp->rcq->refcnt++;
+	if (qp->pd)
+		qp->pd->refcnt += d;
+	if (qp->scq)
+		qp->scq->refcnt += d;
+	if (qp->rcq)
+		qp->rcq->refcnt += d;
 	if (qp->srq)
-		qp->srq->refcnt++;
-}
-
-static void qp_refs_put(struct ipd_qp *qp)
-{
-	qp->pd->refcnt--;
-	qp->scq->refcnt--;
-	qp->rcq->refcnt--;
-	if (qp->srq)
-		qp->srq->refcnt--;
+		qp->srq->refcnt += d;
+	if (qp->xrcd)
+		qp->xrcd->refcnt += d;
 }
 
 static int qp_create_reply(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
@@ -172,11 +224,12 @@ static int qp_create_reply(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
 	r->cap = cap;
 	r->sq_size = qp->sq.size;
 	r->sq_slot_size = qp->sq.slot_size;
-	if (!qp->srq) {
+	if (qp_has_rq(qp)) {
 		r->rq_size = qp->rq.size;
 		r->rq_slot_size = qp->rq.slot_size;
 	}
-	ctx->out_fds[ctx->n_out_fds++] = sq_fd;
+	if (sq_fd >= 0)
+		ctx->out_fds[ctx->n_out_fds++] = sq_fd;
 	if (rq_fd >= 0)
 		ctx->out_fds[ctx->n_out_fds++] = rq_fd;
 	ctx->resp->op_case = IPD__RESPONSE__OP_CREATE_QP;
@@ -186,9 +239,18 @@ static int qp_create_reply(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
 
 static void qp_free_rings(struct ipd_qp *qp)
 {
-	ipd_queue_destroy(&qp->sq);
-	if (!qp->srq)
+	if (qpt_has_sq(qp->type))
+		ipd_queue_destroy(&qp->sq);
+	if (qp_has_rq(qp))
 		ipd_queue_destroy(&qp->rq);
+}
+
+static void qp_close_fds(int sq_fd, int rq_fd)
+{
+	if (sq_fd >= 0)
+		close(sq_fd);
+	if (rq_fd >= 0)
+		close(rq_fd);
 }
 
 int ipd_handle_create_qp(struct ipd_req_ctx *ctx)
@@ -213,6 +275,7 @@ int ipd_handle_create_qp(struct ipd_req_ctx *ctx)
 	qp->scq = refs.scq;
 	qp->rcq = refs.rcq;
 	qp->srq = refs.srq;
+	qp->xrcd = refs.xrcd;
 	qp->type = (enum ibv_qp_type)m->qp_type;
 	qp->sq_sig_all = m->sq_sig_all;
 	qp->user_handle = m->user_handle;
@@ -230,13 +293,11 @@ int ipd_handle_create_qp(struct ipd_req_ctx *ctx)
 	err = ipd_engine_qp_init(qp);
 	if (err)
 		goto err_remove;
-	qp_refs_get(qp);
+	qp_refs_add(qp, 1);
 	TAILQ_INSERT_TAIL(&dev->qps_list, qp, dev_link);
 	if (qp_create_reply(ctx, qp, sq_fd, rq_fd)) {
 		ipd_qp_destroy(qp);
-		close(sq_fd);
-		if (rq_fd >= 0)
-			close(rq_fd);
+		qp_close_fds(sq_fd, rq_fd);
 		return ipd_req_fail(ctx, ENOMEM, "create_qp: out of memory");
 	}
 	return 0;
@@ -244,9 +305,7 @@ int ipd_handle_create_qp(struct ipd_req_ctx *ctx)
 err_remove:
 	ipd_table_remove(&dev->qps, qp->qpn);
 err_rings:
-	close(sq_fd);
-	if (rq_fd >= 0)
-		close(rq_fd);
+	qp_close_fds(sq_fd, rq_fd);
 	qp_free_rings(qp);
 err_free:
 	free(qp);
@@ -436,7 +495,7 @@ static int qp_state_fail(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
 int ipd_handle_modify_qp(struct ipd_req_ctx *ctx)
 {
 	const Ipd__ModifyQp *m = ctx->req->modify_qp;
-	struct ipd_qp *qp = ipd_qp_get(ctx->client, m->qpn);
+	struct ipd_qp *qp = qp_get_shared(ctx->client, m->qpn);
 	const Ipd__QpAttr *a = m->attr;
 	unsigned int mask = m->attr_mask;
 	enum ibv_qp_state old, next;
@@ -521,7 +580,7 @@ static int qp_attr_to_msg(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
 int ipd_handle_query_qp(struct ipd_req_ctx *ctx)
 {
 	const Ipd__QueryQp *m = ctx->req->query_qp;
-	struct ipd_qp *qp = ipd_qp_get(ctx->client, m->qpn);
+	struct ipd_qp *qp = qp_get_shared(ctx->client, m->qpn);
 	Ipd__QueryQpResp *r;
 	Ipd__QpAttr *a;
 	Ipd__QpCap *cap;
@@ -547,10 +606,13 @@ int ipd_qp_destroy(struct ipd_qp *qp)
 {
 	struct ipd_dev *dev = qp->dev;
 
+	/* ibv_open_qp users keep a TGT QP (they end with their creator). */
+	if (qp->xrc_opens)
+		return -EBUSY;
 	ipd_engine_qp_fini(qp);
 	TAILQ_REMOVE(&dev->qps_list, qp, dev_link);
 	ipd_table_remove(&dev->qps, qp->qpn);
-	qp_refs_put(qp);
+	qp_refs_add(qp, -1);
 	qp_free_rings(qp);
 	free(qp);
 	return 0;

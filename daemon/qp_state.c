@@ -2,16 +2,20 @@
 /*
  * QP state transitions per IBA 11.2.4.2 and the verbs ibv_modify_qp
  * rules: one table indexed by current state, next state and QP type.
- * Only the types ipathd implements (RC, UC, UD) have columns.
+ * Only the types ipathd implements (RC, UC, UD, and XRC's INI = XRC_SEND
+ * and TGT = XRC_RECV halves) have columns; the XRC masks are those of the
+ * kernel's ib_modify_qp_is_ok table (IBA 11.2.4.2 with the XRC annex).
  */
 #include <errno.h>
 
 #include "qp_state.h"
 
-enum { QPT_RC, QPT_UC, QPT_UD, QPT_N };
+enum { QPT_RC, QPT_UC, QPT_UD, QPT_INI, QPT_TGT, QPT_N };
 
 #define ST_N (IBV_QPS_ERR + 1)
-#define ALL_TYPES ((1u << QPT_RC) | (1u << QPT_UC) | (1u << QPT_UD))
+#define ALL_TYPES                                                          \
+	((1u << QPT_RC) | (1u << QPT_UC) | (1u << QPT_UD) |                \
+	 (1u << QPT_INI) | (1u << QPT_TGT))
 
 struct qp_transition {
 	unsigned int types;          /* bit per QPT_* that may take it */
@@ -24,6 +28,10 @@ struct qp_transition {
 #define RTS_OPT_UD (IBV_QP_CUR_STATE | IBV_QP_QKEY)
 #define RTS_OPT_UC (IBV_QP_CUR_STATE | PATH_OPT)
 #define RTS_OPT_RC (IBV_QP_CUR_STATE | PATH_OPT | IBV_QP_MIN_RNR_TIMER)
+#define INIT_ATTRS (IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS)
+#define RTR_REQ_UC (IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN)
+#define RTR_REQ_RC (RTR_REQ_UC | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER)
+#define RTR_OPT (IBV_QP_ALT_PATH | IBV_QP_ACCESS_FLAGS | IBV_QP_PKEY_INDEX)
 
 /* Any state may go to RESET or ERR with no other attribute (IBA
  * 11.2.4.2), except RESET -> ERR, which the table does not allow. */
@@ -43,6 +51,8 @@ static const struct qp_transition qp_table[ST_N][ST_N] = {
 					   IBV_QP_ACCESS_FLAGS,
 				[QPT_UD] = IBV_QP_PKEY_INDEX | IBV_QP_PORT |
 					   IBV_QP_QKEY,
+				[QPT_INI] = INIT_ATTRS,
+				[QPT_TGT] = INIT_ATTRS,
 			},
 		},
 	},
@@ -57,6 +67,8 @@ static const struct qp_transition qp_table[ST_N][ST_N] = {
 					   IBV_QP_ACCESS_FLAGS,
 				[QPT_UD] = IBV_QP_PKEY_INDEX | IBV_QP_PORT |
 					   IBV_QP_QKEY,
+				[QPT_INI] = INIT_ATTRS,
+				[QPT_TGT] = INIT_ATTRS,
 			},
 		},
 		[IBV_QPS_RTR] = {
@@ -68,6 +80,8 @@ static const struct qp_transition qp_table[ST_N][ST_N] = {
 					   IBV_QP_MIN_RNR_TIMER,
 				[QPT_UC] = IBV_QP_AV | IBV_QP_PATH_MTU |
 					   IBV_QP_DEST_QPN | IBV_QP_RQ_PSN,
+				[QPT_INI] = RTR_REQ_UC,
+				[QPT_TGT] = RTR_REQ_RC,
 			},
 			.opt = {
 				[QPT_RC] = IBV_QP_ALT_PATH | IBV_QP_ACCESS_FLAGS |
@@ -75,6 +89,8 @@ static const struct qp_transition qp_table[ST_N][ST_N] = {
 				[QPT_UC] = IBV_QP_ALT_PATH | IBV_QP_ACCESS_FLAGS |
 					   IBV_QP_PKEY_INDEX,
 				[QPT_UD] = IBV_QP_PKEY_INDEX | IBV_QP_QKEY,
+				[QPT_INI] = RTR_OPT,
+				[QPT_TGT] = RTR_OPT,
 			},
 		},
 	},
@@ -88,11 +104,18 @@ static const struct qp_transition qp_table[ST_N][ST_N] = {
 					   IBV_QP_MAX_QP_RD_ATOMIC,
 				[QPT_UC] = IBV_QP_SQ_PSN,
 				[QPT_UD] = IBV_QP_SQ_PSN,
+				/* the TGT side only answers: no retries */
+				[QPT_INI] = IBV_QP_SQ_PSN | IBV_QP_TIMEOUT |
+					    IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY |
+					    IBV_QP_MAX_QP_RD_ATOMIC,
+				[QPT_TGT] = IBV_QP_SQ_PSN | IBV_QP_TIMEOUT,
 			},
 			.opt = {
 				[QPT_RC] = RTS_OPT_RC,
 				[QPT_UC] = RTS_OPT_UC,
 				[QPT_UD] = RTS_OPT_UD,
+				[QPT_INI] = RTS_OPT_UC,
+				[QPT_TGT] = RTS_OPT_RC,
 			},
 		},
 	},
@@ -104,6 +127,8 @@ static const struct qp_transition qp_table[ST_N][ST_N] = {
 				[QPT_RC] = RTS_OPT_RC,
 				[QPT_UC] = RTS_OPT_UC,
 				[QPT_UD] = RTS_OPT_UD,
+				[QPT_INI] = RTS_OPT_UC,
+				[QPT_TGT] = RTS_OPT_RC,
 			},
 		},
 		[IBV_QPS_SQD] = {
@@ -112,6 +137,8 @@ static const struct qp_transition qp_table[ST_N][ST_N] = {
 				[QPT_RC] = IBV_QP_EN_SQD_ASYNC_NOTIFY,
 				[QPT_UC] = IBV_QP_EN_SQD_ASYNC_NOTIFY,
 				[QPT_UD] = IBV_QP_EN_SQD_ASYNC_NOTIFY,
+				[QPT_INI] = IBV_QP_EN_SQD_ASYNC_NOTIFY,
+				[QPT_TGT] = IBV_QP_EN_SQD_ASYNC_NOTIFY,
 			},
 		},
 	},
@@ -123,6 +150,8 @@ static const struct qp_transition qp_table[ST_N][ST_N] = {
 				[QPT_RC] = RTS_OPT_RC,
 				[QPT_UC] = RTS_OPT_UC,
 				[QPT_UD] = RTS_OPT_UD,
+				[QPT_INI] = RTS_OPT_UC,
+				[QPT_TGT] = RTS_OPT_RC,
 			},
 		},
 		/* While drained, the path itself may change (IBA 11.2.4.2). */
@@ -139,6 +168,16 @@ static const struct qp_transition qp_table[ST_N][ST_N] = {
 				[QPT_UC] = IBV_QP_AV | IBV_QP_PKEY_INDEX |
 					   PATH_OPT,
 				[QPT_UD] = IBV_QP_PKEY_INDEX | IBV_QP_QKEY,
+				[QPT_INI] = IBV_QP_PORT | IBV_QP_AV |
+					    IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
+					    IBV_QP_RNR_RETRY |
+					    IBV_QP_MAX_QP_RD_ATOMIC |
+					    IBV_QP_PKEY_INDEX | PATH_OPT,
+				[QPT_TGT] = IBV_QP_PORT | IBV_QP_AV |
+					    IBV_QP_TIMEOUT |
+					    IBV_QP_MAX_DEST_RD_ATOMIC |
+					    IBV_QP_PKEY_INDEX |
+					    IBV_QP_MIN_RNR_TIMER | PATH_OPT,
 			},
 		},
 	},
@@ -169,6 +208,10 @@ static int qpt_index(enum ibv_qp_type type)
 		return QPT_UC;
 	case IBV_QPT_UD:
 		return QPT_UD;
+	case IBV_QPT_XRC_SEND:
+		return QPT_INI;
+	case IBV_QPT_XRC_RECV:
+		return QPT_TGT;
 	default:
 		return -1;
 	}

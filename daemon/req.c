@@ -30,7 +30,7 @@ struct req_ctx {
 
 static bool qpt_is_rc(const struct ipd_qp *qp)
 {
-	return qp->type == IBV_QPT_RC;
+	return ipd_qpt_reliable(qp->type);
 }
 
 /* ---- taking WQEs from the ring ----------------------------------- */
@@ -168,6 +168,9 @@ static void pkt_fill_headers(struct ipd_qp *qp, struct ipd_swqe *swqe,
 	uint32_t mask = ipd_opcode_info[pkt->opcode].mask;
 	uint32_t qkey;
 
+	/* IBA 9.3.9: every XRC request names the remote XRC SRQ. */
+	if (mask & IPD_XRCETH_MASK)
+		ipd_xrceth_set(pkt->hdr, wr->xrc_srqn);
 	if (mask & IPD_DETH_MASK) {
 		/* IBA 10.2.5: a Q_Key with the high bit set means "use the
 		 * QP's own Q_Key". */

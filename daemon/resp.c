@@ -13,6 +13,7 @@
 enum resp_state {
 	RESP_CHECK_PSN,
 	RESP_CHECK_OP_SEQ,
+	RESP_CHECK_XRC,
 	RESP_CHECK_OP_VALID,
 	RESP_CHECK_RESOURCE,
 	RESP_CHECK_RKEY,
@@ -39,7 +40,21 @@ struct resp_ctx {
 
 static bool is_rc(const struct ipd_qp *qp)
 {
-	return qp->type == IBV_QPT_RC;
+	return ipd_qpt_reliable(qp->type);
+}
+
+static bool is_xrc_tgt(const struct ipd_qp *qp)
+{
+	return qp->type == IBV_QPT_XRC_RECV;
+}
+
+/* The PD remote access is checked in: an XRC TGT QP has none of its own,
+ * the XRC SRQ of the message lends its PD (IBA 9.8.4 XRC protection). */
+static struct ipd_pd *resp_pd(const struct ipd_qp *qp)
+{
+	if (is_xrc_tgt(qp))
+		return qp->eng->xsrq ? qp->eng->xsrq->pd : NULL;
+	return qp->pd;
 }
 
 /* ---- sending responses ------------------------------------------- */
@@ -47,7 +62,7 @@ static bool is_rc(const struct ipd_qp *qp)
 static struct ipd_pkt *resp_pkt(struct ipd_qp *qp, uint8_t op, uint32_t psn,
 				uint32_t paylen)
 {
-	return ipd_eng_pkt_new(qp, &qp->av, IPD_OP_RC | op,
+	return ipd_eng_pkt_new(qp, &qp->av, ipd_qpt_opcode_base(qp->type) | op,
 			       qp->attr.dest_qp_num, psn, paylen, false,
 			       false);
 }
@@ -73,7 +88,8 @@ static struct ipd_resp_item *rsp_at(struct ipd_engine_qp *e, uint32_t i)
 
 static bool is_plain_ack(const struct ipd_pkt *pkt)
 {
-	return pkt && pkt->opcode == (IPD_OP_RC | IPD_OP_ACKNOWLEDGE);
+	return pkt && (pkt->opcode == (IPD_OP_RC | IPD_OP_ACKNOWLEDGE) ||
+		       pkt->opcode == (IPD_OP_XRC | IPD_OP_ACKNOWLEDGE));
 }
 
 /* Send now when nothing is queued, else queue behind the READ data.  ACKs
@@ -280,7 +296,7 @@ static struct ipd_resp_res *res_find(struct ipd_engine_qp *e,
 
 static struct ipd_pd *rwqe_pd(const struct ipd_qp *qp)
 {
-	return qp->srq ? qp->srq->pd : qp->pd;
+	return qp->srq ? qp->srq->pd : resp_pd(qp);
 }
 
 static int rq_take(struct ipd_qp *qp, struct ipd_rwqe *out)
@@ -306,10 +322,12 @@ static bool rwqe_get(struct ipd_qp *qp)
 {
 	struct ipd_engine_qp *e = qp->eng;
 
+	struct ipd_srq *srq = is_xrc_tgt(qp) ? e->xsrq : qp->srq;
+
 	if (e->have_rwqe)
 		return true;
-	if (qp->srq) {
-		if (ipd_srq_take(qp->srq, &e->rwqe))
+	if (srq) {
+		if (ipd_srq_take(srq, &e->rwqe))
 			return false;
 		if (e->rwqe.num_sge > IPD_MAX_SGE)
 			e->rwqe.num_sge = 0;
@@ -317,7 +335,7 @@ static bool rwqe_get(struct ipd_qp *qp)
 		return false;
 	}
 	e->have_rwqe = true;
-	e->rwqe_from_srq = qp->srq != NULL;
+	e->rwqe_from_srq = srq != NULL;
 	e->recv_off = 0;
 	return true;
 }
@@ -339,6 +357,8 @@ static void rwqe_complete(struct ipd_qp *qp, struct ipd_pkt *pkt, int status)
 	struct ipd_engine_qp *e = qp->eng;
 	struct ipd_cqe cqe = { 0 };
 	uint32_t mask = pkt ? pkt->mask : 0;
+	/* An XRC SRQ has its own CQ (ibv_create_srq_ex). */
+	struct ipd_cq *cq = is_xrc_tgt(qp) ? e->xsrq->cq : qp->rcq;
 
 	cqe.wr_id = e->rwqe.wr_id;
 	cqe.status = (uint32_t)status;
@@ -372,7 +392,7 @@ static void rwqe_complete(struct ipd_qp *qp, struct ipd_pkt *pkt, int status)
 	/* Free the slot first: the client may repost as soon as it sees
 	 * the completion. */
 	rwqe_release(qp);
-	ipd_eng_cq_post(qp, qp->rcq, &cqe);
+	ipd_eng_cq_post(qp, cq, &cqe);
 }
 
 /* ---- UD: the 40-byte GRH in front of the data (IBA 11.4.1.2) -------- */
@@ -464,6 +484,25 @@ static enum resp_state resp_check_psn(struct resp_ctx *c)
 	return RESP_CHECK_OP_SEQ;
 }
 
+/* IBA 9.8.4: a TGT QP places an XRC message in the SRQ its XRCETH names,
+ * which must be an XRC SRQ of the QP's own domain, and one message keeps
+ * one SRQ; anything else is an invalid request. */
+static enum resp_state resp_check_xrc(struct resp_ctx *c)
+{
+	struct ipd_qp *qp = c->qp;
+	struct ipd_engine_qp *e = c->e;
+	struct ipd_srq *srq;
+
+	if (!is_xrc_tgt(qp))
+		return RESP_CHECK_OP_VALID;
+	srq = ipd_srq_xrc_lookup(qp->dev,
+				 ipd_xrceth_srqn(c->pkt->hdr), qp->xrcd->dom);
+	if (!srq || (e->have_rwqe && srq != e->xsrq))
+		return RESP_ERR_INV_REQ;
+	e->xsrq = srq;
+	return RESP_CHECK_OP_VALID;
+}
+
 static enum resp_state resp_check_op_seq(struct resp_ctx *c)
 {
 	struct ipd_engine_qp *e = c->e;
@@ -480,7 +519,7 @@ static enum resp_state resp_check_op_seq(struct resp_ctx *c)
 	else
 		ok = !e->in_send && !e->in_write;
 	if (ok)
-		return RESP_CHECK_OP_VALID;
+		return RESP_CHECK_XRC;
 	if (is_rc(c->qp))
 		return RESP_ERR_INV_REQ;
 	e->drop_msg = true;
@@ -566,7 +605,7 @@ static enum resp_state resp_check_write(struct resp_ctx *c)
 		e->write_resid = e->write_len = ipd_reth_len(pkt->hdr);
 		/* A zero-length RDMA needs no valid R_Key (IBA 9.7.4.1.5). */
 		if (e->write_len &&
-		    !ipd_rkey_ptr(c->qp->dev, c->qp->pd, e->write_rkey,
+		    !ipd_rkey_ptr(c->qp->dev, resp_pd(c->qp), e->write_rkey,
 				  e->write_va, e->write_len,
 				  IBV_ACCESS_REMOTE_WRITE))
 			return RESP_ERR_ACCESS;
@@ -650,7 +689,7 @@ static enum resp_state resp_exec_write(struct resp_ctx *c)
 
 	if (pkt->paylen) {
 		/* Looked up per packet: the MR may be gone meanwhile. */
-		dst = ipd_rkey_ptr(qp->dev, qp->pd, e->write_rkey,
+		dst = ipd_rkey_ptr(qp->dev, resp_pd(qp), e->write_rkey,
 				   e->write_va, pkt->paylen,
 				   IBV_ACCESS_REMOTE_WRITE);
 		if (!dst)
@@ -859,6 +898,7 @@ static enum resp_state resp_drop(struct resp_ctx *c)
 static enum resp_state (*const resp_steps[])(struct resp_ctx *) = {
 	[RESP_CHECK_PSN] = resp_check_psn,
 	[RESP_CHECK_OP_SEQ] = resp_check_op_seq,
+	[RESP_CHECK_XRC] = resp_check_xrc,
 	[RESP_CHECK_OP_VALID] = resp_check_op_valid,
 	[RESP_CHECK_RESOURCE] = resp_check_resource,
 	[RESP_CHECK_RKEY] = resp_check_rkey,
@@ -918,6 +958,18 @@ void ipd_resp_flush(struct ipd_qp *qp)
 		e->recv_off = 0;
 		rwqe_complete(qp, NULL, IBV_WC_WR_FLUSH_ERR);
 	}
+}
+
+void ipd_resp_srq_gone(struct ipd_qp *qp, struct ipd_srq *srq)
+{
+	struct ipd_engine_qp *e = qp->eng;
+
+	if (e->xsrq != srq)
+		return;
+	if (e->have_rwqe)
+		rwqe_complete(qp, NULL, IBV_WC_WR_FLUSH_ERR);
+	resp_abort_msg(e);
+	e->xsrq = NULL;
 }
 
 void ipd_resp_reset(struct ipd_qp *qp)

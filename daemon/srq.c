@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: MIT
 /*
  * Shared receive queues: a client-produced ring of receive WQEs that any
- * QP attached to the SRQ consumes from.
+ * QP attached to the SRQ consumes from.  An XRC SRQ (IBV_SRQT_XRC) belongs
+ * to an XRC domain instead: TGT QPs of the domain take its WQEs when
+ * XRCETH names its number, and its completions go to its own CQ.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "engine.h"
 #include "objects.h"
 
 struct ipd_srq *ipd_srq_get(struct ipd_client *c, uint32_t handle)
@@ -15,6 +18,14 @@ struct ipd_srq *ipd_srq_get(struct ipd_client *c, uint32_t handle)
 	struct ipd_srq *srq = ipd_table_get(&c->dev->srqs, handle);
 
 	return srq && srq->client == c ? srq : NULL;
+}
+
+struct ipd_srq *ipd_srq_xrc_lookup(struct ipd_dev *dev, uint32_t srqn,
+				   const struct ipd_xrcd_dom *dom)
+{
+	struct ipd_srq *srq = ipd_table_get(&dev->srqs, srqn);
+
+	return srq && srq->xrcd && srq->xrcd->dom == dom ? srq : NULL;
 }
 
 static uint32_t srq_max_sge(const struct ipd_config *cfg)
@@ -88,19 +99,43 @@ static int srq_check_create(struct ipd_req_ctx *ctx, const Ipd__SrqAttr *a)
 	return 0;
 }
 
+/* XRC SRQs name their domain and CQ (ibv_create_srq_ex). */
+static int srq_xrc_lookup(struct ipd_req_ctx *ctx, const Ipd__CreateSrq *m,
+			  struct ipd_xrcd **xrcd, struct ipd_cq **cq)
+{
+	*xrcd = NULL;
+	*cq = NULL;
+	if (m->srq_type == IBV_SRQT_BASIC)
+		return 0;
+	if (m->srq_type != IBV_SRQT_XRC)
+		return ipd_req_fail(ctx, EOPNOTSUPP,
+				    "create_srq: SRQ type %u not supported",
+				    m->srq_type);
+	*xrcd = ipd_xrcd_get(ctx->client, m->xrcd);
+	*cq = ipd_cq_get(ctx->client, m->cq);
+	if (!*xrcd || !*cq)
+		return ipd_req_fail(ctx, EINVAL, "create_srq: no XRCD %u or CQ %u",
+				    m->xrcd, m->cq);
+	return 0;
+}
+
 int ipd_handle_create_srq(struct ipd_req_ctx *ctx)
 {
 	const Ipd__CreateSrq *m = ctx->req->create_srq;
 	struct ipd_dev *dev = ctx->client->dev;
 	Ipd__CreateSrqResp *r;
+	struct ipd_xrcd *xrcd;
 	struct ipd_srq *srq;
+	struct ipd_cq *cq;
 	struct ipd_pd *pd;
 	int fd, err;
 
 	pd = ipd_pd_get(ctx->client, m->pd);
 	if (!pd)
 		return ipd_req_fail(ctx, EINVAL, "create_srq: no PD %u", m->pd);
-	err = srq_check_create(ctx, m->attr);
+	err = srq_xrc_lookup(ctx, m, &xrcd, &cq);
+	if (!err)
+		err = srq_check_create(ctx, m->attr);
 	if (err)
 		return err;
 	r = ipd_req_alloc(ctx, sizeof(*r));
@@ -127,11 +162,18 @@ int ipd_handle_create_srq(struct ipd_req_ctx *ctx)
 	srq->max_wr = srq->q.size;
 	srq->max_sge = m->attr->max_sge;
 	pd->refcnt++;
+	srq->xrcd = xrcd;
+	srq->cq = cq;
+	if (xrcd) {
+		xrcd->refcnt++;
+		cq->refcnt++;
+	}
 
 	ipd__create_srq_resp__init(r);
 	r->handle = srq->handle;
 	r->ring_size = srq->q.size;
 	r->slot_size = srq->q.slot_size;
+	r->srq_num = xrcd ? srq->handle : 0;
 	if (srq_reply_attr(ctx, srq, &r->attr)) {
 		close(fd);
 		ipd_srq_destroy(srq);
@@ -200,6 +242,12 @@ int ipd_srq_destroy(struct ipd_srq *srq)
 {
 	if (srq->refcnt)
 		return -EBUSY;
+	if (srq->xrcd) {
+		/* TGT QPs may be inside a message to it. */
+		ipd_engine_srq_gone(srq->client->dev, srq);
+		srq->xrcd->refcnt--;
+		srq->cq->refcnt--;
+	}
 	ipd_table_remove(&srq->client->dev->srqs, srq->handle);
 	ipd_queue_destroy(&srq->q);
 	srq->pd->refcnt--;

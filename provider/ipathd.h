@@ -80,6 +80,7 @@ struct ipd_qp {
 	struct ipd_send_wqe *wr_cur;	/* WQE being built, NULL if none */
 	uint32_t wr_prod;		/* producer index incl. built WQEs */
 	int wr_err;			/* first error since wr_start */
+	bool opened;			/* ibv_open_qp: a use of a TGT QP */
 };
 
 struct ipd_ah {
@@ -110,6 +111,11 @@ static inline struct ipd_cq *cqex_to_icq(struct ibv_cq_ex *cq)
 static inline struct ipd_srq *to_isrq(struct ibv_srq *srq)
 {
 	return (struct ipd_srq *)(void *)srq;
+}
+
+static inline struct verbs_xrcd *to_vxrcd(struct ibv_xrcd *xrcd)
+{
+	return (struct verbs_xrcd *)(void *)xrcd;
 }
 
 static inline struct ipd_qp *to_iqp(struct ibv_qp *qp)
@@ -184,6 +190,14 @@ int ipd_resize_cq(struct ibv_cq *cq, int cqe);
 int ipd_destroy_cq(struct ibv_cq *cq);
 struct ibv_srq *ipd_create_srq(struct ibv_pd *pd,
 			       struct ibv_srq_init_attr *attr);
+struct ibv_srq *ipd_create_srq_ex(struct ibv_context *context,
+				  struct ibv_srq_init_attr_ex *attr);
+int ipd_get_srq_num(struct ibv_srq *srq, uint32_t *srq_num);
+struct ibv_xrcd *ipd_open_xrcd(struct ibv_context *context,
+			       struct ibv_xrcd_init_attr *attr);
+int ipd_close_xrcd(struct ibv_xrcd *xrcd);
+struct ibv_qp *ipd_open_qp(struct ibv_context *context,
+			   struct ibv_qp_open_attr *attr);
 int ipd_modify_srq(struct ibv_srq *srq, struct ibv_srq_attr *attr, int mask);
 int ipd_query_srq(struct ibv_srq *srq, struct ibv_srq_attr *attr);
 int ipd_destroy_srq(struct ibv_srq *srq);

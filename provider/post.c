@@ -31,6 +31,12 @@ static const uint32_t legal_send_ops[] = {
 		       OPBIT(IBV_WR_RDMA_WRITE) |
 		       OPBIT(IBV_WR_RDMA_WRITE_WITH_IMM),
 	[IBV_QPT_UD] = OPBIT(IBV_WR_SEND) | OPBIT(IBV_WR_SEND_WITH_IMM),
+	/* XRC INI: SENDs and WRITEs (READ and atomics are not offered on
+	 * XRC); XRC_RECV (TGT) QPs have no send queue at all. */
+	[IBV_QPT_XRC_SEND] = OPBIT(IBV_WR_SEND) | OPBIT(IBV_WR_SEND_WITH_IMM) |
+			     OPBIT(IBV_WR_SEND_WITH_INV) |
+			     OPBIT(IBV_WR_RDMA_WRITE) |
+			     OPBIT(IBV_WR_RDMA_WRITE_WITH_IMM),
 };
 
 /* Opcodes that may carry inline data (they read local memory only). */
@@ -52,6 +58,12 @@ static bool sq_accepts(const struct ibv_qp *qp)
 {
 	return qp->state != IBV_QPS_RESET && qp->state != IBV_QPS_INIT &&
 	       qp->state != IBV_QPS_RTR;
+}
+
+/* XRC_RECV (TGT) QPs, and QPs of ibv_open_qp, have no send queue. */
+static bool has_sq(const struct ipd_qp *qp)
+{
+	return qp->sq.hdr != NULL;
 }
 
 static void ring_doorbell_ctx(struct ipd_context *ctx)
@@ -181,6 +193,8 @@ static int build_send(struct ipd_qp *qp, struct ipd_send_wqe *w,
 	if (err)
 		return err;
 	wqe_remote(w, wr);
+	if (qp->vqp.qp.qp_type == IBV_QPT_XRC_SEND)
+		w->xrc_srqn = wr->qp_type.xrc.remote_srqn;
 	if (qp->vqp.qp.qp_type == IBV_QPT_UD) {
 		w->wr.ud.ah = wr->wr.ud.ah->handle;
 		w->wr.ud.remote_qpn = wr->wr.ud.remote_qpn;
@@ -196,6 +210,10 @@ int ipd_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr,
 	uint32_t prod, start;
 	int err = 0;
 
+	if (!has_sq(qp)) {
+		*bad_wr = wr;
+		return EINVAL;
+	}
 	pthread_spin_lock(&qp->sq.lock);
 	if (!sq_accepts(ibqp)) {
 		err = EINVAL;
@@ -559,9 +577,9 @@ static void wr_start(struct ibv_qp_ex *ibqp)
 	struct ipd_qp *qp = qpex_to_iqp(ibqp);
 
 	pthread_spin_lock(&qp->sq.lock);
-	qp->wr_prod = ring_prod(&qp->sq);
+	qp->wr_prod = has_sq(qp) ? ring_prod(&qp->sq) : 0;
 	qp->wr_cur = NULL;
-	qp->wr_err = sq_accepts(&qp->vqp.qp) ? 0 : EINVAL;
+	qp->wr_err = has_sq(qp) && sq_accepts(&qp->vqp.qp) ? 0 : EINVAL;
 }
 
 static struct ipd_send_wqe *wr_new(struct ibv_qp_ex *ibqp, unsigned int op)
@@ -779,7 +797,15 @@ static void wr_send_tso(struct ibv_qp_ex *ibqp, void *hdr, uint16_t hdr_sz,
 
 static void wr_set_xrc_srqn(struct ibv_qp_ex *ibqp, uint32_t srqn)
 {
-	wr_fail(qpex_to_iqp(ibqp), EOPNOTSUPP);
+	struct ipd_qp *qp = qpex_to_iqp(ibqp);
+
+	if (!qp->wr_cur)
+		return;
+	if (qp->vqp.qp.qp_type != IBV_QPT_XRC_SEND) {
+		wr_fail(qp, EINVAL);
+		return;
+	}
+	qp->wr_cur->xrc_srqn = srqn;
 }
 
 static void wr_atomic_write(struct ibv_qp_ex *ibqp, uint32_t rkey,

@@ -5,6 +5,7 @@
  * what it needs to build its own structures.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -355,6 +356,74 @@ int ipd_destroy_cq(struct ibv_cq *ibcq)
 }
 
 /* ------------------------------------------------------------------ */
+/* XRC domains                                                         */
+
+/* ibv_open_xrcd(3): fd -1 opens a private domain; otherwise the daemon
+ * names the domain by the file, so processes opening the same file share
+ * it.  Only O_CREAT and O_EXCL mean anything in oflags. */
+struct ibv_xrcd *ipd_open_xrcd(struct ibv_context *context,
+			       struct ibv_xrcd_init_attr *attr)
+{
+	const uint32_t need = IBV_XRCD_INIT_ATTR_FD | IBV_XRCD_INIT_ATTR_OFLAGS;
+	Ipd__Request req = IPD__REQUEST__INIT;
+	Ipd__OpenXrcd ox = IPD__OPEN_XRCD__INIT;
+	Ipd__Response *resp;
+	struct verbs_xrcd *x;
+	int err;
+
+	if (attr->comp_mask & ~need) {
+		errno = EOPNOTSUPP;
+		return NULL;
+	}
+	if ((attr->comp_mask & need) != need ||
+	    attr->oflags & ~(O_CREAT | O_EXCL)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	x = calloc(1, sizeof(*x));
+	if (!x) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	ox.has_fd = attr->fd >= 0;
+	ox.oflags = (uint32_t)attr->oflags;
+	req.op_case = IPD__REQUEST__OP_OPEN_XRCD;
+	req.open_xrcd = &ox;
+	err = ipd_ctl_request(to_ictx(context), &req, &attr->fd,
+			      ox.has_fd ? 1 : 0, &resp, NULL, NULL, 0);
+	if (err)
+		goto err_free;
+	if (resp->op_case != IPD__RESPONSE__OP_OPEN_XRCD) {
+		ipd_ctl_free(resp);
+		err = EPROTO;
+		goto err_free;
+	}
+	x->handle = resp->open_xrcd->handle;
+	x->comp_mask = 0;
+	x->xrcd.context = context;
+	ipd_ctl_free(resp);
+	return &x->xrcd;
+
+err_free:
+	free(x);
+	errno = err;
+	return NULL;
+}
+
+int ipd_close_xrcd(struct ibv_xrcd *xrcd)
+{
+	struct verbs_xrcd *x = to_vxrcd(xrcd);
+	int err;
+
+	err = ipd_ctl_destroy(to_ictx(xrcd->context), IPD__OBJ_TYPE__OBJ_XRCD,
+			      x->handle);
+	if (err)
+		return err;
+	free(x);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
 /* SRQ                                                                 */
 
 static Ipd__SrqAttr *srq_attr_to_msg(Ipd__SrqAttr *m,
@@ -376,8 +445,9 @@ static void srq_attr_from_msg(struct ibv_srq_attr *a, const Ipd__SrqAttr *m)
 	a->srq_limit = m->srq_limit;
 }
 
-struct ibv_srq *ipd_create_srq(struct ibv_pd *pd,
-			       struct ibv_srq_init_attr *attr)
+/* A basic SRQ (xrcd NULL) or an XRC SRQ of xrcd completing on cq. */
+static struct ibv_srq *srq_create(struct ibv_pd *pd, struct ibv_srq_attr *attr,
+				  struct verbs_xrcd *xrcd, struct ibv_cq *cq)
 {
 	Ipd__Request req = IPD__REQUEST__INIT;
 	Ipd__CreateSrq cs = IPD__CREATE_SRQ__INIT;
@@ -393,8 +463,13 @@ struct ibv_srq *ipd_create_srq(struct ibv_pd *pd,
 		return NULL;
 	}
 	cs.pd = pd->handle;
-	cs.attr = srq_attr_to_msg(&sa, &attr->attr);
+	cs.attr = srq_attr_to_msg(&sa, attr);
 	cs.user_handle = (uintptr_t)&srq->vsrq.srq;
+	if (xrcd) {
+		cs.srq_type = IBV_SRQT_XRC;
+		cs.xrcd = xrcd->handle;
+		cs.cq = cq->handle;
+	}
 	req.op_case = IPD__REQUEST__OP_CREATE_SRQ;
 	req.create_srq = &cs;
 	err = ipd_ctl_request(pd_ctx(pd), &req, NULL, 0, &resp, rfds, &nrfds, 1);
@@ -408,9 +483,12 @@ struct ibv_srq *ipd_create_srq(struct ibv_pd *pd,
 	}
 	r = resp->create_srq;
 	srq->vsrq.srq.handle = r->handle;
-	srq->vsrq.srq_type = IBV_SRQT_BASIC;
-	srq_attr_from_msg(&attr->attr, r->attr);
-	srq->max_sge = attr->attr.max_sge;
+	srq->vsrq.srq_type = xrcd ? IBV_SRQT_XRC : IBV_SRQT_BASIC;
+	srq->vsrq.xrcd = xrcd;
+	srq->vsrq.cq = cq;
+	srq->vsrq.srq_num = r->srq_num;
+	srq_attr_from_msg(attr, r->attr);
+	srq->max_sge = attr->max_sge;
 	err = ipd_uring_map(&srq->ring, rfds[0], r->ring_size, r->slot_size);
 	if (err) {
 		ipd_ctl_destroy(pd_ctx(pd), IPD__OBJ_TYPE__OBJ_SRQ, r->handle);
@@ -429,6 +507,59 @@ err_free:
 	free(srq);
 	errno = err;
 	return NULL;
+}
+
+struct ibv_srq *ipd_create_srq(struct ibv_pd *pd,
+			       struct ibv_srq_init_attr *attr)
+{
+	return srq_create(pd, &attr->attr, NULL, NULL);
+}
+
+/* ibv_create_srq_ex: the core does nothing for the provider here, so the
+ * ibv_srq fields it would set for ibv_create_srq are set here. */
+struct ibv_srq *ipd_create_srq_ex(struct ibv_context *context,
+				  struct ibv_srq_init_attr_ex *attr)
+{
+	const uint32_t known = IBV_SRQ_INIT_ATTR_TYPE | IBV_SRQ_INIT_ATTR_PD |
+			       IBV_SRQ_INIT_ATTR_XRCD | IBV_SRQ_INIT_ATTR_CQ;
+	uint32_t mask = attr->comp_mask;
+	bool xrc = (mask & IBV_SRQ_INIT_ATTR_TYPE) &&
+		   attr->srq_type == IBV_SRQT_XRC;
+	struct ibv_srq *srq;
+
+	if (mask & ~known || ((mask & IBV_SRQ_INIT_ATTR_TYPE) &&
+			      attr->srq_type != IBV_SRQT_BASIC && !xrc)) {
+		errno = EOPNOTSUPP;
+		return NULL;
+	}
+	if (!(mask & IBV_SRQ_INIT_ATTR_PD) || !attr->pd ||
+	    (xrc && (!(mask & IBV_SRQ_INIT_ATTR_XRCD) || !attr->xrcd ||
+		     !(mask & IBV_SRQ_INIT_ATTR_CQ) || !attr->cq))) {
+		errno = EINVAL;
+		return NULL;
+	}
+	srq = srq_create(attr->pd, &attr->attr,
+			 xrc ? to_vxrcd(attr->xrcd) : NULL,
+			 xrc ? attr->cq : NULL);
+	if (!srq)
+		return NULL;
+	srq->context = context;
+	srq->srq_context = attr->srq_context;
+	srq->pd = attr->pd;
+	srq->events_completed = 0;
+	pthread_mutex_init(&srq->mutex, NULL);
+	pthread_cond_init(&srq->cond, NULL);
+	return srq;
+}
+
+int ipd_get_srq_num(struct ibv_srq *srq, uint32_t *srq_num)
+{
+	struct ipd_srq *s = to_isrq(srq);
+
+	if (s->vsrq.srq_type != IBV_SRQT_XRC)
+		return EINVAL;
+	*srq_num = s->vsrq.srq_num;
+	return 0;
 }
 
 int ipd_modify_srq(struct ibv_srq *srq, struct ibv_srq_attr *attr, int mask)
@@ -601,15 +732,30 @@ static void cap_from_msg(struct ibv_qp_cap *c, const Ipd__QpCap *m)
 	c->max_inline_data = m->max_inline_data;
 }
 
+/* Which rings a QP gets: XRC_RECV (TGT) none, XRC_SEND (INI) and QPs on
+ * an SRQ only the send queue. */
+static bool qpt_has_sq(enum ibv_qp_type t)
+{
+	return t != IBV_QPT_XRC_RECV;
+}
+
+static bool qp_attr_has_rq(const struct ibv_qp_init_attr_ex *attr)
+{
+	return !attr->srq && attr->qp_type != IBV_QPT_XRC_SEND &&
+	       attr->qp_type != IBV_QPT_XRC_RECV;
+}
+
 /* Map the rings of a new QP and clamp caps to what the slots can hold. */
 static int qp_map_rings(struct ipd_qp *qp, const Ipd__CreateQpResp *r,
-			int *rfds, int nrfds, bool has_srq)
+			int *rfds, int nrfds, bool has_sq, bool has_rq)
 {
 	uint32_t body;
 	int err;
 
-	if (nrfds != (has_srq ? 1 : 2))
+	if (nrfds != (int)has_sq + (int)has_rq)
 		return EPROTO;
+	if (!has_sq)
+		return 0;
 	err = ipd_uring_map(&qp->sq, rfds[0], r->sq_size, r->sq_slot_size);
 	rfds[0] = -1;
 	if (err)
@@ -619,7 +765,7 @@ static int qp_map_rings(struct ipd_qp *qp, const Ipd__CreateQpResp *r,
 		qp->cap.max_send_sge = body / sizeof(struct ipd_sge);
 	if (qp->cap.max_inline_data > body)
 		qp->cap.max_inline_data = body;
-	if (has_srq)
+	if (!has_rq)
 		return 0;
 	err = ipd_uring_map(&qp->rq, rfds[1], r->rq_size, r->rq_slot_size);
 	rfds[1] = -1;
@@ -661,11 +807,13 @@ static int qp_create(struct ibv_context *context, struct ipd_qp *qp,
 	Ipd__Response *resp;
 	int rfds[2] = { -1, -1 }, nrfds, err, i;
 
-	cq.pd = attr->pd->handle;
+	cq.pd = attr->pd ? attr->pd->handle : 0;
 	cq.qp_type = attr->qp_type;
-	cq.send_cq = attr->send_cq->handle;
-	cq.recv_cq = attr->recv_cq->handle;
+	cq.send_cq = attr->send_cq ? attr->send_cq->handle : 0;
+	cq.recv_cq = attr->recv_cq ? attr->recv_cq->handle : 0;
 	cq.srq = attr->srq ? attr->srq->handle : 0;
+	if (attr->qp_type == IBV_QPT_XRC_RECV)
+		cq.xrcd = to_vxrcd(attr->xrcd)->handle;
 	cq.cap = cap_to_msg(&cap, &attr->cap);
 	cq.sq_sig_all = attr->sq_sig_all != 0;
 	cq.user_handle = (uintptr_t)&qp->vqp.qp;
@@ -681,7 +829,8 @@ static int qp_create(struct ibv_context *context, struct ipd_qp *qp,
 	}
 	qp->cap = attr->cap;
 	cap_from_msg(&qp->cap, resp->create_qp->cap);
-	err = qp_map_rings(qp, resp->create_qp, rfds, nrfds, attr->srq);
+	err = qp_map_rings(qp, resp->create_qp, rfds, nrfds,
+			   qpt_has_sq(attr->qp_type), qp_attr_has_rq(attr));
 	if (err) {
 		ipd_uring_unmap(&qp->sq);
 		ipd_uring_unmap(&qp->rq);
@@ -690,6 +839,10 @@ static int qp_create(struct ibv_context *context, struct ipd_qp *qp,
 		goto out;
 	}
 	qp_init_ibv(qp, context, attr, resp->create_qp->qpn);
+	if (attr->qp_type == IBV_QPT_XRC_RECV) {
+		qp->vqp.xrcd = to_vxrcd(attr->xrcd);
+		qp->vqp.comp_mask |= VERBS_QP_XRCD;
+	}
 	attr->cap = qp->cap;
 out:
 	for (i = 0; i < nrfds; i++)
@@ -699,25 +852,41 @@ out:
 	return err;
 }
 
+/* What each QP type needs at create: 0, or -1 with errno set.  An XRC
+ * TGT QP belongs to its XRCD alone; an INI QP has no receive side. */
+static int qp_new_check(const struct ibv_qp_init_attr_ex *attr)
+{
+	bool ok;
+
+	switch (attr->qp_type) {
+	case IBV_QPT_RC:
+	case IBV_QPT_UC:
+	case IBV_QPT_UD:
+		ok = attr->send_cq && attr->recv_cq && attr->pd;
+		break;
+	case IBV_QPT_XRC_SEND:
+		ok = attr->send_cq && attr->pd;
+		break;
+	case IBV_QPT_XRC_RECV:
+		ok = (attr->comp_mask & IBV_QP_INIT_ATTR_XRCD) && attr->xrcd;
+		break;
+	default:
+		errno = EOPNOTSUPP;
+		return -1;
+	}
+	if (!ok)
+		errno = EINVAL;
+	return ok ? 0 : -1;
+}
+
 static struct ibv_qp *qp_new(struct ibv_context *context,
 			     struct ibv_qp_init_attr_ex *attr, bool ex)
 {
 	struct ipd_qp *qp;
 	int err;
 
-	switch (attr->qp_type) {
-	case IBV_QPT_RC:
-	case IBV_QPT_UC:
-	case IBV_QPT_UD:
-		break;
-	default:
-		errno = EOPNOTSUPP;
+	if (qp_new_check(attr))
 		return NULL;
-	}
-	if (!attr->send_cq || !attr->recv_cq || !attr->pd) {
-		errno = EINVAL;
-		return NULL;
-	}
 	qp = calloc(1, sizeof(*qp));
 	if (!qp) {
 		errno = ENOMEM;
@@ -753,12 +922,15 @@ struct ibv_qp *ipd_create_qp_ex(struct ibv_context *context,
 				struct ibv_qp_init_attr_ex *attr)
 {
 	const uint32_t known = IBV_QP_INIT_ATTR_PD |
+			       IBV_QP_INIT_ATTR_XRCD |
 			       IBV_QP_INIT_ATTR_CREATE_FLAGS |
 			       IBV_QP_INIT_ATTR_SEND_OPS_FLAGS;
 	bool ex = attr->comp_mask & IBV_QP_INIT_ATTR_SEND_OPS_FLAGS;
+	/* A TGT QP has an XRCD and no PD; every other QP has a PD. */
+	uint32_t owner = attr->qp_type == IBV_QPT_XRC_RECV ?
+				 IBV_QP_INIT_ATTR_XRCD : IBV_QP_INIT_ATTR_PD;
 
-	if (attr->comp_mask & ~known ||
-	    !(attr->comp_mask & IBV_QP_INIT_ATTR_PD) ||
+	if (attr->comp_mask & ~known || !(attr->comp_mask & owner) ||
 	    ((attr->comp_mask & IBV_QP_INIT_ATTR_CREATE_FLAGS) &&
 	     attr->create_flags) ||
 	    (ex && attr->send_ops_flags & ~(uint64_t)IPD_SUPPORTED_SEND_OPS)) {
@@ -906,13 +1078,68 @@ int ipd_query_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask,
 	return 0;
 }
 
+/* ibv_open_qp's use of a TGT QP begins (close false) or ends. */
+static int qp_open_req(struct ibv_context *context, struct verbs_xrcd *xrcd,
+		       uint32_t qpn, bool close)
+{
+	Ipd__Request req = IPD__REQUEST__INIT;
+	Ipd__OpenQp oq = IPD__OPEN_QP__INIT;
+
+	oq.xrcd = xrcd->handle;
+	oq.qpn = qpn;
+	oq.close = close;
+	req.op_case = IPD__REQUEST__OP_OPEN_QP;
+	req.open_qp = &oq;
+	return ipd_ctl_request(to_ictx(context), &req, NULL, 0, NULL, NULL,
+			       NULL, 0);
+}
+
+struct ibv_qp *ipd_open_qp(struct ibv_context *context,
+			   struct ibv_qp_open_attr *attr)
+{
+	const uint32_t need = IBV_QP_OPEN_ATTR_NUM | IBV_QP_OPEN_ATTR_XRCD |
+			      IBV_QP_OPEN_ATTR_TYPE;
+	struct ibv_qp_init_attr_ex ia = { 0 };
+	struct ipd_qp *qp;
+	int err;
+
+	if (attr->comp_mask & ~(need | IBV_QP_OPEN_ATTR_CONTEXT) ||
+	    (attr->comp_mask & need) != need || !attr->xrcd ||
+	    attr->qp_type != IBV_QPT_XRC_RECV) {
+		errno = EINVAL;
+		return NULL;
+	}
+	qp = calloc(1, sizeof(*qp));
+	if (!qp) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	err = qp_open_req(context, to_vxrcd(attr->xrcd), attr->qp_num, false);
+	if (err) {
+		free(qp);
+		errno = err;
+		return NULL;
+	}
+	ia.qp_type = IBV_QPT_XRC_RECV;
+	ia.qp_context = attr->qp_context;
+	qp_init_ibv(qp, context, &ia, attr->qp_num);
+	qp->vqp.xrcd = to_vxrcd(attr->xrcd);
+	qp->vqp.comp_mask |= VERBS_QP_XRCD;
+	qp->opened = true;
+	return &qp->vqp.qp;
+}
+
 int ipd_destroy_qp(struct ibv_qp *ibqp)
 {
 	struct ipd_qp *qp = to_iqp(ibqp);
 	int err;
 
-	err = ipd_ctl_destroy(to_ictx(ibqp->context), IPD__OBJ_TYPE__OBJ_QP,
-			      ibqp->qp_num);
+	if (qp->opened)
+		err = qp_open_req(ibqp->context, qp->vqp.xrcd, ibqp->qp_num,
+				  true);
+	else
+		err = ipd_ctl_destroy(to_ictx(ibqp->context),
+				      IPD__OBJ_TYPE__OBJ_QP, ibqp->qp_num);
 	if (err)
 		return err;
 	ipd_uring_unmap(&qp->sq);

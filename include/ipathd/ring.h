@@ -130,7 +130,8 @@ struct ipd_send_wqe {
 			uint32_t reserved;
 		} ud;
 	} wr;
-	uint8_t reserved1[8];
+	uint32_t xrc_srqn;    /* XRC_SEND: the remote XRC SRQ (XRCETH) */
+	uint8_t reserved1[4];
 	/* sge[num_sge] (struct ipd_sge), or inline_len bytes of data */
 	uint8_t payload[];
 };

@@ -90,6 +90,12 @@ void ipd_engine_qp_modified(struct ipd_qp *qp, enum ibv_qp_state old,
 	seen.qp_old = old;
 }
 
+void ipd_engine_srq_gone(struct ipd_dev *d, struct ipd_srq *srq)
+{
+	(void)d;
+	(void)srq;
+}
+
 void ipd_engine_qp_psns(struct ipd_qp *qp, uint32_t *sq_psn, uint32_t *rq_psn)
 {
 	*sq_psn = 111;
@@ -129,6 +135,7 @@ static void setup(void)
 	ipd_table_init(&dev.srqs, 1, cfg.max_srq);
 	ipd_table_init(&dev.qps, 16, cfg.max_qp);
 	ipd_table_init(&dev.ahs, 1, cfg.max_ah);
+	ipd_table_init(&dev.xrcds, 1, cfg.max_pd);
 	/* GID 1 = ::ffff:10.0.0.1 */
 	dev.ngids = 2;
 	dev.gids[1].gid.raw[10] = dev.gids[1].gid.raw[11] = 0xff;
@@ -644,5 +651,6 @@ int main(void)
 	ipd_table_fini(&dev.srqs);
 	ipd_table_fini(&dev.qps);
 	ipd_table_fini(&dev.ahs);
+	ipd_table_fini(&dev.xrcds);
 	return check_done("handlers");
 }
