@@ -8,7 +8,8 @@
 #include "opcode.h"
 
 static const unsigned int hdr_len[IPD_NUM_HDR_TYPES] = {
-	[IPD_HDR_BTH] = IPD_BTH_BYTES,     [IPD_HDR_DETH] = IPD_DETH_BYTES,
+	[IPD_HDR_BTH] = IPD_BTH_BYTES,     [IPD_HDR_XRCETH] = IPD_XRCETH_BYTES,
+	[IPD_HDR_DETH] = IPD_DETH_BYTES,
 	[IPD_HDR_RETH] = IPD_RETH_BYTES,   [IPD_HDR_AETH] = IPD_AETH_BYTES,
 	[IPD_HDR_ATMETH] = IPD_ATMETH_BYTES,
 	[IPD_HDR_ATMACK] = IPD_ATMACK_BYTES,
@@ -27,7 +28,7 @@ static void check_offsets(int op, const struct ipd_opcode_info *o)
 	int h;
 
 	CHECK(o->offset[IPD_HDR_BTH] == 0, "%s", o->name);
-	for (h = IPD_HDR_DETH; h < IPD_HDR_PAYLOAD; h++) {
+	for (h = IPD_HDR_BTH + 1; h < IPD_HDR_PAYLOAD; h++) {
 		if (!has(o, h)) {
 			CHECK(o->offset[h] == 0, "%s hdr %d", o->name, h);
 			continue;
@@ -58,11 +59,14 @@ static void check_masks(int op, const struct ipd_opcode_info *o)
 			  name_has(o, "FETCH_ADD");
 
 	CHECK(!!(m & IPD_REQ_MASK) != !!(m & IPD_ACK_MASK), "%s", o->name);
-	CHECK(qpt == IPD_RC_MASK || qpt == IPD_UC_MASK || qpt == IPD_UD_MASK,
-	      "%s", o->name);
-	CHECK((op >> 5) == (qpt == IPD_RC_MASK ? 0 : qpt == IPD_UC_MASK ? 1 : 3),
-	      "%s", o->name);
+	CHECK(qpt == IPD_RC_MASK || qpt == IPD_UC_MASK || qpt == IPD_UD_MASK ||
+	      qpt == IPD_XRC_MASK, "%s", o->name);
+	CHECK((op >> 5) == (qpt == IPD_RC_MASK ? 0 : qpt == IPD_UC_MASK ? 1 :
+			    qpt == IPD_UD_MASK ? 3 : 5), "%s", o->name);
 	CHECK(has(o, IPD_HDR_DETH) == (qpt == IPD_UD_MASK), "%s", o->name);
+	/* IBA 9.3.9: XRCETH on every XRC request, on nothing else. */
+	CHECK(has(o, IPD_HDR_XRCETH) ==
+		      (qpt == IPD_XRC_MASK && (m & IPD_REQ_MASK)), "%s", o->name);
 	CHECK(has(o, IPD_HDR_IMMDT) == name_has(o, "IMMEDIATE"), "%s", o->name);
 	CHECK(has(o, IPD_HDR_IETH) == name_has(o, "INVALIDATE"), "%s", o->name);
 	CHECK(has(o, IPD_HDR_RETH) ==
@@ -115,6 +119,9 @@ static void check_known_lengths(void)
 		{ IPD_OP_RC | IPD_OP_READ_REQUEST, 28 },
 		{ IPD_OP_RC | IPD_OP_SEND_ONLY_INV, 16 },
 		{ IPD_OP_UC | IPD_OP_WRITE_FIRST, 28 },
+		{ IPD_OP_XRC | IPD_OP_SEND_ONLY, 16 },
+		{ IPD_OP_XRC | IPD_OP_WRITE_ONLY_IMM, 36 },
+		{ IPD_OP_XRC | IPD_OP_ACKNOWLEDGE, 16 },
 	};
 	size_t i;
 
@@ -174,12 +181,13 @@ static void check_wr_op(unsigned int wr, int qpt)
 
 static void check_wr_table(void)
 {
-	static const int qpts[] = { IBV_QPT_RC, IBV_QPT_UC, IBV_QPT_UD };
+	static const int qpts[] = { IBV_QPT_RC, IBV_QPT_UC, IBV_QPT_UD,
+				    IBV_QPT_XRC_SEND };
 	unsigned int wr;
 	size_t q;
 
 	for (wr = 0; wr < IPD_NUM_WR_OPCODES; wr++)
-		for (q = 0; q < 3; q++)
+		for (q = 0; q < sizeof(qpts) / sizeof(qpts[0]); q++)
 			if (ipd_wr_opcode_get(wr, qpts[q]))
 				check_wr_op(wr, qpts[q]);
 	/* IBA 10.7.3.1 / verbs: what each transport accepts. */
@@ -192,6 +200,14 @@ static void check_wr_table(void)
 	CHECK(ipd_wr_opcode_get(IBV_WR_ATOMIC_CMP_AND_SWP, IBV_QPT_RC));
 	CHECK(!ipd_wr_opcode_get(IBV_WR_SEND_WITH_INV, IBV_QPT_UD));
 	CHECK(!ipd_wr_opcode_get(IBV_WR_LOCAL_INV, IBV_QPT_RC));
+	/* XRC carries SENDs and WRITEs; a TGT QP sends nothing. */
+	CHECK(ipd_wr_opcode_get(IBV_WR_SEND_WITH_INV, IBV_QPT_XRC_SEND));
+	CHECK(ipd_wr_opcode_get(IBV_WR_RDMA_WRITE_WITH_IMM, IBV_QPT_XRC_SEND));
+	CHECK(!ipd_wr_opcode_get(IBV_WR_RDMA_READ, IBV_QPT_XRC_SEND));
+	CHECK(!ipd_wr_opcode_get(IBV_WR_SEND, IBV_QPT_XRC_RECV));
+	CHECK(ipd_qpt_reliable(IBV_QPT_XRC_SEND) &&
+	      ipd_qpt_reliable(IBV_QPT_XRC_RECV) &&
+	      !ipd_qpt_reliable(IBV_QPT_UC));
 	CHECK(!ipd_wr_opcode_get(200, IBV_QPT_RC));
 	CHECK(ipd_wr_opcode_get(IBV_WR_RDMA_READ, IBV_QPT_RC)->wc_opcode ==
 	      IBV_WC_RDMA_READ);
@@ -214,8 +230,9 @@ int main(void)
 		check_offsets(op, o);
 		check_masks(op, o);
 	}
-	/* RC 23 + UC 12 + UD 2 */
-	CHECK(n == 37, "%d opcodes", n);
+	/* RC 23 + UC 12 + UD 2 + XRC 15 (sends, writes, ACK; no READ or
+	 * atomics) */
+	CHECK(n == 52, "%d opcodes", n);
 	check_known_lengths();
 	check_wr_table();
 	return check_done("engine_opcode");

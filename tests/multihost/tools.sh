@@ -3,9 +3,10 @@
 # 2-host lab (tests/lab/ipathd-lab.sh), the server on host 2, the client
 # on host 1, RoCEv2 over UDP between their daemons.  Each run must exit 0
 # on both sides and print its result (pingpongs with -c: the receiver
-# validates the buffer).  Sizes and counts are modest: a functional test.
+# validates the buffer; ibv_xsrq_pingpong has no -c and prints "success").
+# Sizes and counts are modest: a functional test.
 # usage: tools.sh pingpong|perftest|TOOL...
-#   TOOL: rc uc ud srq (pingpongs), ib_send_bw ib_write_bw ib_read_bw
+#   TOOL: rc uc ud srq xsrq (pingpongs), ib_send_bw ib_write_bw ib_read_bw
 #         ib_atomic_bw ib_send_lat ib_write_lat ib_read_lat ib_send_bw_ud
 # Needs root; exit 77 = skipped.
 set -euo pipefail
@@ -16,7 +17,7 @@ tools=()
 (($#)) || set -- pingpong perftest
 for a in "$@"; do
 	case $a in
-	pingpong) tools+=(rc uc ud srq) ;;
+	pingpong) tools+=(rc uc ud srq xsrq) ;;
 	perftest) tools+=(ib_send_bw ib_write_bw ib_read_bw ib_atomic_bw
 			  ib_send_lat ib_write_lat ib_read_lat ib_send_bw_ud) ;;
 	*) tools+=("$a") ;;
@@ -32,12 +33,14 @@ fails=0 runs=0
 # pingpong KIND OPTIONS
 pingpong() {
 	local kind=$1 opts=$2 tool=ibv_${1}_pingpong
-	local cmd="exec $tool -d \"\$IPL_DEV\" -g \"\$IPL_GID\" -c -p \$PORT $opts"
+	local check=-c done_re=' bytes in .* seconds = '
+	[[ $kind != xsrq ]] || check= done_re='^success$'
+	local cmd="exec $tool -d \"\$IPL_DEV\" -g \"\$IPL_GID\" $check -p \$PORT $opts"
 	runs=$((runs + 1))
 	if mh_pair "$kind-$runs" 2 1 "$cmd" "$cmd \$SRV" &&
-	   grep -q ' bytes in .* seconds = ' "$MH_LAST.client" &&
-	   grep -q ' bytes in .* seconds = ' "$MH_LAST.server"; then
-		mh_log "ok   $tool $opts: $(grep -h 'iters in' "$MH_LAST.client")"
+	   grep -Eq "$done_re" "$MH_LAST.client" &&
+	   grep -Eq "$done_re" "$MH_LAST.server"; then
+		mh_log "ok   $tool $opts: $(grep -hE 'iters in|^success' "$MH_LAST.client")"
 	else
 		mh_log "FAIL $tool $opts (host 1 -> host 2)"
 		fails=$((fails + 1))
@@ -72,6 +75,8 @@ for t in "${tools[@]}"; do
 		pingpong ud "$v"; done ;;
 	srq) for v in "-n 200" "-q 4 -s 65536 -n 50"; do
 		pingpong srq "$v"; done ;;
+	xsrq) for v in "-n 200" "-m 512 -s 65536 -n 50" "-e -n 100"; do
+		pingpong xsrq "$v"; done ;;
 	ib_send_bw | ib_write_bw | ib_read_bw)
 		perf "$t" RC 2 "-n 200"
 		perf "$t" RC 65536 "-n 100"

@@ -8,7 +8,15 @@
 #include "check.h"
 #include "qp_state.h"
 
-static const enum ibv_qp_type types[] = { IBV_QPT_RC, IBV_QPT_UC, IBV_QPT_UD };
+static const enum ibv_qp_type types[] = { IBV_QPT_RC, IBV_QPT_UC, IBV_QPT_UD,
+					  IBV_QPT_XRC_SEND, IBV_QPT_XRC_RECV };
+
+/* XRC (kernel ib_modify_qp_is_ok): the INI half sends like RC and has no
+ * responder attributes; the TGT half answers like RC and never retries. */
+static bool is_xrc(enum ibv_qp_type t)
+{
+	return t == IBV_QPT_XRC_SEND || t == IBV_QPT_XRC_RECV;
+}
 
 /* Required attributes, by hand from the spec. */
 static unsigned int req_reset_init(enum ibv_qp_type t)
@@ -24,14 +32,16 @@ static unsigned int req_init_rtr(enum ibv_qp_type t)
 
 	if (t == IBV_QPT_UD)
 		return 0;
-	if (t == IBV_QPT_UC)
+	if (t == IBV_QPT_UC || t == IBV_QPT_XRC_SEND)
 		return uc;
 	return uc | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER;
 }
 
 static unsigned int req_rtr_rts(enum ibv_qp_type t)
 {
-	if (t != IBV_QPT_RC)
+	if (t == IBV_QPT_XRC_RECV)
+		return IBV_QP_SQ_PSN | IBV_QP_TIMEOUT;
+	if (t != IBV_QPT_RC && t != IBV_QPT_XRC_SEND)
 		return IBV_QP_SQ_PSN;
 	return IBV_QP_SQ_PSN | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT |
 	       IBV_QP_RNR_RETRY | IBV_QP_MAX_QP_RD_ATOMIC;
@@ -122,7 +132,7 @@ static void test_extra_attrs(enum ibv_qp_type t)
 	/* MIN_RNR_TIMER may change in RTS on RC only (it is an RC responder
 	 * parameter). */
 	CHECK(step(t, IBV_QPS_RTS, IBV_QPS_RTS, IBV_QP_MIN_RNR_TIMER) ==
-	      (t == IBV_QPT_RC ? 0 : -EINVAL));
+	      (t == IBV_QPT_RC || t == IBV_QPT_XRC_RECV ? 0 : -EINVAL));
 	/* CUR_STATE is an optional attribute from RTR on. */
 	CHECK(step(t, IBV_QPS_RTR, IBV_QPS_RTS, req_rtr_rts(t) | IBV_QP_CUR_STATE) == 0);
 	CHECK(step(t, IBV_QPS_INIT, IBV_QPS_INIT, IBV_QP_CUR_STATE) == -EINVAL);
@@ -151,7 +161,7 @@ static bool expect_legal(enum ibv_qp_type t, int cur, int next)
 		return next == IBV_QPS_RTS || next == IBV_QPS_SQD;
 	case IBV_QPS_SQE:
 		/* RC never enters SQE (FACTS.md); SQE -> RTS is UC/UD. */
-		return next == IBV_QPS_RTS && t != IBV_QPT_RC;
+		return next == IBV_QPS_RTS && t != IBV_QPT_RC && !is_xrc(t);
 	default:
 		return false;
 	}
@@ -191,8 +201,16 @@ int main(void)
 	/* QP types ipathd does not implement have no transitions at all. */
 	CHECK(ipd_qp_state_check(IBV_QPT_RAW_PACKET, IBV_QPS_RESET, IBV_QPS_INIT,
 				 IBV_QP_STATE | IBV_QP_PORT) == -EINVAL);
-	CHECK(ipd_qp_state_check(IBV_QPT_XRC_SEND, IBV_QPS_RESET, IBV_QPS_RESET,
+	CHECK(ipd_qp_state_check(IBV_QPT_DRIVER, IBV_QPS_RESET, IBV_QPS_RESET,
 				 IBV_QP_STATE) == -EINVAL);
+	/* ibv_xsrq_pingpong's masks, and what each XRC half must not get. */
+	CHECK(step(IBV_QPT_XRC_SEND, IBV_QPS_INIT, IBV_QPS_RTR,
+		   req_init_rtr(IBV_QPT_XRC_SEND) |
+		   IBV_QP_MAX_DEST_RD_ATOMIC) == -EINVAL);
+	CHECK(step(IBV_QPT_XRC_RECV, IBV_QPS_RTR, IBV_QPS_RTS,
+		   IBV_QP_TIMEOUT | IBV_QP_SQ_PSN | IBV_QP_RETRY_CNT) == -EINVAL);
+	CHECK(step(IBV_QPT_XRC_RECV, IBV_QPS_RTR, IBV_QPS_RTS,
+		   IBV_QP_TIMEOUT | IBV_QP_SQ_PSN) == 0);
 	CHECK(ipd_qp_state_check(IBV_QPT_RC, (enum ibv_qp_state)42,
 				 IBV_QPS_RESET, IBV_QP_STATE) == -EINVAL);
 	return check_done("qp_state");
