@@ -8,6 +8,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -612,6 +613,111 @@ static void test_qp_srq(uint32_t pd, uint32_t cq, uint32_t srq)
 	CHECK(destroy(IPD__OBJ_TYPE__OBJ_SRQ, srq) == -EBUSY);
 }
 
+/* XRC (xrcd.c): domains shared by file across clients, XRC SRQs, TGT
+ * and INI QPs, ibv_open_qp uses, and what refuses to go while used. */
+static int open_xrcd(struct ipd_client *c, int fd, uint32_t oflags,
+		     uint32_t *handle)
+{
+	Ipd__OpenXrcd m = IPD__OPEN_XRCD__INIT;
+	int ret;
+
+	m.has_fd = fd >= 0;
+	m.oflags = oflags;
+	req.open_xrcd = &m;
+	next();
+	ctx.client = c;
+	ctx.in_fds[0] = fd;
+	ctx.n_in_fds = fd >= 0;
+	ret = ipd_handle_open_xrcd(&ctx);
+	*handle = ret ? 0 : resp.open_xrcd->handle;
+	return ret;
+}
+
+static int open_qp(struct ipd_client *c, uint32_t xrcd, uint32_t qpn,
+		   bool close)
+{
+	Ipd__OpenQp m = IPD__OPEN_QP__INIT;
+
+	m.xrcd = xrcd;
+	m.qpn = qpn;
+	m.close = close;
+	req.open_qp = &m;
+	next();
+	ctx.client = c;
+	return ipd_handle_open_qp(&ctx);
+}
+
+static void test_xrc(uint32_t pd, uint32_t cq)
+{
+	Ipd__CreateSrq sm = IPD__CREATE_SRQ__INIT;
+	Ipd__SrqAttr sa = IPD__SRQ_ATTR__INIT;
+	Ipd__CreateQp cm = IPD__CREATE_QP__INIT;
+	Ipd__QpCap cap = IPD__QP_CAP__INIT;
+	char path[] = "/tmp/ipd-xrcd-XXXXXX";
+	uint32_t x1, x2, x3, srq, tgt;
+	int fd = mkstemp(path);
+
+	CHECK(fd >= 0);
+	unlink(path);
+	CHECK(open_xrcd(&client, fd, 0, &x1) == -ENOENT);   /* no O_CREAT */
+	CHECK(open_xrcd(&client, fd, O_CREAT, &x1) == 0);
+	CHECK(open_xrcd(&other, fd, O_CREAT | O_EXCL, &x2) == -EEXIST);
+	CHECK(open_xrcd(&other, fd, 0, &x2) == 0);          /* shared */
+	CHECK(open_xrcd(&other, -1, 0, &x3) == 0);          /* private */
+
+	sa.max_wr = 8;
+	sa.max_sge = 1;
+	sm.pd = pd;
+	sm.attr = &sa;
+	sm.srq_type = IBV_SRQT_XRC;
+	sm.xrcd = x1;
+	sm.cq = cq;
+	req.create_srq = &sm;
+	next();
+	CHECK(ipd_handle_create_srq(&ctx) == 0);
+	srq = resp.create_srq->handle;
+	CHECK(resp.create_srq->srq_num == srq && ctx.n_out_fds == 1);
+	CHECK(destroy(IPD__OBJ_TYPE__OBJ_XRCD, x1) == -EBUSY);
+	CHECK(destroy(IPD__OBJ_TYPE__OBJ_CQ, cq) == -EBUSY);
+
+	/* TGT: only an XRCD, no rings. */
+	cm.qp_type = IBV_QPT_XRC_RECV;
+	cm.xrcd = x1;
+	req.create_qp = &cm;
+	next();
+	CHECK(ipd_handle_create_qp(&ctx) == 0);
+	tgt = resp.create_qp->qpn;
+	CHECK(ctx.n_out_fds == 0 && resp.create_qp->sq_size == 0);
+	/* Another client of the domain may use it; outside it, nobody. */
+	CHECK(open_qp(&other, x3, tgt, false) == -EINVAL);
+	CHECK(open_qp(&other, x2, tgt, false) == 0);
+	CHECK(destroy(IPD__OBJ_TYPE__OBJ_QP, tgt) == -EBUSY);
+	CHECK(open_qp(&other, x2, tgt, true) == 0);
+	CHECK(destroy(IPD__OBJ_TYPE__OBJ_QP, tgt) == 0);
+
+	/* INI: a PD and a send CQ, only a send ring. */
+	cap.max_send_wr = 4;
+	cap.max_send_sge = 1;
+	cm.qp_type = IBV_QPT_XRC_SEND;
+	cm.xrcd = 0;
+	cm.pd = pd;
+	cm.send_cq = cq;
+	cm.cap = &cap;
+	req.create_qp = &cm;   /* req.op is a union */
+	next();
+	CHECK(ipd_handle_create_qp(&ctx) == 0);
+	CHECK(ctx.n_out_fds == 1 && resp.create_qp->rq_size == 0);
+	/* An XRC SRQ is no QP's SRQ. */
+	cm.qp_type = IBV_QPT_RC;
+	cm.recv_cq = cq;
+	cm.srq = srq;
+	next();
+	CHECK(ipd_handle_create_qp(&ctx) == -EINVAL);
+	/* The other client's opens end with it. */
+	ipd_client_release_objects(&other);
+	close(fd);
+}
+
 int main(void)
 {
 	uint8_t dgid[16] = { [10] = 0xff, [11] = 0xff, 10, 0, 0, 2 };
@@ -637,12 +743,14 @@ int main(void)
 	test_ah(pd, &ah);
 	test_qp_rc(pd, cq, &ah);
 	test_qp_srq(pd, cq, srq);
+	test_xrc(pd, cq);
 
 	/* A departing client leaves nothing behind. */
 	ipd_client_release_objects(&client);
 	CHECK(dev.pds.count == 0 && dev.mrs.count == 0 && dev.cqs.count == 0);
 	CHECK(dev.srqs.count == 0 && dev.qps.count == 0 && dev.ahs.count == 0);
-	CHECK(seen.qp_init == 2 && seen.qp_fini == 2);
+	CHECK(dev.xrcds.count == 0);
+	CHECK(seen.qp_init == 4 && seen.qp_fini == 4);
 	CHECK(TAILQ_EMPTY(&dev.qps_list));
 	next();
 	ipd_table_fini(&dev.pds);
