@@ -29,7 +29,8 @@ static const struct {
 };
 
 /* enum ibv_qp_type and enum ibv_qp_state values, as the daemon reports them. */
-static const char *const qp_types[] = { [2] = "RC", [3] = "UC", [4] = "UD" };
+static const char *const qp_types[] = { [2] = "RC", [3] = "UC", [4] = "UD",
+					[9] = "XRC_INI", [10] = "XRC_TGT" };
 static const char *const qp_states[] = { "RESET", "INIT", "RTR", "RTS",
 					 "SQD", "SQE", "ERR" };
 
