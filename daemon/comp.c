@@ -468,7 +468,8 @@ void ipd_comp_rx(struct ipd_qp *qp, struct ipd_pkt *pkt)
 	struct comp_ctx c = { .qp = qp, .e = qp->eng, .pkt = pkt };
 	enum comp_state s = COMP_GET_WQE;
 
-	if (!ipd_qpt_reliable(qp->type) || !comp_qp_active(qp) || !qp->sq.size) {
+	if (!ipd_qpt_reliable(qp->type) || !comp_qp_active(qp) ||
+	    !qp->sq.size) {
 		qp->dev->cnt.drop_bad_state++;
 		return;
 	}

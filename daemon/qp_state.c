@@ -29,8 +29,10 @@ struct qp_transition {
 #define RTS_OPT_UC (IBV_QP_CUR_STATE | PATH_OPT)
 #define RTS_OPT_RC (IBV_QP_CUR_STATE | PATH_OPT | IBV_QP_MIN_RNR_TIMER)
 #define INIT_ATTRS (IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS)
-#define RTR_REQ_UC (IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN)
-#define RTR_REQ_RC (RTR_REQ_UC | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER)
+#define RTR_REQ_UC                                                         \
+	(IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN)
+#define RTR_REQ_RC                                                         \
+	(RTR_REQ_UC | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER)
 #define RTR_OPT (IBV_QP_ALT_PATH | IBV_QP_ACCESS_FLAGS | IBV_QP_PKEY_INDEX)
 
 /* Any state may go to RESET or ERR with no other attribute (IBA

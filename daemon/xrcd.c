@@ -21,7 +21,7 @@ struct ipd_xrcd_dom {
 	dev_t st_dev;
 	ino_t st_ino;
 	unsigned int opens;
-	LIST_ENTRY(ipd_xrcd_dom) link;  /* dev->xrcd_doms, when has_file */
+	LIST_ENTRY(ipd_xrcd_dom) link; /* dev->xrcd_doms, when has_file */
 };
 
 struct ipd_xrcd *ipd_xrcd_get(struct ipd_client *c, uint32_t handle)
@@ -44,8 +44,7 @@ bool ipd_xrcd_client_has(struct ipd_client *c, const struct ipd_xrcd_dom *dom)
 	return false;
 }
 
-static struct ipd_xrcd_dom *dom_find(struct ipd_dev *dev,
-				     const struct stat *st)
+static struct ipd_xrcd_dom *dom_find(struct ipd_dev *dev, const struct stat *st)
 {
 	struct ipd_xrcd_dom *d;
 
@@ -66,21 +65,24 @@ static struct ipd_xrcd_dom *dom_open(struct ipd_req_ctx *ctx,
 
 	if (m->has_fd) {
 		if (ctx->n_in_fds != 1 || fstat(ctx->in_fds[0], &st) < 0) {
-			*err = ipd_req_fail(ctx, EBADF, "open_xrcd: no usable file");
+			*err = ipd_req_fail(ctx, EBADF,
+					    "open_xrcd: no usable file");
 			return NULL;
 		}
 		d = dom_find(dev, &st);
 		/* ibv_open_xrcd(3): O_EXCL fails on an existing domain,
 		 * a missing one needs O_CREAT. */
 		if (d && (m->oflags & O_EXCL)) {
-			*err = ipd_req_fail(ctx, EEXIST, "open_xrcd: domain exists");
+			*err = ipd_req_fail(ctx, EEXIST,
+					    "open_xrcd: domain exists");
 			return NULL;
 		}
 		if (d)
 			return d;
 		if (!(m->oflags & O_CREAT)) {
 			*err = ipd_req_fail(ctx, ENOENT,
-					    "open_xrcd: no domain for the file (no O_CREAT)");
+					    "open_xrcd: no domain for the file "
+					    "(no O_CREAT)");
 			return NULL;
 		}
 	}
@@ -161,11 +163,13 @@ int ipd_handle_open_qp(struct ipd_req_ctx *ctx)
 	struct ipd_qp *qp = ipd_qp_lookup(ctx->client->dev, m->qpn);
 
 	if (!x)
-		return ipd_req_fail(ctx, EINVAL, "open_qp: no XRCD %u", m->xrcd);
+		return ipd_req_fail(ctx, EINVAL, "open_qp: no XRCD %u",
+				    m->xrcd);
 	if (m->close) {
 		/* The QP may be gone with its creator; the use ends anyway. */
 		if (!x->refcnt)
-			return ipd_req_fail(ctx, EINVAL, "open_qp: XRCD %u not in use",
+			return ipd_req_fail(ctx, EINVAL,
+					    "open_qp: XRCD %u not in use",
 					    m->xrcd);
 		x->refcnt--;
 		if (qp && qp->xrcd && qp->xrcd->dom == x->dom && qp->xrc_opens)
@@ -174,9 +178,10 @@ int ipd_handle_open_qp(struct ipd_req_ctx *ctx)
 		return 0;
 	}
 	if (!qp || qp->type != IBV_QPT_XRC_RECV || qp->xrcd->dom != x->dom)
-		return ipd_req_fail(ctx, EINVAL,
-				    "open_qp: no XRC_RECV QP %u in the XRCD's domain",
-				    m->qpn);
+		return ipd_req_fail(
+			ctx, EINVAL,
+			"open_qp: no XRC_RECV QP %u in the XRCD's domain",
+			m->qpn);
 	qp->xrc_opens++;
 	x->refcnt++;
 	ctx->resp->ok = true;
