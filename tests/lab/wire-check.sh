@@ -14,7 +14,7 @@
 #
 #   tests/lab/wire-check.sh [--ipv6] [--out DIR] [--strict] [TOOL...]
 #
-# TOOL is any of rc rc_small uc ud srq send_bw write_bw write_small read_bw
+# TOOL is any of rc rc_small uc ud srq xsrq send_bw write_bw write_small read_bw
 # read_small atomic_bw lossy (default: all; *_small use 64-byte messages for
 # the *_ONLY opcodes, lossy runs rc/write_bw/read_bw with 3 % loss both ways
 # for NAKs and retransmissions).  A tool that fails is reported; with --strict it fails the check,
@@ -44,7 +44,7 @@ while (($#)); do
 	esac
 	shift
 done
-((${#tools[@]})) || tools=(rc rc_small uc ud srq send_bw write_bw write_small
+((${#tools[@]})) || tools=(rc rc_small uc ud srq xsrq send_bw write_bw write_small
 			    read_bw read_small atomic_bw lossy)
 
 log() { printf '[wire-check %s] %s\n' "$(date +%T)" "$*" >&2; }
@@ -181,6 +181,8 @@ for t in "${tools[@]}"; do
 		pair "$t" "$port" ibv_rc_pingpong -p "$port" -n 100 -s 64 ;;
 	ud)
 		pair ud "$port" ibv_ud_pingpong -p "$port" -n 200 -s 512 ;;
+	xsrq)	# XRC: XRCETH on every request, XRC ACKNOWLEDGE back
+		pair xsrq "$port" ibv_xsrq_pingpong -p "$port" -n 100 -s 4000 ;;
 	send_bw | write_bw | read_bw | atomic_bw)
 		perf "$t" "ib_$t" "$port" -n 200 ;;
 	write_small | read_small)
@@ -226,7 +228,7 @@ if ((not_ib || malformed)); then
 		2>/dev/null | head -20 >&2
 	fail=1
 fi
-# IBA table 39 (RC 0x00.., UC 0x20.., UD 0x60..)
+# IBA table 39 (RC 0x00.., UC 0x20.., UD 0x60.., XRC 0xa0..)
 opcode_names() {
 	awk 'BEGIN {
 		split("SEND_FIRST SEND_MIDDLE SEND_LAST SEND_LAST_IMM SEND_ONLY SEND_ONLY_IMM WRITE_FIRST WRITE_MIDDLE WRITE_LAST WRITE_LAST_IMM WRITE_ONLY WRITE_ONLY_IMM READ_REQUEST READ_RESP_FIRST READ_RESP_MIDDLE READ_RESP_LAST READ_RESP_ONLY ACK ATOMIC_ACK CMP_SWAP FETCH_ADD RESV SEND_LAST_INV SEND_ONLY_INV", n, " ")
@@ -234,7 +236,7 @@ opcode_names() {
 	}
 	{
 		op = $2 + 0; cls = int(op / 32); o = op % 32
-		c = cls == 0 ? "RC" : cls == 1 ? "UC" : cls == 3 ? "UD" : "?"
+		c = cls == 0 ? "RC" : cls == 1 ? "UC" : cls == 3 ? "UD" : cls == 5 ? "XRC" : "?"
 		printf "  %7d  %s %s (%d)\n", $1, c, (o in name) ? name[o] : "?", op
 	}'
 }
