@@ -150,9 +150,10 @@ int ipd_sge_check(struct ipd_dev *dev, struct ipd_pd *pd,
 int ipd_sge_copy(struct ipd_dev *dev, struct ipd_pd *pd,
 		 const struct ipd_sge *sge, uint32_t num_sge, uint32_t off,
 		 void *buf, uint32_t len, enum ipd_copy_dir dir);
-/* Resolve a remote access: rkey in pd with access, [va, va+len) in bounds.
+/* Resolve a remote access arriving on qp: rkey in pd with access, [va,
+ * va+len) in bounds (a type 2 window only on the QP it was bound through).
  * Returns the daemon pointer or NULL. */
-void *ipd_rkey_ptr(struct ipd_dev *dev, struct ipd_pd *pd, uint32_t rkey,
+void *ipd_rkey_ptr(const struct ipd_qp *qp, struct ipd_pd *pd, uint32_t rkey,
 		   uint64_t va, uint64_t len, uint32_t access);
 
 /* ---- net.c: packet construction and dispatch ----------------------- */

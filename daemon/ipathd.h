@@ -354,8 +354,8 @@ void ipd_client_release_mws(struct ipd_client *client);
 /* Is key in the window key space?  Then ipd_mw_rkey_ptr resolves it for
  * remote access (NULL when not bound, out of range or not permitted). */
 bool ipd_mw_key(uint32_t key);
-void *ipd_mw_rkey_ptr(struct ipd_dev *dev, struct ipd_pd *pd, uint32_t rkey,
-		      uint64_t va, uint64_t len, uint32_t access);
+void *ipd_mw_rkey_ptr(const struct ipd_qp *qp, struct ipd_pd *pd,
+		      uint32_t rkey, uint64_t va, uint64_t len, uint32_t access);
 /* SEND with Invalidate arrived for rkey (IETH): 0 or -EINVAL. */
 int ipd_mw_remote_inv(struct ipd_qp *qp, uint32_t rkey);
 

@@ -76,15 +76,19 @@ static void mw_free(struct ipd_dev *dev, struct ipd_mw *mw)
 	}
 }
 
-void *ipd_mw_rkey_ptr(struct ipd_dev *dev, struct ipd_pd *pd, uint32_t rkey,
-		      uint64_t va, uint64_t len, uint32_t access)
+void *ipd_mw_rkey_ptr(const struct ipd_qp *qp, struct ipd_pd *pd,
+		      uint32_t rkey, uint64_t va, uint64_t len, uint32_t access)
 {
-	struct ipd_mw *mw = mw_by_key(dev, rkey);
+	struct ipd_mw *mw = mw_by_key(qp->dev, rkey);
 	uint64_t off;
 
 	/* IBA 10.6.7: a window grants exactly its range and rights, and
-	 * only while bound; the PD must be the requesting QP's. */
+	 * only while bound; the PD must be the requesting QP's, and a type
+	 * 2 window is associated with the QP it was bound through (10.6.1:
+	 * its R_Key is valid on that QP only; Linux rxe checks the same). */
 	if (!mw || !mw->mr || mw->pd != pd)
+		return NULL;
+	if (mw->type == IBV_MW_TYPE_2 && mw->qpn != qp->qpn)
 		return NULL;
 	if ((mw->access & access) != access)
 		return NULL;

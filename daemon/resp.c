@@ -161,7 +161,7 @@ static bool resp_read_pkt(struct ipd_qp *qp, struct ipd_resp_item *it)
 	struct ipd_pkt *pkt;
 
 	if (chunk) {
-		src = ipd_rkey_ptr(qp->dev, qp->pd, it->rkey, it->va, chunk,
+		src = ipd_rkey_ptr(qp, qp->pd, it->rkey, it->va, chunk,
 				   IBV_ACCESS_REMOTE_READ);
 		if (!src)
 			return false; /* MR gone: the requester times out */
@@ -605,7 +605,7 @@ static enum resp_state resp_check_write(struct resp_ctx *c)
 		e->write_resid = e->write_len = ipd_reth_len(pkt->hdr);
 		/* A zero-length RDMA needs no valid R_Key (IBA 9.7.4.1.5). */
 		if (e->write_len &&
-		    !ipd_rkey_ptr(c->qp->dev, resp_pd(c->qp), e->write_rkey,
+		    !ipd_rkey_ptr(c->qp, resp_pd(c->qp), e->write_rkey,
 				  e->write_va, e->write_len,
 				  IBV_ACCESS_REMOTE_WRITE))
 			return RESP_ERR_ACCESS;
@@ -629,7 +629,7 @@ static enum resp_state resp_check_rkey(struct resp_ctx *c)
 	if (pkt->mask & IPD_READ_MASK) {
 		uint32_t len = ipd_reth_len(pkt->hdr);
 
-		c->mem = len ? ipd_rkey_ptr(qp->dev, qp->pd,
+		c->mem = len ? ipd_rkey_ptr(qp, qp->pd,
 					    ipd_reth_rkey(pkt->hdr),
 					    ipd_reth_va(pkt->hdr), len,
 					    IBV_ACCESS_REMOTE_READ) :
@@ -642,7 +642,7 @@ static enum resp_state resp_check_rkey(struct resp_ctx *c)
 		/* IBA 9.4.5: atomics need an 8-byte aligned address. */
 		if (va & 7)
 			return RESP_ERR_INV_REQ;
-		c->mem = ipd_rkey_ptr(qp->dev, qp->pd,
+		c->mem = ipd_rkey_ptr(qp, qp->pd,
 				      ipd_atmeth_rkey(pkt->hdr), va, 8,
 				      IBV_ACCESS_REMOTE_ATOMIC);
 		return c->mem ? RESP_EXECUTE : RESP_ERR_ACCESS;
@@ -689,7 +689,7 @@ static enum resp_state resp_exec_write(struct resp_ctx *c)
 
 	if (pkt->paylen) {
 		/* Looked up per packet: the MR may be gone meanwhile. */
-		dst = ipd_rkey_ptr(qp->dev, resp_pd(qp), e->write_rkey,
+		dst = ipd_rkey_ptr(qp, resp_pd(qp), e->write_rkey,
 				   e->write_va, pkt->paylen,
 				   IBV_ACCESS_REMOTE_WRITE);
 		if (!dst)

@@ -80,13 +80,13 @@ int ipd_sge_copy(struct ipd_dev *dev, struct ipd_pd *pd,
 	return len ? IBV_WC_LOC_LEN_ERR : IBV_WC_SUCCESS;
 }
 
-void *ipd_rkey_ptr(struct ipd_dev *dev, struct ipd_pd *pd, uint32_t rkey,
+void *ipd_rkey_ptr(const struct ipd_qp *qp, struct ipd_pd *pd, uint32_t rkey,
 		   uint64_t va, uint64_t len, uint32_t access)
 {
-	struct ipd_mr *mr = ipd_mr_lookup(dev, rkey);
+	struct ipd_mr *mr = ipd_mr_lookup(qp->dev, rkey);
 
 	if (!mr && ipd_mw_key(rkey))
-		return ipd_mw_rkey_ptr(dev, pd, rkey, va, len, access);
+		return ipd_mw_rkey_ptr(qp, pd, rkey, va, len, access);
 	/* The rkey must be the MR's remote key, not just its handle. */
 	if (!mr || mr->rkey != rkey || mr->pd != pd)
 		return NULL;

@@ -80,6 +80,10 @@ struct ipd_qp {
 	struct ipd_send_wqe *wr_cur;	/* WQE being built, NULL if none */
 	uint32_t wr_prod;		/* producer index incl. built WQEs */
 	int wr_err;			/* first error since wr_start */
+	/* wr_bind_mw/wr_local_inv of the batch, run at wr_complete after
+	 * the WQEs before them (post.c); allocated at first use */
+	struct ipd_wr_defer *defer;
+	unsigned int ndefer;
 	bool opened;			/* ibv_open_qp: a use of a TGT QP */
 };
 
@@ -230,7 +234,8 @@ void ipd_qp_ex_init(struct ipd_qp *qp);
 	 IBV_QP_EX_WITH_SEND_WITH_INV | IBV_QP_EX_WITH_RDMA_WRITE |          \
 	 IBV_QP_EX_WITH_RDMA_WRITE_WITH_IMM | IBV_QP_EX_WITH_RDMA_READ |     \
 	 IBV_QP_EX_WITH_ATOMIC_CMP_AND_SWP |                                 \
-	 IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD)
+	 IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD | IBV_QP_EX_WITH_BIND_MW |      \
+	 IBV_QP_EX_WITH_LOCAL_INV)
 /* IBV_WC_EX_WITH_* flags the ibv_cq_ex readers support. */
 #define IPD_SUPPORTED_WC_FLAGS                                               \
 	(IBV_WC_EX_WITH_BYTE_LEN | IBV_WC_EX_WITH_IMM |                      \

@@ -12,6 +12,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -579,6 +580,7 @@ static void wr_start(struct ibv_qp_ex *ibqp)
 	pthread_spin_lock(&qp->sq.lock);
 	qp->wr_prod = has_sq(qp) ? ring_prod(&qp->sq) : 0;
 	qp->wr_cur = NULL;
+	qp->ndefer = 0;
 	qp->wr_err = has_sq(qp) && sq_accepts(&qp->vqp.qp) ? 0 : EINVAL;
 }
 
@@ -754,12 +756,89 @@ static void wr_set_inline_data(struct ibv_qp_ex *ibqp, void *addr,
 	wr_set_inline_data_list(ibqp, 1, &b);
 }
 
+/* ---- wr_bind_mw / wr_local_inv ----------------------------------------
+ * They change the daemon's key tables, so they are control requests, as
+ * in post_send (mw.c): noted here in their place in the batch and run by
+ * wr_complete once the WQEs before them are published and retired. */
+
+#define IPD_WR_DEFER_MAX 16
+
+struct ipd_wr_defer {
+	uint32_t pos;                /* WQEs before it: ring index */
+	struct ibv_send_wr wr;       /* IBV_WR_BIND_MW or IBV_WR_LOCAL_INV */
+};
+
+static void wr_defer(struct ibv_qp_ex *ibqp, struct ibv_send_wr *wr)
+{
+	struct ipd_qp *qp = qpex_to_iqp(ibqp);
+	struct ipd_wr_defer *d;
+
+	qp->wr_cur = NULL;
+	if (qp->wr_err)
+		return;
+	if (!qp->defer)
+		qp->defer = calloc(IPD_WR_DEFER_MAX, sizeof(*qp->defer));
+	if (!qp->defer || qp->ndefer == IPD_WR_DEFER_MAX) {
+		wr_fail(qp, ENOMEM);
+		return;
+	}
+	wr->wr_id = ibqp->wr_id;
+	wr->send_flags = ibqp->wr_flags;
+	d = &qp->defer[qp->ndefer++];
+	d->pos = qp->wr_prod;
+	d->wr = *wr;
+}
+
+static void wr_bind_mw(struct ibv_qp_ex *ibqp, struct ibv_mw *mw,
+		       uint32_t rkey, const struct ibv_mw_bind_info *info)
+{
+	struct ibv_send_wr wr = { .opcode = IBV_WR_BIND_MW };
+
+	wr.bind_mw.mw = mw;
+	wr.bind_mw.rkey = rkey;
+	wr.bind_mw.bind_info = *info;
+	wr_defer(ibqp, &wr);
+}
+
+static void wr_local_inv(struct ibv_qp_ex *ibqp, uint32_t rkey)
+{
+	struct ibv_send_wr wr = { .opcode = IBV_WR_LOCAL_INV };
+
+	wr.invalidate_rkey = rkey;
+	wr_defer(ibqp, &wr);
+}
+
+/* Under the SQ lock, which each request lets go of while it waits.  The
+ * WQEs before a failing operation are already posted (as post_send's
+ * bad_wr); those after it are not. */
+static int wr_run_deferred(struct ipd_qp *qp)
+{
+	int err = 0;
+
+	for (unsigned int i = 0; i < qp->ndefer && !err; i++) {
+		struct ipd_wr_defer *d = &qp->defer[i];
+
+		if (d->pos != ring_prod(&qp->sq)) {
+			ipd_ring_publish(qp->sq.hdr, d->pos);
+			ring_doorbell(qp);
+		}
+		pthread_spin_unlock(&qp->sq.lock);
+		err = ipd_mw_post(qp, &d->wr, d->pos);
+		pthread_spin_lock(&qp->sq.lock);
+	}
+	qp->ndefer = 0;
+	return err;
+}
+
 static int wr_complete(struct ibv_qp_ex *ibqp)
 {
 	struct ipd_qp *qp = qpex_to_iqp(ibqp);
 	int err = qp->wr_err;
 
-	/* All or nothing: a failed batch publishes none of its WQEs. */
+	if (!err && qp->ndefer)
+		err = wr_run_deferred(qp);
+	/* All or nothing (but for bind/invalidate, above): a failed batch
+	 * publishes none of its WQEs. */
 	if (!err && qp->wr_prod != ring_prod(&qp->sq)) {
 		ipd_ring_publish(qp->sq.hdr, qp->wr_prod);
 		ring_doorbell(qp);
@@ -774,20 +853,11 @@ static void wr_abort(struct ibv_qp_ex *ibqp)
 	struct ipd_qp *qp = qpex_to_iqp(ibqp);
 
 	qp->wr_cur = NULL;
+	qp->ndefer = 0;
 	pthread_spin_unlock(&qp->sq.lock);
 }
 
 /* Builders for operations ipathd does not offer; create_qp_ex refuses them. */
-static void wr_bind_mw(struct ibv_qp_ex *ibqp, struct ibv_mw *mw,
-		       uint32_t rkey, const struct ibv_mw_bind_info *info)
-{
-	wr_fail(qpex_to_iqp(ibqp), EOPNOTSUPP);
-}
-
-static void wr_local_inv(struct ibv_qp_ex *ibqp, uint32_t rkey)
-{
-	wr_fail(qpex_to_iqp(ibqp), EOPNOTSUPP);
-}
 
 static void wr_send_tso(struct ibv_qp_ex *ibqp, void *hdr, uint16_t hdr_sz,
 			uint16_t mss)

@@ -1144,6 +1144,7 @@ int ipd_destroy_qp(struct ibv_qp *ibqp)
 		return err;
 	ipd_uring_unmap(&qp->sq);
 	ipd_uring_unmap(&qp->rq);
+	free(qp->defer);
 	free(qp);
 	return 0;
 }

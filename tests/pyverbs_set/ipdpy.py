@@ -154,7 +154,7 @@ class Endpoint:
     """One QP with its CQ(s) and an MR; optionally on an SRQ or extended."""
 
     def __init__(self, t, qp_type, size=1 << 16, srq=None, cq=None,
-                 ex=False, sig_all=False):
+                 ex=False, sig_all=False, ex_ops=0):
         self.t = t
         self.type = qp_type
         self.size = size
@@ -174,6 +174,7 @@ class Endpoint:
                         e.IBV_QP_EX_WITH_ATOMIC_FETCH_AND_ADD)
             if qp_type == e.IBV_QPT_UD:
                 ops = e.IBV_QP_EX_WITH_SEND | e.IBV_QP_EX_WITH_SEND_WITH_IMM
+            ops |= ex_ops
             attr = QPInitAttrEx(qp_type=qp_type, scq=self.cq, rcq=self.cq,
                                 pd=t.pd, cap=cap, srq=srq,
                                 sq_sig_all=sig_all, send_ops_flags=ops,

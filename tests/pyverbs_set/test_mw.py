@@ -1,6 +1,8 @@
 """Memory windows, type 1 and 2: remote access is granted exactly while a
-window is bound, within its range and rights, and refused after unbinding,
-local invalidation or SEND with Invalidate."""
+window is bound, within its range and rights (a type 2 window only on the
+QP it was bound through), and refused after unbinding, local invalidation
+or SEND with Invalidate; type 2 binding and local invalidation also
+through the ibv_qp_ex builders."""
 import os
 import unittest
 
@@ -131,23 +133,96 @@ class MwTest(DevTest):
         rkey = self.bind2(b, mw, access=e.IBV_ACCESS_REMOTE_READ)
         self.assertEqual(self.rdma(a, rkey, self.win_addr(), 16,
                                    e.IBV_WR_RDMA_READ), e.IBV_WC_SUCCESS)
-        # the window grants read only
-        a, _ = self.pair_on(b)
-        self.assertEqual(self.rdma(a, rkey, self.win_addr()),
-                         e.IBV_WC_REM_ACCESS_ERR)
-        a, b2 = self.pair_on(b)
-        b2.post_recv(9, 0, 64)
+        # SEND with Invalidate on the window's QP
+        b.post_recv(9, 0, 64)
         wr = a.send_wr(10, e.IBV_WR_SEND_WITH_INV, 0, 32)
         wr.imm_data = rkey
         a.qp.post_send(wr)
         self.assertEqual(poll(a.cq, 1)[0].status, e.IBV_WC_SUCCESS)
-        wc = poll(b2.cq, 1)[0]
+        wc = poll(b.cq, 1)[0]
         self.assertEqual(wc.status, e.IBV_WC_SUCCESS)
         self.assertTrue(wc.wc_flags & e.IBV_WC_WITH_INV)
         # (pyverbs' WC names the invalidated_rkey union member imm_data)
         self.assertEqual(wc.imm_data, rkey)
         self.assertEqual(self.rdma(a, rkey, self.win_addr(), 16,
                                    e.IBV_WR_RDMA_READ),
+                         e.IBV_WC_REM_ACCESS_ERR)
+        mw.close()
+
+    def test_type2_read_only(self):
+        a, b = self.pair()
+        mw = MW(self.pd, e.IBV_MW_TYPE_2)
+        rkey = self.bind2(b, mw, access=e.IBV_ACCESS_REMOTE_READ)
+        self.assertEqual(self.rdma(a, rkey, self.win_addr()),
+                         e.IBV_WC_REM_ACCESS_ERR)
+        mw.close()
+
+    def test_type2_only_on_its_qp(self):
+        """IBA 10.6.1 (type 2 windows are associated with a QP): the
+        rkey works on the QP the window was bound through, on no other
+        QP of the same PD; a type 1 window works on every QP of the PD."""
+        a, b = self.pair()
+        mw = MW(self.pd, e.IBV_MW_TYPE_2)
+        rkey = self.bind2(b, mw)
+        a2, _ = self.pair_on(b)
+        self.assertEqual(self.rdma(a2, rkey, self.win_addr()),
+                         e.IBV_WC_REM_ACCESS_ERR)
+        self.assertEqual(self.rdma(a, rkey, self.win_addr()),
+                         e.IBV_WC_SUCCESS)
+        mw1 = MW(self.pd, e.IBV_MW_TYPE_1)
+        info = MWBindInfo(self.win_mr, self.win_addr(), WIN_LEN, WIN_ACCESS)
+        b.qp.bind_mw(mw1, MWBind(info, 0))
+        a3, _ = self.pair_on(b)
+        self.assertEqual(self.rdma(a3, mw1.rkey, self.win_addr()),
+                         e.IBV_WC_SUCCESS)
+        mw1.close()
+        mw.close()
+
+    def test_qpex_bind_local_inv(self):
+        """ibv_wr_bind_mw and ibv_wr_local_inv between other work
+        requests of one batch: they complete in order, and the window is
+        usable exactly in between."""
+        a = Endpoint(self, e.IBV_QPT_RC, size=1 << 16)
+        b = Endpoint(self, e.IBV_QPT_RC, size=1 << 16, ex=True,
+                     ex_ops=e.IBV_QP_EX_WITH_BIND_MW |
+                     e.IBV_QP_EX_WITH_LOCAL_INV)
+        connect(self, a, b)
+        self.addCleanup(b.close)
+        self.addCleanup(a.close)
+        self.win_mr = MR(self.pd, 1 << 16, MR_ACCESS)
+        mw = MW(self.pd, e.IBV_MW_TYPE_2)
+        rkey = (mw.rkey & ~0xff) | ((mw.rkey + 1) & 0xff)
+        a.post_recv(1, 0, 64)
+        a.post_recv(2, 64, 64)
+        q = b.qp
+        q.wr_start()
+        q.wr_id, q.wr_flags = 11, e.IBV_SEND_SIGNALED
+        q.wr_send()
+        q.wr_set_sge(SGE(b.mr.buf, 8, b.mr.lkey))
+        q.wr_id, q.wr_flags = 12, e.IBV_SEND_SIGNALED
+        q.wr_bind_mw(mw, rkey, MWBindInfo(self.win_mr, self.win_addr(),
+                                          WIN_LEN, WIN_ACCESS))
+        q.wr_id, q.wr_flags = 13, e.IBV_SEND_SIGNALED
+        q.wr_send()
+        q.wr_set_sge(SGE(b.mr.buf, 8, b.mr.lkey))
+        q.wr_complete()
+        wcs = poll(b.cq, 3)
+        self.assertEqual([(w.wr_id, w.status, w.opcode) for w in wcs],
+                         [(11, e.IBV_WC_SUCCESS, e.IBV_WC_SEND),
+                          (12, e.IBV_WC_SUCCESS, e.IBV_WC_BIND_MW),
+                          (13, e.IBV_WC_SUCCESS, e.IBV_WC_SEND)])
+        self.assertEqual(mw.rkey, rkey)
+        self.assertEqual(len(poll(a.cq, 2)), 2)
+        self.assertEqual(self.rdma(a, rkey, self.win_addr()),
+                         e.IBV_WC_SUCCESS)
+        q.wr_start()
+        q.wr_id, q.wr_flags = 14, e.IBV_SEND_SIGNALED
+        q.wr_local_inv(rkey)
+        q.wr_complete()
+        wc = poll(b.cq, 1)[0]
+        self.assertEqual((wc.wr_id, wc.status, wc.opcode),
+                         (14, e.IBV_WC_SUCCESS, e.IBV_WC_LOCAL_INV))
+        self.assertEqual(self.rdma(a, rkey, self.win_addr()),
                          e.IBV_WC_REM_ACCESS_ERR)
         mw.close()
 
