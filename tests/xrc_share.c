@@ -22,19 +22,20 @@
 
 #include "vtest_common.h"
 
-#define SIZE 4096
+#define SIZE  4096
 #define PSN_A 0x123
 #define PSN_B 0x456
 
 static int failures;
 
-#define CHECK(cond)                                                        \
-	do {                                                               \
-		if (!(cond)) {                                             \
-			fprintf(stderr, "%s:%d: check failed: %s (errno %d)\n", \
-				__FILE__, __LINE__, #cond, errno);         \
-			failures++;                                        \
-		}                                                          \
+#define CHECK(cond)                                                     \
+	do {                                                            \
+		if (!(cond)) {                                          \
+			fprintf(stderr,                                 \
+				"%s:%d: check failed: %s (errno %d)\n", \
+				__FILE__, __LINE__, #cond, errno);      \
+			failures++;                                     \
+		}                                                       \
 	} while (0)
 
 struct side {
@@ -65,7 +66,8 @@ static int side_open(struct side *s, const char *dev, int gid, int fd,
 	s->cq = ibv_create_cq(s->d.ctx, 16, NULL, NULL, 0);
 	s->buf = calloc(1, SIZE);
 	s->mr = s->buf ? ibv_reg_mr(s->d.pd, s->buf, SIZE,
-				    IBV_ACCESS_LOCAL_WRITE) : NULL;
+				    IBV_ACCESS_LOCAL_WRITE)
+		       : NULL;
 	return s->xrcd && s->cq && s->mr ? 0 : -1;
 }
 
@@ -85,14 +87,16 @@ static void side_close(struct side *s)
 static int xrc_connect(struct vt_dev *d, struct ibv_qp *qp, uint32_t dqpn,
 		       bool tgt)
 {
-	struct ibv_qp_attr a = { .qp_state = IBV_QPS_INIT, .port_num = d->port,
-				 .qp_access_flags = 0 };
-	int rtr = IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU |
-		  IBV_QP_DEST_QPN | IBV_QP_RQ_PSN;
+	struct ibv_qp_attr a = {.qp_state = IBV_QPS_INIT,
+				.port_num = d->port,
+				.qp_access_flags = 0};
+	int rtr = IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
+		  IBV_QP_RQ_PSN;
 	int rts = IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_SQ_PSN;
 
-	if (ibv_modify_qp(qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX |
-				  IBV_QP_PORT | IBV_QP_ACCESS_FLAGS))
+	if (ibv_modify_qp(qp, &a,
+			  IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT |
+				  IBV_QP_ACCESS_FLAGS))
 		return -1;
 	memset(&a, 0, sizeof(a));
 	a.qp_state = IBV_QPS_RTR;
@@ -121,7 +125,7 @@ static int xrc_connect(struct vt_dev *d, struct ibv_qp *qp, uint32_t dqpn,
 static struct ibv_srq *xrc_srq(struct side *s)
 {
 	struct ibv_srq_init_attr_ex a = {
-		.attr = { .max_wr = 8, .max_sge = 1 },
+		.attr = {.max_wr = 8, .max_sge = 1},
 		.comp_mask = IBV_SRQ_INIT_ATTR_TYPE | IBV_SRQ_INIT_ATTR_XRCD |
 			     IBV_SRQ_INIT_ATTR_CQ | IBV_SRQ_INIT_ATTR_PD,
 		.srq_type = IBV_SRQT_XRC,
@@ -149,7 +153,7 @@ static struct ibv_qp *ini_qp(struct side *s)
 	struct ibv_qp_init_attr_ex a = {
 		.qp_type = IBV_QPT_XRC_SEND,
 		.send_cq = s->cq,
-		.cap = { .max_send_wr = 4, .max_send_sge = 1 },
+		.cap = {.max_send_wr = 4, .max_send_sge = 1},
 		.comp_mask = IBV_QP_INIT_ATTR_PD,
 		.pd = s->d.pd,
 	};
@@ -162,12 +166,14 @@ static void test_cross_client(struct side *A, struct side *B,
 			      struct ibv_qp *tgt, struct ibv_qp *ini,
 			      struct ibv_srq *srq)
 {
-	struct ibv_sge rs = { (uintptr_t)B->buf + 2048, 1024, B->mr->lkey };
-	struct ibv_sge ss = { (uintptr_t)B->buf, 700, B->mr->lkey };
-	struct ibv_recv_wr rwr = { .wr_id = 1, .sg_list = &rs, .num_sge = 1 };
-	struct ibv_send_wr swr = { .wr_id = 2, .sg_list = &ss, .num_sge = 1,
-				   .opcode = IBV_WR_SEND,
-				   .send_flags = IBV_SEND_SIGNALED };
+	struct ibv_sge rs = {(uintptr_t)B->buf + 2048, 1024, B->mr->lkey};
+	struct ibv_sge ss = {(uintptr_t)B->buf, 700, B->mr->lkey};
+	struct ibv_recv_wr rwr = {.wr_id = 1, .sg_list = &rs, .num_sge = 1};
+	struct ibv_send_wr swr = {.wr_id = 2,
+				  .sg_list = &ss,
+				  .num_sge = 1,
+				  .opcode = IBV_WR_SEND,
+				  .send_flags = IBV_SEND_SIGNALED};
 	struct ibv_recv_wr *bad_r;
 	struct ibv_send_wr *bad_s;
 	struct ibv_wc wc[2];
@@ -228,7 +234,7 @@ static void test_open_qp(struct side *A, struct side *B, struct ibv_qp *tgt)
 int main(int argc, char **argv)
 {
 	char path[] = "/tmp/ipd-xrc-share-XXXXXX";
-	struct side A = { 0 }, B = { 0 };
+	struct side A = {0}, B = {0};
 	struct ibv_qp *tgt = NULL, *ini = NULL;
 	struct ibv_srq *srq = NULL;
 	const char *dev = NULL;
@@ -248,7 +254,8 @@ int main(int argc, char **argv)
 	unlink(path);
 	if (side_open(&A, dev, gid, fd, O_CREAT) ||
 	    side_open(&B, dev, gid, fd, 0)) {
-		fprintf(stderr, "xrc_share: cannot open both sides (errno %d)\n",
+		fprintf(stderr,
+			"xrc_share: cannot open both sides (errno %d)\n",
 			errno);
 		return 1;
 	}
