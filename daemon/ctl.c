@@ -82,6 +82,8 @@ static const struct ctl_op {
 	[IPD__REQUEST__OP_ALLOC_MW] = { "alloc_mw", ipd_handle_alloc_mw },
 	[IPD__REQUEST__OP_DEALLOC_MW] = { "dealloc_mw", ipd_handle_dealloc_mw },
 	[IPD__REQUEST__OP_BIND_MW] = { "bind_mw", ipd_handle_bind_mw },
+	[IPD__REQUEST__OP_CAPTURE_START] = { "capture_start", ipd_handle_capture_start, true },
+	[IPD__REQUEST__OP_CAPTURE_STOP] = { "capture_stop", ipd_handle_capture_stop, true },
 };
 
 #define N_CTL_OPS (sizeof(ctl_ops) / sizeof(ctl_ops[0]))
@@ -178,6 +180,7 @@ static void client_free(struct ipd_client *c)
 {
 	struct ipd_dev *dev = c->dev;
 
+	ipd_client_release_capture(c);
 	ipd_client_release_mws(c);
 	ipd_client_release_objects(c);
 	ipd_client_release_channels(c);
