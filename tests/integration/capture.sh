@@ -42,7 +42,7 @@ cap_start() {
 	CAP_PID[$name]=$!
 	IPD_BG_PIDS+=("${CAP_PID[$name]}")
 	for ((i = 0; i < 100; i++)); do
-		grep -q '^ipathctl: capturing' "$IPD_TMP/cap.$name.err" && return 0
+		grep -qs '^ipathctl: capturing' "$IPD_TMP/cap.$name.err" && return 0
 		ipd_running "${CAP_PID[$name]}" || break
 		sleep 0.1
 	done
@@ -174,7 +174,7 @@ run_pair "$port" "ibv_rc_pingpong -d $dev -g $gid -p $port -n 20" \
 	"ibv_rc_pingpong -d $dev -g $gid -p $port -n 20 127.0.0.1" || ipd_fail "pingpong (kill)"
 ended_before=$(grep -c 'capture for client .* ended' "${IPD_DIR[d]}/daemon.log" || true)
 kill -KILL "${CAP_PID[E]}"
-wait "${CAP_PID[E]}" 2>/dev/null || true
+{ wait "${CAP_PID[E]}"; } 2>/dev/null || true
 for ((i = 0; i < 50; i++)); do
 	[[ $(grep -c 'capture for client .* ended' "${IPD_DIR[d]}/daemon.log") -gt $ended_before ]] && break
 	sleep 0.1
