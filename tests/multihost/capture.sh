@@ -9,23 +9,28 @@
 #           PSN, opcode and ICRC, frame for frame (so the synthesized
 #           headers are the real ones and the ICRC of received packets is
 #           the one that was on the wire).
+#   ipv6:   udp with the hosts' IPv6 GIDs (IPv6 headers, UDP checksum).
 #   fabric: the same over --link fabric (tcp;ofi_rxm), where no IP/UDP
 #           wire exists: the frames are synthesized from the fabric
 #           header's addresses.
-# usage: capture.sh udp|fabric.  Needs root, tshark (and dumpcap for udp);
+# usage: capture.sh udp|ipv6|fabric.  Needs root, tshark (and dumpcap for udp);
 # exit 77 = skipped.
 set -euo pipefail
 MH_NAME=c
 . "$(dirname "$0")/mh-lib.sh"
 
-mode=${1:?usage: capture.sh udp|fabric}
+mode=${1:?usage: capture.sh udp|ipv6|fabric}
+wired=0
+[[ $mode == fabric ]] || wired=1
 command -v tshark >/dev/null || mh_skip "tshark not installed"
-[[ $mode != udp ]] || command -v dumpcap >/dev/null || mh_skip "dumpcap not installed"
+((!wired)) || command -v dumpcap >/dev/null || mh_skip "dumpcap not installed"
 /usr/bin/python3 -c 'import scapy.contrib.roce' 2>/dev/null ||
 	mh_skip "python3-scapy not installed for /usr/bin/python3"
 
+gid=IPL_GID ip=ip
 case $mode in
 udp) mh_up 2 ;;
+ipv6) mh_up 2 --ipv6; gid=IPL_GID6 ip=ipv6 ;;
 fabric)
 	prov='tcp;ofi_rxm'
 	if command -v fi_info >/dev/null; then
@@ -40,13 +45,13 @@ fabric)
 *) mh_fail "unknown mode '$mode'" ;;
 esac
 
-tsh() { tshark -r "$1" --disable-protocol rpcordma "${@:2}" 2>/dev/null; }
+tsh() { tshark -r "$1" --disable-protocol rpcordma -o udp.check_checksum:TRUE -o ip.check_checksum:TRUE "${@:2}" 2>/dev/null; }
 frames() { tsh "$@" | wc -l; }
 
 wire=$MH_WORK/wire.pcapng
 cap=$MH_WORK/daemon.pcap
 dpid=
-if [[ $mode == udp ]]; then
+if ((wired)); then
 	ip netns exec "${IPL_PREFIX}1" dumpcap -q -i eth0 -f 'udp port 4791' \
 		-w "$wire" >"$MH_WORK/dumpcap.log" 2>&1 &
 	dpid=$!
@@ -72,10 +77,10 @@ for ((i = 0; i < 100; i++)); do
 done
 ((i < 100)) || mh_fail "the capture did not start"
 
-pp='exec ibv_rc_pingpong -d "$IPL_DEV" -g "$IPL_GID" -c -p $PORT -n 50 -s 4096'
+pp='exec ibv_rc_pingpong -d "$IPL_DEV" -g "$'$gid'" -c -p $PORT -n 50 -s 4096'
 mh_pair rc 2 1 "$pp" "$pp \$SRV" || mh_fail "ibv_rc_pingpong"
 for t in ib_write_bw ib_read_bw; do
-	perf="exec $t -d \"\$IPL_DEV\" -x \"\$IPL_GID\" -F -p \$PORT -n 50 -s 65536"
+	perf="exec $t -d \"\$IPL_DEV\" -x \"\$$gid\" -F -p \$PORT -n 50 -s 65536"
 	mh_pair "$t" 2 1 "$perf" "$perf \$SRV" || mh_fail "$t"
 done
 # the last ACKs are on their way when the tools exit
@@ -111,12 +116,16 @@ for r in "SEND 0 5" "WRITE 6 11" "READ_REQUEST 12 12" "READ_RESPONSE 13 16" "ACK
 	c=$(frames "$cap" -Y "infiniband.bth.opcode >= $lo && infiniband.bth.opcode <= $hi")
 	((c > 0)) || mh_fail "no $name packets in the capture"
 done
+if [[ $mode == ipv6 ]]; then
+	good=$(frames "$cap" -Y 'udp.checksum.status == "Good"')
+	((good == n)) || mh_fail "only $good of $n IPv6 frames have a good UDP checksum"
+fi
 /usr/bin/python3 "$MH_SRC/tests/lab/icrc_check.py" --min "$n" "$cap" >&2 ||
 	mh_fail "bad ICRCs in the daemon's capture"
 
-if [[ $mode == udp ]]; then
+if ((wired)); then
 	# Frame for frame: what the daemon wrote is what crossed eth0.
-	fields=(-T fields -e ip.src -e ip.dst -e udp.srcport -e infiniband.bth.destqp
+	fields=(-T fields -e $ip.src -e $ip.dst -e udp.srcport -e infiniband.bth.destqp
 		-e infiniband.bth.psn -e infiniband.bth.opcode -e infiniband.invariant.crc)
 	tsh "$cap" -Y infiniband "${fields[@]}" | sort >"$MH_WORK/daemon.tuples"
 	tsh "$wire" -Y infiniband "${fields[@]}" | sort >"$MH_WORK/wire.tuples"
