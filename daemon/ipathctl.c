@@ -57,7 +57,8 @@ static void usage(FILE *out, const char *prog)
 {
 	fprintf(out,
 		"usage: %s [--socket PATH] [status|qps|counters]\n"
-		"       %s [--socket PATH] capture FILE [--count N] [--duration S] [--qp QPN]\n"
+		"       %s [--socket PATH] capture FILE [--count N] "
+		"[--duration S] [--qp QPN]\n"
 		"  --socket PATH   control socket (default $%s or %s)\n"
 		"  capture FILE    write every packet the daemon sends and receives to\n"
 		"                  the pcap FILE until Ctrl-C, N packets or S seconds\n"
@@ -235,7 +236,8 @@ static int capture_wait(int sock, int done_fd, double duration)
 			break;          /* the daemon ended the capture */
 		if (pfd[1].revents) {
 			/* No request is outstanding: only a close wakes us. */
-			fprintf(stderr, "ipathctl: the daemon closed the connection\n");
+			fprintf(stderr,
+				"ipathctl: the daemon closed the connection\n");
 			ret = -1;
 			break;
 		}
@@ -399,7 +401,8 @@ int main(int argc, char **argv)
 		case 't':
 		case 'q':
 			if (!capture_option(c, optarg, &copts)) {
-				fprintf(stderr, "ipathctl: bad value '%s'\n", optarg);
+				fprintf(stderr, "ipathctl: bad value '%s'\n",
+					optarg);
 				return 2;
 			}
 			capture_opts_given = true;

@@ -8,12 +8,15 @@
 #     InfiniBand, none malformed, SEND / WRITE / READ request / READ
 #     response / ACK all present, both directions, every ICRC right
 #     (tests/lab/icrc_check.py).  B: only the pingpong's two QPs, exactly
-#     the frames of A that belong to them.
+#     the frames of A that belong to them.  A holds exactly as many
+#     packets as the daemon counted (pkts_sent + pkts_rcvd).
 #  2. --count N ends the capture by itself with exactly N frames.
 #  3. --duration with no traffic: a valid, empty capture.
 #  4. ipathctl killed (SIGKILL) mid-capture: the daemon ends the capture
 #     and the file it flushed is a valid capture.
 #  5. a non-regular output file is refused with a clear error.
+#  6. so is a user other than root and the daemon's (it would see every
+#     client's data).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 
@@ -73,8 +76,12 @@ cap_stop() {
 
 # ---- 1. everything vs. one QP, three tools ---------------------------------
 
+# counter NAME: the daemon's counter (ipathctl omits zeros)
+counter() { ipd_ctl counters | awk -v k="$1" '$1 == k { v = $2 } END { print v + 0 }'; }
+
 capA=$IPD_TMP/all.pcap
 capB=$IPD_TMP/qp.pcap
+pkts0=$(($(counter pkts_sent) + $(counter pkts_rcvd)))
 cap_start A "$capA"
 
 # The pingpong server prints its QPN before it waits for the client.
@@ -104,7 +111,9 @@ cap_stop B
 nB=$CAP_N
 cap_stop A
 nA=$CAP_N
-ipd_log "ipathctl reported $nA packets (all), $nB packets (QP $sqpn)"
+pkts=$(($(counter pkts_sent) + $(counter pkts_rcvd) - pkts0))
+ipd_log "ipathctl reported $nA packets (all), $nB packets (QP $sqpn); the daemon counted $pkts"
+[[ $nA -eq $pkts ]] || ipd_fail "capture A holds $nA packets, the daemon sent and received $pkts"
 
 fA=$(frames "$capA")
 [[ $fA -eq $nA && $nA -gt 0 ]] || ipd_fail "capture A: tshark reads $fA frames, ipathctl said $nA"
@@ -191,6 +200,19 @@ if out=$(timeout 10 "$IPD_CTL" --socket "$sock" capture /dev/null --duration 1 2
 	ipd_fail "capture to /dev/null was accepted"
 fi
 grep -q 'regular file' <<<"$out" || ipd_fail "capture to /dev/null: unclear error: $out"
+
+# ---- 6. refused: a user that is neither root nor the daemon's ---------------------
+
+if command -v setpriv >/dev/null && [[ $(id -u) -eq 0 ]]; then
+	chmod 755 "$IPD_TMP" "${IPD_DIR[d]}"
+	mkdir -m 1777 "$IPD_TMP/nobody"
+	if out=$(timeout 10 setpriv --reuid=65534 --regid=65534 --clear-groups \
+		"$IPD_CTL" --socket "$sock" capture "$IPD_TMP/nobody/x.pcap" --duration 1 2>&1); then
+		ipd_fail "an unprivileged user was allowed to capture"
+	fi
+	grep -q 'only root' <<<"$out" || ipd_fail "unprivileged capture: unclear error: $out"
+	ipd_log "unprivileged capture refused: $out"
+fi
 
 ipd_alive || ipd_fail "daemon died"
 ipd_stop
