@@ -84,6 +84,8 @@ static const struct ctl_op {
 	[IPD__REQUEST__OP_BIND_MW] = { "bind_mw", ipd_handle_bind_mw },
 	[IPD__REQUEST__OP_OPEN_XRCD] = { "open_xrcd", ipd_handle_open_xrcd },
 	[IPD__REQUEST__OP_OPEN_QP] = { "open_qp", ipd_handle_open_qp },
+	[IPD__REQUEST__OP_CAPTURE_START] = { "capture_start", ipd_handle_capture_start, true },
+	[IPD__REQUEST__OP_CAPTURE_STOP] = { "capture_stop", ipd_handle_capture_stop, true },
 };
 
 #define N_CTL_OPS (sizeof(ctl_ops) / sizeof(ctl_ops[0]))
@@ -180,6 +182,7 @@ static void client_free(struct ipd_client *c)
 {
 	struct ipd_dev *dev = c->dev;
 
+	ipd_client_release_capture(c);
 	ipd_client_release_mws(c);
 	ipd_client_release_objects(c);
 	ipd_client_release_channels(c);

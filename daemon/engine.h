@@ -64,6 +64,11 @@ void ipd_engine_rx(struct ipd_dev *dev, struct ipd_pkt *pkt);
 int ipd_net_xmit(struct ipd_dev *dev, struct ipd_pkt *pkt,
 		 const struct ipd_av *av);
 
+/* capture.c: write pkt (BTH .. pad, tx: being sent, else received) to
+ * every running capture.  Callers test dev->captures first, so a daemon
+ * that captures nothing pays one predictable branch per packet. */
+void ipd_capture_pkt(struct ipd_dev *dev, const struct ipd_pkt *pkt, bool tx);
+
 struct ipd_link *ipd_link_loop_create(struct ipd_dev *dev);
 struct ipd_link *ipd_link_udp_create(struct ipd_dev *dev);
 struct ipd_link *ipd_link_fabric_create(struct ipd_dev *dev);

@@ -290,6 +290,7 @@ struct ipd_client {
 	int async_fd;                 /* pipe write end, -1 until HELLO */
 	bool hello_done;
 	uint64_t async_dropped;
+	struct ipd_capture *capture;  /* capture.c: its pcap capture, or NULL */
 	TAILQ_ENTRY(ipd_client) link;
 };
 
@@ -351,6 +352,11 @@ int ipd_handle_dealloc_mw(struct ipd_req_ctx *ctx);
 int ipd_handle_bind_mw(struct ipd_req_ctx *ctx);
 /* Free a departing client's windows, before its MRs and PDs go. */
 void ipd_client_release_mws(struct ipd_client *client);
+/* Packet capture to a pcap file (capture.c). */
+int ipd_handle_capture_start(struct ipd_req_ctx *ctx);
+int ipd_handle_capture_stop(struct ipd_req_ctx *ctx);
+/* End a departing client's capture (file flushed and closed). */
+void ipd_client_release_capture(struct ipd_client *client);
 /* Is key in the window key space?  Then ipd_mw_rkey_ptr resolves it for
  * remote access (NULL when not bound, out of range or not permitted). */
 bool ipd_mw_key(uint32_t key);
@@ -379,6 +385,10 @@ struct ipd_counters {
 	uint64_t loop_dropped, loop_duplicated, loop_reordered;
 	uint64_t bad_ring_index, clients_cut_off;
 	uint64_t udp_tx_errors;          /* link_udp.c: datagrams the kernel refused */
+	/* link_fabric.c: sends dropped (backlog full, no address), sends
+	 * and receives the provider failed, malformed messages */
+	uint64_t fabric_tx_dropped, fabric_tx_errors, fabric_rx_errors,
+		fabric_rx_bad;
 };
 
 struct ipd_dev {
@@ -405,6 +415,7 @@ struct ipd_dev {
 	LIST_HEAD(, ipd_channel) channels;
 	uint32_t next_channel;
 	struct ipd_table *mws;             /* mw.c: windows, while any exist */
+	struct ipd_capture *captures;      /* capture.c: running captures */
 };
 
 /* Infrastructure called from main.c.  0 or -errno. */

@@ -62,8 +62,8 @@
  *
  * Limits: IPv4 GIDs only (the endpoint is bound to one IPv4 address; a
  * packet for an IPv6 destination is dropped); one endpoint per daemon;
- * the provider's counters are not in ipathctl, the link logs its own
- * drops when it is destroyed.
+ * the link's drops and errors are counters (fabric_*, ipathctl counters)
+ * and logged when it is destroyed.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -182,7 +182,6 @@ struct fab_link {
 	struct fab_peer *peers;
 	unsigned int npeers, peer_cap;
 
-	uint64_t tx_dropped, tx_errors, rx_errors, rx_bad;
 	int last_err;
 };
 
@@ -477,7 +476,7 @@ static void rx_complete(struct fab_link *fl, struct fab_op *op, size_t len)
 
 	op->posted = false;
 	if (!rx_accept(fl, pkt, len)) {
-		fl->rx_bad++;
+		fl->dev->cnt.fabric_rx_bad++;
 		fl->dev->cnt.drop_malformed++;
 		rx_post(fl, op);        /* same buffer again */
 		return;
@@ -533,12 +532,12 @@ static void cq_error(struct fab_link *fl)
 		fl->last_err = err.err;
 	}
 	if (op->rx) {
-		fl->rx_errors++;
+		fl->dev->cnt.fabric_rx_errors++;
 		op->posted = false;
 		if (err.err != FI_ECANCELED)
 			rx_post(fl, op);
 	} else {
-		fl->tx_errors++;
+		fl->dev->cnt.fabric_tx_errors++;
 		tx_op_put(fl, op);
 	}
 }
@@ -653,7 +652,7 @@ static void tick_set(struct fab_link *fl, ev_tstamp every)
 
 static void tx_drop(struct fab_link *fl, struct ipd_pkt *pkt, int err)
 {
-	fl->tx_dropped++;
+	fl->dev->cnt.fabric_tx_dropped++;
 	if (err != fl->last_err && err != -FI_EAGAIN)
 		ipd_warn("fabric: packet dropped: %s", fi_strerror(-err));
 	fl->last_err = err;
@@ -851,13 +850,15 @@ static void fab_close(struct fab_link *fl)
 static void fab_destroy(struct ipd_link *link)
 {
 	struct fab_link *fl = link->priv;
+	const struct ipd_counters *cnt = &fl->dev->cnt;
 
-	if (fl->tx_dropped || fl->tx_errors || fl->rx_errors || fl->rx_bad)
+	if (cnt->fabric_tx_dropped || cnt->fabric_tx_errors ||
+	    cnt->fabric_rx_errors || cnt->fabric_rx_bad)
 		ipd_info("fabric: %llu sends dropped, %llu failed, %llu receive errors, %llu malformed",
-			 (unsigned long long)fl->tx_dropped,
-			 (unsigned long long)fl->tx_errors,
-			 (unsigned long long)fl->rx_errors,
-			 (unsigned long long)fl->rx_bad);
+			 (unsigned long long)cnt->fabric_tx_dropped,
+			 (unsigned long long)cnt->fabric_tx_errors,
+			 (unsigned long long)cnt->fabric_rx_errors,
+			 (unsigned long long)cnt->fabric_rx_bad);
 	fab_close(fl);
 	free(fl);
 }

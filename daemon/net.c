@@ -120,6 +120,8 @@ int ipd_net_xmit(struct ipd_dev *dev, struct ipd_pkt *pkt,
 	}
 	dev->cnt.pkts_sent++;
 	dev->cnt.bytes_sent += pkt->len;
+	if (__builtin_expect(dev->captures != NULL, 0))
+		ipd_capture_pkt(dev, pkt, true);
 	return link->ops->xmit(link, pkt);
 }
 
@@ -205,6 +207,8 @@ void ipd_engine_rx(struct ipd_dev *dev, struct ipd_pkt *pkt)
 
 	dev->cnt.pkts_rcvd++;
 	dev->cnt.bytes_rcvd += pkt->len;
+	if (__builtin_expect(dev->captures != NULL, 0))
+		ipd_capture_pkt(dev, pkt, false);
 	if (!rx_parse(pkt)) {
 		dev->cnt.drop_malformed++;
 		goto out;

@@ -28,6 +28,8 @@ static const struct counter_name {
 	CNT(loop_dropped), CNT(loop_duplicated), CNT(loop_reordered),
 	CNT(bad_ring_index), CNT(clients_cut_off),
 	CNT(udp_tx_errors),
+	CNT(fabric_tx_dropped), CNT(fabric_tx_errors), CNT(fabric_rx_errors),
+	CNT(fabric_rx_bad),
 };
 #undef CNT
 #define N_COUNTERS (sizeof(counter_names) / sizeof(counter_names[0]))

@@ -31,7 +31,7 @@ log() { printf '\n=== [%s] %s\n' "$(date +%T)" "$*"; }
 PACKAGES=(gcc libc6-dev meson ninja-build pkg-config
 	libibverbs-dev ibverbs-utils perftest python3-pyverbs
 	libev-dev libprotobuf-c-dev protobuf-c-compiler libfabric-dev
-	libinih-dev zlib1g-dev libisal-dev
+	libinih-dev zlib1g-dev libisal-dev libpcap-dev
 	iproute2 procps python3-scapy tshark iperf3 sockperf)
 
 install_missing() {

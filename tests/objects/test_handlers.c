@@ -197,6 +197,15 @@ static int destroy(Ipd__ObjType type, uint32_t handle)
 
 /* ---- tests ---------------------------------------------------------- */
 
+/* A counter of a STATUS response by name; -1 when it is not listed. */
+static long long status_counter(const Ipd__StatusResp *st, const char *name)
+{
+	for (size_t i = 0; i < st->n_counters; i++)
+		if (!strcmp(st->counters[i]->name, name))
+			return (long long)st->counters[i]->value;
+	return -1;
+}
+
 static void test_device(void)
 {
 	Ipd__QueryPort qp = IPD__QUERY_PORT__INIT;
@@ -578,8 +587,13 @@ static void test_qp_rc(uint32_t pd, uint32_t cq, Ipd__AhAttr *ah)
 	CHECK(resp.query_qp->attr->ah_attr->grh->sgid_index == 1);
 	CHECK(resp.query_qp->attr->ah_attr->grh->dgid.len == 16);
 
+	dev.cnt.fabric_tx_dropped = 7;       /* link_fabric.c's counters */
+	dev.cnt.fabric_rx_bad = 3;
 	next();
 	CHECK(ipd_handle_status(&ctx) == 0);
+	CHECK(status_counter(resp.status, "fabric_tx_dropped") == 7);
+	CHECK(status_counter(resp.status, "fabric_rx_bad") == 3);
+	CHECK(status_counter(resp.status, "fabric_tx_errors") == 0);
 	CHECK(resp.status->n_qps == 1 && resp.status->qps[0]->qpn == qpn);
 	CHECK(!strcmp(resp.status->qps[0]->peer, "10.0.0.2:4791"));
 	CHECK(!strcmp(resp.status->gids[1], "::ffff:10.0.0.1"));
