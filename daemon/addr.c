@@ -307,6 +307,5 @@ int ipd_handle_iommu_inval(struct ipd_req_ctx *ctx)
 				    (unsigned long long)m->first_page,
 				    (unsigned long long)m->npages);
 	addr_cnt.addr_iotlb_invals++;
-	ctx->resp->ok = true;
 	return 0;
 }

@@ -167,7 +167,6 @@ int ipd_handle_dealloc_mw(struct ipd_req_ctx *ctx)
 				    ctx->req->dealloc_mw->handle);
 	mw_unbind(mw);
 	mw_free(ctx->client->dev, mw);
-	ctx->resp->ok = true;
 	return 0;
 }
 
@@ -230,7 +229,6 @@ static int local_inv(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
 				    m->rkey);
 	mw_unbind(mw);
 	bind_complete(qp, m);
-	ctx->resp->ok = true;
 	return 0;
 }
 
@@ -267,7 +265,6 @@ int ipd_handle_bind_mw(struct ipd_req_ctx *ctx)
 		mw->qpn = qp->qpn;
 	}
 	bind_complete(qp, m);
-	ctx->resp->ok = true;
 	return 0;
 }
 
