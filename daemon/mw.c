@@ -93,7 +93,7 @@ void *ipd_mw_rkey_ptr(struct ipd_dev *dev, struct ipd_pd *pd, uint32_t rkey,
 		return NULL;
 	if (off > mw->length || len > mw->length - off)
 		return NULL;
-	return ipd_mr_ptr(mw->mr, mw->addr + off, len);
+	return ipd_mr_ptr(mw->mr, mw->addr + off, len, ipd_access_rw(access));
 }
 
 int ipd_mw_remote_inv(struct ipd_qp *qp, uint32_t rkey)
@@ -197,7 +197,7 @@ static int bind_check(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
 	    !(mr->access & IBV_ACCESS_LOCAL_WRITE))
 		return ipd_req_fail(ctx, EINVAL, "bind_mw: MR lacks local write");
 	if (m->addr + m->length < m->addr || m->length > mr->length ||
-	    !ipd_mr_ptr(mr, m->addr, m->length))
+	    !ipd_mr_ptr(mr, m->addr, m->length, 0))
 		return ipd_req_fail(ctx, EINVAL, "bind_mw: range outside the MR");
 	/* A type 2 window is bound once, then invalidated before rebinding. */
 	if (mw->type == IBV_MW_TYPE_2 && mw->mr)

@@ -318,13 +318,13 @@ static void test_mr(uint32_t pd)
 		return;
 	CHECK(resp.reg_mr->lkey == resp.reg_mr->rkey);
 	CHECK(ipd_mr_lookup(&dev, mr->lkey ^ 1) == NULL);   /* key byte */
-	CHECK(!strcmp(ipd_mr_ptr(mr, m.addr, 6), "first"));
-	CHECK(!strcmp(ipd_mr_ptr(mr, 0x70000000 + pg, 7), "second"));
-	CHECK(ipd_mr_ptr(mr, m.addr + m.length, 0) != NULL);
-	CHECK(ipd_mr_ptr(mr, m.addr + m.length, 1) == NULL);
-	CHECK(ipd_mr_ptr(mr, m.addr - 1, 1) == NULL);
-	CHECK(ipd_mr_ptr(mr, m.addr, m.length + 1) == NULL);
-	p = ipd_mr_ptr(mr, m.addr, 1);
+	CHECK(!strcmp(ipd_mr_ptr(mr, m.addr, 6, 0), "first"));
+	CHECK(!strcmp(ipd_mr_ptr(mr, 0x70000000 + pg, 7, 0), "second"));
+	CHECK(ipd_mr_ptr(mr, m.addr + m.length, 0, 0) != NULL);
+	CHECK(ipd_mr_ptr(mr, m.addr + m.length, 1, 0) == NULL);
+	CHECK(ipd_mr_ptr(mr, m.addr - 1, 1, 0) == NULL);
+	CHECK(ipd_mr_ptr(mr, m.addr, m.length + 1, 0) == NULL);
+	p = ipd_mr_ptr(mr, m.addr, 1, 0);
 	*p = 'F';
 	CHECK(arena[pg + 100] == 'F');      /* zero-copy: same pages */
 
