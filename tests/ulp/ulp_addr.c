@@ -694,29 +694,38 @@ static void target_ipoib(struct ctx *c, struct recv_buf *rb)
 static void target_direction_cases(struct ctx *c, const struct srp_cmd *cmd,
 				   dma_addr_t scratch_dma, void *scratch)
 {
+	/* Per page: the allowed direction, then the refused one, on one QP
+	 * (5 and 6: the refusal leaves it in the error state). */
+	static const struct {
+		enum neg_case page;
+		enum ibv_wr_opcode op;
+		enum ibv_wc_status want;
+		const char *what;
+	} cases[] = {
+		{ NEG_TO_DEV, IBV_WR_RDMA_READ, IBV_WC_SUCCESS,
+		  "READ of a DMA_TO_DEVICE page" },
+		{ NEG_TO_DEV, IBV_WR_RDMA_WRITE, IBV_WC_REM_ACCESS_ERR,
+		  "WRITE into a DMA_TO_DEVICE page" },
+		{ NEG_FROM_DEV, IBV_WR_RDMA_WRITE, IBV_WC_SUCCESS,
+		  "WRITE into a DMA_FROM_DEVICE page" },
+		{ NEG_FROM_DEV, IBV_WR_RDMA_READ, IBV_WC_REM_ACCESS_ERR,
+		  "READ of a DMA_FROM_DEVICE page" },
+	};
 	const struct desc *to = &cmd->neg[NEG_TO_DEV];
-	const struct desc *from = &cmd->neg[NEG_FROM_DEV];
 	dma_addr_t ro_dma;
 
 	if (!to->addr) {
 		msg(c, "n/a: DMA directions (software responder: no IOMMU)");
-	} else {
-		rdma(c, c->qp[5], IBV_WR_RDMA_READ, scratch_dma, to->len,
-		     to->addr, cmd->rkey, IBV_WC_SUCCESS,
-		     "READ of a DMA_TO_DEVICE page");
-		rdma(c, c->qp[5], IBV_WR_RDMA_WRITE, scratch_dma, to->len,
-		     to->addr, cmd->rkey, IBV_WC_REM_ACCESS_ERR,
-		     "WRITE into a DMA_TO_DEVICE page");
-		rdma(c, c->qp[6], IBV_WR_RDMA_WRITE, scratch_dma, from->len,
-		     from->addr, cmd->rkey, IBV_WC_SUCCESS,
-		     "WRITE into a DMA_FROM_DEVICE page");
-		rdma(c, c->qp[6], IBV_WR_RDMA_READ, scratch_dma, from->len,
-		     from->addr, cmd->rkey, IBV_WC_REM_ACCESS_ERR,
-		     "READ of a DMA_FROM_DEVICE page");
+		return;
 	}
-	if (!kstub_dma_capable(c->dev) || !to->addr) {
-		msg(c, "n/a: local DMA direction (software requester or "
-		    "responder)");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct desc *d = &cmd->neg[cases[i].page];
+
+		rdma(c, c->qp[5 + i / 2], cases[i].op, scratch_dma, d->len,
+		     d->addr, cmd->rkey, cases[i].want, cases[i].what);
+	}
+	if (!kstub_dma_capable(c->dev)) {
+		msg(c, "n/a: local DMA direction (software requester)");
 		return;
 	}
 	ro_dma = ib_dma_map_single(c->dev, (uint8_t *)scratch + 4096, 4096,
