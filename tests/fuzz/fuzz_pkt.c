@@ -268,9 +268,8 @@ static void setup_udp(void)
 	px.to.sin_port = htons((uint16_t)px.dev->cfg->udp_port);
 }
 
-/* Send len bytes (BTH .. ICRC) to the device and let it digest them;
- * with fix_icrc the last 4 bytes become the right ICRC first. */
-static void deliver(uint8_t *buf, size_t len, bool fix_icrc)
+/* Make the last 4 of len bytes the right ICRC for our flow. */
+static void icrc_fix(uint8_t *buf, size_t len)
 {
 	struct ipd_icrc_flow flow = {
 		.src = (struct sockaddr *)&px.from,
@@ -280,8 +279,16 @@ static void deliver(uint8_t *buf, size_t len, bool fix_icrc)
 		.ip_df = true,
 	};
 
-	if (fix_icrc && len >= IPD_BTH_BYTES + IPD_ICRC_BYTES)
+	if (len >= IPD_BTH_BYTES + IPD_ICRC_BYTES)
 		ipd_icrc_append(&flow, buf, (uint32_t)(len - IPD_ICRC_BYTES));
+}
+
+/* Send len bytes (BTH .. ICRC) to the device and let it digest them;
+ * with fix_icrc the last 4 bytes become the right ICRC first. */
+static void deliver(uint8_t *buf, size_t len, bool fix_icrc)
+{
+	if (fix_icrc)
+		icrc_fix(buf, len);
 	FZ_ASSERT(sendto(px.tx, buf, len, 0, (struct sockaddr *)&px.to,
 			 sizeof(px.to)) == (ssize_t)len);
 	fz_pump();
@@ -311,7 +318,8 @@ static void check_drop_counters(void)
 	size_t len;
 
 	len = good_send(buf, 8);
-	buf[IPD_BTH_BYTES] ^= 1; /* ICRC no longer matches */
+	icrc_fix(buf, len);
+	buf[IPD_BTH_BYTES] ^= 1; /* the ICRC no longer matches */
 	EXPECT_DROP(drop_icrc, buf, len, false);
 
 	len = good_send(buf, 0); /* 12-byte datagram: no ICRC */
