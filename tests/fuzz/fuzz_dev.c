@@ -60,18 +60,19 @@ static void fz_tables_init(struct ipd_dev *dev, const struct ipd_config *c)
 	FZ_ASSERT(!ipd_table_init(&dev->ahs, 1, c->max_ah));
 }
 
-/* The UDP link on a free port (4791 may belong to a running daemon). */
+/* The UDP link on a free port, never 4791: tests running next to this
+ * one may start daemons there. */
 static void fz_engine_start(struct ipd_dev *dev)
 {
 	int i;
 
 	for (i = 0; i < 32; i++) {
-		if (!ipd_engine_init(dev) && dev->net_link)
-			return;
-		ipd_engine_fini(dev);
 		fz.cfg.udp_port =
 			20000u +
 			(unsigned int)(getpid() * 13 + i * 257) % 30000u;
+		if (!ipd_engine_init(dev) && dev->net_link)
+			return;
+		ipd_engine_fini(dev);
 	}
 	fz_fail(__FILE__, __LINE__, "no free UDP port for the link");
 }

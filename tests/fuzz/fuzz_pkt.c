@@ -2,7 +2,8 @@
 /*
  * Fuzz target: the RoCEv2 receive path.  The input is one UDP payload as
  * it arrives on port 4791 (BTH .. pad, then the ICRC).  It is sent from a
- * real UDP socket to the device's real UDP link (daemon/link_udp.c), which
+ * real UDP socket to the device's real UDP link (daemon/link_udp.c, on a
+ * free port here, so an input's own ICRC never matches), which
  * checks it and hands it to the engine (daemon/net.c rx_parse, then the
  * responder or completer) -- twice: as it is (almost always an ICRC drop),
  * and with its last 4 bytes replaced by the right ICRC, so that mutations
