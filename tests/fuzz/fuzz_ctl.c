@@ -1,13 +1,21 @@
 // SPDX-License-Identifier: MIT
 /*
  * Fuzz target: the control protocol.  The input is one SOCK_SEQPACKET
- * packet from a client that said HELLO: the daemon receives it
+ * packet from a client that said HELLO, after one byte that chooses the
+ * descriptors sent with it (bits 0-1: how many, 0..3; then two bits per
+ * descriptor: a sealable 64 KiB memfd, a pipe's write end, a socket,
+ * /dev/null -- what REG_MR, KSTUB_ATTACH and CREATE_CHANNEL take, and
+ * what they must refuse).  The daemon receives it
  * (proto/ctl_io.c), unpacks it and dispatches it to the request handlers
  * (daemon/ctl.c and the object files), which must answer or cut the
  * client off -- never crash, hang or answer garbage.  A client that was
  * cut off is replaced by a new one.
  */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -41,9 +49,13 @@ static void check_empty_response(void)
 	close(sv[0]);
 	close(sv[1]);
 
-	/* The same through the daemon: ALLOC_PD, then DESTROY it. */
+	/* The same through the daemon: ALLOC_PD, then DESTROY it (after a
+	 * first PD that stays: the corpus names PD 1). */
 	req.op_case = IPD__REQUEST__OP_ALLOC_PD;
 	req.alloc_pd = &apd;
+	r = fz_ctl_call(&req, NULL, 0);
+	FZ_ASSERT(r->err == 0 && r->alloc_pd->handle == 1);
+	ipd__response__free_unpacked(r, NULL);
 	r = fz_ctl_call(&req, NULL, 0);
 	FZ_ASSERT(r->err == 0 && r->op_case == IPD__RESPONSE__OP_ALLOC_PD);
 	d.type = IPD__OBJ_TYPE__OBJ_PD;
@@ -56,25 +68,71 @@ static void check_empty_response(void)
 	ipd__response__free_unpacked(r, NULL);
 }
 
+static bool ready;
+static const char *verbose;
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	fz_dev();
 	check_empty_response();
+	verbose = getenv("FUZZ_VERBOSE");
+	ready = true;
 	return 0;
+}
+
+/* A fresh descriptor of the given kind (see the top of the file). */
+static int make_fd(unsigned int kind)
+{
+	int fd = -1, p[2];
+
+	switch (kind & 3) {
+	case 0:
+		fd = memfd_create("fuzz-ctl", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+		FZ_ASSERT(fd >= 0 && !ftruncate(fd, 64 * 1024));
+		break;
+	case 1:
+		FZ_ASSERT(!pipe2(p, O_CLOEXEC | O_NONBLOCK));
+		close(p[0]);
+		fd = p[1];
+		break;
+	case 2:
+		FZ_ASSERT(!socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0,
+				      p));
+		close(p[1]);
+		fd = p[0];
+		break;
+	default:
+		fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+		break;
+	}
+	FZ_ASSERT(fd >= 0);
+	return fd;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static bool ready;
 	Ipd__Response *r = NULL;
+	int fds[3], nfds = 0, i;
 
 	if (!ready)
-		ready = !LLVMFuzzerInitialize(NULL, NULL);
-	if (fz_ctl_raw(data, size, &r) == 1) {
+		LLVMFuzzerInitialize(NULL, NULL);
+	if (size) {
+		nfds = data[0] & 3;
+		for (i = 0; i < nfds; i++)
+			fds[i] = make_fd((unsigned int)data[0] >> (2 + 2 * i));
+		data++;
+		size--;
+	}
+	if (fz_ctl_raw(data, size, fds, nfds, &r) == 1) {
 		/* An answer is a well-formed Response with a sane errno. */
 		FZ_ASSERT(r->err >= 0 && r->err < 4096);
 		FZ_ASSERT(!r->err || r->msg);
+		if (verbose)
+			fprintf(stderr, "response: err %d %s (op %d)\n", r->err,
+				r->msg, (int)r->op_case);
 		ipd__response__free_unpacked(r, NULL);
 	}
+	for (i = 0; i < nfds; i++)
+		close(fds[i]);
 	return 0;
 }

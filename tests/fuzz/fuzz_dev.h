@@ -27,13 +27,15 @@ void fz_pump(void);
 void fz_client_connect(void);
 
 /*
- * Send one control packet of len bytes as it is, let the daemon serve it
- * and read its answer.  Returns 1 when a response came (unpacked into
- * *resp if resp is not NULL; free it with ipd__response__free_unpacked),
- * 0 when the daemon cut the client off (reconnected before returning),
- * -1 when the packet was too large to send.
+ * Send one control packet of len bytes as it is, with nfds descriptors,
+ * let the daemon serve it and read its answer.  Returns 1 when a response
+ * came (unpacked into *resp if resp is not NULL; free it with
+ * ipd__response__free_unpacked), 0 when the daemon cut the client off
+ * (reconnected before returning), -1 when the packet was too large to
+ * send.
  */
-int fz_ctl_raw(const uint8_t *buf, size_t len, Ipd__Response **resp);
+int fz_ctl_raw(const uint8_t *buf, size_t len, const int *fds, int nfds,
+	       Ipd__Response **resp);
 
 /* Pack and send req with nfds descriptors; the response (never NULL,
  * aborts otherwise). */

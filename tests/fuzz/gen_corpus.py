@@ -153,7 +153,7 @@ def requests():
     grh = f_msg(1, dgid) + f_int(3, 1) + f_int(4, 64)
     ah = f_msg(1, grh) + f_int(6, 1) + f_int(7, 1)
     cap = f_int(1, 16) + f_int(2, 16) + f_int(3, 1) + f_int(4, 1)
-    rtr = (f_int(1, 3) + f_int(3, 3) + f_int(6, 0) + f_int(8, 0x12) +
+    rtr = (f_int(1, 2) + f_int(3, 3) + f_int(6, 0) + f_int(8, 0x12) +
            f_msg(11, ah) + f_int(18, 1) + f_int(19, 1))
     return {
         'hello_again': f_msg(1, f_int(1, 1) + f_msg(2, b'x')),
@@ -193,6 +193,35 @@ def requests():
     }
 
 
+# The ctl target's first byte: descriptors to send (fuzz_ctl.c).
+FDS_NONE, FDS_MEMFD, FDS_SOCKET, FDS_2MEMFD = 0x00, 0x01, 0x01 | 2 << 2, 0x02
+
+
+def ctl_inputs():
+    """Control packets in an order that builds on itself (the daemon keeps
+    the objects between inputs): named NN_what so the driver, which reads
+    files in name order, replays them in this order."""
+    req = requests()
+    reg_mr_fd = f_msg(5, f_int(1, 1) + f_int(2, 0x10000) + f_int(3, 4096) +
+                      f_int(4, 0x10000) + f_int(5, 7) + f_msg(6, f_int(2, 1)))
+    kstub = f_msg(17, f_int(1, 1) + f_int(2, 16) + f_int(3, 8) +
+                  f_int(4, 16) + f_int(5, 0x7f0000000000))
+    order = [(FDS_NONE, n, req[n]) for n in (
+        'hello_again', 'query_device', 'query_port', 'alloc_pd',
+        'reg_mr_no_fd')]
+    order += [(FDS_MEMFD, 'reg_mr_memfd', reg_mr_fd)]
+    order += [(FDS_NONE, n, req[n]) for n in (
+        'create_cq', 'resize_cq', 'create_srq', 'create_ah', 'create_qp_rc',
+        'modify_qp_init', 'modify_qp_rtr', 'query_qp', 'alloc_mw',
+        'bind_mw', 'dealloc_mw')]
+    order += [(FDS_SOCKET, 'create_channel_socket', f_msg(19, b'')),
+              (FDS_2MEMFD, 'kstub_attach_memfds', kstub)]
+    order += [(FDS_NONE, n, req[n]) for n in (
+        'iommu_inval', 'status', 'destroy_qp', 'destroy_pd', 'unknown_op')]
+    return {'%02d_%s' % (i, name): bytes([fds]) + body
+            for i, (fds, name, body) in enumerate(order)}
+
+
 def peer_hellos():
     caps = (f_int(1, 1) + f_int(2, 63) + f_int(3, 1) + f_int(4, 0x1234) +
             f_int(5, 0xabcdef) + f_int(6, 4791) + f_msg(7, b'ipathpeer0'))
@@ -208,10 +237,12 @@ def peer_hellos():
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(
         os.path.dirname(os.path.abspath(__file__)), 'corpus')
-    for target, seeds in (('pkt', packets()), ('ctl', requests()),
+    for target, seeds in (('pkt', packets()), ('ctl', ctl_inputs()),
                           ('peer', peer_hellos())):
         d = os.path.join(out, target)
         os.makedirs(d, exist_ok=True)
+        for old in os.listdir(d):   # the directory is ours: no stale seeds
+            os.unlink(os.path.join(d, old))
         for name, data in seeds.items():
             with open(os.path.join(d, name), 'wb') as f:
                 f.write(data)
