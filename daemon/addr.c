@@ -118,7 +118,8 @@ static void *kmem_sw_ptr(struct ipd_kmem *k, enum ipd_addr_form form,
 	return p ? p + off : NULL;
 }
 
-void *ipd_kmem_ptr(struct ipd_mr *mr, uint64_t addr, uint64_t len)
+void *ipd_kmem_ptr(struct ipd_mr *mr, uint64_t addr, uint64_t len,
+		   unsigned int rw)
 {
 	struct ipd_kmem *k = to_kmem(mr);
 	enum ipd_addr_form form;
@@ -135,7 +136,7 @@ void *ipd_kmem_ptr(struct ipd_mr *mr, uint64_t addr, uint64_t len)
 			addr_cnt.addr_wrong_form++;
 			return NULL;
 		}
-		p = ipd_iommu_ptr(&k->iommu, addr, len);
+		p = ipd_iommu_ptr(&k->iommu, addr, len, rw);
 		if (!p)
 			addr_cnt.addr_iommu_fault++;
 		return p;
@@ -307,6 +308,5 @@ int ipd_handle_iommu_inval(struct ipd_req_ctx *ctx)
 				    (unsigned long long)m->first_page,
 				    (unsigned long long)m->npages);
 	addr_cnt.addr_iotlb_invals++;
-	ctx->resp->ok = true;
 	return 0;
 }

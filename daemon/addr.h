@@ -40,9 +40,11 @@ int ipd_iommu_init(struct ipd_iommu *io, int pt_fd, uint64_t npages,
 void ipd_iommu_fini(struct ipd_iommu *io);
 /* IOTLB flush of [first, first + n): re-read those entries.  0 or -errno. */
 int ipd_iommu_inval(struct ipd_iommu *io, uint64_t first, uint64_t n);
-/* Device pointer for [iova, iova + len), or NULL when any page of it has no
- * translation in force (fault). */
-void *ipd_iommu_ptr(struct ipd_iommu *io, uint64_t iova, uint64_t len);
+/* Device pointer for [iova, iova + len) for an access doing rw (IPD_MEM_*),
+ * or NULL when any page of it has no translation in force or its entry's
+ * direction bits do not allow rw (fault). */
+void *ipd_iommu_ptr(struct ipd_iommu *io, uint64_t iova, uint64_t len,
+		    unsigned int rw);
 
 /* ---- addr.c ---------------------------------------------------------- */
 
@@ -54,9 +56,11 @@ static inline bool ipd_mr_is_kmem(const struct ipd_mr *mr)
 	return mr->map == NULL;
 }
 
-/* Resolve [addr, addr + len) of a kernel DMA MR in the device's own form;
- * NULL for the wrong form, out of bounds, or no translation. */
-void *ipd_kmem_ptr(struct ipd_mr *mr, uint64_t addr, uint64_t len);
+/* Resolve [addr, addr + len) of a kernel DMA MR in the device's own form
+ * for an access doing rw (IPD_MEM_*); NULL for the wrong form, out of
+ * bounds, no translation, or a direction the IOMMU mapping refuses. */
+void *ipd_kmem_ptr(struct ipd_mr *mr, uint64_t addr, uint64_t len,
+		   unsigned int rw);
 void ipd_kmem_destroy(struct ipd_mr *mr);
 
 int ipd_handle_kstub_attach(struct ipd_req_ctx *ctx);

@@ -107,9 +107,18 @@ int ipd_iommu_inval(struct ipd_iommu *io, uint64_t first, uint64_t n)
 	return ret;
 }
 
-void *ipd_iommu_ptr(struct ipd_iommu *io, uint64_t iova, uint64_t len)
+/* The PTE bits a page needs for rw: DMA_TO_DEVICE pages are read by the
+ * device only, DMA_FROM_DEVICE pages written only (DMA-API-HOWTO). */
+static uint64_t pte_need(unsigned int rw)
 {
-	uint64_t off, first, last, i;
+	return IPD_PTE_VALID | ((rw & IPD_MEM_READ) ? IPD_PTE_READ : 0) |
+	       ((rw & IPD_MEM_WRITE) ? IPD_PTE_WRITE : 0);
+}
+
+void *ipd_iommu_ptr(struct ipd_iommu *io, uint64_t iova, uint64_t len,
+		    unsigned int rw)
+{
+	uint64_t off, first, last, i, need = pte_need(rw);
 
 	if (iova < IPD_IOVA_BASE)
 		return NULL;
@@ -119,7 +128,7 @@ void *ipd_iommu_ptr(struct ipd_iommu *io, uint64_t iova, uint64_t len)
 	first = off / pg();
 	last = len ? (off + len - 1) / pg() : first;
 	for (i = first; i <= last && i < io->npages; i++) {
-		if (!(io->iotlb[i] & IPD_PTE_VALID)) {
+		if ((io->iotlb[i] & need) != need) {
 			io->faults++;
 			return NULL;
 		}

@@ -163,9 +163,31 @@ struct ipd_mr {
 	unsigned int refcnt;       /* engine references (in-flight ops) */
 };
 
-/* Translate [iova, iova+len) of mr to a daemon pointer; NULL when out of
- * bounds (len 0 at the end is in bounds). */
-void *ipd_mr_ptr(struct ipd_mr *mr, uint64_t iova, uint64_t len);
+/* What an access does to the memory (the DMA direction an IOMMU checks). */
+#define IPD_MEM_READ 1u    /* device reads: send data, READ/atomic source */
+#define IPD_MEM_WRITE 2u   /* device writes: receive, WRITE, READ response */
+
+/* IPD_MEM_* for an access that needs the IBV_ACCESS_* flags in access
+ * (0: a local read, as a send's gather list). */
+static inline unsigned int ipd_access_rw(uint32_t access)
+{
+	unsigned int rw = 0;
+
+	if (access & (IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
+		      IBV_ACCESS_REMOTE_ATOMIC))
+		rw |= IPD_MEM_WRITE;
+	if (!access || (access & (IBV_ACCESS_REMOTE_READ |
+				  IBV_ACCESS_REMOTE_ATOMIC)))
+		rw |= IPD_MEM_READ;
+	return rw;
+}
+
+/* Translate [iova, iova+len) of mr to a daemon pointer for an access doing
+ * rw (IPD_MEM_*; 0 checks bounds only); NULL when out of bounds (len 0 at
+ * the end is in bounds) or, for kernel memory behind the IOMMU, when a
+ * page's mapping direction does not allow rw. */
+void *ipd_mr_ptr(struct ipd_mr *mr, uint64_t iova, uint64_t len,
+		 unsigned int rw);
 /* Look up an lkey or rkey exactly (the key byte must match). */
 struct ipd_mr *ipd_mr_lookup(struct ipd_dev *dev, uint32_t key);
 

@@ -71,14 +71,15 @@ struct ipd_mr *ipd_mr_lookup(struct ipd_dev *dev, uint32_t key)
 	return mr && mr->lkey == key ? mr : NULL;
 }
 
-void *ipd_mr_ptr(struct ipd_mr *mr, uint64_t iova, uint64_t len)
+void *ipd_mr_ptr(struct ipd_mr *mr, uint64_t iova, uint64_t len,
+		 unsigned int rw)
 {
 	uint64_t off;
 
 	/* The kernel stubs' DMA MR: addresses in the device's own form
 	 * (addr.c, docs/address-forms.md). */
 	if (ipd_mr_is_kmem(mr))
-		return ipd_kmem_ptr(mr, iova, len);
+		return ipd_kmem_ptr(mr, iova, len, rw);
 	if (iova < mr->iova)
 		return NULL;
 	off = iova - mr->iova;

@@ -97,7 +97,7 @@ void *ipd_mw_rkey_ptr(const struct ipd_qp *qp, struct ipd_pd *pd,
 		return NULL;
 	if (off > mw->length || len > mw->length - off)
 		return NULL;
-	return ipd_mr_ptr(mw->mr, mw->addr + off, len);
+	return ipd_mr_ptr(mw->mr, mw->addr + off, len, ipd_access_rw(access));
 }
 
 int ipd_mw_remote_inv(struct ipd_qp *qp, uint32_t rkey)
@@ -171,7 +171,6 @@ int ipd_handle_dealloc_mw(struct ipd_req_ctx *ctx)
 				    ctx->req->dealloc_mw->handle);
 	mw_unbind(mw);
 	mw_free(ctx->client->dev, mw);
-	ctx->resp->ok = true;
 	return 0;
 }
 
@@ -202,7 +201,7 @@ static int bind_check(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
 	    !(mr->access & IBV_ACCESS_LOCAL_WRITE))
 		return ipd_req_fail(ctx, EINVAL, "bind_mw: MR lacks local write");
 	if (m->addr + m->length < m->addr || m->length > mr->length ||
-	    !ipd_mr_ptr(mr, m->addr, m->length))
+	    !ipd_mr_ptr(mr, m->addr, m->length, 0))
 		return ipd_req_fail(ctx, EINVAL, "bind_mw: range outside the MR");
 	/* A type 2 window is bound once, then invalidated before rebinding. */
 	if (mw->type == IBV_MW_TYPE_2 && mw->mr)
@@ -234,7 +233,6 @@ static int local_inv(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
 				    m->rkey);
 	mw_unbind(mw);
 	bind_complete(qp, m);
-	ctx->resp->ok = true;
 	return 0;
 }
 
@@ -271,7 +269,6 @@ int ipd_handle_bind_mw(struct ipd_req_ctx *ctx)
 		mw->qpn = qp->qpn;
 	}
 	bind_complete(qp, m);
-	ctx->resp->ok = true;
 	return 0;
 }
 

@@ -84,7 +84,6 @@ int ipd_handle_destroy(struct ipd_req_ctx *ctx)
 	if (err)
 		return ipd_req_fail(ctx, -err, "destroy: %s %u is in use",
 				    k->name, m->handle);
-	ctx->resp->ok = true;
 	return 0;
 }
 

@@ -522,7 +522,6 @@ int ipd_handle_modify_qp(struct ipd_req_ctx *ctx)
 	ipd_engine_qp_modified(qp, old, (int)mask);
 	if (mask & IBV_QP_AV)
 		ipd_peer_need(qp->dev, &qp->av);   /* daemon/peer.c */
-	ctx->resp->ok = true;
 	return 0;
 }
 

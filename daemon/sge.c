@@ -35,7 +35,8 @@ int ipd_sge_check(struct ipd_dev *dev, struct ipd_pd *pd,
 		if (!sge[i].length)
 			continue;
 		mr = sge_mr(dev, pd, sge[i].lkey, access);
-		if (!mr || !ipd_mr_ptr(mr, sge[i].addr, sge[i].length))
+		if (!mr || !ipd_mr_ptr(mr, sge[i].addr, sge[i].length,
+				       ipd_access_rw(access)))
 			return IBV_WC_LOC_PROT_ERR;
 	}
 	/* IBA 10.8.3: a message is at most 2^31 bytes. */
@@ -66,7 +67,8 @@ int ipd_sge_copy(struct ipd_dev *dev, struct ipd_pd *pd,
 		if (n > len)
 			n = len;
 		mr = sge_mr(dev, pd, sge[i].lkey, access);
-		mem = mr ? ipd_mr_ptr(mr, sge[i].addr + off, n) : NULL;
+		mem = mr ? ipd_mr_ptr(mr, sge[i].addr + off, n,
+				      ipd_access_rw(access)) : NULL;
 		if (!mem)
 			return IBV_WC_LOC_PROT_ERR;
 		if (dir == IPD_TO_MEM)
@@ -94,5 +96,5 @@ void *ipd_rkey_ptr(const struct ipd_qp *qp, struct ipd_pd *pd, uint32_t rkey,
 		return NULL;
 	if (va + len < va)
 		return NULL;
-	return ipd_mr_ptr(mr, va, len);
+	return ipd_mr_ptr(mr, va, len, ipd_access_rw(access));
 }

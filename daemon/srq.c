@@ -217,7 +217,6 @@ int ipd_handle_modify_srq(struct ipd_req_ctx *ctx)
 		srq->limit = m->attr->srq_limit;
 		srq->limit_armed = srq->limit != 0;
 	}
-	ctx->resp->ok = true;
 	return 0;
 }
 

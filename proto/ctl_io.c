@@ -112,6 +112,11 @@ ssize_t ipd_ctl_recv(int sock, void *buf, size_t cap, int *fds, int *nfds,
 			close(fds[--(*nfds)]);
 		return -EMSGSIZE;
 	}
+	/* An empty packet reads as the peer's close: nobody takes the
+	 * descriptors that came with it. */
+	if (n == 0)
+		while (*nfds)
+			close(fds[--(*nfds)]);
 	return n;
 }
 

@@ -166,6 +166,34 @@ static int expect_state(struct vt_qp *q, const char *who,
 	return 0;
 }
 
+/* @q's send WR @wr_id failed with @want and took the QP to ERR. */
+static int expect_send_error(struct vt_qp *q, const char *who, uint64_t wr_id,
+			     enum ibv_wc_status want)
+{
+	char what[128];
+
+	if (expect_wc(q->scq, who, wr_id, want))
+		return 1;
+	snprintf(what, sizeof(what), "%s after the error", who);
+	return expect_state(q, what, IBV_QPS_ERR);
+}
+
+/*
+ * Run @body on a fresh connected pair (pair_create's arguments) and
+ * destroy the pair whatever happened.  0, or 1 with why set.
+ */
+static int with_pair(enum ibv_qp_type type, int b_access,
+		     const struct vt_conn_opts *co,
+		     int (*body)(struct pair *p, const void *arg),
+		     const void *arg)
+{
+	struct pair p;
+	int ret = pair_create(&p, type, b_access, co) || body(&p, arg);
+
+	pair_destroy(&p);
+	return ret;
+}
+
 /* ---- QP state machine ---------------------------------------------
  * Expected EINVAL: ib_modify_qp_is_ok() and its qp_state_table
  * (kernel drivers/infiniband/core/verbs.c), called by rxe_qp_chk_attr()
@@ -390,42 +418,32 @@ static int case_uc_rtr_with_rd_atomic(void)
 }
 
 /* Control: legal transitions still work (RTS->ERR, ERR->RESET, RESET->INIT). */
-static int case_legal_err_reset(void)
+static int legal_err_reset(struct pair *p, const void *arg)
 {
-	struct pair p;
 	struct ibv_qp_attr a;
 	int ret;
 
-	if (pair_create(&p, IBV_QPT_RC, full_access, NULL))
-		goto out;
 	memset(&a, 0, sizeof(a));
 	a.qp_state = IBV_QPS_ERR;
-	ret = ibv_modify_qp(p.a.qp, &a, IBV_QP_STATE);
-	if (ret) {
-		fail("RTS->ERR: %s", strerror(ret));
-		goto out;
-	}
-	if (expect_state(&p.a, "after RTS->ERR", IBV_QPS_ERR))
-		goto out;
+	ret = ibv_modify_qp(p->a.qp, &a, IBV_QP_STATE);
+	if (ret)
+		return fail("RTS->ERR: %s", strerror(ret));
+	if (expect_state(&p->a, "after RTS->ERR", IBV_QPS_ERR))
+		return 1;
 	a.qp_state = IBV_QPS_RESET;
-	ret = ibv_modify_qp(p.a.qp, &a, IBV_QP_STATE);
-	if (ret) {
-		fail("ERR->RESET: %s", strerror(ret));
-		goto out;
-	}
-	if (expect_state(&p.a, "after ERR->RESET", IBV_QPS_RESET))
-		goto out;
-	if (vt_qp_to_init(&dev, &p.a, full_access)) {
-		fail("RESET->INIT after a reset failed");
-		goto out;
-	}
-	if (expect_state(&p.a, "after RESET->INIT", IBV_QPS_INIT))
-		goto out;
-	pair_destroy(&p);
-	return 0;
-out:
-	pair_destroy(&p);
-	return 1;
+	ret = ibv_modify_qp(p->a.qp, &a, IBV_QP_STATE);
+	if (ret)
+		return fail("ERR->RESET: %s", strerror(ret));
+	if (expect_state(&p->a, "after ERR->RESET", IBV_QPS_RESET))
+		return 1;
+	if (vt_qp_to_init(&dev, &p->a, full_access))
+		return fail("RESET->INIT after a reset failed");
+	return expect_state(&p->a, "after RESET->INIT", IBV_QPS_INIT);
+}
+
+static int case_legal_err_reset(void)
+{
+	return with_pair(IBV_QPT_RC, full_access, NULL, legal_err_reset, NULL);
 }
 
 /* ---- protection and length errors ---------------------------------- */
@@ -438,54 +456,44 @@ out:
  * flush_recv_queue) every outstanding and later WR completes with
  * IBV_WC_WR_FLUSH_ERR.
  */
-static int case_bad_lkey_then_flush(void)
+static int bad_lkey_then_flush(struct pair *p, const void *arg)
 {
-	struct pair p;
 	int ret;
 
-	if (pair_create(&p, IBV_QPT_RC, full_access, NULL))
-		goto out;
-	if (post_one_recv(&p.a, 7, p.abuf, 64, p.amr->lkey) ||
-	    post_one_recv(&p.b, 8, p.bbuf, 64, p.bmr->lkey)) {
-		fail("setup: post_recv failed");
-		goto out;
-	}
-	ret = post_one_send(&p.a, IBV_WR_SEND, 1, p.abuf, 64,
-			    p.amr->lkey ^ 0x5a5a00, 0, 0);
-	if (ret) {
-		fail("post_send with a bad lkey returned %s; expected success and a completion error",
-		     strerror(ret));
-		goto out;
-	}
-	if (expect_wc(p.a.scq, "sender", 1, IBV_WC_LOC_PROT_ERR) ||
-	    expect_state(&p.a, "sender after the error", IBV_QPS_ERR))
-		goto out;
+	if (post_one_recv(&p->a, 7, p->abuf, 64, p->amr->lkey) ||
+	    post_one_recv(&p->b, 8, p->bbuf, 64, p->bmr->lkey))
+		return fail("setup: post_recv failed");
+	ret = post_one_send(&p->a, IBV_WR_SEND, 1, p->abuf, 64,
+			    p->amr->lkey ^ 0x5a5a00, 0, 0);
+	if (ret)
+		return fail("post_send with a bad lkey returned %s; expected success and a completion error",
+			    strerror(ret));
+	if (expect_send_error(&p->a, "sender", 1, IBV_WC_LOC_PROT_ERR))
+		return 1;
 	/* the receive posted before the error is flushed */
-	if (expect_wc(p.a.rcq, "receive posted before the error", 7,
+	if (expect_wc(p->a.rcq, "receive posted before the error", 7,
 		      IBV_WC_WR_FLUSH_ERR))
-		goto out;
+		return 1;
 	/* IBA C10-42 / C10-97.2.1: posting in ERR is allowed and flushes */
-	ret = post_one_send(&p.a, IBV_WR_SEND, 2, p.abuf, 16, p.amr->lkey, 0, 0);
-	if (ret) {
-		fail("post_send in ERR returned %s, expected success + flush",
-		     strerror(ret));
-		goto out;
-	}
-	if (expect_wc(p.a.scq, "send posted in ERR", 2, IBV_WC_WR_FLUSH_ERR))
-		goto out;
-	ret = post_one_recv(&p.a, 3, p.abuf, 16, p.amr->lkey);
-	if (ret) {
-		fail("post_recv in ERR returned %s, expected success + flush",
-		     strerror(ret));
-		goto out;
-	}
-	if (expect_wc(p.a.rcq, "recv posted in ERR", 3, IBV_WC_WR_FLUSH_ERR))
-		goto out;
-	pair_destroy(&p);
-	return 0;
-out:
-	pair_destroy(&p);
-	return 1;
+	ret = post_one_send(&p->a, IBV_WR_SEND, 2, p->abuf, 16, p->amr->lkey,
+			    0, 0);
+	if (ret)
+		return fail("post_send in ERR returned %s, expected success + flush",
+			    strerror(ret));
+	if (expect_wc(p->a.scq, "send posted in ERR", 2, IBV_WC_WR_FLUSH_ERR))
+		return 1;
+	ret = post_one_recv(&p->a, 3, p->abuf, 16, p->amr->lkey);
+	if (ret)
+		return fail("post_recv in ERR returned %s, expected success + flush",
+			    strerror(ret));
+	return expect_wc(p->a.rcq, "recv posted in ERR", 3,
+			 IBV_WC_WR_FLUSH_ERR);
+}
+
+static int case_bad_lkey_then_flush(void)
+{
+	return with_pair(IBV_QPT_RC, full_access, NULL, bad_lkey_then_flush,
+			 NULL);
 }
 
 /*
@@ -493,28 +501,29 @@ out:
  * -> RESPST_ERR_RKEY_VIOLATION -> NAK "remote access error" (AETH 0x62)
  * -> requester IBV_WC_REM_ACCESS_ERR (rxe_comp.c), QP to ERR.
  */
+struct rdma_req {
+	enum ibv_wr_opcode op;
+	uint64_t roff;
+	uint32_t len, rkey_xor;
+};
+
+static int access_err(struct pair *p, const void *arg)
+{
+	const struct rdma_req *r = arg;
+	uint64_t raddr = (uintptr_t)p->bbuf + r->roff;
+
+	if (post_one_send(&p->a, r->op, 1, p->abuf, r->len, p->amr->lkey,
+			  raddr, p->bmr->rkey ^ r->rkey_xor))
+		return fail("post_send failed; expected success and a completion error");
+	return expect_send_error(&p->a, "requester", 1, IBV_WC_REM_ACCESS_ERR);
+}
+
 static int rdma_expect_access_err(int b_access, enum ibv_wr_opcode op,
 				  uint64_t roff, uint32_t len, uint32_t rkey_xor)
 {
-	struct pair p;
-	uint64_t raddr;
+	const struct rdma_req r = { op, roff, len, rkey_xor };
 
-	if (pair_create(&p, IBV_QPT_RC, b_access, NULL))
-		goto out;
-	raddr = (uintptr_t)p.bbuf + roff;
-	if (post_one_send(&p.a, op, 1, p.abuf, len, p.amr->lkey, raddr,
-			  p.bmr->rkey ^ rkey_xor)) {
-		fail("post_send failed; expected success and a completion error");
-		goto out;
-	}
-	if (expect_wc(p.a.scq, "requester", 1, IBV_WC_REM_ACCESS_ERR) ||
-	    expect_state(&p.a, "requester after the error", IBV_QPS_ERR))
-		goto out;
-	pair_destroy(&p);
-	return 0;
-out:
-	pair_destroy(&p);
-	return 1;
+	return with_pair(IBV_QPT_RC, b_access, NULL, access_err, &r);
 }
 
 static int case_bad_rkey_write(void)
@@ -582,25 +591,19 @@ static int case_atomic_out_of_bounds(void)
  * RESPST_ERR_LENGTH -> receiver IBV_WC_LOC_LEN_ERR and NAK "invalid
  * request" (AETH 0x61) -> sender IBV_WC_REM_INV_REQ_ERR.
  */
+static int send_too_long(struct pair *p, const void *arg)
+{
+	if (post_one_recv(&p->b, 9, p->bbuf, 16, p->bmr->lkey) ||
+	    post_one_send(&p->a, IBV_WR_SEND, 1, p->abuf, 64, p->amr->lkey, 0,
+			  0))
+		return fail("post_recv or post_send failed");
+	return expect_wc(p->b.rcq, "receiver", 9, IBV_WC_LOC_LEN_ERR) ||
+	       expect_wc(p->a.scq, "sender", 1, IBV_WC_REM_INV_REQ_ERR);
+}
+
 static int case_send_too_long(void)
 {
-	struct pair p;
-
-	if (pair_create(&p, IBV_QPT_RC, full_access, NULL))
-		goto out;
-	if (post_one_recv(&p.b, 9, p.bbuf, 16, p.bmr->lkey) ||
-	    post_one_send(&p.a, IBV_WR_SEND, 1, p.abuf, 64, p.amr->lkey, 0, 0)) {
-		fail("post_recv or post_send failed");
-		goto out;
-	}
-	if (expect_wc(p.b.rcq, "receiver", 9, IBV_WC_LOC_LEN_ERR) ||
-	    expect_wc(p.a.scq, "sender", 1, IBV_WC_REM_INV_REQ_ERR))
-		goto out;
-	pair_destroy(&p);
-	return 0;
-out:
-	pair_destroy(&p);
-	return 1;
+	return with_pair(IBV_QPT_RC, full_access, NULL, send_too_long, NULL);
 }
 
 /*
@@ -609,26 +612,21 @@ out:
  * with IBV_WC_RNR_RETRY_EXC_ERR (rxe_comp.c, COMPST_RNR_RETRY with
  * rnr_retry exhausted).
  */
+static int rnr_retry_exceeded(struct pair *p, const void *arg)
+{
+	if (post_one_send(&p->a, IBV_WR_SEND, 1, p->abuf, 32, p->amr->lkey, 0,
+			  0))
+		return fail("post_send failed");
+	return expect_send_error(&p->a, "sender", 1, IBV_WC_RNR_RETRY_EXC_ERR);
+}
+
 static int case_rnr_retry_exceeded(void)
 {
 	struct vt_conn_opts co = { .rnr_retry = 0, .set_rnr_retry = true,
 				   .min_rnr_timer = 1 };
-	struct pair p;
 
-	if (pair_create(&p, IBV_QPT_RC, full_access, &co))
-		goto out;
-	if (post_one_send(&p.a, IBV_WR_SEND, 1, p.abuf, 32, p.amr->lkey, 0, 0)) {
-		fail("post_send failed");
-		goto out;
-	}
-	if (expect_wc(p.a.scq, "sender", 1, IBV_WC_RNR_RETRY_EXC_ERR) ||
-	    expect_state(&p.a, "sender after the error", IBV_QPS_ERR))
-		goto out;
-	pair_destroy(&p);
-	return 0;
-out:
-	pair_destroy(&p);
-	return 1;
+	return with_pair(IBV_QPT_RC, full_access, &co, rnr_retry_exceeded,
+			 NULL);
 }
 
 /*
@@ -637,27 +635,21 @@ out:
  * completes with IBV_WC_RETRY_EXC_ERR (rxe_comp.c: COMPST_ERROR_RETRY
  * when qp->comp.retry_cnt is used up), QP to ERR.
  */
+static int retry_exceeded_dead_peer(struct pair *p, const void *arg)
+{
+	vt_qp_destroy(&p->b);
+	if (post_one_send(&p->a, IBV_WR_RDMA_WRITE, 1, p->abuf, 32,
+			  p->amr->lkey, (uintptr_t)p->bbuf, p->bmr->rkey))
+		return fail("post_send failed");
+	return expect_send_error(&p->a, "requester", 1, IBV_WC_RETRY_EXC_ERR);
+}
+
 static int case_retry_exceeded_dead_peer(void)
 {
 	struct vt_conn_opts co = { .timeout = 10, .retry_cnt = 1 };
-	struct pair p;
 
-	if (pair_create(&p, IBV_QPT_RC, full_access, &co))
-		goto out;
-	vt_qp_destroy(&p.b);
-	if (post_one_send(&p.a, IBV_WR_RDMA_WRITE, 1, p.abuf, 32, p.amr->lkey,
-			  (uintptr_t)p.bbuf, p.bmr->rkey)) {
-		fail("post_send failed");
-		goto out;
-	}
-	if (expect_wc(p.a.scq, "requester", 1, IBV_WC_RETRY_EXC_ERR) ||
-	    expect_state(&p.a, "requester after the error", IBV_QPS_ERR))
-		goto out;
-	pair_destroy(&p);
-	return 0;
-out:
-	pair_destroy(&p);
-	return 1;
+	return with_pair(IBV_QPT_RC, full_access, &co,
+			 retry_exceeded_dead_peer, NULL);
 }
 
 /*
@@ -666,30 +658,24 @@ out:
  * drop_msg, "class E"), the requester completes successfully, and both
  * QPs keep working: a following WRITE_WITH_IMM lands and completes.
  */
-static int case_uc_bad_rkey_dropped(void)
+static int uc_bad_rkey_dropped(struct pair *p, const void *arg)
 {
-	struct pair p;
 	struct ibv_sge sge;
 	struct ibv_send_wr wr, *bad;
 	struct ibv_wc wc;
 	uint8_t *b;
 	int i;
 
-	if (pair_create(&p, IBV_QPT_UC, full_access, NULL))
-		goto out;
-	memset(p.abuf, 0x11, BUF_LEN);
-	if (post_one_send(&p.a, IBV_WR_RDMA_WRITE, 1, p.abuf, 64, p.amr->lkey,
-			  (uintptr_t)p.bbuf, p.bmr->rkey ^ 0x00a5a500)) {
-		fail("post_send failed");
-		goto out;
-	}
-	if (expect_wc(p.a.scq, "requester (bad rkey)", 1, IBV_WC_SUCCESS))
-		goto out;
-	if (post_one_recv(&p.b, 4, p.bbuf + 1024, 16, p.bmr->lkey)) {
-		fail("post_recv failed");
-		goto out;
-	}
-	sge = (struct ibv_sge){ (uintptr_t)p.abuf, 64, p.amr->lkey };
+	memset(p->abuf, 0x11, BUF_LEN);
+	if (post_one_send(&p->a, IBV_WR_RDMA_WRITE, 1, p->abuf, 64,
+			  p->amr->lkey, (uintptr_t)p->bbuf,
+			  p->bmr->rkey ^ 0x00a5a500))
+		return fail("post_send failed");
+	if (expect_wc(p->a.scq, "requester (bad rkey)", 1, IBV_WC_SUCCESS))
+		return 1;
+	if (post_one_recv(&p->b, 4, p->bbuf + 1024, 16, p->bmr->lkey))
+		return fail("post_recv failed");
+	sge = (struct ibv_sge){ (uintptr_t)p->abuf, 64, p->amr->lkey };
 	memset(&wr, 0, sizeof(wr));
 	wr.wr_id = 2;
 	wr.opcode = IBV_WR_RDMA_WRITE_WITH_IMM;
@@ -697,38 +683,32 @@ static int case_uc_bad_rkey_dropped(void)
 	wr.sg_list = &sge;
 	wr.num_sge = 1;
 	wr.imm_data = htonl(0x1234);
-	wr.wr.rdma.remote_addr = (uintptr_t)p.bbuf + 128;
-	wr.wr.rdma.rkey = p.bmr->rkey;
-	if (ibv_post_send(p.a.qp, &wr, &bad)) {
-		fail("post_send (WRITE_WITH_IMM) failed");
-		goto out;
-	}
-	if (expect_wc(p.a.scq, "requester (good write)", 2, IBV_WC_SUCCESS) ||
-	    expect_wc(p.b.rcq, "responder (good write)", 4, IBV_WC_SUCCESS))
-		goto out;
-	b = p.bbuf;
+	wr.wr.rdma.remote_addr = (uintptr_t)p->bbuf + 128;
+	wr.wr.rdma.rkey = p->bmr->rkey;
+	if (ibv_post_send(p->a.qp, &wr, &bad))
+		return fail("post_send (WRITE_WITH_IMM) failed");
+	if (expect_wc(p->a.scq, "requester (good write)", 2, IBV_WC_SUCCESS) ||
+	    expect_wc(p->b.rcq, "responder (good write)", 4, IBV_WC_SUCCESS))
+		return 1;
+	b = p->bbuf;
 	for (i = 0; i < 64; i++) {
-		if (b[i] != 0) {
-			fail("the dropped write changed byte %d of the target (0x%02x)",
-			     i, b[i]);
-			goto out;
-		}
-		if (b[128 + i] != 0x11) {
-			fail("the good write did not land: byte %d is 0x%02x",
-			     i, b[128 + i]);
-			goto out;
-		}
+		if (b[i] != 0)
+			return fail("the dropped write changed byte %d of the target (0x%02x)",
+				    i, b[i]);
+		if (b[128 + i] != 0x11)
+			return fail("the good write did not land: byte %d is 0x%02x",
+				    i, b[128 + i]);
 	}
-	if (!vt_cq_quiet(p.b.rcq, 50, &wc)) {
-		fail("unexpected responder completion (status %s)",
-		     ibv_wc_status_str(wc.status));
-		goto out;
-	}
-	pair_destroy(&p);
+	if (!vt_cq_quiet(p->b.rcq, 50, &wc))
+		return fail("unexpected responder completion (status %s)",
+			    ibv_wc_status_str(wc.status));
 	return 0;
-out:
-	pair_destroy(&p);
-	return 1;
+}
+
+static int case_uc_bad_rkey_dropped(void)
+{
+	return with_pair(IBV_QPT_UC, full_access, NULL, uc_bad_rkey_dropped,
+			 NULL);
 }
 
 /*
@@ -736,51 +716,42 @@ out:
  * (IBA 10.2.5; rxe_recv.c check_keys) and the posted receive stays for
  * the next datagram with the right key; the sender completes normally.
  */
-static int case_ud_wrong_qkey_dropped(void)
+static int ud_wrong_qkey_dropped(struct pair *p, const void *arg)
 {
-	struct pair p;
 	struct ibv_sge sge;
 	struct ibv_send_wr wr, *bad;
 	struct ibv_wc wc;
 	int i;
 
-	if (pair_create(&p, IBV_QPT_UD, full_access, NULL))
-		goto out;
-	if (post_one_recv(&p.b, 5, p.bbuf, 40 + 64, p.bmr->lkey)) {
-		fail("post_recv failed");
-		goto out;
-	}
+	if (post_one_recv(&p->b, 5, p->bbuf, 40 + 64, p->bmr->lkey))
+		return fail("post_recv failed");
 	for (i = 0; i < 2; i++) {
-		sge = (struct ibv_sge){ (uintptr_t)p.abuf, 16, p.amr->lkey };
+		sge = (struct ibv_sge){ (uintptr_t)p->abuf, 16, p->amr->lkey };
 		memset(&wr, 0, sizeof(wr));
 		wr.wr_id = (uint64_t)i + 1;
 		wr.opcode = IBV_WR_SEND;
 		wr.send_flags = IBV_SEND_SIGNALED;
 		wr.sg_list = &sge;
 		wr.num_sge = 1;
-		wr.wr.ud.ah = p.a.ah;
-		wr.wr.ud.remote_qpn = p.b.qp->qp_num;
+		wr.wr.ud.ah = p->a.ah;
+		wr.wr.ud.remote_qpn = p->b.qp->qp_num;
 		wr.wr.ud.remote_qkey = i == 0 ? VT_QKEY ^ 0x10101 : VT_QKEY;
-		if (ibv_post_send(p.a.qp, &wr, &bad)) {
-			fail("post_send failed");
-			goto out;
-		}
-		if (expect_wc(p.a.scq, i == 0 ? "sender (wrong qkey)" :
+		if (ibv_post_send(p->a.qp, &wr, &bad))
+			return fail("post_send failed");
+		if (expect_wc(p->a.scq, i == 0 ? "sender (wrong qkey)" :
 			      "sender (right qkey)", wr.wr_id, IBV_WC_SUCCESS))
-			goto out;
-		if (i == 0 && !vt_cq_quiet(p.b.rcq, 200, &wc)) {
-			fail("datagram with a wrong Q_Key was delivered (status %s)",
-			     ibv_wc_status_str(wc.status));
-			goto out;
-		}
+			return 1;
+		if (i == 0 && !vt_cq_quiet(p->b.rcq, 200, &wc))
+			return fail("datagram with a wrong Q_Key was delivered (status %s)",
+				    ibv_wc_status_str(wc.status));
 	}
-	if (expect_wc(p.b.rcq, "receiver (right qkey)", 5, IBV_WC_SUCCESS))
-		goto out;
-	pair_destroy(&p);
-	return 0;
-out:
-	pair_destroy(&p);
-	return 1;
+	return expect_wc(p->b.rcq, "receiver (right qkey)", 5, IBV_WC_SUCCESS);
+}
+
+static int case_ud_wrong_qkey_dropped(void)
+{
+	return with_pair(IBV_QPT_UD, full_access, NULL, ud_wrong_qkey_dropped,
+			 NULL);
 }
 
 /* ---- immediate (return-value) errors ------------------------------- */
@@ -823,72 +794,66 @@ static int case_reg_mr_remote_write_no_local(void)
  * validate_send_wr() / rxe_post_one_recv() return EINVAL (mlx5 returns
  * ENOMEM; both are accepted), with *bad_wr at the offending WR.
  */
-static int case_too_many_sge(void)
+/* Post one send and one receive WR with one SGE too many each. */
+static int post_too_many_sge(struct pair *p, struct ibv_sge *sge)
 {
-	struct pair p;
-	struct ibv_sge *sge = NULL;
 	struct ibv_send_wr wr, *bad = NULL;
 	struct ibv_recv_wr rwr, *rbad = NULL;
-	uint32_t n, i;
 	struct ibv_wc wc;
 	int ret;
 
-	if (pair_create(&p, IBV_QPT_RC, full_access, NULL))
-		goto out;
-	n = (p.a.cap.max_send_sge > p.a.cap.max_recv_sge ?
-	     p.a.cap.max_send_sge : p.a.cap.max_recv_sge) + 1;
-	sge = calloc(n, sizeof(*sge));
-	if (!sge) {
-		fail("out of memory");
-		goto out;
-	}
-	for (i = 0; i < n; i++) {
-		sge[i].addr = (uintptr_t)p.abuf + i;
-		sge[i].length = 1;
-		sge[i].lkey = p.amr->lkey;
-	}
 	memset(&wr, 0, sizeof(wr));
 	wr.opcode = IBV_WR_SEND;
 	wr.send_flags = IBV_SEND_SIGNALED;
 	wr.sg_list = sge;
-	wr.num_sge = (int)p.a.cap.max_send_sge + 1;
-	ret = ibv_post_send(p.a.qp, &wr, &bad);
-	if (ret != EINVAL && ret != ENOMEM) {
-		fail("post_send with num_sge %d > max_send_sge %u returned %d (%s), expected EINVAL",
-		     wr.num_sge, p.a.cap.max_send_sge, ret,
-		     ret ? strerror(ret) : "success");
-		goto out;
-	}
-	if (bad != &wr) {
-		fail("post_send: bad_wr does not point at the rejected WR");
-		goto out;
-	}
+	wr.num_sge = (int)p->a.cap.max_send_sge + 1;
+	ret = ibv_post_send(p->a.qp, &wr, &bad);
+	if (ret != EINVAL && ret != ENOMEM)
+		return fail("post_send with num_sge %d > max_send_sge %u returned %d (%s), expected EINVAL",
+			    wr.num_sge, p->a.cap.max_send_sge, ret,
+			    ret ? strerror(ret) : "success");
+	if (bad != &wr)
+		return fail("post_send: bad_wr does not point at the rejected WR");
 	memset(&rwr, 0, sizeof(rwr));
 	rwr.sg_list = sge;
-	rwr.num_sge = (int)p.a.cap.max_recv_sge + 1;
-	ret = ibv_post_recv(p.a.qp, &rwr, &rbad);
-	if (ret != EINVAL && ret != ENOMEM) {
-		fail("post_recv with num_sge %d > max_recv_sge %u returned %d (%s), expected EINVAL",
-		     rwr.num_sge, p.a.cap.max_recv_sge, ret,
-		     ret ? strerror(ret) : "success");
-		goto out;
-	}
-	if (rbad != &rwr) {
-		fail("post_recv: bad_wr does not point at the rejected WR");
-		goto out;
-	}
-	if (!vt_cq_quiet(p.a.scq, 100, &wc) || !vt_cq_quiet(p.b.rcq, 1, &wc)) {
-		fail("a rejected WR produced a completion (status %s)",
-		     ibv_wc_status_str(wc.status));
-		goto out;
-	}
-	free(sge);
-	pair_destroy(&p);
+	rwr.num_sge = (int)p->a.cap.max_recv_sge + 1;
+	ret = ibv_post_recv(p->a.qp, &rwr, &rbad);
+	if (ret != EINVAL && ret != ENOMEM)
+		return fail("post_recv with num_sge %d > max_recv_sge %u returned %d (%s), expected EINVAL",
+			    rwr.num_sge, p->a.cap.max_recv_sge, ret,
+			    ret ? strerror(ret) : "success");
+	if (rbad != &rwr)
+		return fail("post_recv: bad_wr does not point at the rejected WR");
+	if (!vt_cq_quiet(p->a.scq, 100, &wc) || !vt_cq_quiet(p->b.rcq, 1, &wc))
+		return fail("a rejected WR produced a completion (status %s)",
+			    ibv_wc_status_str(wc.status));
 	return 0;
-out:
+}
+
+static int too_many_sge(struct pair *p, const void *arg)
+{
+	uint32_t n, i;
+	struct ibv_sge *sge;
+	int ret;
+
+	n = (p->a.cap.max_send_sge > p->a.cap.max_recv_sge ?
+	     p->a.cap.max_send_sge : p->a.cap.max_recv_sge) + 1;
+	sge = calloc(n, sizeof(*sge));
+	if (!sge)
+		return fail("out of memory");
+	for (i = 0; i < n; i++) {
+		sge[i].addr = (uintptr_t)p->abuf + i;
+		sge[i].length = 1;
+		sge[i].lkey = p->amr->lkey;
+	}
+	ret = post_too_many_sge(p, sge);
 	free(sge);
-	pair_destroy(&p);
-	return 1;
+	return ret;
+}
+
+static int case_too_many_sge(void)
+{
+	return with_pair(IBV_QPT_RC, full_access, NULL, too_many_sge, NULL);
 }
 
 /*

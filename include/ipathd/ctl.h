@@ -28,7 +28,8 @@ int ipd_ctl_send(int sock, const ProtobufCMessage *msg, const int *fds,
  * Receive one packet into buf (capacity cap).  Received descriptors are
  * stored in fds (at most maxfds; extra ones are closed) and counted in
  * *nfds.  Returns the packet length, 0 on orderly close, or -errno
- * (-EMSGSIZE for a truncated packet, whose descriptors are closed).
+ * (-EMSGSIZE for a truncated packet; the descriptors of a truncated or
+ * empty packet are closed).
  */
 ssize_t ipd_ctl_recv(int sock, void *buf, size_t cap, int *fds, int *nfds,
 		     int maxfds);

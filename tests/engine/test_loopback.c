@@ -32,7 +32,7 @@ struct ipd_mr *ipd_mr_lookup(struct ipd_dev *d, uint32_t key)
 	struct ipd_mr *mr = (key >> 8) < 64 ? mrs[key >> 8] : NULL;
 	return mr && mr->lkey == key ? mr : NULL;
 }
-void *ipd_mr_ptr(struct ipd_mr *mr, uint64_t iova, uint64_t len)
+void *ipd_mr_ptr(struct ipd_mr *mr, uint64_t iova, uint64_t len, unsigned int rw)
 {
 	if (iova < mr->iova || iova + len > mr->iova + mr->length)
 		return NULL;

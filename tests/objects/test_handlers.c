@@ -335,13 +335,13 @@ static void test_mr(uint32_t pd)
 		return;
 	CHECK(resp.reg_mr->lkey == resp.reg_mr->rkey);
 	CHECK(ipd_mr_lookup(&dev, mr->lkey ^ 1) == NULL);   /* key byte */
-	CHECK(!strcmp(ipd_mr_ptr(mr, m.addr, 6), "first"));
-	CHECK(!strcmp(ipd_mr_ptr(mr, 0x70000000 + pg, 7), "second"));
-	CHECK(ipd_mr_ptr(mr, m.addr + m.length, 0) != NULL);
-	CHECK(ipd_mr_ptr(mr, m.addr + m.length, 1) == NULL);
-	CHECK(ipd_mr_ptr(mr, m.addr - 1, 1) == NULL);
-	CHECK(ipd_mr_ptr(mr, m.addr, m.length + 1) == NULL);
-	p = ipd_mr_ptr(mr, m.addr, 1);
+	CHECK(!strcmp(ipd_mr_ptr(mr, m.addr, 6, 0), "first"));
+	CHECK(!strcmp(ipd_mr_ptr(mr, 0x70000000 + pg, 7, 0), "second"));
+	CHECK(ipd_mr_ptr(mr, m.addr + m.length, 0, 0) != NULL);
+	CHECK(ipd_mr_ptr(mr, m.addr + m.length, 1, 0) == NULL);
+	CHECK(ipd_mr_ptr(mr, m.addr - 1, 1, 0) == NULL);
+	CHECK(ipd_mr_ptr(mr, m.addr, m.length + 1, 0) == NULL);
+	p = ipd_mr_ptr(mr, m.addr, 1, 0);
 	*p = 'F';
 	CHECK(arena[pg + 100] == 'F');      /* zero-copy: same pages */
 
@@ -407,7 +407,7 @@ static void test_srq(uint32_t pd, uint32_t *srq_handle)
 	CHECK(ipd_handle_modify_srq(&ctx) == -EINVAL);
 	mattr.srq_limit = 3;
 	next();
-	CHECK(ipd_handle_modify_srq(&ctx) == 0 && resp.ok);
+	CHECK(ipd_handle_modify_srq(&ctx) == 0);
 
 	for (uint32_t i = 0; i < 5; i++) {
 		struct ipd_recv_wqe *w = ipd_ring_slot(srq->q.hdr, srq->q.size,
@@ -533,7 +533,7 @@ static void test_qp_rc(uint32_t pd, uint32_t cq, Ipd__AhAttr *ah)
 	CHECK(modify(qpn, init, &at) == -EINVAL);
 	at.pkey_index = 0;
 	CHECK(qp->attr.qp_state == IBV_QPS_RESET && seen.qp_modified == 0);
-	CHECK(modify(qpn, init, &at) == 0 && resp.ok);
+	CHECK(modify(qpn, init, &at) == 0);
 	CHECK(seen.qp_modified == 1 && seen.qp_old == IBV_QPS_RESET);
 
 	at.qp_state = IBV_QPS_RTR;

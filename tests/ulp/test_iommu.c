@@ -4,7 +4,8 @@
  * address-form classifier (include/ipathd/addr.h): scattered physical
  * pages behind one IOVA range, IOTLB semantics (a page-table change counts
  * only after the invalidation), faults for unmapped, out-of-aperture,
- * wrapping and bogus-pfn addresses.
+ * wrapping and bogus-pfn addresses, and for accesses the mapping's
+ * direction (DMA_TO_DEVICE = read, DMA_FROM_DEVICE = write) refuses.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,9 +54,9 @@ int main(void)
 	ptes[1] = IPD_PTE_VALID | IPD_PTE_READ | 1;
 	ptes[2] = IPD_PTE_VALID | IPD_PTE_READ | 7;
 	/* Not yet flushed: the device does not see it. */
-	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE, 8) == NULL);
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE, 8, IPD_MEM_READ) == NULL);
 	CHECK(ipd_iommu_inval(&io, 0, 3) == 0);
-	p = ipd_iommu_ptr(&io, IPD_IOVA_BASE + 100, 3 * pg - 200);
+	p = ipd_iommu_ptr(&io, IPD_IOVA_BASE + 100, 3 * pg - 200, IPD_MEM_READ);
 	CHECK(p != NULL);
 	if (p) {
 		CHECK(p[0] == 0xa5 && p[pg - 101] == 0xa5);
@@ -65,24 +66,46 @@ int main(void)
 		CHECK(mem[1 * pg + 100] == 0x11);
 	}
 	/* Running into the unmapped page 3 faults. */
-	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + 2 * pg, pg + 1) == NULL);
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + 2 * pg, pg + 1,
+			    IPD_MEM_READ) == NULL);
 	/* Unmap page 1: still translated until the flush (IOTLB). */
 	ptes[1] = 0;
-	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + pg, 8) != NULL);
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + pg, 8, IPD_MEM_READ) != NULL);
 	CHECK(ipd_iommu_inval(&io, 1, 1) == 0);
-	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + pg, 8) == NULL);
-	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE, 2 * pg) == NULL);
-	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE, pg) != NULL);
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + pg, 8, IPD_MEM_READ) == NULL);
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE, 2 * pg, IPD_MEM_READ) == NULL);
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE, pg, IPD_MEM_READ) != NULL);
 	/* A PTE naming memory that does not exist is no translation. */
 	ptes[4] = IPD_PTE_VALID | (NPHYS + 3);
 	CHECK(ipd_iommu_inval(&io, 4, 1) == 0);
-	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + 4 * pg, 8) == NULL);
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + 4 * pg, 8, IPD_MEM_READ) == NULL);
 	/* Outside the aperture, below it, wrapping, bad flush ranges. */
-	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + NIOVA * pg, 1) == NULL);
-	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE - 8, 8) == NULL);
-	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE, UINT64_MAX) == NULL);
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + NIOVA * pg, 1, IPD_MEM_READ) == NULL);
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE - 8, 8, IPD_MEM_READ) == NULL);
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE, UINT64_MAX, IPD_MEM_READ) == NULL);
 	CHECK(ipd_iommu_inval(&io, NIOVA, 1) != 0);
 	CHECK(ipd_iommu_inval(&io, 2, UINT64_MAX) != 0);
+	/* Direction: page 5 DMA_TO_DEVICE (device reads only), page 6
+	 * DMA_FROM_DEVICE (writes only), page 7 bidirectional. */
+	ptes[5] = IPD_PTE_VALID | IPD_PTE_READ | 2;
+	ptes[6] = IPD_PTE_VALID | IPD_PTE_WRITE | 3;
+	ptes[7] = IPD_PTE_VALID | IPD_PTE_READ | IPD_PTE_WRITE | 4;
+	CHECK(ipd_iommu_inval(&io, 5, 3) == 0);
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + 5 * pg, 8, IPD_MEM_READ) != NULL);
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + 5 * pg, 8, IPD_MEM_WRITE) == NULL);
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + 6 * pg, 8, IPD_MEM_WRITE) != NULL);
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + 6 * pg, 8, IPD_MEM_READ) == NULL);
+	/* an atomic reads and writes */
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + 6 * pg, 8,
+			    IPD_MEM_READ | IPD_MEM_WRITE) == NULL);
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + 7 * pg, 8,
+			    IPD_MEM_READ | IPD_MEM_WRITE) != NULL);
+	/* a range is allowed only if every page of it is */
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + 6 * pg, 2 * pg,
+			    IPD_MEM_WRITE) != NULL);
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + 5 * pg, 2 * pg,
+			    IPD_MEM_WRITE) == NULL);
+	CHECK(ipd_iommu_ptr(&io, IPD_IOVA_BASE + 5 * pg, 3 * pg, 0) != NULL);
 	CHECK(io.faults > 0);
 	ipd_iommu_fini(&io);
 

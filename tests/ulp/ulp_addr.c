@@ -46,9 +46,12 @@
 #include "ipathd/kstub.h"
 #include "ulp_common.h"
 
-#define NQP 5                /* 0: data; 1..4: one per bad-address case */
+#define NQP 8                /* 0: data; 1..7: one per bad-address case */
 
-enum neg_case { NEG_WRONG_FORM, NEG_OOB, NEG_UNMAPPED, NEG_UAF, NNEG };
+/* NEG_TO_DEV / NEG_FROM_DEV: a page the initiator mapped DMA_TO_DEVICE
+ * (the device may only read it) / DMA_FROM_DEVICE (only write it). */
+enum neg_case { NEG_WRONG_FORM, NEG_OOB, NEG_UNMAPPED, NEG_UAF, NEG_TO_DEV,
+		NEG_FROM_DEV, NNEG };
 
 struct hello {
 	uint32_t magic;
@@ -368,8 +371,8 @@ static void initiator_run(struct ctx *c)
 	struct srp_cmd *cmd;
 	struct srp_rsp rsp;
 	uint64_t *atom, h;
-	dma_addr_t cmd_dma, atom_dma, neg_dma, uaf_dma;
-	void *neg_buf, *uaf_buf;
+	dma_addr_t cmd_dma, atom_dma, neg_dma, uaf_dma, to_dma, from_dma;
+	void *neg_buf, *uaf_buf, *to_buf, *from_buf;
 	struct ibv_sge sge;
 	struct ibv_send_wr wr = { 0 };
 	struct ibv_wc wc;
@@ -406,7 +409,9 @@ static void initiator_run(struct ctx *c)
 	atom = kmalloc(c->dev, 4096);
 	neg_buf = kmalloc(c->dev, 4096);
 	uaf_buf = kmalloc(c->dev, 4096);
-	if (!cmd || !atom || !neg_buf || !uaf_buf) {
+	to_buf = kmalloc(c->dev, 4096);
+	from_buf = kmalloc(c->dev, 4096);
+	if (!cmd || !atom || !neg_buf || !uaf_buf || !to_buf || !from_buf) {
 		check(c, false, "kmalloc");
 		return;
 	}
@@ -446,6 +451,13 @@ static void initiator_run(struct ctx *c)
 	 * for the software device: its addresses are the kernel's own). */
 	if (kstub_dma_capable(c->dev))
 		cmd->neg[NEG_UAF] = (struct desc){ uaf_dma, 4096, 0 };
+	/* Only an IOMMU has direction bits to enforce. */
+	to_dma = ib_dma_map_single(c->dev, to_buf, 4096, DMA_TO_DEVICE);
+	from_dma = ib_dma_map_single(c->dev, from_buf, 4096, DMA_FROM_DEVICE);
+	if (kstub_dma_capable(c->dev)) {
+		cmd->neg[NEG_TO_DEV] = (struct desc){ to_dma, 64, 0 };
+		cmd->neg[NEG_FROM_DEV] = (struct desc){ from_dma, 64, 0 };
+	}
 	cmd_dma = ib_dma_map_single(c->dev, cmd, sizeof(*cmd), DMA_TO_DEVICE);
 	sge = (struct ibv_sge){ cmd_dma, sizeof(*cmd), kstub_lkey(c->dev) };
 	wr.wr_id = 2000;
@@ -672,6 +684,58 @@ static void target_ipoib(struct ctx *c, struct recv_buf *rb)
 	printf("RESULT ipoib %016" PRIx64 "\n", h);
 }
 
+/*
+ * IOMMU direction (docs/address-forms.md 3.4): the responder refuses a
+ * WRITE into the initiator's DMA_TO_DEVICE page and a READ from its
+ * DMA_FROM_DEVICE page (remote access error), after the allowed direction
+ * worked on the same QP; the requester refuses to READ into its own
+ * DMA_TO_DEVICE page (local protection error).
+ */
+static void target_direction_cases(struct ctx *c, const struct srp_cmd *cmd,
+				   dma_addr_t scratch_dma, void *scratch)
+{
+	/* Per page: the allowed direction, then the refused one, on one QP
+	 * (5 and 6: the refusal leaves it in the error state). */
+	static const struct {
+		enum neg_case page;
+		enum ibv_wr_opcode op;
+		enum ibv_wc_status want;
+		const char *what;
+	} cases[] = {
+		{ NEG_TO_DEV, IBV_WR_RDMA_READ, IBV_WC_SUCCESS,
+		  "READ of a DMA_TO_DEVICE page" },
+		{ NEG_TO_DEV, IBV_WR_RDMA_WRITE, IBV_WC_REM_ACCESS_ERR,
+		  "WRITE into a DMA_TO_DEVICE page" },
+		{ NEG_FROM_DEV, IBV_WR_RDMA_WRITE, IBV_WC_SUCCESS,
+		  "WRITE into a DMA_FROM_DEVICE page" },
+		{ NEG_FROM_DEV, IBV_WR_RDMA_READ, IBV_WC_REM_ACCESS_ERR,
+		  "READ of a DMA_FROM_DEVICE page" },
+	};
+	const struct desc *to = &cmd->neg[NEG_TO_DEV];
+	dma_addr_t ro_dma;
+
+	if (!to->addr) {
+		msg(c, "n/a: DMA directions (software responder: no IOMMU)");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct desc *d = &cmd->neg[cases[i].page];
+
+		rdma(c, c->qp[5 + i / 2], cases[i].op, scratch_dma, d->len,
+		     d->addr, cmd->rkey, cases[i].want, cases[i].what);
+	}
+	if (!kstub_dma_capable(c->dev)) {
+		msg(c, "n/a: local DMA direction (software requester)");
+		return;
+	}
+	ro_dma = ib_dma_map_single(c->dev, (uint8_t *)scratch + 4096, 4096,
+				   DMA_TO_DEVICE);
+	rdma(c, c->qp[7], IBV_WR_RDMA_READ, ro_dma, to->len, to->addr,
+	     cmd->rkey, IBV_WC_LOC_PROT_ERR,
+	     "READ into a local DMA_TO_DEVICE page");
+	ib_dma_unmap_single(c->dev, ro_dma, 4096, DMA_TO_DEVICE);
+}
+
 static void target_run(struct ctx *c)
 {
 	struct recv_buf rb[RECV_SLOTS];
@@ -735,7 +799,9 @@ static void target_run(struct ctx *c)
 	scratch = kmalloc(c->dev, 8192);
 	res_dma = ib_dma_map_single(c->dev, res, 16, DMA_FROM_DEVICE);
 	rsp_dma = ib_dma_map_single(c->dev, rsp, sizeof(*rsp), DMA_TO_DEVICE);
-	scratch_dma = ib_dma_map_single(c->dev, scratch, 8192, DMA_FROM_DEVICE);
+	/* READ into it and WRITE from it: both directions. */
+	scratch_dma = ib_dma_map_single(c->dev, scratch, 8192,
+					DMA_BIDIRECTIONAL);
 	memset(rsp, 0, sizeof(*rsp));
 	rsp->magic = MAGIC;
 	if (ok)
@@ -776,6 +842,7 @@ static void target_run(struct ctx *c)
 		rdma(c, c->qp[4], IBV_WR_RDMA_READ, scratch_dma, 4096,
 		     cmd.neg[NEG_UAF].addr, cmd.rkey, IBV_WC_SUCCESS,
 		     "READ while mapped");
+	target_direction_cases(c, &cmd, scratch_dma, scratch);
 	if (sync_step(c, 'R', &heard) || heard != 'r' ||
 	    sync_step(c, 'D', &heard) || heard != 'u') {
 		check(c, false, "unmap sync");
