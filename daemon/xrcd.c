@@ -174,7 +174,6 @@ int ipd_handle_open_qp(struct ipd_req_ctx *ctx)
 		x->refcnt--;
 		if (qp && qp->xrcd && qp->xrcd->dom == x->dom && qp->xrc_opens)
 			qp->xrc_opens--;
-		ctx->resp->ok = true;
 		return 0;
 	}
 	if (!qp || qp->type != IBV_QPT_XRC_RECV || qp->xrcd->dom != x->dom)
@@ -184,6 +183,5 @@ int ipd_handle_open_qp(struct ipd_req_ctx *ctx)
 			m->qpn);
 	qp->xrc_opens++;
 	x->refcnt++;
-	ctx->resp->ok = true;
 	return 0;
 }
