@@ -355,8 +355,7 @@ static void read_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe)
 		qp->dev->cnt.read_rerequests++;
 		lo = read_next(e, swqe, hi + 1, false);
 	}
-	swqe->rereq_out = true;
-	swqe->rereq_psn = ipd_psn_add(swqe->first_psn, last);
+	swqe->rerequested = true;
 }
 
 /* ---- finishing WQEs in any order, retiring them in order -------------- */
@@ -428,8 +427,10 @@ static void comp_advance(struct ipd_qp *qp)
  * adjusted).  After a timeout every such WQE.  Otherwise only those
  * whose responses were all sent by now (a response with a later PSN
  * arrived: the responder answers in PSN order, so the rest is lost or
- * reordered) and that have no repeated request outstanding, so that
- * reordering cannot make a storm of requests. */
+ * reordered), once per WQE: a late original cannot be told from a
+ * repeated response, and asking again on every arrival would make a
+ * storm of requests and duplicates on a reordering path.  What this
+ * misses, the timer asks for. */
 static void comp_repair(struct ipd_qp *qp, bool timeout)
 {
 	struct ipd_engine_qp *e = qp->eng;
@@ -450,13 +451,13 @@ static void comp_repair(struct ipd_qp *qp, bool timeout)
 			continue;
 		/* a READ's own last response, or a later one, was sent */
 		if (!timeout &&
-		    (swqe->rereq_out || after < 0 || (!read && after == 0)))
+		    (swqe->rerequested || after < 0 || (!read && after == 0)))
 			continue;
 		if (read) {
 			read_rerequest(qp, swqe);
 			continue;
 		}
-		swqe->rereq_out = true;
+		swqe->rerequested = true;
 		ipd_req_rerequest(qp, swqe, swqe->first_psn, 1);
 	}
 }
@@ -558,10 +559,6 @@ static enum comp_state comp_read(struct comp_ctx *c)
 		qp->dev->cnt.drop_seq++; /* asked again once nearer */
 		return COMP_DONE;
 	}
-	/* the last response asked for again: what is still missing now
-	 * is lost or late, and may be asked for again */
-	if (swqe->rereq_out && pkt->psn == swqe->rereq_psn)
-		swqe->rereq_out = false;
 	if (map_test(e, pkt->psn)) {
 		qp->dev->cnt.dup_responses++;
 		return COMP_DONE;

@@ -55,10 +55,8 @@ struct ipd_swqe {
 	uint32_t first_psn, last_psn;
 	uint32_t sent;            /* requester: bytes sent (or requested) */
 	uint32_t rcvd_psns;       /* completer: READ response packets placed */
-	/* completer: missing responses were asked for again and the last
-	 * of them (rereq_psn) has not arrived yet */
-	bool rereq_out;
-	uint32_t rereq_psn;
+	bool rerequested;         /* completer: missing responses were asked
+				   * for again before any timeout */
 };
 
 /* Responder cache entry for READ and atomic requests (IBA 9.7.5.1.4). */

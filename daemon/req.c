@@ -102,7 +102,7 @@ static void wqe_init(struct ipd_qp *qp, struct ipd_swqe *swqe)
 	swqe->length = 0;
 	swqe->sent = 0;
 	swqe->rcvd_psns = 0;
-	swqe->rereq_out = false;
+	swqe->rerequested = false;
 	swqe->status = wqe_check(qp, swqe);
 	swqe->state = swqe->status ? IPD_SWQE_ERROR : IPD_SWQE_POSTED;
 }
