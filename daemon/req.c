@@ -439,10 +439,11 @@ void ipd_req_rewind(struct ipd_qp *qp)
 		end++;
 	for (start = e->comp_idx; start != end; start++) {
 		struct ipd_swqe *swqe = ipd_swqe_at(e, qp, start);
-		bool rd_atomic = swqe->info->mask & IPD_WR_READ_OR_ATOMIC;
+		bool rd_atomic;
 
 		if (swqe->state == IPD_SWQE_ERROR)
 			return;
+		rd_atomic = swqe->info->mask & IPD_WR_READ_OR_ATOMIC;
 		if (rd_atomic ? ipd_psn_cmp(swqe->first_psn, e->exec_psn) >= 0 :
 				ipd_psn_cmp(swqe->last_psn, e->exec_psn) >= 0)
 			break;
