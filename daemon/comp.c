@@ -305,21 +305,6 @@ static uint32_t wqe_npsn(const struct ipd_swqe *swqe)
 	return ipd_psn_diff(swqe->last_psn, swqe->first_psn) + 1;
 }
 
-/* The first response of a READ that did not arrive (the READ's end
- * when all did).  Everything before comp_psn arrived. */
-static uint32_t read_first_missing(const struct ipd_engine_qp *e,
-				   const struct ipd_swqe *swqe)
-{
-	uint32_t n = wqe_npsn(swqe), lo = 0;
-
-	if (ipd_psn_cmp(e->comp_psn, swqe->first_psn) > 0)
-		lo = ipd_psn_diff(e->comp_psn, swqe->first_psn);
-	for (; lo < n; lo++)
-		if (!comp_psn_arrived(e, ipd_psn_add(swqe->first_psn, lo)))
-			break;
-	return ipd_psn_add(swqe->first_psn, lo);
-}
-
 /* Offset (in PSNs) of the first response of a READ at or after off
  * whose arrival is as asked; the READ's length if none is. */
 static uint32_t read_next(const struct ipd_engine_qp *e,
@@ -332,6 +317,18 @@ static uint32_t read_next(const struct ipd_engine_qp *e,
 							  off)) != arrived)
 		off++;
 	return off;
+}
+
+/* The first response of a READ that did not arrive (the READ's end
+ * when all did).  Everything before comp_psn arrived. */
+static uint32_t read_first_missing(const struct ipd_engine_qp *e,
+				   const struct ipd_swqe *swqe)
+{
+	uint32_t off = 0;
+
+	if (ipd_psn_cmp(e->comp_psn, swqe->first_psn) > 0)
+		off = ipd_psn_diff(e->comp_psn, swqe->first_psn);
+	return ipd_psn_add(swqe->first_psn, read_next(e, swqe, off, false));
 }
 
 /* Ask for the missing responses of a READ again, a READ request per run
