@@ -1,23 +1,29 @@
 // SPDX-License-Identifier: MIT
 /*
  * The completer: ACKs, NAKs and responses become send completions
- * (IBA 9.7.5.2, 9.9).  A response is matched against the oldest
- * outstanding WQE; a coalesced ACK completes every WQE it covers.  The
- * ACK timer and the RNR timer drive retransmission.
+ * (IBA 9.7.5.2, 9.9).  A response is matched by its PSN to the WQE it
+ * answers; READ responses are placed in any order (a bit per PSN says
+ * which arrived) and a WQE finishes when all its responses are in.  A
+ * coalesced ACK finishes every SEND/WRITE it covers.  Completions are
+ * posted oldest first.  Recovery is selective: what is missing of READs
+ * and atomics the responder executed is asked for again by itself; only
+ * the requests not known to be executed are sent again (go back N from
+ * exec_psn).  The ACK timer and the RNR timer drive retransmission.
  */
+#include <string.h>
+
 #include "engine_priv.h"
 
 enum comp_state {
-	COMP_GET_WQE,
 	COMP_CHECK_PSN,
 	COMP_CHECK_ACK,
 	COMP_READ,
 	COMP_ATOMIC,
-	COMP_WRITE_SEND,
-	COMP_COMPLETE_WQE,
+	COMP_ACK,
+	COMP_ADVANCE,
 	COMP_ERROR_RETRY,
 	COMP_RNR_RETRY,
-	COMP_ERROR,
+	COMP_NAK_ERROR,
 	COMP_DONE,
 };
 
@@ -25,8 +31,6 @@ struct comp_ctx {
 	struct ipd_qp *qp;
 	struct ipd_engine_qp *e;
 	struct ipd_pkt *pkt;
-	struct ipd_swqe *swqe;
-	int status;
 	bool progress;
 };
 
@@ -69,6 +73,11 @@ static void comp_post(struct ipd_qp *qp, struct ipd_swqe *swqe, int status)
 	ipd_eng_cq_post(qp, qp->scq, &cqe);
 }
 
+static bool wqe_is(const struct ipd_swqe *swqe, uint32_t wr_mask)
+{
+	return swqe->info && swqe->info->mask & wr_mask;
+}
+
 /* The ring slot is freed before the completion is posted: a client that
  * sees the completion may post again at once and must find room.  The
  * engine's private copy of the WQE stays valid until the next fetch. */
@@ -85,6 +94,12 @@ void ipd_comp_retire(struct ipd_qp *qp)
 		/* A local error stops the requester at the failed WQE. */
 		if (e->req_idx == e->comp_idx)
 			e->req_idx++;
+		/* IBA 9.5: a READ/atomic holds its credit until it completes
+		 * in order, so that the responder still has the resource a
+		 * repeated request of the oldest one needs. */
+		else if (wqe_is(swqe, IPD_WR_READ_OR_ATOMIC) &&
+			 e->rd_outstanding)
+			e->rd_outstanding--;
 		e->comp_idx++;
 		ipd_queue_release(&qp->sq, e->comp_idx);
 		comp_post(qp, swqe, error ? swqe->status : IBV_WC_SUCCESS);
@@ -172,6 +187,8 @@ static bool comp_qp_active(const struct ipd_qp *qp)
 	return s == IBV_QPS_RTS || s == IBV_QPS_SQD;
 }
 
+static void comp_retry(struct ipd_qp *qp);
+
 static void comp_retrans_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct ipd_qp *qp = w->data;
@@ -191,7 +208,7 @@ static void comp_retrans_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	if (qp->attr.retry_cnt != 7)
 		e->retry_left--;
-	ipd_req_retry(qp);
+	comp_retry(qp);
 	ipd_req_run(qp);
 }
 
@@ -221,105 +238,290 @@ void ipd_comp_timers_stop(struct ipd_qp *qp)
 	qp->eng->rnr_wait = false;
 }
 
-/* ---- the state machine ---------------------------------------------- */
+/* ---- which READ responses arrived ------------------------------------ */
 
-static enum comp_state comp_get_wqe(struct comp_ctx *c)
+static bool map_test(const struct ipd_engine_qp *e, uint32_t psn)
 {
-	struct ipd_engine_qp *e = c->e;
+	uint32_t bit = psn % IPD_READ_WINDOW;
 
-	if (e->comp_idx != e->req_idx) {
-		c->swqe = ipd_swqe_at(e, c->qp, e->comp_idx);
-		return COMP_CHECK_PSN;
-	}
-	/* A long message still being sent gets ACKs for its first part. */
-	if (e->req_idx != e->sq_head) {
-		c->swqe = ipd_swqe_at(e, c->qp, e->req_idx);
-		if (c->swqe->sent && c->swqe->state == IPD_SWQE_POSTED)
-			return COMP_CHECK_PSN;
-	}
-	return COMP_DONE;
+	return e->read_map[bit / 64] >> (bit % 64) & 1;
 }
+
+static void map_set(struct ipd_engine_qp *e, uint32_t psn)
+{
+	uint32_t bit = psn % IPD_READ_WINDOW;
+
+	e->read_map[bit / 64] |= 1ull << (bit % 64);
+}
+
+/* psn arrived: before comp_psn everything has, beyond the window nothing
+ * is known. */
+static bool comp_psn_arrived(const struct ipd_engine_qp *e, uint32_t psn)
+{
+	if (ipd_psn_cmp(psn, e->comp_psn) < 0)
+		return true;
+	if (ipd_psn_diff(psn, e->comp_psn) >= IPD_READ_WINDOW)
+		return false;
+	return map_test(e, psn);
+}
+
+/* comp_psn moves forward only; the bits it passes are forgotten so that
+ * the window can hold the PSNs it reaches next. */
+static void comp_psn_move(struct ipd_engine_qp *e, uint32_t psn)
+{
+	uint32_t n, bit;
+
+	if (ipd_psn_cmp(psn, e->comp_psn) <= 0)
+		return;
+	n = ipd_psn_diff(psn, e->comp_psn);
+	if (n >= IPD_READ_WINDOW) {
+		memset(e->read_map, 0, sizeof(e->read_map));
+	} else {
+		for (; n; n--, e->comp_psn = ipd_psn_add(e->comp_psn, 1)) {
+			bit = e->comp_psn % IPD_READ_WINDOW;
+			e->read_map[bit / 64] &= ~(1ull << (bit % 64));
+		}
+	}
+	e->comp_psn = psn;
+}
+
+static void psn_raise(uint32_t *psn, uint32_t to)
+{
+	if (ipd_psn_cmp(to, *psn) > 0)
+		*psn = to;
+}
+
+void ipd_comp_set_psn(struct ipd_qp *qp, uint32_t psn)
+{
+	struct ipd_engine_qp *e = qp->eng;
+
+	e->comp_psn = e->exec_psn = psn;
+	e->resp_high_psn = ipd_psn_add(psn, IPD_PSN_MASK);
+	memset(e->read_map, 0, sizeof(e->read_map));
+}
+
+static uint32_t wqe_npsn(const struct ipd_swqe *swqe)
+{
+	return ipd_psn_diff(swqe->last_psn, swqe->first_psn) + 1;
+}
+
+/* Offset (in PSNs) of the first response of a READ at or after off
+ * whose arrival is as asked; the READ's length if none is. */
+static uint32_t read_next(const struct ipd_engine_qp *e,
+			  const struct ipd_swqe *swqe, uint32_t off,
+			  bool arrived)
+{
+	uint32_t n = wqe_npsn(swqe);
+
+	while (off < n && comp_psn_arrived(e, ipd_psn_add(swqe->first_psn,
+							  off)) != arrived)
+		off++;
+	return off;
+}
+
+/* The first response of a READ that did not arrive (the READ's end
+ * when all did).  Everything before comp_psn arrived. */
+static uint32_t read_first_missing(const struct ipd_engine_qp *e,
+				   const struct ipd_swqe *swqe)
+{
+	uint32_t off = 0;
+
+	if (ipd_psn_cmp(e->comp_psn, swqe->first_psn) > 0)
+		off = ipd_psn_diff(e->comp_psn, swqe->first_psn);
+	return ipd_psn_add(swqe->first_psn, read_next(e, swqe, off, false));
+}
+
+/* Ask for the missing responses of a READ again, a READ request per run
+ * of missing PSNs (the last one takes all remaining runs). */
+static void read_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	uint32_t n = wqe_npsn(swqe), runs = 0, lo, hi, last;
+
+	lo = ipd_psn_diff(read_first_missing(e, swqe), swqe->first_psn);
+	if (lo >= n)
+		return;
+	for (last = n - 1; last > lo; last--)
+		if (!comp_psn_arrived(e, ipd_psn_add(swqe->first_psn, last)))
+			break;
+	while (lo <= last) {
+		hi = ++runs < IPD_REREQ_RUNS ? read_next(e, swqe, lo, true) - 1
+					     : last;
+		ipd_req_rerequest(qp, swqe, ipd_psn_add(swqe->first_psn, lo),
+				  hi - lo + 1);
+		qp->dev->cnt.read_rerequests++;
+		lo = read_next(e, swqe, hi + 1, false);
+	}
+	swqe->rerequested = true;
+}
+
+/* ---- finishing WQEs in any order, retiring them in order -------------- */
+
+static void comp_wqe_finish(struct ipd_swqe *swqe, int status)
+{
+	swqe->status = status;
+	swqe->state = status ? IPD_SWQE_ERROR : IPD_SWQE_DONE;
+}
+
+/* The WQE sent whose PSN range holds psn, or NULL. */
+static struct ipd_swqe *comp_find(struct ipd_qp *qp, uint32_t psn)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	uint32_t idx;
+
+	for (idx = e->comp_idx; idx != e->req_idx; idx++) {
+		struct ipd_swqe *swqe = ipd_swqe_at(e, qp, idx);
+
+		if (ipd_psn_cmp(psn, swqe->first_psn) < 0)
+			return NULL;
+		if (ipd_psn_cmp(psn, swqe->last_psn) <= 0)
+			return swqe;
+	}
+	return NULL;
+}
+
+/* SEND/WRITE WQEs the responder executed are done; comp_psn moves to
+ * the oldest PSN still missing (a READ's first missing response, an
+ * atomic's, or the first request not executed); done WQEs are retired
+ * oldest first. */
+static void comp_advance(struct ipd_qp *qp)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	uint32_t idx, end = e->req_idx, psn = e->req_psn;
+
+	/* A long message still being sent gets ACKs for its first part. */
+	if (end != e->sq_head && ipd_swqe_at(e, qp, end)->sent)
+		end++;
+	for (idx = e->comp_idx; idx != end; idx++) {
+		struct ipd_swqe *swqe = ipd_swqe_at(e, qp, idx);
+		if (swqe->state == IPD_SWQE_DONE)
+			continue;
+		psn = swqe->first_psn;
+		if (swqe->state == IPD_SWQE_ERROR ||
+		    wqe_is(swqe, IPD_WR_ATOMIC))
+			break;
+		if (wqe_is(swqe, IPD_WR_READ)) {
+			psn = read_first_missing(e, swqe);
+			break;
+		}
+		if (swqe->state == IPD_SWQE_PENDING &&
+		    ipd_psn_cmp(e->exec_psn, swqe->last_psn) > 0) {
+			comp_wqe_finish(swqe, IBV_WC_SUCCESS);
+			continue;
+		}
+		if (ipd_psn_cmp(e->exec_psn, psn) > 0)
+			psn = e->exec_psn;
+		break;
+	}
+	comp_psn_move(e, psn);
+	psn_raise(&e->exec_psn, e->comp_psn);
+	ipd_comp_retire(qp);
+}
+
+/* READs and atomics the responder executed whose responses are (partly)
+ * missing: ask again for exactly that part (IBA 9.7.5.1.x: a repeated
+ * READ request may start at any PSN of the original, with the RETH
+ * adjusted).  After a timeout every such WQE.  Otherwise only those
+ * whose responses were all sent by now (a response with a later PSN
+ * arrived: the responder answers in PSN order, so the rest is lost or
+ * reordered), once per WQE: a late original cannot be told from a
+ * repeated response, and asking again on every arrival would make a
+ * storm of requests and duplicates on a reordering path.  What this
+ * misses, the timer asks for. */
+static void comp_repair(struct ipd_qp *qp, bool timeout)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	uint32_t idx;
+
+	for (idx = e->comp_idx; idx != e->req_idx; idx++) {
+		struct ipd_swqe *swqe = ipd_swqe_at(e, qp, idx);
+		bool read = wqe_is(swqe, IPD_WR_READ);
+		int32_t after = ipd_psn_cmp(e->resp_high_psn, swqe->last_psn);
+
+		if (ipd_psn_cmp(swqe->first_psn, e->exec_psn) >= 0)
+			break; /* not executed: ipd_req_rewind sends it */
+		if (!timeout &&
+		    ipd_psn_cmp(swqe->first_psn, e->resp_high_psn) > 0)
+			break;
+		if (!wqe_is(swqe, IPD_WR_READ_OR_ATOMIC) ||
+		    swqe->state != IPD_SWQE_PENDING)
+			continue;
+		/* a READ's own last response, or a later one, was sent */
+		if (!timeout &&
+		    (swqe->rerequested || after < 0 || (!read && after == 0)))
+			continue;
+		if (read) {
+			read_rerequest(qp, swqe);
+			continue;
+		}
+		swqe->rerequested = true;
+		ipd_req_rerequest(qp, swqe, swqe->first_psn, 1);
+	}
+}
+
+/* A timeout (IBA 9.7.6.1.3): ask again for what is missing of executed
+ * READs and atomics, and send every request not known to be executed. */
+static void comp_retry(struct ipd_qp *qp)
+{
+	comp_repair(qp, true);
+	ipd_req_rewind(qp);
+}
+
+/* ---- the state machine ---------------------------------------------- */
 
 static enum comp_state comp_check_psn(struct comp_ctx *c)
 {
 	struct ipd_engine_qp *e = c->e;
-	struct ipd_swqe *swqe = c->swqe;
 	uint32_t psn = c->pkt->psn;
 
 	/* Never acknowledge what was never sent. */
 	if (ipd_psn_cmp(psn, e->req_psn) >= 0)
 		return COMP_DONE;
-	if (ipd_psn_cmp(psn, swqe->last_psn) > 0) {
-		if (swqe->state != IPD_SWQE_PENDING)
-			return COMP_DONE;
-		/* IBA 9.7.5.2.x: a later response implies the READ or
-		 * atomic response was lost. */
-		if (swqe->info->mask & IPD_WR_READ_OR_ATOMIC)
-			return COMP_ERROR_RETRY;
-		return COMP_COMPLETE_WQE;
+	if (ipd_psn_cmp(psn, e->comp_psn) < 0) {
+		if (c->pkt->mask & (IPD_READ_MASK | IPD_ATOMIC_MASK))
+			c->qp->dev->cnt.dup_responses++;
+		return COMP_DONE;
 	}
-	if (ipd_psn_cmp(psn, e->comp_psn) < 0)
-		return COMP_DONE; /* duplicate */
-	if (ipd_psn_cmp(psn, e->comp_psn) > 0 &&
-	    swqe->info->mask & IPD_WR_READ_OR_ATOMIC) {
-		/* A gap in READ responses: ask again, once per gap. */
-		if (e->gap_retried && e->gap_retry_psn == e->comp_psn)
-			return COMP_DONE;
-		e->gap_retried = true;
-		e->gap_retry_psn = e->comp_psn;
-		return COMP_ERROR_RETRY;
-	}
+	psn_raise(&e->resp_high_psn, psn);
 	return COMP_CHECK_ACK;
 }
 
 static enum comp_state comp_check_nak(struct comp_ctx *c, uint8_t syn)
 {
 	struct ipd_engine_qp *e = c->e;
+	uint32_t psn = c->pkt->psn;
 
 	c->qp->dev->cnt.naks_rcvd++;
-	if (syn == IPD_AETH_NAK_PSN_SEQ) {
-		/* Everything before the NAK'd PSN arrived (IBA 9.7.5.2.2). */
-		if (e->comp_psn != c->pkt->psn) {
-			e->comp_psn = c->pkt->psn;
-			c->progress = true;
-		} else if (e->nak_retried && e->nak_retry_psn == c->pkt->psn) {
-			/* The responder NAKs a gap once: the same NAK again
-			 * with no progress is a copy; we already went back. */
-			return COMP_DONE;
-		}
-		e->nak_retried = true;
-		e->nak_retry_psn = c->pkt->psn;
-		return COMP_ERROR_RETRY;
+	/* Everything before the NAK'd PSN was executed (IBA 9.7.5.2.2). */
+	if (ipd_psn_cmp(psn, e->exec_psn) > 0) {
+		e->exec_psn = psn;
+		c->progress = true;
 	}
-	c->status = nak_status(syn);
-	return COMP_ERROR;
+	if (syn != IPD_AETH_NAK_PSN_SEQ)
+		return COMP_NAK_ERROR;
+	/* The responder NAKs a gap once: the same NAK again with no
+	 * progress is a copy; we already went back. */
+	if (!c->progress && e->nak_retried && e->nak_retry_psn == psn)
+		return COMP_ADVANCE;
+	e->nak_retried = true;
+	e->nak_retry_psn = psn;
+	comp_advance(c->qp);
+	return COMP_ERROR_RETRY;
 }
 
 static enum comp_state comp_check_ack(struct comp_ctx *c)
 {
 	struct ipd_pkt *pkt = c->pkt;
-	uint32_t wmask = c->swqe->info->mask;
 	uint8_t syn;
 
-	if (pkt->mask & IPD_READ_MASK) {
-		if (!(wmask & IPD_WR_READ))
-			return COMP_DONE;
-		/* MIDDLE/LAST continue a sequence; FIRST/ONLY (re)start one:
-		 * a responder answering a repeated READ restarts at the PSN
-		 * asked for, and the PSN fixes the offset either way. */
-		if (!(pkt->mask & IPD_FIRST_MASK) && !c->e->read_started)
-			return COMP_DONE;
+	if (pkt->mask & IPD_READ_MASK)
 		return COMP_READ;
-	}
 	if (pkt->mask & IPD_ATOMIC_MASK)
-		return wmask & IPD_WR_ATOMIC ? COMP_ATOMIC : COMP_DONE;
+		return COMP_ATOMIC;
 	syn = ipd_aeth_syn(pkt->hdr);
 	switch (syn & IPD_AETH_TYPE_MASK) {
 	case IPD_AETH_ACK:
-		/* A bare ACK inside a READ/atomic carries no data. */
-		if (wmask & IPD_WR_READ_OR_ATOMIC)
-			return COMP_DONE;
-		return COMP_WRITE_SEND;
+		return COMP_ACK;
 	case IPD_AETH_RNR_NAK:
 		return COMP_RNR_RETRY;
 	case IPD_AETH_NAK:
@@ -329,80 +531,89 @@ static enum comp_state comp_check_ack(struct comp_ctx *c)
 	}
 }
 
+/* IBA 9.7.5.1.3: a READ response's PSN fixes its offset in the READ, so
+ * responses are placed in any order; FIRST/MIDDLE carry exactly one MTU,
+ * the READ's last response the rest. */
 static enum comp_state comp_read(struct comp_ctx *c)
 {
 	struct ipd_qp *qp = c->qp;
-	struct ipd_swqe *swqe = c->swqe;
+	struct ipd_engine_qp *e = c->e;
 	struct ipd_pkt *pkt = c->pkt;
-	bool last = pkt->mask & IPD_LAST_MASK;
-	uint32_t len = pkt->paylen;
+	struct ipd_swqe *swqe = comp_find(qp, pkt->psn);
+	unsigned int mtu = ipd_eng_mtu(qp);
+	uint32_t off, want;
+	int status;
 
-	/* IBA 9.7.5.1.3: FIRST/MIDDLE responses carry exactly one MTU. */
-	if (!last && len != ipd_eng_mtu(qp))
+	if (!swqe || !wqe_is(swqe, IPD_WR_READ) ||
+	    swqe->state != IPD_SWQE_PENDING)
 		return COMP_DONE;
-	if (swqe->rcvd + len > swqe->length ||
-	    (last && swqe->rcvd + len != swqe->length))
+	off = ipd_psn_diff(pkt->psn, swqe->first_psn) * mtu;
+	want = swqe->length - off < mtu ? swqe->length - off : mtu;
+	if (pkt->paylen != want ||
+	    (pkt->psn == swqe->last_psn && !(pkt->mask & IPD_LAST_MASK)))
 		return COMP_DONE;
-	c->status = ipd_sge_copy(qp->dev, qp->pd, ipd_send_wqe_sge(swqe->wr),
-				 swqe->wr->num_sge, swqe->rcvd, pkt->payload,
-				 len, IPD_TO_MEM);
-	if (c->status)
-		return COMP_ERROR;
-	swqe->rcvd += len;
-	c->e->comp_psn = ipd_psn_add(pkt->psn, 1);
-	c->e->read_started = !last;
+	if (ipd_psn_diff(pkt->psn, e->comp_psn) >= IPD_READ_WINDOW) {
+		qp->dev->cnt.drop_seq++; /* asked again once nearer */
+		return COMP_DONE;
+	}
+	if (map_test(e, pkt->psn)) {
+		qp->dev->cnt.dup_responses++;
+		return COMP_DONE;
+	}
+	status = ipd_sge_copy(qp->dev, qp->pd, ipd_send_wqe_sge(swqe->wr),
+			      swqe->wr->num_sge, off, pkt->payload, want,
+			      IPD_TO_MEM);
+	if (status) {
+		comp_wqe_finish(swqe, status);
+		return COMP_ADVANCE;
+	}
+	map_set(e, pkt->psn);
+	psn_raise(&e->exec_psn, ipd_psn_add(swqe->last_psn, 1));
+	if (++swqe->rcvd_psns == wqe_npsn(swqe))
+		comp_wqe_finish(swqe, IBV_WC_SUCCESS);
 	c->progress = true;
-	ipd_comp_reset_retries(qp);
-	return last ? COMP_COMPLETE_WQE : COMP_DONE;
+	return COMP_ADVANCE;
 }
 
 static enum comp_state comp_atomic(struct comp_ctx *c)
 {
 	struct ipd_qp *qp = c->qp;
-	struct ipd_swqe *swqe = c->swqe;
+	struct ipd_swqe *swqe = comp_find(qp, c->pkt->psn);
 	uint64_t orig = ipd_atmack_orig(c->pkt->hdr);
+	int status;
 
+	if (!swqe || !wqe_is(swqe, IPD_WR_ATOMIC) ||
+	    swqe->state != IPD_SWQE_PENDING)
+		return COMP_DONE;
 	/* The original value lands in the local 8-byte buffer, host order. */
-	c->status = ipd_sge_copy(qp->dev, qp->pd, ipd_send_wqe_sge(swqe->wr),
-				 swqe->wr->num_sge, 0, &orig, sizeof(orig),
-				 IPD_TO_MEM);
-	if (c->status)
-		return COMP_ERROR;
-	c->e->comp_psn = ipd_psn_add(c->pkt->psn, 1);
-	return COMP_COMPLETE_WQE;
-}
-
-static enum comp_state comp_write_send(struct comp_ctx *c)
-{
-	struct ipd_swqe *swqe = c->swqe;
-
-	c->e->comp_psn = ipd_psn_add(c->pkt->psn, 1);
+	status = ipd_sge_copy(qp->dev, qp->pd, ipd_send_wqe_sge(swqe->wr),
+			      swqe->wr->num_sge, 0, &orig, sizeof(orig),
+			      IPD_TO_MEM);
+	psn_raise(&c->e->exec_psn, ipd_psn_add(c->pkt->psn, 1));
+	comp_wqe_finish(swqe, status);
 	c->progress = true;
-	ipd_comp_reset_retries(c->qp);
-	if (c->pkt->psn == swqe->last_psn && swqe->state == IPD_SWQE_PENDING)
-		return COMP_COMPLETE_WQE;
-	return COMP_DONE;
+	return COMP_ADVANCE;
 }
 
-static enum comp_state comp_complete_wqe(struct comp_ctx *c)
+/* A (coalesced) ACK: every request up to its PSN was executed. */
+static enum comp_state comp_ack(struct comp_ctx *c)
 {
 	struct ipd_engine_qp *e = c->e;
-	struct ipd_swqe *swqe = c->swqe;
-	uint32_t next = ipd_psn_add(swqe->last_psn, 1);
+	uint32_t next = ipd_psn_add(c->pkt->psn, 1);
 
-	swqe->state = IPD_SWQE_DONE;
-	if (swqe->info->mask & IPD_WR_READ_OR_ATOMIC && e->rd_outstanding)
-		e->rd_outstanding--;
-	if (ipd_psn_cmp(e->comp_psn, next) < 0)
-		e->comp_psn = next;
-	e->read_started = false;
-	e->gap_retried = false;
-	c->progress = true;
-	ipd_comp_reset_retries(c->qp);
-	ipd_comp_retire(c->qp);
-	/* A coalesced ACK may cover later WQEs too. */
-	if (ipd_psn_cmp(c->pkt->psn, swqe->last_psn) > 0)
-		return COMP_GET_WQE;
+	if (ipd_psn_cmp(next, e->exec_psn) > 0) {
+		e->exec_psn = next;
+		c->progress = true;
+	}
+	return COMP_ADVANCE;
+}
+
+static enum comp_state comp_advance_step(struct comp_ctx *c)
+{
+	comp_advance(c->qp);
+	if (c->progress)
+		ipd_comp_reset_retries(c->qp);
+	comp_repair(c->qp, false);
 	return COMP_DONE;
 }
 
@@ -411,12 +622,12 @@ static enum comp_state comp_error_retry(struct comp_ctx *c)
 	struct ipd_engine_qp *e = c->e;
 
 	if (!e->retry_left) {
-		c->status = IBV_WC_RETRY_EXC_ERR;
-		return COMP_ERROR;
+		comp_fail_oldest(c->qp, IBV_WC_RETRY_EXC_ERR);
+		return COMP_DONE;
 	}
 	if (c->qp->attr.retry_cnt != 7)
 		e->retry_left--;
-	ipd_req_retry(c->qp);
+	ipd_req_rewind(c->qp);
 	return COMP_DONE;
 }
 
@@ -428,14 +639,16 @@ static enum comp_state comp_rnr_retry(struct comp_ctx *c)
 
 	qp->dev->cnt.rnr_naks_rcvd++;
 	if (!e->rnr_left) {
-		c->status = IBV_WC_RNR_RETRY_EXC_ERR;
-		return COMP_ERROR;
+		comp_fail_oldest(qp, IBV_WC_RNR_RETRY_EXC_ERR);
+		return COMP_DONE;
 	}
 	/* IBA 9.7.5.2.8: rnr_retry 7 retries forever. */
 	if (qp->attr.rnr_retry != 7)
 		e->rnr_left--;
-	e->comp_psn = c->pkt->psn;
-	ipd_req_retry(qp);
+	/* Everything before the RNR NAK'd request was executed. */
+	psn_raise(&e->exec_psn, c->pkt->psn);
+	comp_advance(qp);
+	ipd_req_rewind(qp);
 	e->rnr_wait = true;
 	ev_timer_stop(qp->dev->loop, &e->retrans_timer);
 	ev_timer_stop(qp->dev->loop, &e->rnr_timer);
@@ -444,29 +657,33 @@ static enum comp_state comp_rnr_retry(struct comp_ctx *c)
 	return COMP_DONE;
 }
 
-static enum comp_state comp_error(struct comp_ctx *c)
+/* A NAK for an error (IBA 9.7.5.2.x): the request it names fails; it
+ * completes with the error once everything before it has. */
+static enum comp_state comp_nak_error(struct comp_ctx *c)
 {
-	comp_fail_oldest(c->qp, c->status);
-	return COMP_DONE;
+	struct ipd_swqe *swqe = comp_find(c->qp, c->pkt->psn);
+
+	if (swqe && swqe->state == IPD_SWQE_PENDING)
+		comp_wqe_finish(swqe, nak_status(ipd_aeth_syn(c->pkt->hdr)));
+	return COMP_ADVANCE;
 }
 
 static enum comp_state (*const comp_steps[])(struct comp_ctx *) = {
-	[COMP_GET_WQE] = comp_get_wqe,
 	[COMP_CHECK_PSN] = comp_check_psn,
 	[COMP_CHECK_ACK] = comp_check_ack,
 	[COMP_READ] = comp_read,
 	[COMP_ATOMIC] = comp_atomic,
-	[COMP_WRITE_SEND] = comp_write_send,
-	[COMP_COMPLETE_WQE] = comp_complete_wqe,
+	[COMP_ACK] = comp_ack,
+	[COMP_ADVANCE] = comp_advance_step,
 	[COMP_ERROR_RETRY] = comp_error_retry,
 	[COMP_RNR_RETRY] = comp_rnr_retry,
-	[COMP_ERROR] = comp_error,
+	[COMP_NAK_ERROR] = comp_nak_error,
 };
 
 void ipd_comp_rx(struct ipd_qp *qp, struct ipd_pkt *pkt)
 {
 	struct comp_ctx c = { .qp = qp, .e = qp->eng, .pkt = pkt };
-	enum comp_state s = COMP_GET_WQE;
+	enum comp_state s = COMP_CHECK_PSN;
 
 	if (!ipd_qpt_reliable(qp->type) || !comp_qp_active(qp) ||
 	    !qp->sq.size) {

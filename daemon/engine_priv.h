@@ -26,6 +26,10 @@
 #define IPD_UD_GRH_BYTES 40
 #define IPD_PKT_FREE_MAX 4096      /* packets kept on the free list */
 #define IPD_ERR_RQ_POLL_S 0.1      /* RQ flush check in ERR (no doorbell) */
+/* READ response PSNs the completer remembers beyond the oldest missing
+ * one (a bit each); a response further ahead is dropped and asked again. */
+#define IPD_READ_WINDOW 8192
+#define IPD_REREQ_RUNS 8           /* READ requests per repair of one READ */
 
 struct ipd_engine {
 	TAILQ_HEAD(, ipd_pkt) free_pkts;
@@ -50,7 +54,9 @@ struct ipd_swqe {
 	uint32_t length;          /* bytes of the message */
 	uint32_t first_psn, last_psn;
 	uint32_t sent;            /* requester: bytes sent (or requested) */
-	uint32_t rcvd;            /* completer: READ bytes received */
+	uint32_t rcvd_psns;       /* completer: READ response packets placed */
+	bool rerequested;         /* completer: missing responses were asked
+				   * for again before any timeout */
 };
 
 /* Responder cache entry for READ and atomic requests (IBA 9.7.5.1.4). */
@@ -87,10 +93,14 @@ struct ipd_engine_qp {
 
 	/* completer */
 	uint32_t comp_psn;        /* oldest PSN not acknowledged */
+	uint32_t exec_psn;        /* the responder executed every request
+				   * before this PSN (ACKs, responses) */
+	uint32_t resp_high_psn;   /* highest PSN a response carried */
 	uint32_t retry_left, rnr_left;
-	bool read_started;        /* inside a READ response sequence */
-	uint32_t gap_retry_psn;   /* READ response gap already retried at */
-	bool gap_retried;
+	/* READ response packets that arrived, a bit per PSN, indexed by
+	 * PSN modulo the window; only [comp_psn, comp_psn + window) is
+	 * kept, everything before comp_psn has arrived. */
+	uint64_t read_map[IPD_READ_WINDOW / 64];
 	bool rnr_wait;            /* requester paused by an RNR NAK */
 	bool nak_retried;         /* went back to nak_retry_psn for a NAK */
 	uint32_t nak_retry_psn;
@@ -180,8 +190,13 @@ void ipd_eng_cq_post(struct ipd_qp *qp, struct ipd_cq *cq,
 bool ipd_req_run(struct ipd_qp *qp);
 /* Copy newly posted WQEs from the ring; returns how many. */
 uint32_t ipd_req_fetch(struct ipd_qp *qp);
-/* Go back to the oldest unacknowledged PSN (IBA 9.7.5.2.x retry). */
-void ipd_req_retry(struct ipd_qp *qp);
+/* Send again every request from the first one the responder may not have
+ * executed (e->exec_psn) on: go back N over those only. */
+void ipd_req_rewind(struct ipd_qp *qp);
+/* Ask again for npsn responses of an executed READ, from psn (a READ
+ * request with that PSN and the RETH adjusted), or for an atomic's. */
+void ipd_req_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe,
+		       uint32_t psn, uint32_t npsn);
 void ipd_req_reset(struct ipd_qp *qp);
 
 /* ---- comp.c ---------------------------------------------------------- */
@@ -194,6 +209,8 @@ void ipd_comp_timer_kick(struct ipd_qp *qp);
 void ipd_comp_timers_init(struct ipd_qp *qp);
 void ipd_comp_timers_stop(struct ipd_qp *qp);
 void ipd_comp_reset_retries(struct ipd_qp *qp);
+/* Nothing outstanding: the completer's PSNs start at psn. */
+void ipd_comp_set_psn(struct ipd_qp *qp, uint32_t psn);
 
 /* ---- resp.c ---------------------------------------------------------- */
 

@@ -404,6 +404,7 @@ struct ipd_counters {
 		drop_bad_pkey, drop_bad_qkey, drop_seq;
 	uint64_t retransmits, rnr_naks_sent, rnr_naks_rcvd, naks_sent,
 		naks_rcvd, dup_requests, timeouts;
+	uint64_t read_rerequests, dup_responses; /* comp.c: READ recovery */
 	uint64_t loop_dropped, loop_duplicated, loop_reordered;
 	uint64_t bad_ring_index, clients_cut_off;
 	uint64_t udp_tx_errors;          /* link_udp.c: datagrams the kernel refused */

@@ -413,7 +413,8 @@ static void qp_load_attrs(struct ipd_qp *qp, int mask)
 		e->nak_sent = false;
 	}
 	if (mask & IBV_QP_SQ_PSN) {
-		e->req_psn = e->comp_psn = qp->attr.sq_psn & IPD_PSN_MASK;
+		e->req_psn = qp->attr.sq_psn & IPD_PSN_MASK;
+		ipd_comp_set_psn(qp, e->req_psn);
 	}
 	if (mask & (IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY))
 		ipd_comp_reset_retries(qp);

@@ -101,7 +101,8 @@ static void wqe_init(struct ipd_qp *qp, struct ipd_swqe *swqe)
 	swqe->signaled = qp->sq_sig_all || (wr->send_flags & IBV_SEND_SIGNALED);
 	swqe->length = 0;
 	swqe->sent = 0;
-	swqe->rcvd = 0;
+	swqe->rcvd_psns = 0;
+	swqe->rerequested = false;
 	swqe->status = wqe_check(qp, swqe);
 	swqe->state = swqe->status ? IPD_SWQE_ERROR : IPD_SWQE_POSTED;
 }
@@ -247,30 +248,23 @@ static bool req_ackreq(struct ipd_qp *qp, struct ipd_engine_qp *e, bool last)
 	return false;
 }
 
-/* Build and send the next packet of swqe.  Returns an ibv_wc_status. */
-static int req_send_pkt(struct ipd_qp *qp, struct ipd_engine_qp *e,
-			struct ipd_swqe *swqe)
+/* A packet of swqe at byte offset off with PSN psn, headers and payload
+ * filled.  Returns an ibv_wc_status, or -1 when out of packets. */
+static int req_pkt_build(struct ipd_qp *qp, struct ipd_swqe *swqe, uint32_t psn,
+			 uint32_t off, uint32_t paylen, bool first, bool last,
+			 bool ackreq, struct ipd_pkt **out,
+			 const struct ipd_av **av)
 {
-	unsigned int mtu = ipd_eng_mtu(qp);
-	uint32_t off = swqe->sent, paylen, npsn, dqpn, psn;
-	const struct ipd_av *av;
+	bool se = last && (swqe->wr->send_flags & IBV_SEND_SOLICITED);
 	struct ipd_pkt *pkt;
-	bool first = off == 0, last, se;
+	uint32_t dqpn;
 	int status;
 
-	av = req_dest(qp, swqe, &dqpn);
-	if (!av)
+	*av = req_dest(qp, swqe, &dqpn);
+	if (!*av)
 		return IBV_WC_LOC_QP_OP_ERR;
-	pkt_extent(swqe, mtu, &paylen, &npsn, &last);
-	if (first) {
-		swqe->first_psn = e->req_psn;
-		swqe->last_psn = ipd_psn_add(e->req_psn,
-					     wqe_npkts(swqe, mtu) - 1);
-	}
-	psn = e->req_psn;
-	se = last && (swqe->wr->send_flags & IBV_SEND_SOLICITED);
-	pkt = ipd_eng_pkt_new(qp, av, pkt_opcode(qp, swqe, first, last), dqpn,
-			      psn, paylen, req_ackreq(qp, e, last), se);
+	pkt = ipd_eng_pkt_new(qp, *av, pkt_opcode(qp, swqe, first, last), dqpn,
+			      psn, paylen, ackreq, se);
 	if (!pkt)
 		return -1;
 	pkt_fill_headers(qp, swqe, pkt, off);
@@ -278,6 +272,30 @@ static int req_send_pkt(struct ipd_qp *qp, struct ipd_engine_qp *e,
 	if (status) {
 		ipd_pkt_free(qp->dev, pkt);
 		return status;
+	}
+	*out = pkt;
+	return IBV_WC_SUCCESS;
+}
+
+/* Build and send the next packet of swqe.  Returns an ibv_wc_status. */
+static int req_send_pkt(struct ipd_qp *qp, struct ipd_engine_qp *e,
+			struct ipd_swqe *swqe)
+{
+	unsigned int mtu = ipd_eng_mtu(qp);
+	uint32_t off = swqe->sent, paylen, npsn, psn = e->req_psn;
+	const struct ipd_av *av;
+	struct ipd_pkt *pkt;
+	bool first = off == 0, last;
+	int status;
+
+	pkt_extent(swqe, mtu, &paylen, &npsn, &last);
+	status = req_pkt_build(qp, swqe, psn, off, paylen, first, last,
+			       req_ackreq(qp, e, last), &pkt, &av);
+	if (status)
+		return status;
+	if (first) {
+		swqe->first_psn = psn;
+		swqe->last_psn = ipd_psn_add(psn, wqe_npkts(swqe, mtu) - 1);
 	}
 	swqe->sent = (swqe->info->mask & IPD_WR_READ_OR_ATOMIC) ?
 			     swqe->length : off + paylen;
@@ -408,39 +426,81 @@ bool ipd_req_run(struct ipd_qp *qp)
 
 /* ---- retransmission --------------------------------------------------- */
 
-/* Restart from e->comp_psn (IBA 9.7.5.2.6 / 9.7.5.2.8): the oldest WQE
- * resumes at the first unacknowledged packet; later ones start over. */
-void ipd_req_retry(struct ipd_qp *qp)
+/* IBA 9.7.5.2.x: requests from the first one the responder may not have
+ * executed on are sent again (go back N from e->exec_psn; a message
+ * resumes at that packet).  READs and atomics before it were executed:
+ * the completer asks for their missing responses (ipd_req_rerequest)
+ * and they keep their credits. */
+void ipd_req_rewind(struct ipd_qp *qp)
 {
 	struct ipd_engine_qp *e = qp->eng;
 	unsigned int mtu = ipd_eng_mtu(qp);
-	uint32_t idx, end = e->req_idx;
+	uint32_t idx, start, end = e->req_idx, rd = 0, psn = e->req_psn;
 
 	/* Include a partially sent message at req_idx. */
 	if (end != e->sq_head && ipd_swqe_at(e, qp, end)->sent)
 		end++;
-	for (idx = e->comp_idx; idx != end; idx++) {
+	for (start = e->comp_idx; start != end; start++) {
+		struct ipd_swqe *swqe = ipd_swqe_at(e, qp, start);
+		bool rd_atomic;
+
+		if (swqe->state == IPD_SWQE_ERROR)
+			return;
+		rd_atomic = swqe->info->mask & IPD_WR_READ_OR_ATOMIC;
+		if (rd_atomic ? ipd_psn_cmp(swqe->first_psn, e->exec_psn) >= 0 :
+				ipd_psn_cmp(swqe->last_psn, e->exec_psn) >= 0)
+			break;
+		rd += rd_atomic; /* credits come back at retirement */
+	}
+	if (start == end)
+		return; /* every request was executed */
+	for (idx = start; idx != end; idx++) {
 		struct ipd_swqe *swqe = ipd_swqe_at(e, qp, idx);
 
 		if (swqe->state == IPD_SWQE_ERROR)
 			break;
 		swqe->state = IPD_SWQE_POSTED;
 		swqe->sent = 0;
-		if (idx != e->comp_idx)
+		if (idx != start)
 			continue;
-		if (swqe->info->mask & IPD_WR_READ)
-			swqe->sent = swqe->rcvd;
-		else if (!(swqe->info->mask & IPD_WR_ATOMIC) &&
-			 ipd_psn_cmp(e->comp_psn, swqe->first_psn) > 0)
-			swqe->sent = ipd_psn_diff(e->comp_psn,
-						  swqe->first_psn) * mtu;
+		psn = swqe->first_psn;
+		if (!(swqe->info->mask & IPD_WR_READ_OR_ATOMIC) &&
+		    ipd_psn_cmp(e->exec_psn, swqe->first_psn) > 0) {
+			psn = e->exec_psn;
+			swqe->sent = ipd_psn_diff(psn, swqe->first_psn) * mtu;
+		}
 	}
-	e->req_idx = e->comp_idx;
-	e->req_psn = e->comp_psn;
-	e->rd_outstanding = 0;
+	e->req_idx = start;
+	e->req_psn = psn;
+	e->rd_outstanding = rd;
 	e->noack_pkts = 0;
-	e->read_started = false;
 	qp->dev->cnt.retransmits++;
+}
+
+void ipd_req_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe,
+		       uint32_t psn, uint32_t npsn)
+{
+	unsigned int mtu = ipd_eng_mtu(qp);
+	uint32_t off = ipd_psn_diff(psn, swqe->first_psn) * mtu;
+	const struct ipd_av *av;
+	struct ipd_pkt *pkt;
+	uint64_t len;
+
+	if (off > swqe->length)
+		return;
+	/* out of packets: the next timeout asks again */
+	if (req_pkt_build(qp, swqe, psn, off, 0, true, true, true, &pkt, &av))
+		return;
+	if (swqe->info->mask & IPD_WR_READ) {
+		len = (uint64_t)npsn * mtu;
+		if (len > swqe->length - off)
+			len = swqe->length - off;
+		ipd_reth_set(pkt->hdr, swqe->wr->wr.rdma.remote_addr + off,
+			     swqe->wr->wr.rdma.rkey, (uint32_t)len);
+	}
+	qp->dev->cnt.retransmits++;
+	ipd_net_xmit(qp->dev, pkt, av);
+	ipd_comp_timer_kick(qp);
 }
 
 void ipd_req_reset(struct ipd_qp *qp)
@@ -448,10 +508,10 @@ void ipd_req_reset(struct ipd_qp *qp)
 	struct ipd_engine_qp *e = qp->eng;
 
 	e->sq_head = e->req_idx = e->comp_idx = qp->sq.cons;
-	e->req_psn = e->comp_psn = qp->attr.sq_psn & IPD_PSN_MASK;
+	e->req_psn = qp->attr.sq_psn & IPD_PSN_MASK;
+	ipd_comp_set_psn(qp, e->req_psn);
 	e->rd_outstanding = 0;
 	e->noack_pkts = 0;
-	e->read_started = false;
-	e->gap_retried = false;
+	e->nak_retried = false;
 	e->rnr_wait = false;
 }

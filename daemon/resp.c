@@ -247,17 +247,27 @@ static struct ipd_resp_item *rsp_find_read(struct ipd_engine_qp *e,
 	return NULL;
 }
 
-/* A READ asked again from psn while its responses are still queued:
- * restart that sequence at psn (a new FIRST), keep what follows it. */
+/* A READ asked again from psn (va) while responses of it are still
+ * queued (IBA 9.7.5.1.4: the repeated request may start anywhere in the
+ * original).  The queued sequence is stretched to cover the part asked
+ * for: it restarts at psn (a new FIRST) if that was sent already, and
+ * runs to the later of the two ends. */
 static void resp_restart_read(struct ipd_qp *qp, struct ipd_resp_item *it,
-			      uint64_t va, uint32_t rkey, uint32_t len,
-			      uint32_t psn)
+			      uint64_t va, uint32_t len, uint32_t psn)
 {
-	it->va = va;
-	it->rkey = rkey;
-	it->resid = len;
-	it->psn = psn;
-	it->started = false;
+	uint64_t end = it->va + it->resid;
+	uint32_t last = ipd_psn_add(psn, read_npsn(qp, len) - 1);
+
+	if (va + len > end)
+		end = va + len;
+	if (ipd_psn_cmp(last, it->last_psn) > 0)
+		it->last_psn = last;
+	if (ipd_psn_cmp(psn, it->psn) < 0) {
+		it->va = va;
+		it->psn = psn;
+		it->started = false;
+	}
+	it->resid = (uint32_t)(end - it->va);
 	ipd_resp_pump(qp);
 }
 
@@ -810,15 +820,15 @@ static enum resp_state resp_duplicate(struct resp_ctx *c)
 	if (resp_check_rkey(c) != RESP_EXECUTE)
 		return RESP_DONE;
 	item = rsp_find_read(e, pkt->psn);
-	if (item) {
+	if (item && item->rkey == ipd_reth_rkey(pkt->hdr) &&
+	    ipd_reth_va(pkt->hdr) <= item->va + item->resid) {
 		resp_restart_read(qp, item, ipd_reth_va(pkt->hdr),
-				  ipd_reth_rkey(pkt->hdr),
 				  ipd_reth_len(pkt->hdr), pkt->psn);
 		return RESP_DONE;
 	}
-	/* Its responses all went out: the requester went back to this PSN
-	 * and resends what follows, so what is still queued is stale. */
-	ipd_resp_drain(qp);
+	/* Its responses went out: send the part asked for again, behind
+	 * what is queued (still wanted: a requester asks only for what it
+	 * lacks, and a go-back-N one drops the duplicates). */
 	resp_send_read(qp, ipd_reth_va(pkt->hdr), ipd_reth_rkey(pkt->hdr),
 		       ipd_reth_len(pkt->hdr), pkt->psn);
 	return RESP_DONE;
