@@ -65,13 +65,13 @@
  * A Linux rxe peer builds its own IPv4 header with a non-zero ID
  * (__ip_select_ident), so its packets fail that check (drop_icrc).  With
  * [link] udp_rx = packet (--udp-rx packet; the environment variable
- * IPATHD_UDP_RX=udp|packet overrides it, see env_word) and root or CAP_NET_RAW, IPv4 is
- * received instead through an AF_PACKET socket with a BPF filter
- * for UDP to our port: the ICRC is then checked over the IP header as it
- * arrived, whatever its ID.  The UDP socket stays bound (so the kernel
- * sends no port-unreachable) with a drop-everything filter.  It costs an
- * extra copy per packet in the kernel, hence not the default.  IPv6 has
- * no such field: rxe peers over IPv6 work either way.
+ * IPATHD_UDP_RX=udp|packet overrides it, see env_word) and root or CAP_NET_RAW,
+ * IPv4 is received instead through an AF_PACKET socket with a BPF filter for
+ * UDP to our port: the ICRC is then checked over the IP header as it arrived,
+ * whatever its ID.  The UDP socket stays bound (so the kernel sends no
+ * port-unreachable) with a drop-everything filter.  It costs an extra copy per
+ * packet in the kernel, hence not the default.  IPv6 has no such field: rxe
+ * peers over IPv6 work either way.
  */
 #include <errno.h>
 #include <linux/filter.h>
@@ -129,7 +129,8 @@
 /* IP_PKTINFO/IPV6_PKTINFO, then UDP_SEGMENT (send) or UDP_GRO (receive) */
 union udp_cmsg {
 	struct cmsghdr align;
-	char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(int))];
+	char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
+		 CMSG_SPACE(sizeof(int))];
 };
 
 struct udp_family {
@@ -388,7 +389,8 @@ static bool tx_gso_joins(const struct udp_link *ul, unsigned int g,
 	       b->iov.iov_len <= seg &&
 	       bytes + b->iov.iov_len <= UDP_GSO_MAX_BYTES &&
 	       !memcmp(&a->to, &b->to, sizeof(a->to)) &&
-	       !memcmp(a->cmsg.buf, b->cmsg.buf, pktinfo_space(a->to.ss_family));
+	       !memcmp(a->cmsg.buf, b->cmsg.buf,
+		       pktinfo_space(a->to.ss_family));
 }
 
 /* Append UDP_SEGMENT (the segment size) after the PKTINFO message. */
@@ -670,7 +672,8 @@ static bool rx_dst_addr(struct msghdr *mh, int family,
 			d->sin_family = AF_INET;
 			d->sin_addr = pi.ipi_addr;  /* header destination */
 			found = true;
-		} else if (family == AF_INET6 && c->cmsg_level == IPPROTO_IPV6 &&
+		} else if (family == AF_INET6 &&
+			   c->cmsg_level == IPPROTO_IPV6 &&
 			   c->cmsg_type == IPV6_PKTINFO) {
 			struct in6_pktinfo pi;
 			struct sockaddr_in6 *d = (void *)dst;
@@ -679,7 +682,8 @@ static bool rx_dst_addr(struct msghdr *mh, int family,
 			d->sin6_family = AF_INET6;
 			d->sin6_addr = pi.ipi6_addr;
 			found = true;
-		} else if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+		} else if (c->cmsg_level == SOL_UDP &&
+			   c->cmsg_type == UDP_GRO) {
 			memcpy(&size, CMSG_DATA(c), sizeof(size));
 			*gso = size > 0 ? (uint32_t)size : 0;
 		}
