@@ -40,7 +40,8 @@
  * The super-datagram crosses the stack, veth and bridge once instead of
  * once per packet.  The kernel refuses GSO without a UDP checksum, so
  * with udp_gso the sockets send checksums (the ICRC masks that field;
- * receivers check it).  Why off by default: where the kernel (or a
+ * receiving kernels check it and drop a corrupted packet before us, so
+ * it shows in UDP InCsumErrors, not in drop_icrc).  Why off by default: where the kernel (or a
  * NIC) cuts an IPv4 super-datagram it numbers the IP IDs of the segments
  * 0, 1, 2.., and the ICRC covers the ID; a receiver on a UDP socket
  * (ipathd, udp_rx = udp) never sees the ID and assumes 0, so ipathd peers
