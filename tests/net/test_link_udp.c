@@ -237,7 +237,7 @@ static void test_burst(struct ipd_dev *dev, struct ipd_link *link)
  * short last packet of a run, a second flow and a lone packet in between
  * break runs where they must. */
 static void test_runs(struct ipd_dev *dev, struct ipd_link *link,
-		      const char *what)
+		      int family, const char *ip, const char *what)
 {
 	static const uint32_t sizes[] = { 1024, 1024, 1024, 1024, 512, 1024,
 					  1024, 64, 1024, 1024, 1024, 1024 };
@@ -251,7 +251,7 @@ static void test_runs(struct ipd_dev *dev, struct ipd_link *link,
 		for (i = 0; i < (int)(sizeof(sizes) / sizeof(sizes[0])); i++) {
 			/* two flows: every fourth packet on another port */
 			uint32_t psn = (uint32_t)n + (i % 4 == 3 ? 0x100 : 0);
-			struct ipd_pkt *p = make_pkt(AF_INET, "127.0.0.1", psn,
+			struct ipd_pkt *p = make_pkt(family, ip, psn,
 						     sizes[i]);
 
 			p->sport = i % 4 == 3 ? 0xc100 : 0xc001;
@@ -298,6 +298,18 @@ static void test_runs(struct ipd_dev *dev, struct ipd_link *link,
 	rx_reset(dev);
 }
 
+static bool have_ipv6_lo(void)
+{
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6,
+				  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	int fd = socket(AF_INET6, SOCK_DGRAM, 0);
+	bool ok = fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof(a));
+
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
 /* The same runs through links with GSO and/or GRO on. */
 static void test_gso_gro(bool gso, bool gro)
 {
@@ -314,11 +326,18 @@ static void test_gso_gro(bool gso, bool gro)
 	cfg.udp_gro = gro;
 	dev.cfg = &cfg;
 	dev.loop = ev_loop_new(EVFLAG_AUTO);
+	if (have_ipv6_lo()) {
+		dev.ngids = 1;
+		dev.gids[0].family = AF_INET6;
+		set_addr(&dev.gids[0].addr, AF_INET6, "::1");
+	}
 	link = ipd_link_udp_create(&dev);
 	CHECK(link != NULL, "%s: create: %s", what, strerror(errno));
 	if (link) {
 		test_roundtrip(&dev, link, AF_INET, "127.0.0.1");
-		test_runs(&dev, link, what);
+		test_runs(&dev, link, AF_INET, "127.0.0.1", what);
+		if (dev.ngids)
+			test_runs(&dev, link, AF_INET6, "::1", what);
 		link->ops->destroy(link);
 		printf("  %s: runs of packets arrive whole and in order\n",
 		       what);
@@ -452,18 +471,6 @@ out:
 	close(fd);
 }
 
-static bool have_ipv6_lo(void)
-{
-	struct sockaddr_in6 a = { .sin6_family = AF_INET6,
-				  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-	int fd = socket(AF_INET6, SOCK_DGRAM, 0);
-	bool ok = fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof(a));
-
-	if (fd >= 0)
-		close(fd);
-	return ok;
-}
-
 int main(void)
 {
 	struct ipd_config cfg = { 0 };
@@ -488,7 +495,7 @@ int main(void)
 	raw = raw_open();
 	test_roundtrip(&dev, link, AF_INET, "127.0.0.1");
 	test_burst(&dev, link);
-	test_runs(&dev, link, "gso off, gro off");
+	test_runs(&dev, link, AF_INET, "127.0.0.1", "gso off, gro off");
 	test_sport_taken(&dev, link);
 	if (raw >= 0) {
 		settle(&dev);
