@@ -27,6 +27,7 @@ enum opt_type {
 	OPT_PCT,    /* percentage 0..100 */
 	OPT_MTU,    /* 0 (auto) or an IB MTU 256..4096 */
 	OPT_LINK,   /* udp | loopback | fabric */
+	OPT_UDP_RX, /* udp | packet */
 	OPT_LEVEL,  /* err | warn | info | debug */
 	OPT_ADDR,   /* IPv4/IPv6 address(es), appended */
 };
@@ -71,6 +72,10 @@ static const struct opt_desc opt_table[] = {
 	  0, 0, 65535 },
 	{ "link", "fabric_provider", NULL, NULL, OPT_STR,
 	  CFG_STR(fabric_provider) },
+	{ "link", "udp_gso", "udp-gso", "yes|no", OPT_BOOL, CFG_OFF(udp_gso) },
+	{ "link", "udp_gro", "udp-gro", "yes|no", OPT_BOOL, CFG_OFF(udp_gro) },
+	{ "link", "udp_rx", "udp-rx", "udp|packet", OPT_UDP_RX,
+	  CFG_STR(udp_rx) },
 	{ "loopback", "loss", "loop-loss", "PCT", OPT_PCT, CFG_OFF(loop_loss) },
 	{ "loopback", "dup", "loop-dup", "PCT", OPT_PCT, CFG_OFF(loop_dup) },
 	{ "loopback", "reorder", "loop-reorder", "PCT", OPT_PCT,
@@ -100,6 +105,7 @@ static const struct opt_desc opt_table[] = {
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
 
 static const char *const link_types[] = { "udp", "loopback", "fabric" };
+static const char *const udp_rx_modes[] = { "udp", "packet" };
 
 static const struct {
 	const char *word;
@@ -121,6 +127,9 @@ void ipd_config_defaults(struct ipd_config *cfg)
 	strcpy(cfg->link_type, "udp");
 	cfg->udp_port = 4791;	/* IANA RoCEv2 */
 	strcpy(cfg->fabric_provider, "tcp;ofi_rxm");
+	cfg->udp_gso = false;	/* IPv4 GSO segments carry IP IDs 1, 2.. */
+	cfg->udp_gro = true;
+	strcpy(cfg->udp_rx, "udp");
 	cfg->max_qp = 1024;
 	cfg->max_qp_wr = 16384;
 	cfg->max_sge = IPD_MAX_SGE;
@@ -330,6 +339,12 @@ static int opt_set(struct ipd_config *cfg, const struct opt_desc *d,
 		if (i < 0)
 			return i;
 		strcpy(dst, link_types[i]);
+		return 0;
+	case OPT_UDP_RX:
+		i = set_word(v, udp_rx_modes, 2, why, wlen);
+		if (i < 0)
+			return i;
+		strcpy(dst, udp_rx_modes[i]);
 		return 0;
 	case OPT_LEVEL:
 		i = ipd_log_parse_level(v);

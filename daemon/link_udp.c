@@ -31,23 +31,48 @@
  * queue fills or before libev goes back to poll (an ev_prepare watcher),
  * so a burst from the engine costs one system call.
  *
+ * UDP GSO ([link] udp_gso, off by default).  A multi-packet message is a
+ * run of equal-size packets to one peer from one socket (only the last
+ * may be shorter).  With GSO such a run leaves as one datagram with a
+ * UDP_SEGMENT control message: the kernel cuts the payload every
+ * gso_size bytes, so each segment is exactly one RoCEv2 packet with its
+ * own ICRC, built from the packets in place (one iovec each, no copy).
+ * The super-datagram crosses the stack, veth and bridge once instead of
+ * once per packet.  The kernel refuses GSO without a UDP checksum, so
+ * with udp_gso the sockets send checksums (the ICRC masks that field;
+ * receiving kernels check it and drop a corrupted packet before us, so
+ * it shows in UDP InCsumErrors, not in drop_icrc).  Why off by default: where the kernel (or a
+ * NIC) cuts an IPv4 super-datagram it numbers the IP IDs of the segments
+ * 0, 1, 2.., and the ICRC covers the ID; a receiver on a UDP socket
+ * (ipathd, udp_rx = udp) never sees the ID and assumes 0, so ipathd peers
+ * accept the segments, but a Linux rxe peer or an ipathd with
+ * udp_rx = packet drops all but the first.  IPv6 has no ID.  A kernel
+ * that refuses GSO (EIO, EINVAL) turns it off with a warning and the
+ * run is sent datagram by datagram.
+ *
  * Receiving.  recvmmsg drains up to UDP_RX_BATCH datagrams per call and a
  * bounded number of calls per wake-up; IP_PKTINFO tells which of our
  * addresses the datagram was sent to.  The ICRC is checked before the
- * engine sees the packet.
+ * engine sees the packet.  With UDP GRO ([link] udp_gro, on by default)
+ * the kernel may hand over several datagrams of one flow as one buffer
+ * with their size in a UDP_GRO control message (a GSO super-datagram
+ * from a peer arrives so, uncut); the buffer is split back into packets
+ * (the first stays in place, the others are copied out of a spill area)
+ * and each is checked on its own.
  *
  * IPv4 and the IP identification (rxe interop).  A UDP socket never sees
  * the IP header, so the UDP receive path recomputes the ICRC assuming the
  * sender's IPv4 header had ID 0 and DF, which is what ipathd peers send.
  * A Linux rxe peer builds its own IPv4 header with a non-zero ID
  * (__ip_select_ident), so its packets fail that check (drop_icrc).  With
- * IPATHD_UDP_RX=packet in the daemon's environment (root or CAP_NET_RAW)
- * IPv4 is received instead through an AF_PACKET socket with a BPF filter
- * for UDP to our port: the ICRC is then checked over the IP header as it
- * arrived, whatever its ID.  The UDP socket stays bound (so the kernel
- * sends no port-unreachable) with a drop-everything filter.  It costs an
- * extra copy per packet in the kernel, hence not the default.  IPv6 has
- * no such field: rxe peers over IPv6 work either way.
+ * [link] udp_rx = packet (--udp-rx packet; the environment variable
+ * IPATHD_UDP_RX=udp|packet overrides it, see env_word) and root or CAP_NET_RAW,
+ * IPv4 is received instead through an AF_PACKET socket with a BPF filter for
+ * UDP to our port: the ICRC is then checked over the IP header as it arrived,
+ * whatever its ID.  The UDP socket stays bound (so the kernel sends no
+ * port-unreachable) with a drop-everything filter.  It costs an extra copy per
+ * packet in the kernel, hence not the default.  IPv6 has no such field: rxe
+ * peers over IPv6 work either way.
  */
 #include <errno.h>
 #include <linux/filter.h>
@@ -70,13 +95,31 @@
 #ifndef UDP_NO_CHECK6_RX
 #define UDP_NO_CHECK6_RX 102
 #endif
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103
+#endif
+#ifndef UDP_GRO
+#define UDP_GRO 104
+#endif
+#ifndef SOL_UDP
+#define SOL_UDP 17
+#endif
 
 #define UDP_TX_SOCKS 8          /* fallback source ports per family */
 #define UDP_SPORT_MAX 64        /* exact source ports per family */
-#define UDP_TX_BATCH 32         /* datagrams per sendmmsg */
+#define UDP_TX_BATCH 64         /* datagrams per sendmmsg */
 #define UDP_RX_BATCH 32         /* datagrams per recvmmsg */
 #define UDP_RX_ROUNDS 8         /* recvmmsg calls per wake-up, then yield */
 #define UDP_SOCK_BUF (4 << 20)  /* socket buffers: a few hundred MTUs */
+/* GSO: the kernel's UDP_MAX_SEGMENTS (64 before Linux 6.10) and the
+ * largest UDP payload of an IPv4 datagram. */
+#define UDP_GSO_MAX_SEGS 64
+#define UDP_GSO_MAX_BYTES (65535 - 20 - 8)
+/* GRO: a coalesced buffer holds at most 64 KiB in at most UDP_GRO_CNT_MAX
+ * (64) segments; a peer's GSO datagram up to UDP_MAX_SEGMENTS (128 since
+ * Linux 6.10). */
+#define UDP_GRO_BYTES 65536
+#define UDP_GRO_SEGS_MAX 128
 /* The smallest RoCEv2 payload: a BTH and an ICRC (IBA 9.2: every packet
  * is a multiple of 4 bytes long). */
 #define UDP_MIN_PAYLOAD (IPD_BTH_BYTES + IPD_ICRC_BYTES)
@@ -84,9 +127,11 @@
 #define container_of(ptr, type, member)                                     \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
+/* IP_PKTINFO/IPV6_PKTINFO, then UDP_SEGMENT (send) or UDP_GRO (receive) */
 union udp_cmsg {
 	struct cmsghdr align;
-	char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+	char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) +
+		 CMSG_SPACE(sizeof(int))];
 };
 
 struct udp_family {
@@ -115,6 +160,7 @@ struct udp_link {
 	uint16_t port;
 	struct udp_family fam[2];  /* [0] IPv4, [1] IPv6 */
 	ev_prepare flush_w;
+	bool gso, gro;             /* see the top */
 
 	/* transmit queue, one queue per socket would reorder nothing: a
 	 * flush walks the queue in order and batches runs to one socket */
@@ -127,14 +173,15 @@ struct udp_link {
 	/* receive batch: packets stay allocated between wake-ups */
 	struct ipd_pkt *rx_pkt[UDP_RX_BATCH];
 	struct mmsghdr rx_msg[UDP_RX_BATCH];
-	struct iovec rx_iov[UDP_RX_BATCH];
+	struct iovec rx_iov[UDP_RX_BATCH][2];   /* packet, GRO spill */
+	uint8_t *rx_spill;         /* UDP_RX_BATCH * UDP_GRO_BYTES, with gro */
 	struct sockaddr_storage rx_from[UDP_RX_BATCH];
 	union udp_cmsg rx_cmsg[UDP_RX_BATCH];
 
 	/* one-entry cache: source address for packets without pkt->src */
 	struct sockaddr_storage route_dst, route_src;
 
-	/* IPATHD_UDP_RX=packet: IPv4 through a packet socket (see top) */
+	/* udp_rx = packet: IPv4 through a packet socket (see top) */
 	int raw_fd;
 	ev_io raw_w;
 };
@@ -246,8 +293,9 @@ static void sock_bufs(int fd)
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
 }
 
-/* Options every socket of a family gets: see the comment at the top. */
-static int sock_setup(int fd, int family)
+/* Options every socket of a family gets: see the comment at the top.
+ * csum: send UDP checksums (GSO needs them). */
+static int sock_setup(int fd, int family, bool csum)
 {
 	int one = 1, pmtu;
 
@@ -256,7 +304,8 @@ static int sock_setup(int fd, int family)
 		if (setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu,
 			       sizeof(pmtu)) ||
 		    setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)) ||
-		    setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &one, sizeof(one)))
+		    (!csum && setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &one,
+					 sizeof(one))))
 			return -errno;
 	} else {
 		pmtu = IPV6_PMTUDISC_DO;
@@ -269,7 +318,9 @@ static int sock_setup(int fd, int family)
 			return -errno;
 		/* Zero checksums out and in (rxe sends zero); not fatal on
 		 * kernels without the options. */
-		setsockopt(fd, IPPROTO_UDP, UDP_NO_CHECK6_TX, &one, sizeof(one));
+		if (!csum)
+			setsockopt(fd, IPPROTO_UDP, UDP_NO_CHECK6_TX, &one,
+				   sizeof(one));
 		setsockopt(fd, IPPROTO_UDP, UDP_NO_CHECK6_RX, &one, sizeof(one));
 	}
 	sock_bufs(fd);
@@ -277,7 +328,7 @@ static int sock_setup(int fd, int family)
 }
 
 /* A socket of family bound to port (0 = ephemeral); *bound gets the port. */
-static int sock_open(int family, uint16_t port, uint16_t *bound)
+static int sock_open(int family, uint16_t port, uint16_t *bound, bool csum)
 {
 	struct sockaddr_storage ss = { .ss_family = (sa_family_t)family };
 	socklen_t len = sizeof(ss);
@@ -286,7 +337,7 @@ static int sock_open(int family, uint16_t port, uint16_t *bound)
 	fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	ret = sock_setup(fd, family);
+	ret = sock_setup(fd, family, csum);
 	if (ret)
 		goto err_close;
 	addr_set_port(&ss, port);
@@ -319,40 +370,117 @@ static void tx_count_error(struct udp_link *ul, int err)
 	ul->last_tx_errno = err;
 }
 
-/* Hand queued datagrams [from, ul->ntx) to the kernel, one sendmmsg per
- * run of datagrams for the same socket. */
+static socklen_t pktinfo_space(int family)
+{
+	return family == AF_INET ? CMSG_SPACE(sizeof(struct in_pktinfo))
+				 : CMSG_SPACE(sizeof(struct in6_pktinfo));
+}
+
+/* Does queued datagram j extend the GSO run that starts at g (bytes so
+ * far)?  Same socket, destination and source address; every segment but
+ * the last exactly as long as the first. */
+static bool tx_gso_joins(const struct udp_link *ul, unsigned int g,
+			 unsigned int j, size_t bytes)
+{
+	const struct udp_tx_slot *a = &ul->tx[g], *b = &ul->tx[j];
+	size_t seg = a->iov.iov_len;
+
+	return ul->gso && ul->tx_fd[j] == ul->tx_fd[g] &&
+	       j - g < UDP_GSO_MAX_SEGS && ul->tx[j - 1].iov.iov_len == seg &&
+	       b->iov.iov_len <= seg &&
+	       bytes + b->iov.iov_len <= UDP_GSO_MAX_BYTES &&
+	       !memcmp(&a->to, &b->to, sizeof(a->to)) &&
+	       !memcmp(a->cmsg.buf, b->cmsg.buf,
+		       pktinfo_space(a->to.ss_family));
+}
+
+/* Append UDP_SEGMENT (the segment size) after the PKTINFO message. */
+static socklen_t tx_gso_cmsg(union udp_cmsg *cm, socklen_t off, size_t seg)
+{
+	struct cmsghdr *c = (struct cmsghdr *)(void *)(cm->buf + off);
+	uint16_t size = (uint16_t)seg;
+
+	c->cmsg_level = SOL_UDP;
+	c->cmsg_type = UDP_SEGMENT;
+	c->cmsg_len = CMSG_LEN(sizeof(size));
+	memcpy(CMSG_DATA(c), &size, sizeof(size));
+	return CMSG_SPACE(sizeof(size));
+}
+
+/* A message the kernel refused.  A GSO run it refused as such is sent
+ * again datagram by datagram, and GSO stays off from now on. */
+static void tx_failed(struct udp_link *ul, int fd, const struct msghdr *mh,
+		      int err)
+{
+	struct msghdr one = *mh;
+	size_t k;
+
+	if (mh->msg_iovlen > 1 && (err == EIO || err == EINVAL ||
+				   err == ENOPROTOOPT || err == EOPNOTSUPP)) {
+		if (ul->gso)
+			ipd_warn("udp: the kernel refused UDP GSO (%s): sending datagram by datagram",
+				 strerror(err));
+		ul->gso = false;
+		one.msg_controllen = pktinfo_space(
+			((const struct sockaddr *)mh->msg_name)->sa_family);
+		one.msg_iovlen = 1;
+		for (k = 0; k < mh->msg_iovlen; k++) {
+			one.msg_iov = &mh->msg_iov[k];
+			if (sendmsg(fd, &one, 0) < 0)
+				tx_count_error(ul, errno);
+		}
+		return;
+	}
+	for (k = 0; k < mh->msg_iovlen; k++)
+		tx_count_error(ul, err);
+}
+
+/* Hand the queued datagrams to the kernel: runs for one peer as one GSO
+ * message when udp_gso is on, one sendmmsg per run of messages for the
+ * same socket. */
 static void tx_flush(struct udp_link *ul)
 {
 	struct mmsghdr msg[UDP_TX_BATCH];
-	unsigned int i, start = 0, n;
+	struct iovec iov[UDP_TX_BATCH];
+	int fd[UDP_TX_BATCH];
+	unsigned int i, j, m = 0, start, n;
+	size_t bytes;
 	int sent;
 
-	for (i = 0; i < ul->ntx; i++) {
+	for (i = 0; i < ul->ntx; i = j, m++) {
 		struct udp_tx_slot *s = &ul->tx[i];
+		struct msghdr *mh = &msg[m].msg_hdr;
 
-		memset(&msg[i], 0, sizeof(msg[i]));
-		msg[i].msg_hdr.msg_name = &s->to;
-		msg[i].msg_hdr.msg_namelen = addr_len(s->to.ss_family);
-		msg[i].msg_hdr.msg_iov = &s->iov;
-		msg[i].msg_hdr.msg_iovlen = 1;
-		msg[i].msg_hdr.msg_control = s->cmsg.buf;
-		msg[i].msg_hdr.msg_controllen =
-			s->to.ss_family == AF_INET
-				? CMSG_SPACE(sizeof(struct in_pktinfo))
-				: CMSG_SPACE(sizeof(struct in6_pktinfo));
+		iov[i] = s->iov;
+		bytes = s->iov.iov_len;
+		for (j = i + 1; j < ul->ntx && tx_gso_joins(ul, i, j, bytes);
+		     j++) {
+			iov[j] = ul->tx[j].iov;
+			bytes += iov[j].iov_len;
+		}
+		memset(&msg[m], 0, sizeof(msg[m]));
+		mh->msg_name = &s->to;
+		mh->msg_namelen = addr_len(s->to.ss_family);
+		mh->msg_iov = &iov[i];
+		mh->msg_iovlen = j - i;
+		mh->msg_control = s->cmsg.buf;
+		mh->msg_controllen = pktinfo_space(s->to.ss_family);
+		if (j - i > 1)
+			mh->msg_controllen += tx_gso_cmsg(
+				&s->cmsg, (socklen_t)mh->msg_controllen,
+				s->iov.iov_len);
+		fd[m] = ul->tx_fd[i];
 	}
-	while (start < ul->ntx) {
+	for (start = 0; start < m; start += (unsigned int)sent) {
 		n = 1;
-		while (start + n < ul->ntx &&
-		       ul->tx_fd[start + n] == ul->tx_fd[start])
+		while (start + n < m && fd[start + n] == fd[start])
 			n++;
-		sent = sendmmsg(ul->tx_fd[start], &msg[start], n, 0);
+		sent = sendmmsg(fd[start], &msg[start], n, 0);
 		if (sent < 0) {
-			/* The first datagram failed: drop it, go on. */
-			tx_count_error(ul, errno);
+			/* The first message failed: drop it, go on. */
+			tx_failed(ul, fd[start], &msg[start].msg_hdr, errno);
 			sent = 1;
 		}
-		start += (unsigned int)sent;
 	}
 	for (i = 0; i < ul->ntx; i++)
 		ipd_pkt_free(ul->dev, ul->tx[i].pkt);
@@ -414,7 +542,7 @@ static int tx_sock(struct udp_family *uf, uint16_t sport, uint16_t *wire)
 		 * that lookups always terminate). */
 		if (uf->nsport + 1 >= UDP_SPORT_MAX)
 			break;
-		fd = sock_open(uf->family, sport, NULL);
+		fd = sock_open(uf->family, sport, NULL, uf->ul->gso);
 		uf->sport[idx].port = sport;
 		uf->sport[idx].fd = fd < 0 ? -1 : fd;
 		uf->nsport++;
@@ -487,11 +615,12 @@ err_drop:
 
 /* Fill empty batch slots with fresh packets; false when none is left.
  * raw: the datagram starts with the IPv4 and UDP headers, received into
- * the headroom so that the BTH still lands at IPD_PKT_HEADROOM. */
+ * the headroom so that the BTH still lands at IPD_PKT_HEADROOM.  With
+ * GRO a slot's second iovec is its spill area (see the top). */
 static bool rx_refill(struct udp_link *ul, unsigned int *n, bool raw)
 {
 	size_t front = raw ? RAW_HDRS : 0;
-
+	bool spill = !raw && ul->rx_spill;
 	unsigned int i;
 
 	for (i = 0; i < UDP_RX_BATCH; i++) {
@@ -502,14 +631,20 @@ static bool rx_refill(struct udp_link *ul, unsigned int *n, bool raw)
 			if (!ul->rx_pkt[i])
 				break;
 		}
-		ul->rx_iov[i].iov_base =
+		ul->rx_iov[i][0].iov_base =
 			ul->rx_pkt[i]->buf + IPD_PKT_HEADROOM - front;
-		ul->rx_iov[i].iov_len = IPD_PKT_DATA_MAX + front;
+		ul->rx_iov[i][0].iov_len = IPD_PKT_DATA_MAX + front;
 		memset(m, 0, sizeof(*m));
 		m->msg_hdr.msg_name = &ul->rx_from[i];
 		m->msg_hdr.msg_namelen = sizeof(ul->rx_from[i]);
-		m->msg_hdr.msg_iov = &ul->rx_iov[i];
+		m->msg_hdr.msg_iov = ul->rx_iov[i];
 		m->msg_hdr.msg_iovlen = 1;
+		if (spill) {
+			ul->rx_iov[i][1].iov_base =
+				ul->rx_spill + (size_t)i * UDP_GRO_BYTES;
+			ul->rx_iov[i][1].iov_len = UDP_GRO_BYTES;
+			m->msg_hdr.msg_iovlen = 2;
+		}
 		m->msg_hdr.msg_control = ul->rx_cmsg[i].buf;
 		m->msg_hdr.msg_controllen = sizeof(ul->rx_cmsg[i].buf);
 	}
@@ -517,13 +652,17 @@ static bool rx_refill(struct udp_link *ul, unsigned int *n, bool raw)
 	return i > 0;
 }
 
-/* The local address the datagram was sent to (IP_PKTINFO). */
+/* The local address the datagram was sent to (IP_PKTINFO) and, when the
+ * kernel coalesced datagrams (UDP_GRO), their size in *gso (else 0). */
 static bool rx_dst_addr(struct msghdr *mh, int family,
-			struct sockaddr_storage *dst)
+			struct sockaddr_storage *dst, uint32_t *gso)
 {
 	struct cmsghdr *c;
+	bool found = false;
+	int size;
 
 	memset(dst, 0, sizeof(*dst));
+	*gso = 0;
 	for (c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c)) {
 		if (family == AF_INET && c->cmsg_level == IPPROTO_IP &&
 		    c->cmsg_type == IP_PKTINFO) {
@@ -533,41 +672,37 @@ static bool rx_dst_addr(struct msghdr *mh, int family,
 			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
 			d->sin_family = AF_INET;
 			d->sin_addr = pi.ipi_addr;  /* header destination */
-			return true;
-		}
-		if (family == AF_INET6 && c->cmsg_level == IPPROTO_IPV6 &&
-		    c->cmsg_type == IPV6_PKTINFO) {
+			found = true;
+		} else if (family == AF_INET6 &&
+			   c->cmsg_level == IPPROTO_IPV6 &&
+			   c->cmsg_type == IPV6_PKTINFO) {
 			struct in6_pktinfo pi;
 			struct sockaddr_in6 *d = (void *)dst;
 
 			memcpy(&pi, CMSG_DATA(c), sizeof(pi));
 			d->sin6_family = AF_INET6;
 			d->sin6_addr = pi.ipi6_addr;
-			return true;
+			found = true;
+		} else if (c->cmsg_level == SOL_UDP &&
+			   c->cmsg_type == UDP_GRO) {
+			memcpy(&size, CMSG_DATA(c), sizeof(size));
+			*gso = size > 0 ? (uint32_t)size : 0;
 		}
 	}
-	return false;
+	return found;
 }
 
-/* Check one datagram; true when it goes to the engine. */
-static bool rx_accept(struct udp_link *ul, struct udp_family *uf,
-		      unsigned int i)
+/* Check one RoCEv2 datagram of len bytes at pkt->hdr whose addresses
+ * are set; true when it goes to the engine. */
+static bool rx_check(struct udp_link *ul, struct ipd_pkt *pkt, uint32_t len)
 {
-	struct mmsghdr *m = &ul->rx_msg[i];
-	struct ipd_pkt *pkt = ul->rx_pkt[i];
 	struct ipd_counters *cnt = &ul->dev->cnt;
 	struct ipd_icrc_flow flow;
-	uint32_t len = m->msg_len;
 
-	if ((m->msg_hdr.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-	    len < UDP_MIN_PAYLOAD || len % 4 ||
-	    addr_normalize(&ul->rx_from[i], &pkt->src) != uf->family ||
-	    !rx_dst_addr(&m->msg_hdr, uf->family, &pkt->dst)) {
+	if (len < UDP_MIN_PAYLOAD || len % 4 || len > IPD_PKT_DATA_MAX) {
 		cnt->drop_malformed++;
 		return false;
 	}
-	pkt->sport = addr_port(&ul->rx_from[i]);
-	pkt->hdr = pkt->buf + IPD_PKT_HEADROOM;
 	flow = (struct ipd_icrc_flow){
 		.src = (struct sockaddr *)&pkt->src,
 		.dst = (struct sockaddr *)&pkt->dst,
@@ -582,6 +717,76 @@ static bool rx_accept(struct udp_link *ul, struct udp_family *uf,
 	}
 	pkt->len = len - IPD_ICRC_BYTES;
 	return true;
+}
+
+/* Copy len bytes at off of slot i's buffer (packet area, then spill). */
+static void rx_gather(struct udp_link *ul, unsigned int i, uint32_t off,
+		      uint8_t *dst, uint32_t len)
+{
+	const uint8_t *head = ul->rx_iov[i][0].iov_base;
+	const uint8_t *spill = ul->rx_iov[i][1].iov_base;
+	uint32_t nhead = IPD_PKT_DATA_MAX, c;
+
+	if (off < nhead) {
+		c = len < nhead - off ? len : nhead - off;
+		memcpy(dst, head + off, c);
+		dst += c;
+		off += c;
+		len -= c;
+	}
+	if (len)
+		memcpy(dst, spill + (off - nhead), len);
+}
+
+/* One received message of slot i: a datagram, or with GRO several of one
+ * size (the last may be shorter), each a packet for the engine. */
+static void rx_one(struct udp_link *ul, struct udp_family *uf, unsigned int i)
+{
+	struct mmsghdr *m = &ul->rx_msg[i];
+	struct ipd_pkt *pkt = ul->rx_pkt[i], *seg[UDP_GRO_SEGS_MAX];
+	uint32_t total = m->msg_len, size, nseg, k, off;
+
+	if ((m->msg_hdr.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+	    addr_normalize(&ul->rx_from[i], &pkt->src) != uf->family ||
+	    !rx_dst_addr(&m->msg_hdr, uf->family, &pkt->dst, &size)) {
+		ul->dev->cnt.drop_malformed++;
+		return;
+	}
+	pkt->sport = addr_port(&ul->rx_from[i]);
+	pkt->hdr = pkt->buf + IPD_PKT_HEADROOM;
+	if (!size || size >= total)
+		size = total;
+	nseg = (total + size - 1) / size;
+	if (size > IPD_PKT_DATA_MAX || nseg > UDP_GRO_SEGS_MAX) {
+		ul->dev->cnt.drop_malformed++;
+		return;
+	}
+	/* Copy the later segments out before the first one reaches the
+	 * engine (which may reuse its buffer). */
+	seg[0] = pkt;
+	for (k = 1, off = size; k < nseg; k++, off += size) {
+		seg[k] = ipd_pkt_alloc(ul->dev);
+		if (!seg[k]) {
+			ul->dev->cnt.drop_malformed++;
+			nseg = k;
+			break;
+		}
+		seg[k]->src = pkt->src;
+		seg[k]->dst = pkt->dst;
+		seg[k]->sport = pkt->sport;
+		seg[k]->len = total - off < size ? total - off : size;
+		rx_gather(ul, i, off, seg[k]->hdr, seg[k]->len);
+	}
+	for (k = 0; k < nseg; k++) {
+		if (rx_check(ul, seg[k], k ? seg[k]->len : size)) {
+			ipd_engine_rx(ul->dev, seg[k]);
+			if (!k)
+				ul->rx_pkt[i] = NULL;
+		} else if (k) {
+			ipd_pkt_free(ul->dev, seg[k]);
+		}
+		/* a rejected first segment stays in the slot */
+	}
 }
 
 static void rx_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -600,12 +805,8 @@ static void rx_cb(struct ev_loop *loop, ev_io *w, int revents)
 				ipd_warn("udp: recvmmsg: %s", strerror(errno));
 			return;
 		}
-		for (i = 0; i < (unsigned int)got; i++) {
-			if (!rx_accept(ul, uf, i))
-				continue;   /* the slot keeps its packet */
-			ipd_engine_rx(ul->dev, ul->rx_pkt[i]);
-			ul->rx_pkt[i] = NULL;
-		}
+		for (i = 0; i < (unsigned int)got; i++)
+			rx_one(ul, uf, i);
 		if ((unsigned int)got < n)
 			return;   /* drained */
 	}
@@ -787,19 +988,24 @@ static void family_close(struct udp_link *ul, struct udp_family *uf)
 
 static int family_open(struct udp_link *ul, struct udp_family *uf, int family)
 {
-	int i, fd;
+	int i, fd, one = 1;
 
 	uf->ul = ul;
 	uf->rx_fd = -1;
 	for (i = 0; i < UDP_TX_SOCKS; i++)
 		uf->tx_fd[i] = -1;
 	uf->family = family;
-	fd = sock_open(family, ul->port, NULL);
+	fd = sock_open(family, ul->port, NULL, ul->gso);
 	if (fd < 0)
 		goto err;
 	uf->rx_fd = fd;
+	if (ul->gro && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one))) {
+		ipd_warn("udp: UDP_GRO: %s; receiving datagram by datagram",
+			 strerror(errno));
+		ul->gro = false;
+	}
 	for (i = 0; i < UDP_TX_SOCKS; i++) {
-		fd = sock_open(family, 0, &uf->tx_port[i]);
+		fd = sock_open(family, 0, &uf->tx_port[i], ul->gso);
 		if (fd < 0)
 			goto err;
 		uf->tx_fd[i] = fd;
@@ -850,6 +1056,7 @@ static void udp_destroy(struct ipd_link *link)
 	for (i = 0; i < UDP_RX_BATCH; i++)
 		if (ul->rx_pkt[i])
 			ipd_pkt_free(ul->dev, ul->rx_pkt[i]);
+	free(ul->rx_spill);
 	if (ul->tx_errors)
 		ipd_info("udp: %llu datagrams could not be sent",
 			 (unsigned long long)ul->tx_errors);
@@ -862,9 +1069,20 @@ static const struct ipd_link_ops udp_link_ops = {
 	.destroy = udp_destroy,
 };
 
+/* The daemon's environment overrides the configuration of the link
+ * (for test harnesses that start daemons they cannot pass flags to):
+ * IPATHD_UDP_RX=udp|packet, IPATHD_UDP_GSO=yes|no, IPATHD_UDP_GRO=yes|no. */
+static bool env_word(const char *name, const char *yes, bool dflt)
+{
+	const char *env = getenv(name);
+
+	if (!env || !*env)
+		return dflt;
+	return !strcmp(env, yes) || !strcmp(env, "1") || !strcmp(env, "on");
+}
+
 struct ipd_link *ipd_link_udp_create(struct ipd_dev *dev)
 {
-	const char *rx_mode;
 	struct udp_link *ul;
 	int ret;
 
@@ -878,27 +1096,36 @@ struct ipd_link *ipd_link_udp_create(struct ipd_dev *dev)
 	ul->link = (struct ipd_link){
 		.ops = &udp_link_ops, .dev = dev, .priv = ul,
 	};
+	ul->gso = env_word("IPATHD_UDP_GSO", "yes", dev->cfg->udp_gso);
+	ul->gro = env_word("IPATHD_UDP_GRO", "yes", dev->cfg->udp_gro);
+	if (ul->gro) {
+		ul->rx_spill = malloc((size_t)UDP_RX_BATCH * UDP_GRO_BYTES);
+		if (!ul->rx_spill)
+			ul->gro = false;
+	}
 	ret = family_open(ul, &ul->fam[0], AF_INET);
 	if (ret)
 		goto err_free;
 	if (dev_has_ipv6(dev) && family_open(ul, &ul->fam[1], AF_INET6))
 		ipd_warn("udp: continuing with IPv4 only");
-	rx_mode = getenv("IPATHD_UDP_RX");
-	if (rx_mode && !strcmp(rx_mode, "packet")) {
+	if (env_word("IPATHD_UDP_RX", "packet",
+		     !strcmp(dev->cfg->udp_rx, "packet"))) {
 		ret = raw_open(ul);
 		if (ret)
-			ipd_warn("udp: IPATHD_UDP_RX=packet: %s; IPv4 stays on the UDP socket (peers must send IP ID 0)",
+			ipd_warn("udp: udp_rx = packet: %s; IPv4 stays on the UDP socket (peers must send IP ID 0)",
 				 strerror(-ret));
 		else
 			ipd_info("udp: IPv4 received through a packet socket (any IP ID)");
 	}
 	ev_prepare_init(&ul->flush_w, flush_cb);
 	ev_prepare_start(dev->loop, &ul->flush_w);
-	ipd_info("udp: RoCEv2 on UDP port %u (IPv4%s), per-flow source ports, ICRC by %s",
-		 ul->port, ul->fam[1].family ? ", IPv6" : "", ipd_icrc_impl());
+	ipd_info("udp: RoCEv2 on UDP port %u (IPv4%s), per-flow source ports, ICRC by %s, GSO %s, GRO %s",
+		 ul->port, ul->fam[1].family ? ", IPv6" : "", ipd_icrc_impl(),
+		 ul->gso ? "on" : "off", ul->gro ? "on" : "off");
 	return &ul->link;
 
 err_free:
+	free(ul->rx_spill);
 	free(ul);
 	errno = -ret;
 	return NULL;

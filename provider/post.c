@@ -368,11 +368,25 @@ static void cqe_to_wc(struct ibv_wc *wc, const struct ipd_cqe *e)
  * An application polling an empty CQ is waiting for the daemon, which needs
  * a CPU to make progress.  Verbs applications busy-poll; on a machine with
  * no CPU to spare they would hold the daemon off for a whole scheduler
- * slice.  Yielding costs a fraction of a microsecond when nothing else
- * wants the CPU.
+ * slice, so after CQ_SPIN_POLLS empty polls in a row the thread yields on
+ * every empty poll.  The first empty polls only spin: with a CPU free for
+ * the daemon the completion usually comes within them, and a yield (a
+ * system call, a fraction of a microsecond) would only delay seeing it.
  */
-static void cq_empty_yield(void)
+#define CQ_SPIN_POLLS 64
+
+static _Thread_local unsigned int cq_empty_polls;
+
+static void cq_poll_pace(int n)
 {
+	if (n) {
+		cq_empty_polls = 0;
+		return;
+	}
+	if (cq_empty_polls < CQ_SPIN_POLLS) {
+		cq_empty_polls++;
+		return;
+	}
 	sched_yield();
 }
 
@@ -392,8 +406,7 @@ int ipd_poll_cq(struct ibv_cq *ibcq, int num_entries, struct ibv_wc *wc)
 	if (n)
 		ipd_ring_release(cq->ring.hdr, cons + (uint32_t)n);
 	pthread_spin_unlock(&cq->ring.lock);
-	if (!n)
-		cq_empty_yield();
+	cq_poll_pace(n);
 	return n;
 }
 

@@ -4,6 +4,7 @@
 #
 #   tests/bench/bench.sh [--quick] [--out DIR] [--build DIR] [--only WHAT]
 #                        [--no-install] [--keep] [--profile]
+#                        [--daemon-args "ARGS"] [--mtu BYTES]
 #
 #   --quick       fewer sizes, shorter runs (about 3-5 minutes)
 #   --out DIR     results directory (default: bench-results/ in the tree)
@@ -14,6 +15,10 @@
 #   --profile     perf record the daemons during ib_write_bw (one host 1 MiB,
 #                 across hosts 64 KiB) and ib_send_lat 2 B across hosts:
 #                 OUT/profile_*.txt
+#   --daemon-args "ARGS"  extra ipathd flags for every daemon (one host,
+#                 lab hosts, own veth pair), e.g. "--udp-gso yes"
+#   --mtu BYTES   MTU of the across-hosts veths (default 1500; 9000 gives
+#                 the daemons a 4096-byte path MTU; the floors use it too)
 #
 # Environment (development): IPB_NO_LAB=1 uses a veth pair of the script's
 # own instead of tests/lab/ipathd-lab.sh; IPB_LAT_SIZES, IPB_BW_SIZES,
@@ -53,8 +58,10 @@ PROFILE=0
 ONLY=all
 INSTALL=1
 KEEP=0
+DAEMON_ARGS=()
+LINK_MTU=
 
-usage() { sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--quick) QUICK=1 ;;
@@ -65,6 +72,8 @@ while [[ $# -gt 0 ]]; do
 	--no-install) INSTALL=0 ;;
 	--keep) KEEP=1 ;;
 	--profile) PROFILE=1 ;;
+	--mtu) LINK_MTU=${2:?--mtu needs bytes}; shift ;;
+	--daemon-args) read -ra DAEMON_ARGS <<<"${2?--daemon-args needs flags}"; shift ;;
 	-h|--help) usage 0 ;;
 	*) echo "bench.sh: unknown option $1" >&2; usage ;;
 	esac
@@ -274,7 +283,7 @@ LAB_DAEMONS=()
 setup_lab() {
 	[[ -x $SRC/tests/lab/ipathd-lab.sh && $BUILD_OK == 1 ]] || return 1
 	[[ ${IPB_NO_LAB:-0} == 1 ]] && return 1
-	if ! lab up 2 >"$RAW/lab_up.log" 2>&1; then
+	if ! lab up 2 ${LINK_MTU:+--mtu "$LINK_MTU"} -- "${DAEMON_ARGS[@]}" >"$RAW/lab_up.log" 2>&1; then
 		log "ipathd-lab.sh up failed (see raw/lab_up.log); using a veth pair of our own"
 		lab down >/dev/null 2>&1
 		return 1
@@ -304,6 +313,10 @@ setup_ns() {
 	ip netns add "$NS_A" && ip netns add "$NS_B" || return 1
 	ip -n "$NS_A" link set lo up && ip -n "$NS_B" link set lo up || return 1
 	ip link add "$VA" netns "$NS_A" type veth peer name "$VB" netns "$NS_B" || return 1
+	if [[ -n $LINK_MTU ]]; then
+		ip -n "$NS_A" link set "$VA" mtu "$LINK_MTU" &&
+			ip -n "$NS_B" link set "$VB" mtu "$LINK_MTU" || return 1
+	fi
 	ip -n "$NS_A" addr add "$IP_A/24" dev "$VA" &&
 		ip -n "$NS_B" addr add "$IP_B/24" dev "$VB" &&
 		ip -n "$NS_A" link set "$VA" up && ip -n "$NS_B" link set "$VB" up || return 1
@@ -460,7 +473,7 @@ start_daemon() {
 	: >"$dir/ipathd.conf"
 	ip netns exec "$ns" "$BUILD/daemon/ipathd" -c "$dir/ipathd.conf" \
 		--sysfs "$dir/sysfs" --socket "$dir/ipathd.sock" --dev-node "$node" \
-		--log-level warn "$@" >"$dir/daemon.log" 2>&1 &
+		--log-level warn "${DAEMON_ARGS[@]}" "$@" >"$dir/daemon.log" 2>&1 &
 	pid=$!
 	D_PID[$name]=$pid D_DIR[$name]=$dir D_NODE[$name]=$node D_NS[$name]=$ns
 	D_LOG[$name]=$dir/daemon.log
@@ -724,6 +737,8 @@ fi
 		"$([[ $QUICK == 1 ]] && echo true || echo false)" "$(date -u +%FT%TZ)" \
 		"$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null)" "$ONLY"
 	printf ' "loadavg_start": "%s",\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+	printf ' "daemon_args": "%s",\n' "${DAEMON_ARGS[*]}"
+	printf ' "link_mtu": "%s",\n' "${LINK_MTU:-1500}"
 	printf ' "ipathd_build": "%s",\n' "$([[ $BUILD_OK == 1 ]] && echo ok || echo "${BUILD_WHY//\"/\'}")"
 	printf ' "tools": {"iperf3": "%s", "sockperf": "%s", "libfabric": "%s", "perftest": "%s"},\n' \
 		"$(dpkg-query -W -f '${Version}' iperf3 2>/dev/null)" \

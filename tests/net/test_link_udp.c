@@ -71,8 +71,11 @@ static void rx_reset(struct ipd_dev *dev)
 
 /* ---- helpers ------------------------------------------------------- */
 
+static bool timed_out;
+
 static void timeout_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
+	timed_out = true;
 	ev_break(loop, EVBREAK_ALL);
 }
 
@@ -83,9 +86,10 @@ static void run_until(struct ipd_dev *dev, int want)
 	ev_timer t;
 	int i;
 
+	timed_out = false;
 	ev_timer_init(&t, timeout_cb, 2.0, 0);
 	ev_timer_start(dev->loop, &t);
-	for (i = 0; i < 20000 && nrx < want; i++)
+	for (i = 0; i < 20000 && nrx < want && !timed_out; i++)
 		ev_run(dev->loop, EVRUN_ONCE);
 	ev_timer_stop(dev->loop, &t);
 }
@@ -228,6 +232,119 @@ static void test_burst(struct ipd_dev *dev, struct ipd_link *link)
 	rx_reset(dev);
 }
 
+/* Runs of equal-size packets (GSO on send, GRO on receive when cfg asks
+ * for them): every packet arrives once, in order, byte for byte; the
+ * short last packet of a run, a second flow and a lone packet in between
+ * break runs where they must. */
+static void test_runs(struct ipd_dev *dev, struct ipd_link *link,
+		      int family, const char *ip, const char *what)
+{
+	static const uint32_t sizes[] = { 1024, 1024, 1024, 1024, 512, 1024,
+					  1024, 64, 1024, 1024, 1024, 1024 };
+	uint8_t *want[MAX_RX];
+	uint32_t wlen[MAX_RX], wsport[MAX_RX];
+	int i, n = 0, ok = 1, rounds, last[2] = { 0, 0 };
+	uint64_t mal = dev->cnt.drop_malformed, bad = dev->cnt.drop_icrc;
+	uint64_t txe = dev->cnt.udp_tx_errors;
+
+	for (rounds = 0; rounds < 20; rounds++) {
+		for (i = 0; i < (int)(sizeof(sizes) / sizeof(sizes[0])); i++) {
+			/* two flows: every fourth packet on another port */
+			uint32_t psn = (uint32_t)n + (i % 4 == 3 ? 0x100 : 0);
+			struct ipd_pkt *p = make_pkt(family, ip, psn,
+						     sizes[i]);
+
+			p->sport = i % 4 == 3 ? 0xc100 : 0xc001;
+			want[n] = malloc(p->len);
+			memcpy(want[n], p->hdr, p->len);
+			wlen[n] = p->len;
+			wsport[n] = p->sport;
+			link->ops->xmit(link, p);
+			n++;
+		}
+		if (rounds % 7 == 6)
+			ev_run(dev->loop, EVRUN_NOWAIT);   /* flush */
+	}
+	run_until(dev, n);
+	CHECK(nrx == n, "%s: got %d of %d packets", what, nrx, n);
+	/* each received packet is one that was sent, after the ones of
+	 * its flow received before it */
+	for (i = 0; i < nrx && ok; i++) {
+		int j, flow;
+
+		for (j = 0; j < n; j++)
+			if (want[j] && rx[i]->len == wlen[j] &&
+			    !memcmp(rx[i]->hdr, want[j], wlen[j]))
+				break;
+		flow = j < n && wsport[j] == 0xc100;
+		if (j == n || j < last[flow]) {
+			ok = 0;
+			break;
+		}
+		last[flow] = j;
+		free(want[j]);
+		want[j] = NULL;
+	}
+	CHECK(ok, "%s: packet %d differs or is out of its flow's order", what,
+	      i);
+	CHECK(dev->cnt.drop_malformed == mal && dev->cnt.drop_icrc == bad &&
+		      dev->cnt.udp_tx_errors == txe,
+	      "%s: drops malformed %llu icrc %llu, tx errors %llu", what,
+	      (unsigned long long)(dev->cnt.drop_malformed - mal),
+	      (unsigned long long)(dev->cnt.drop_icrc - bad),
+	      (unsigned long long)(dev->cnt.udp_tx_errors - txe));
+	for (i = 0; i < n; i++)
+		free(want[i]);
+	rx_reset(dev);
+}
+
+static bool have_ipv6_lo(void)
+{
+	struct sockaddr_in6 a = { .sin6_family = AF_INET6,
+				  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	int fd = socket(AF_INET6, SOCK_DGRAM, 0);
+	bool ok = fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof(a));
+
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/* The same runs through links with GSO and/or GRO on. */
+static void test_gso_gro(bool gso, bool gro)
+{
+	struct ipd_config cfg = { 0 };
+	struct ipd_dev dev = { 0 };
+	struct ipd_link *link;
+	char what[32];
+
+	snprintf(what, sizeof(what), "gso %s, gro %s", gso ? "on" : "off",
+		 gro ? "on" : "off");
+	cfg.udp_port = 30000 + (unsigned int)((getpid() + 7 * gso + 13 * gro) %
+					      10000);
+	cfg.udp_gso = gso;
+	cfg.udp_gro = gro;
+	dev.cfg = &cfg;
+	dev.loop = ev_loop_new(EVFLAG_AUTO);
+	if (have_ipv6_lo()) {
+		dev.ngids = 1;
+		dev.gids[0].family = AF_INET6;
+		set_addr(&dev.gids[0].addr, AF_INET6, "::1");
+	}
+	link = ipd_link_udp_create(&dev);
+	CHECK(link != NULL, "%s: create: %s", what, strerror(errno));
+	if (link) {
+		test_roundtrip(&dev, link, AF_INET, "127.0.0.1");
+		test_runs(&dev, link, AF_INET, "127.0.0.1", what);
+		if (dev.ngids)
+			test_runs(&dev, link, AF_INET6, "::1", what);
+		link->ops->destroy(link);
+		printf("  %s: runs of packets arrive whole and in order\n",
+		       what);
+	}
+	ev_loop_destroy(dev.loop);
+}
+
 /* Datagrams that must never reach the engine. */
 static void test_drops(struct ipd_dev *dev, uint16_t port)
 {
@@ -331,10 +448,9 @@ static void test_packet_rx(void)
 	dev.ngids = 1;
 	dev.gids[0].family = AF_INET;
 	set_addr(&dev.gids[0].addr, AF_INET, "127.0.0.1");
-	setenv("IPATHD_UDP_RX", "packet", 1);
+	strcpy(cfg.udp_rx, "packet");
 	link = ipd_link_udp_create(&dev);
-	unsetenv("IPATHD_UDP_RX");
-	CHECK(link != NULL, "create with IPATHD_UDP_RX=packet");
+	CHECK(link != NULL, "create with udp_rx = packet");
 	if (!link)
 		goto out;
 	send_hdrincl(fd, (uint16_t)cfg.udp_port, 0x1234, true);
@@ -353,18 +469,6 @@ static void test_packet_rx(void)
 out:
 	ev_loop_destroy(dev.loop);
 	close(fd);
-}
-
-static bool have_ipv6_lo(void)
-{
-	struct sockaddr_in6 a = { .sin6_family = AF_INET6,
-				  .sin6_addr = IN6ADDR_LOOPBACK_INIT };
-	int fd = socket(AF_INET6, SOCK_DGRAM, 0);
-	bool ok = fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof(a));
-
-	if (fd >= 0)
-		close(fd);
-	return ok;
 }
 
 int main(void)
@@ -391,6 +495,7 @@ int main(void)
 	raw = raw_open();
 	test_roundtrip(&dev, link, AF_INET, "127.0.0.1");
 	test_burst(&dev, link);
+	test_runs(&dev, link, AF_INET, "127.0.0.1", "gso off, gro off");
 	test_sport_taken(&dev, link);
 	if (raw >= 0) {
 		settle(&dev);
@@ -403,6 +508,9 @@ int main(void)
 	link->ops->destroy(link);
 	ev_loop_destroy(dev.loop);
 	test_packet_rx();
+	test_gso_gro(true, true);
+	test_gso_gro(true, false);
+	test_gso_gro(false, true);
 	CHECK(npkts == 0, "%d packets leaked", npkts);
 	if (failures) {
 		fprintf(stderr, "%d failures\n", failures);
