@@ -171,6 +171,40 @@ static uint32_t ring_pending(struct ipd_uring *q)
 	return n > q->size ? q->size : n;
 }
 
+/* Work for flush_ring: WQEs to flush or a retire record to settle. */
+static bool queue_pending(struct ipd_uring *q)
+{
+	return ring_pending(q) ||
+	       atomic_load_explicit(&q->hdr->retiring, memory_order_relaxed);
+}
+
+/* Write a flush completion into slot idx of cq's ring. */
+static void put_flush(struct ipd_cq *cq, uint32_t idx, uint64_t wr_id,
+		      const struct ipd_qp *qp, bool send)
+{
+	struct ipd_cqe *e = ipd_ring_slot(cq->ring.hdr, cq->ring.size,
+					  cq->ring.slot_size, idx);
+
+	memset(e, 0, sizeof(*e));
+	e->wr_id = wr_id;
+	e->status = IBV_WC_WR_FLUSH_ERR;
+	/* Only wr_id, status, qp_num, vendor_err are valid on error
+	 * (ibv_poll_cq(3)); the opcode says which queue. */
+	e->opcode = send ? IBV_WC_SEND : IBV_WC_RECV;
+	e->qp_num = qp->vqp.qp.qp_num;
+}
+
+/*
+ * The daemon died between freeing the slot of q's last retired WQE and
+ * posting its completion (ipathd/ring.h): that WQE is owed a completion.
+ */
+static bool owed_retired(struct ipd_cq *cq, struct ipd_uring *q, uint32_t cons)
+{
+	struct ipd_ring_hdr *h = q->hdr;
+
+	return h->retire_cons == cons && h->retire_cq_prod == cq->daemon_prod;
+}
+
 /*
  * Consume what is left in q (the SQ or RQ of qp) into flush completions on
  * cq, as far as cq has room.  Called with cq's lock held, which makes this
@@ -188,31 +222,40 @@ static uint32_t flush_ring(struct ipd_cq *cq, struct ipd_qp *qp,
 			 atomic_load_explicit(&ch->cons, memory_order_relaxed));
 	uint32_t cons =
 		atomic_load_explicit(&q->hdr->cons, memory_order_relaxed);
-	uint32_t n = ring_pending(q), i;
+	uint32_t n = ring_pending(q), i, done = 0;
 
+	if (atomic_load_explicit(&q->hdr->retiring, memory_order_acquire)) {
+		bool owed = owed_retired(cq, q, cons);
+
+		if (owed && !room)
+			return 0;
+		if (owed) {
+			put_flush(cq, cq_prod + done++, q->hdr->retire_wr_id,
+				  qp, send);
+			room--;
+		}
+		/* Settled once: the record is ours now. */
+		atomic_store_explicit(&q->hdr->retiring, 0,
+				      memory_order_relaxed);
+	}
 	if (n > room)
 		n = room;
 	for (i = 0; i < n; i++) {
-		void *slot =
-			ipd_ring_slot(q->hdr, q->size, q->slot_size, cons + i);
-		struct ipd_cqe *e = ipd_ring_slot(
-			ch, cq->ring.size, cq->ring.slot_size, cq_prod + i);
+		uint64_t wr_id;
 
-		memset(e, 0, sizeof(*e));
 		/* Both WQE layouts begin with wr_id. */
-		memcpy(&e->wr_id, slot, sizeof(e->wr_id));
-		e->status = IBV_WC_WR_FLUSH_ERR;
-		/* Only wr_id, status, qp_num, vendor_err are valid on error
-		 * (ibv_poll_cq(3)); the opcode says which queue. */
-		e->opcode = send ? IBV_WC_SEND : IBV_WC_RECV;
-		e->qp_num = qp->vqp.qp.qp_num;
+		memcpy(&wr_id,
+		       ipd_ring_slot(q->hdr, q->size, q->slot_size, cons + i),
+		       sizeof(wr_id));
+		put_flush(cq, cq_prod + done++, wr_id, qp, send);
 	}
-	if (!n)
+	if (!done)
 		return 0;
 	/* Slots first, then completions, as the daemon does (comp.c). */
-	ipd_ring_release(q->hdr, cons + n);
-	ipd_ring_publish(ch, cq_prod + n);
-	return n;
+	if (n)
+		ipd_ring_release(q->hdr, cons + n);
+	ipd_ring_publish(ch, cq_prod + done);
+	return done;
 }
 
 static bool flushes_sq(const struct ipd_qp *qp, const struct ipd_cq *cq)
@@ -233,6 +276,12 @@ uint32_t ipd_fatal_flush(struct ipd_cq *cq)
 
 	if (!ipd_fatal_dead(ctx))
 		return 0;
+	if (!cq->flushing) {
+		/* Everything before this index is the daemon's. */
+		cq->daemon_prod = atomic_load_explicit(&cq->ring.hdr->prod,
+						       memory_order_acquire);
+		cq->flushing = true;
+	}
 	pthread_mutex_lock(&ctx->qp_lock);
 	for (qp = ctx->qps; qp; qp = qp->fatal_next) {
 		if (flushes_sq(qp, cq))
@@ -255,8 +304,8 @@ bool ipd_fatal_cq_pending(struct ipd_cq *cq)
 		ch, atomic_load_explicit(&ch->cons, memory_order_relaxed));
 	pthread_mutex_lock(&ctx->qp_lock);
 	for (qp = ctx->qps; qp && !any; qp = qp->fatal_next)
-		any = (flushes_sq(qp, cq) && ring_pending(&qp->sq)) ||
-		      (flushes_rq(qp, cq) && ring_pending(&qp->rq));
+		any = (flushes_sq(qp, cq) && queue_pending(&qp->sq)) ||
+		      (flushes_rq(qp, cq) && queue_pending(&qp->rq));
 	pthread_mutex_unlock(&ctx->qp_lock);
 	return any;
 }

@@ -71,6 +71,9 @@ struct ipd_cq {
 	struct ipd_chan *chan;
 	struct ipd_cq *chan_next;	/* CQs of the same channel */
 	uint32_t events_read;		/* events ibv_get_cq_event returned */
+	/* fatal.c, under the CQ lock: the daemon's last prod, once dead */
+	bool flushing;
+	uint32_t daemon_prod;
 };
 
 struct ipd_srq {

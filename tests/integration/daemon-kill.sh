@@ -2,7 +2,8 @@
 # The daemon dies under load (docs/design.md "Daemon failure"):
 #   1. tests/daemon_kill (polling, then on a completion channel) keeps a
 #      window of WRITEs/SENDs in flight between two QPs; the daemon is
-#      SIGKILLed (then SIGTERMed) mid-run.  The program must end by itself
+#      SIGKILLed (then SIGTERMed) mid-run, or kills itself at the worst
+#      moment ($IPATHD_TEST_DIE_AT_CQE: slot freed, completion not posted).  The program must end by itself
 #      with DEVICE_FATAL, every wr_id completed exactly once, successes
 #      before flushes, errors from control verbs (daemon_kill.c checks).
 #   2. ib_write_bw by iteration count, daemon SIGKILLed mid-run: both sides
@@ -68,19 +69,28 @@ finish() {
 }
 
 # ---- 1. the verbs program ---------------------------------------------------
-for mode in "KILL poll" "KILL events" "TERM poll"; do
+# SELF: the daemon (restarted with $IPATHD_TEST_DIE_AT_CQE) kills itself
+# between freeing a WQE's slot and posting its completion, the one point
+# where a completion could be lost.
+for mode in "KILL poll" "KILL events" "TERM poll" "SELF poll" "SELF events"; do
 	sig=${mode% *}
-	args=(-d "$(ipd_dev)" -g "$(ipd_gid_index)" -t 60)
+	args=(-d "$(ipd_dev)" -g "$(ipd_gid_index)" -t 15)
 	[[ $mode == *events ]] && args+=(-e)
 	log=$out/dk.${sig}.${mode#* }
-	ipd_log "daemon_kill ${args[*]}: SIG$sig to the daemon mid-run"
+	if [[ $sig == SELF ]]; then
+		kill -TERM "${IPD_PID[d]}"
+		# an even and an odd count: a send and a receive completion
+		IPATHD_TEST_DIE_AT_CQE=$((${#mode} % 2 ? 6001 : 6000)) restart_daemon
+	fi
+	ipd_log "daemon_kill ${args[*]}: $sig, daemon killed mid-run"
 	timeout -k 5 "$IPD_TOOL_TIMEOUT" "${IPD_TOOL_ENVV[@]}" "$dk" "${args[@]}" \
 		>"$log" 2>&1 &
 	p=$!
 	IPD_BG_PIDS+=("$p")
 	wait_line "$log" "$p" RUNNING
-	kill "-$sig" "${IPD_PID[d]}"
+	[[ $sig == SELF ]] || kill "-$sig" "${IPD_PID[d]}"
 	finish "$p" daemon_kill
+	! ipd_running "${IPD_PID[d]}" || ipd_fail "the daemon is still running"
 	cat "$log" >&2
 	((rc == 0)) || ipd_fail "daemon_kill ($mode) failed"
 	grep -q "IBV_EVENT_DEVICE_FATAL received" "$log" ||
