@@ -23,6 +23,7 @@
  * daemon, so nothing faults.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -54,9 +55,11 @@ void ipd_fatal_mark(struct ipd_context *ctx)
 		IPD_PFX "lost the daemon (%s): device fatal, "
 			"outstanding work requests are flushed\n",
 		ctx->vctx.context.device->name);
-	/* Nobody else writes the pipe any more; never block on a full one. */
+	/* Nobody else writes the pipe any more; never block on a full one
+	 * (the daemon's copy of the flag is gone with it). */
 	if (ctx->async_wr >= 0 &&
-	    write(ctx->async_wr, &rec, sizeof(rec)) != sizeof(rec)) {
+	    (fcntl(ctx->async_wr, F_SETFL, O_NONBLOCK) < 0 ||
+	     write(ctx->async_wr, &rec, sizeof(rec)) != sizeof(rec))) {
 		/* The application never reads async events: nothing to tell. */
 	}
 }
