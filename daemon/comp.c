@@ -101,8 +101,13 @@ void ipd_comp_retire(struct ipd_qp *qp)
 			 e->rd_outstanding)
 			e->rd_outstanding--;
 		e->comp_idx++;
+		/* comp_post posts for errors and signaled WQEs only. */
+		ipd_queue_retire_begin(&qp->sq, e->comp_idx, swqe->wr->wr_id,
+				       (error || swqe->signaled) && qp->scq ?
+					       &qp->scq->q : NULL);
 		ipd_queue_release(&qp->sq, e->comp_idx);
 		comp_post(qp, swqe, error ? swqe->status : IBV_WC_SUCCESS);
+		ipd_queue_retire_end(&qp->sq);
 		if (error) {
 			ipd_eng_qp_error(qp, IBV_EVENT_QP_FATAL);
 			break;

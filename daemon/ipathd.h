@@ -118,6 +118,12 @@ uint32_t ipd_queue_ready(struct ipd_queue *q);
 void ipd_queue_copy_next(struct ipd_queue *q, void *dst);
 /* Tell the client that slots up to new_cons are free. */
 void ipd_queue_release(struct ipd_queue *q, uint32_t new_cons);
+/* Around "release the slot, then post its completion" on cq (NULL: no
+ * completion follows): note the WQE so that a client outliving the daemon
+ * can tell whether that completion was posted (ipathd/ring.h). */
+void ipd_queue_retire_begin(struct ipd_queue *q, uint32_t new_cons,
+			    uint64_t wr_id, const struct ipd_queue *cq);
+void ipd_queue_retire_end(struct ipd_queue *q);
 
 /* ------------------------------------------------------------------ */
 /* Verbs objects.  Every object belongs to one client and one device.  */

@@ -5,6 +5,7 @@
  * responder (requests) or the completer (responses).
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -244,11 +245,32 @@ out:
 
 /* ---- completions and errors -------------------------------------------- */
 
+/*
+ * Tests only: $IPATHD_TEST_DIE_AT_CQE=N makes the daemon SIGKILL itself
+ * just before posting its Nth completion, after the WQE's slot was freed:
+ * the window docs/design.md "Daemon failure" closes with the retire record.
+ */
+static void test_die_at_cqe(void)
+{
+	static long left = -1;
+	const char *env;
+
+	if (left == -1) {
+		env = getenv("IPATHD_TEST_DIE_AT_CQE");
+		left = env && *env ? strtol(env, NULL, 10) : 0;
+		if (left <= 0)
+			left = 0;
+	}
+	if (left > 0 && --left == 0)
+		raise(SIGKILL);
+}
+
 void ipd_eng_cq_post(struct ipd_qp *qp, struct ipd_cq *cq,
 		     const struct ipd_cqe *cqe)
 {
 	if (!cq)
 		return;
+	test_die_at_cqe();
 	/* A full CQ is fatal for the QP (IBA 11.4.2.1); not while flushing,
 	 * the QP is in error already. */
 	if (ipd_cq_post(cq, cqe) && !qp->eng->flushing)
@@ -294,11 +316,15 @@ bool ipd_eng_flush(struct ipd_qp *qp)
 			struct ipd_swqe *swqe = ipd_swqe_at(e, qp, e->comp_idx);
 
 			/* slot first, then the completion (see comp.c) */
-			ipd_queue_release(&qp->sq, ++e->comp_idx);
+			ipd_queue_retire_begin(&qp->sq, ++e->comp_idx,
+					       swqe->wr->wr_id,
+					       qp->scq ? &qp->scq->q : NULL);
+			ipd_queue_release(&qp->sq, e->comp_idx);
 			cqe.wr_id = swqe->wr->wr_id;
 			cqe.opcode = swqe->info ? swqe->info->wc_opcode :
 						  IBV_WC_SEND;
 			ipd_eng_cq_post(qp, qp->scq, &cqe);
+			ipd_queue_retire_end(&qp->sq);
 		}
 		any = true;
 	}

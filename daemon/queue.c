@@ -106,3 +106,21 @@ void ipd_queue_release(struct ipd_queue *q, uint32_t new_cons)
 {
 	ipd_ring_release(q->hdr, new_cons);
 }
+
+void ipd_queue_retire_begin(struct ipd_queue *q, uint32_t new_cons,
+			    uint64_t wr_id, const struct ipd_queue *cq)
+{
+	struct ipd_ring_hdr *h = q->hdr;
+
+	if (!cq)
+		return;
+	h->retire_cons = new_cons;
+	h->retire_cq_prod = cq->prod;
+	h->retire_wr_id = wr_id;
+	atomic_store_explicit(&h->retiring, 1, memory_order_release);
+}
+
+void ipd_queue_retire_end(struct ipd_queue *q)
+{
+	atomic_store_explicit(&q->hdr->retiring, 0, memory_order_release);
+}

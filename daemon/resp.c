@@ -369,6 +369,7 @@ static void rwqe_complete(struct ipd_qp *qp, struct ipd_pkt *pkt, int status)
 	uint32_t mask = pkt ? pkt->mask : 0;
 	/* An XRC SRQ has its own CQ (ibv_create_srq_ex). */
 	struct ipd_cq *cq = is_xrc_tgt(qp) ? e->xsrq->cq : qp->rcq;
+	bool own_rq;
 
 	cqe.wr_id = e->rwqe.wr_id;
 	cqe.status = (uint32_t)status;
@@ -401,8 +402,14 @@ static void rwqe_complete(struct ipd_qp *qp, struct ipd_pkt *pkt, int status)
 	}
 	/* Free the slot first: the client may repost as soon as it sees
 	 * the completion. */
+	own_rq = e->have_rwqe && !e->rwqe_from_srq;
+	if (own_rq)
+		ipd_queue_retire_begin(&qp->rq, qp->rq.cons, e->rwqe.wr_id,
+				       cq ? &cq->q : NULL);
 	rwqe_release(qp);
 	ipd_eng_cq_post(qp, cq, &cqe);
+	if (own_rq)
+		ipd_queue_retire_end(&qp->rq);
 }
 
 /* ---- UD: the 40-byte GRH in front of the data (IBA 11.4.1.2) -------- */

@@ -280,6 +280,33 @@ static struct ipd_cq *chan_find_cq(struct ipd_chan *ch, uint64_t handle)
 	return NULL;
 }
 
+/*
+ * EOF on a channel: the daemon's end is gone, so is the daemon.  Wake the
+ * reader with an event for a bound CQ that has completions or flushes to
+ * poll (docs/design.md "Daemon failure"); with none, EOF it is, and
+ * ibv_get_cq_event fails instead of blocking forever.
+ */
+static ssize_t chan_dead_event(int fd, struct ib_uverbs_comp_event_desc *ev)
+{
+	struct ipd_chan *ch;
+	struct ipd_cq *cq = NULL;
+
+	pthread_mutex_lock(&chan_state.lock);
+	ch = chan_by_fd(fd);
+	if (ch && ch->ctx) {
+		ipd_fatal_mark(ch->ctx);
+		for (cq = ch->cqs; cq; cq = cq->chan_next)
+			if (ipd_fatal_cq_pending(cq))
+				break;
+	}
+	if (cq) {
+		cq->events_read++;
+		ev->cq_handle = (uintptr_t)&cq->vcq.cq;
+	}
+	pthread_mutex_unlock(&chan_state.lock);
+	return cq ? (ssize_t)sizeof(*ev) : 0;
+}
+
 static ssize_t hook_read(int fd, void *buf, size_t n)
 {
 	struct ib_uverbs_comp_event_desc ev;
@@ -297,6 +324,12 @@ static ssize_t hook_read(int fd, void *buf, size_t n)
 	/* Each pass consumes one record: bounded by what the socket holds. */
 	for (;;) {
 		r = chan_state.real_read(fd, &ev, sizeof(ev));
+		if (r == 0) {
+			r = chan_dead_event(fd, &ev);
+			if (r)
+				memcpy(buf, &ev, sizeof(ev));
+			return r;
+		}
 		if (r != (ssize_t)sizeof(ev))
 			return r;
 		pthread_mutex_lock(&chan_state.lock);

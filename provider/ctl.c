@@ -90,6 +90,9 @@ int ipd_ctl_request(struct ipd_context *ctx, Ipd__Request *req,
 		maxrfds = IPD_CTL_MAX_FDS;
 	}
 	*nrfds = 0;
+	/* A dead device answers nothing (docs/design.md "Daemon failure"). */
+	if (ipd_fatal_dead(ctx))
+		return EIO;
 	pthread_mutex_lock(&ctx->ctl_lock);
 	if (ctx->sock < 0) {
 		pthread_mutex_unlock(&ctx->ctl_lock);
@@ -99,6 +102,11 @@ int ipd_ctl_request(struct ipd_context *ctx, Ipd__Request *req,
 	if (!r)
 		err = errno ? errno : EIO;
 	pthread_mutex_unlock(&ctx->ctl_lock);
+	if (err == EPIPE || err == ECONNRESET) {
+		/* The daemon went away under this request. */
+		ipd_fatal_mark(ctx);
+		return EIO;
+	}
 	if (!err && r->err) {
 		err = r->err > 0 ? r->err : EIO;
 		if (getenv("IPATHD_DEBUG"))
@@ -124,12 +132,17 @@ int ipd_ctl_destroy(struct ipd_context *ctx, Ipd__ObjType type,
 {
 	Ipd__Request req = IPD__REQUEST__INIT;
 	Ipd__Destroy d = IPD__DESTROY__INIT;
+	int err;
 
 	d.type = type;
 	d.handle = handle;
 	req.op_case = IPD__REQUEST__OP_DESTROY;
 	req.destroy = &d;
-	return ipd_ctl_request(ctx, &req, NULL, 0, NULL, NULL, NULL, 0);
+	err = ipd_ctl_request(ctx, &req, NULL, 0, NULL, NULL, NULL, 0);
+	/* The object died with the daemon: destroying it frees our side. */
+	if (err && ipd_fatal_dead(ctx))
+		err = 0;
+	return err;
 }
 
 /*
@@ -151,7 +164,6 @@ static int ctl_hello(struct ipd_context *ctx, int *async_rd)
 	req.op_case = IPD__REQUEST__OP_HELLO;
 	req.hello = &hello;
 	err = ipd_ctl_request(ctx, &req, &pfd[1], 1, &resp, rfds, &nrfds, 2);
-	close(pfd[1]);
 	if (err)
 		goto err_pipe;
 	if (nrfds != 2 || resp->op_case != IPD__RESPONSE__OP_HELLO) {
@@ -171,6 +183,8 @@ static int ctl_hello(struct ipd_context *ctx, int *async_rd)
 	ctx->client_id = resp->hello->client_id;
 	ipd_ctl_free(resp);
 	*async_rd = pfd[0];
+	/* Kept for IBV_EVENT_DEVICE_FATAL when the daemon's end is gone. */
+	ctx->async_wr = pfd[1];
 	return 0;
 
 err_resp:
@@ -178,6 +192,7 @@ err_resp:
 	ipd_ctl_free(resp);
 err_pipe:
 	close(pfd[0]);
+	close(pfd[1]);
 	return err;
 }
 
@@ -188,6 +203,9 @@ int ipd_ctl_connect(struct ipd_context *ctx, const char *sysfs_dir)
 
 	ctx->sock = -1;
 	ctx->doorbell_fd = -1;
+	ctx->async_wr = -1;
+	ctx->mon_stop = -1;
+	ctx->pid = getpid();
 	pthread_mutex_init(&ctx->ctl_lock, NULL);
 	socket_path(sysfs_dir, path, sizeof(path));
 	fd = connect_socket(path);
@@ -206,11 +224,24 @@ int ipd_ctl_connect(struct ipd_context *ctx, const char *sysfs_dir)
 		return err;
 	}
 	ctx->vctx.context.async_fd = async_rd;
+	err = ipd_fatal_start(ctx);
+	if (err) {
+		fprintf(stderr, IPD_PFX "cannot start the daemon monitor: %s\n",
+			strerror(err));
+		ipd_ctl_disconnect(ctx);
+		close(async_rd);
+		ctx->vctx.context.async_fd = -1;
+		return err;
+	}
 	return 0;
 }
 
 void ipd_ctl_disconnect(struct ipd_context *ctx)
 {
+	ipd_fatal_stop(ctx);
+	if (ctx->async_wr >= 0)
+		close(ctx->async_wr);
+	ctx->async_wr = -1;
 	if (ctx->page)
 		munmap(ctx->page, ctx->page_len);
 	ctx->page = NULL;

@@ -12,6 +12,7 @@
  *   mem.c     the memfd arena (mem.h)
  *   channel.c completion channels (libibverbs' write/read/close redirected)
  *   mw.c      memory windows
+ *   fatal.c   the daemon's death: DEVICE_FATAL, flush, dead control path
  */
 #ifndef IPATHD_PROVIDER_H
 #define IPATHD_PROVIDER_H
@@ -42,6 +43,14 @@ struct ipd_context {
 	uint32_t client_id;
 	pid_t pid;			/* process that opened the context */
 	struct ipd_context *chan_next;	/* channel.c: cmd_fd registry */
+	/* fatal.c: the daemon's death (docs/design.md "Daemon failure") */
+	int async_wr;			/* our write end of the async pipe */
+	_Atomic bool dead;		/* the control socket hung up */
+	pthread_t mon;			/* waits for the hang-up */
+	bool mon_running;
+	int mon_stop;			/* eventfd: stop the monitor */
+	pthread_mutex_t qp_lock;	/* guards qps */
+	struct ipd_qp *qps;		/* linked by fatal_next */
 };
 
 /* A ring as the client maps it (layout in ipathd/ring.h). */
@@ -62,6 +71,9 @@ struct ipd_cq {
 	struct ipd_chan *chan;
 	struct ipd_cq *chan_next;	/* CQs of the same channel */
 	uint32_t events_read;		/* events ibv_get_cq_event returned */
+	/* fatal.c, under the CQ lock: the daemon's last prod, once dead */
+	bool flushing;
+	uint32_t daemon_prod;
 };
 
 struct ipd_srq {
@@ -85,6 +97,7 @@ struct ipd_qp {
 	struct ipd_wr_defer *defer;
 	unsigned int ndefer;
 	bool opened;			/* ibv_open_qp: a use of a TGT QP */
+	struct ipd_qp *fatal_next;	/* fatal.c: the context's QPs */
 };
 
 struct ipd_ah {
@@ -149,6 +162,19 @@ void ipd_ctl_free(Ipd__Response *resp);
 int ipd_ctl_destroy(struct ipd_context *ctx, Ipd__ObjType type,
 		    uint32_t handle);
 
+/* fatal.c: daemon failure (docs/design.md "Daemon failure") */
+int ipd_fatal_start(struct ipd_context *ctx);
+void ipd_fatal_stop(struct ipd_context *ctx);
+/* The daemon is gone: once, queue IBV_EVENT_DEVICE_FATAL. */
+void ipd_fatal_mark(struct ipd_context *ctx);
+bool ipd_fatal_dead(struct ipd_context *ctx);
+void ipd_fatal_qp_add(struct ipd_qp *qp);
+void ipd_fatal_qp_del(struct ipd_qp *qp);
+/* With cq's lock held: if the daemon is gone, write flush completions for
+ * the outstanding work of cq's QPs; returns how many. */
+uint32_t ipd_fatal_flush(struct ipd_cq *cq);
+/* Something to poll on cq (completions or work to flush). */
+bool ipd_fatal_cq_pending(struct ipd_cq *cq);
 /* channel.c: completion channels (docs/design.md) */
 struct ipd_chan;
 /* Install the libibverbs hooks once; false when channels are unavailable. */

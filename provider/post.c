@@ -344,6 +344,17 @@ static uint32_t cq_cons(struct ipd_cq *cq)
 	return atomic_load_explicit(&cq->ring.hdr->cons, memory_order_relaxed);
 }
 
+/* Completions ready at cons; with the daemon gone, the flushes it can no
+ * longer write come after the last of its own (fatal.c). */
+static uint32_t cq_avail(struct ipd_cq *cq, uint32_t cons)
+{
+	uint32_t avail = ipd_ring_avail(cq->ring.hdr, cons);
+
+	if (!avail && ipd_fatal_flush(cq))
+		avail = ipd_ring_avail(cq->ring.hdr, cons);
+	return avail;
+}
+
 static void cqe_to_wc(struct ibv_wc *wc, const struct ipd_cqe *e)
 {
 	wc->wr_id = e->wr_id;
@@ -400,7 +411,7 @@ int ipd_poll_cq(struct ibv_cq *ibcq, int num_entries, struct ibv_wc *wc)
 		return -1;
 	pthread_spin_lock(&cq->ring.lock);
 	cons = cq_cons(cq);
-	avail = ipd_ring_avail(cq->ring.hdr, cons);
+	avail = cq_avail(cq, cons);
 	for (n = 0; (uint32_t)n < avail && n < num_entries; n++)
 		cqe_to_wc(&wc[n], cq_slot(cq, cons + (uint32_t)n));
 	if (n)
@@ -445,7 +456,7 @@ static int cq_start_poll(struct ibv_cq_ex *ibcq, struct ibv_poll_cq_attr *attr)
 		return EINVAL;
 	pthread_spin_lock(&cq->ring.lock);
 	cons = cq_cons(cq);
-	if (!ipd_ring_avail(cq->ring.hdr, cons)) {
+	if (!cq_avail(cq, cons)) {
 		pthread_spin_unlock(&cq->ring.lock);
 		return ENOENT;
 	}
@@ -462,7 +473,7 @@ static int cq_next_poll(struct ibv_cq_ex *ibcq)
 		cq->cur = NULL;
 		ipd_ring_release(cq->ring.hdr, ++cons);
 	}
-	if (!ipd_ring_avail(cq->ring.hdr, cons))
+	if (!cq_avail(cq, cons))
 		return ENOENT;
 	cq_ex_load(cq, cq_slot(cq, cons));
 	return 0;

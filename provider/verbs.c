@@ -901,6 +901,7 @@ static struct ibv_qp *qp_new(struct ibv_context *context,
 	ipd_qp_ex_init(qp);
 	if (ex)
 		qp->vqp.comp_mask |= VERBS_QP_EX;
+	ipd_fatal_qp_add(qp);
 	return &qp->vqp.qp;
 }
 
@@ -1142,6 +1143,7 @@ int ipd_destroy_qp(struct ibv_qp *ibqp)
 				      IPD__OBJ_TYPE__OBJ_QP, ibqp->qp_num);
 	if (err)
 		return err;
+	ipd_fatal_qp_del(qp);
 	ipd_uring_unmap(&qp->sq);
 	ipd_uring_unmap(&qp->rq);
 	free(qp->defer);

@@ -44,7 +44,21 @@ struct ipd_ring_hdr {
 	 */
 	_Atomic uint32_t arm;
 	uint8_t pad2[IPD_CACHELINE - 12];
-	uint8_t pad3[IPD_CACHELINE];
+	/*
+	 * SQ and RQ only: the WQE the daemon is retiring, for a client whose
+	 * daemon died (docs/design.md "Daemon failure").  The daemon frees a
+	 * WQE's slot (cons) just before it posts that WQE's completion; while
+	 * `retiring` is set, a shared cons equal to retire_cons means the slot
+	 * of WQE retire_wr_id is free, and its completion is on the CQ only if
+	 * the CQ's prod moved past retire_cq_prod.  Written by the daemon only;
+	 * read only once it is gone.
+	 */
+	_Atomic uint32_t retiring;
+	uint32_t retire_cons;
+	uint32_t retire_cq_prod;
+	uint32_t reserved3;
+	uint64_t retire_wr_id;
+	uint8_t pad3[IPD_CACHELINE - 24];
 };
 _Static_assert(sizeof(struct ipd_ring_hdr) == IPD_RING_HDR_SIZE, "ring header");
 

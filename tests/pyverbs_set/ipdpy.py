@@ -45,10 +45,12 @@ class DevTest(unittest.TestCase):
         name = dev_name()
         before = fd_links()
         self.ctx = Context(name=name) if name else Context()
-        # pyverbs hides context->async_fd: it is the pipe the context
-        # opened (read end; the daemon holds the write end).
+        # pyverbs hides context->async_fd: it is the read end of the pipe
+        # the context opened (the daemon holds the write end, and so does
+        # the provider, for IBV_EVENT_DEVICE_FATAL).
         pipes = [fd for fd, link in fd_links().items()
-                 if fd not in before and link.startswith('pipe:')]
+                 if fd not in before and link.startswith('pipe:')
+                 and read_end(fd)]
         self.async_fd = pipes[0] if len(pipes) == 1 else None
         self.pd = PD(self.ctx)
         self.gid_index = gid_index()
@@ -64,6 +66,15 @@ class DevTest(unittest.TestCase):
         return AHAttr(port_num=PORT, is_global=1,
                       gr=GlobalRoute(dgid=self.gid,
                                      sgid_index=self.gid_index))
+
+
+def read_end(fd):
+    """fd was opened read-only (O_ACCMODE of its flags is O_RDONLY)."""
+    with open(f'/proc/self/fdinfo/{fd}') as f:
+        for line in f:
+            if line.startswith('flags:'):
+                return int(line.split()[1], 8) & os.O_ACCMODE == os.O_RDONLY
+    return False
 
 
 def fd_links():
