@@ -746,7 +746,7 @@ static void rx_one(struct udp_link *ul, struct udp_family *uf, unsigned int i)
 	struct ipd_pkt *pkt = ul->rx_pkt[i], *seg[UDP_GRO_SEGS_MAX];
 	uint32_t total = m->msg_len, size, nseg, k, off;
 
-	if ((m->msg_hdr.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+	if (!total || (m->msg_hdr.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
 	    addr_normalize(&ul->rx_from[i], &pkt->src) != uf->family ||
 	    !rx_dst_addr(&m->msg_hdr, uf->family, &pkt->dst, &size)) {
 		ul->dev->cnt.drop_malformed++;
