@@ -11,16 +11,41 @@
 /* Field 2047 (unused in every message), varint 0. */
 static const uint8_t empty_msg[] = { 0xf8, 0x7f, 0x00 };
 
-int ipd_ctl_send(int sock, const ProtobufCMessage *msg, const int *fds,
-		 int nfds)
+ssize_t ipd_ctl_send_raw(int sock, const void *buf, size_t len,
+			 const int *fds, int nfds)
 {
 	union {
 		char buf[CMSG_SPACE(sizeof(int) * IPD_CTL_MAX_FDS)];
 		struct cmsghdr align;
 	} ctrl;
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t n;
+
+	if (nfds < 0 || nfds > IPD_CTL_MAX_FDS)
+		return -EINVAL;
+	if (nfds) {
+		struct cmsghdr *cm;
+
+		memset(&ctrl, 0, sizeof(ctrl));
+		mh.msg_control = ctrl.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+	}
+	do {
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+	} while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
+int ipd_ctl_send(int sock, const ProtobufCMessage *msg, const int *fds,
+		 int nfds)
+{
 	size_t len = protobuf_c_message_get_packed_size(msg);
-	struct msghdr mh = { 0 };
-	struct iovec iov;
 	uint8_t *buf;
 	ssize_t n;
 	int err = 0;
@@ -41,27 +66,9 @@ int ipd_ctl_send(int sock, const ProtobufCMessage *msg, const int *fds,
 		memcpy(buf, empty_msg, sizeof(empty_msg));
 		len = sizeof(empty_msg);
 	}
-	iov.iov_base = buf;
-	iov.iov_len = len;
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
-	if (nfds) {
-		struct cmsghdr *cm;
-
-		memset(&ctrl, 0, sizeof(ctrl));
-		mh.msg_control = ctrl.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-	}
-	do {
-		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-	} while (n < 0 && errno == EINTR);
+	n = ipd_ctl_send_raw(sock, buf, len, fds, nfds);
 	if (n < 0)
-		err = -errno;
+		err = (int)n;
 	else if ((size_t)n != len)
 		err = -EIO;
 	free(buf);

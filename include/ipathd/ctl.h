@@ -20,6 +20,13 @@
 /* Environment variable naming the control socket for clients. */
 #define IPD_ENV_SOCKET "IPATHD_SOCKET"
 
+/*
+ * Send one packet of len bytes with nfds descriptors (SCM_RIGHTS),
+ * retrying on EINTR.  Returns the bytes sent or -errno.
+ */
+ssize_t ipd_ctl_send_raw(int sock, const void *buf, size_t len,
+			 const int *fds, int nfds);
+
 /* Pack msg and send it with nfds descriptors.  0 or -errno. */
 int ipd_ctl_send(int sock, const ProtobufCMessage *msg, const int *fds,
 		 int nfds);

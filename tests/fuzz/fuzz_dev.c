@@ -204,32 +204,6 @@ void fz_client_connect(void)
 	ipd__response__free_unpacked(resp, NULL);
 }
 
-/* One packet of len bytes with nfds descriptors, as the daemon gets it. */
-static ssize_t fz_send_raw(const uint8_t *buf, size_t len, const int *fds,
-			   int nfds)
-{
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * IPD_CTL_MAX_FDS)];
-		struct cmsghdr align;
-	} ctrl;
-	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-	struct cmsghdr *cm;
-
-	FZ_ASSERT(nfds >= 0 && nfds <= IPD_CTL_MAX_FDS);
-	if (nfds) {
-		memset(&ctrl, 0, sizeof(ctrl));
-		mh.msg_control = ctrl.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-	}
-	return sendmsg(fz.sock, &mh, MSG_NOSIGNAL);
-}
-
 int fz_ctl_raw(const uint8_t *buf, size_t len, const int *fds, int nfds,
 	       Ipd__Response **resp)
 {
@@ -237,8 +211,9 @@ int fz_ctl_raw(const uint8_t *buf, size_t len, const int *fds, int nfds,
 	ssize_t n;
 
 	fz_dev();
-	n = fz_send_raw(buf, len, fds, nfds);
-	FZ_ASSERT(n == (ssize_t)len || (n < 0 && errno == EMSGSIZE));
+	FZ_ASSERT(nfds >= 0 && nfds <= IPD_CTL_MAX_FDS);
+	n = ipd_ctl_send_raw(fz.sock, buf, len, fds, nfds);
+	FZ_ASSERT(n == (ssize_t)len || n == -EMSGSIZE);
 	if (n < 0)
 		return -1; /* the kernel refused it: nothing reached the daemon
 			    */
