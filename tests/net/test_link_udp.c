@@ -310,6 +310,21 @@ static bool have_ipv6_lo(void)
 	return ok;
 }
 
+/* A device on its own event loop whose UDP link also has the IPv6
+ * loopback address when the host has one; the link or NULL. */
+static struct ipd_link *dev_link_create(struct ipd_dev *dev,
+					 struct ipd_config *cfg)
+{
+	dev->cfg = cfg;
+	dev->loop = ev_loop_new(EVFLAG_AUTO);
+	if (have_ipv6_lo()) {
+		dev->ngids = 1;
+		dev->gids[0].family = AF_INET6;
+		set_addr(&dev->gids[0].addr, AF_INET6, "::1");
+	}
+	return ipd_link_udp_create(dev);
+}
+
 /* The same runs through links with GSO and/or GRO on. */
 static void test_gso_gro(bool gso, bool gro)
 {
@@ -324,14 +339,7 @@ static void test_gso_gro(bool gso, bool gro)
 					      10000);
 	cfg.udp_gso = gso;
 	cfg.udp_gro = gro;
-	dev.cfg = &cfg;
-	dev.loop = ev_loop_new(EVFLAG_AUTO);
-	if (have_ipv6_lo()) {
-		dev.ngids = 1;
-		dev.gids[0].family = AF_INET6;
-		set_addr(&dev.gids[0].addr, AF_INET6, "::1");
-	}
-	link = ipd_link_udp_create(&dev);
+	link = dev_link_create(&dev, &cfg);
 	CHECK(link != NULL, "%s: create: %s", what, strerror(errno));
 	if (link) {
 		test_roundtrip(&dev, link, AF_INET, "127.0.0.1");
@@ -479,14 +487,7 @@ int main(void)
 	int raw;
 
 	cfg.udp_port = 20000 + (unsigned int)(getpid() % 20000);
-	dev.cfg = &cfg;
-	dev.loop = ev_loop_new(EVFLAG_AUTO);
-	if (have_ipv6_lo()) {
-		dev.ngids = 1;
-		dev.gids[0].family = AF_INET6;
-		set_addr(&dev.gids[0].addr, AF_INET6, "::1");
-	}
-	link = ipd_link_udp_create(&dev);
+	link = dev_link_create(&dev, &cfg);
 	if (!link) {
 		fprintf(stderr, "FAIL: ipd_link_udp_create: %s\n",
 			strerror(errno));
