@@ -18,7 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +33,27 @@ struct mem_seg {
 	size_t npages;
 	uint64_t off;		/* arena offset of the first page */
 	unsigned int refs;
+	int prot;		/* the application's protection */
+	bool direct;		/* a shared file mapping left in place (no
+				 * arena space, off unused) */
+	size_t page;		/* the mapping's page size (hugetlb) */
+};
+
+#ifndef HUGETLBFS_MAGIC
+#define HUGETLBFS_MAGIC 0x958458f6
+#endif
+
+/* One mapping of /proc/self/maps that a registration touches. */
+struct mem_vma {
+	uintptr_t start, end;
+	int prot;
+	bool shared;
+	uint64_t pgoff;		/* file offset of start */
+	dev_t dev;
+	ino_t ino;
+	int fd;			/* the mapped file, -1 if not opened */
+	size_t page;		/* page size: huge page size on hugetlbfs */
+	bool arena;		/* our own arena mapping */
 };
 
 static struct {
@@ -37,6 +61,8 @@ static struct {
 	int fd;
 	uint64_t end;		/* bump pointer: bytes of arena handed out */
 	size_t page;
+	dev_t dev;		/* of the arena memfd */
+	ino_t ino;
 	struct mem_seg *segs;
 	size_t nsegs, cap;
 } arena = {
@@ -56,11 +82,163 @@ static uintptr_t seg_end(const struct mem_seg *s)
 
 static int arena_open(void)
 {
+	struct stat st;
+
 	if (arena.fd >= 0)
 		return 0;
 	arena.page = (size_t)sysconf(_SC_PAGESIZE);
 	arena.fd = memfd_create("ipathd-arena", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	return arena.fd < 0 ? errno : 0;
+	if (arena.fd < 0)
+		return errno;
+	if (fstat(arena.fd, &st) < 0) {
+		close(arena.fd);
+		arena.fd = -1;
+		return errno;
+	}
+	arena.dev = st.st_dev;
+	arena.ino = st.st_ino;
+	return 0;
+}
+
+/*
+ * Open the file a shared mapping maps: /proc/self/map_files needs
+ * CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE); otherwise the path maps
+ * names, if it still is the same file.  Learns the page size too.
+ */
+static void vma_open(struct mem_vma *v, const char *path)
+{
+	char mf[64];
+	struct statfs sfs;
+	struct stat st;
+	int acc = v->prot & PROT_WRITE ? O_RDWR : O_RDONLY;
+	bool by_path = false;
+
+	snprintf(mf, sizeof(mf), "/proc/self/map_files/%lx-%lx",
+		 (unsigned long)v->start, (unsigned long)v->end);
+	v->fd = open(mf, acc | O_CLOEXEC);
+	if (v->fd >= 0) {
+		by_path = false;
+	} else if (path[0] == '/') {
+		v->fd = open(path, acc | O_CLOEXEC);
+		by_path = true;
+	}
+	if (v->fd < 0)
+		return;
+	/* map_files is the mapping's file even when maps names another
+	 * inode (SysV shm shows its shm file's); a path must match. */
+	if (fstat(v->fd, &st) < 0 ||
+	    (by_path && (st.st_dev != v->dev || st.st_ino != v->ino))) {
+		close(v->fd);
+		v->fd = -1;
+		return;
+	}
+	v->dev = st.st_dev;	/* what reg_fd() compares */
+	v->ino = st.st_ino;
+	if (fstatfs(v->fd, &sfs) == 0 && sfs.f_type == HUGETLBFS_MAGIC)
+		v->page = (size_t)sfs.f_bsize;
+}
+
+/* Parse one line of /proc/self/maps; false if it is not one. */
+static bool vma_parse(const char *line, struct mem_vma *v, char *path,
+		      size_t pathlen)
+{
+	unsigned long start, end, pgoff, ino;
+	unsigned int maj, min;
+	char perms[5];
+	int n = 0;
+
+	if (sscanf(line, "%lx-%lx %4s %lx %x:%x %lu %n", &start, &end, perms,
+		   &pgoff, &maj, &min, &ino, &n) < 7)
+		return false;
+	snprintf(path, pathlen, "%s", line + n);
+	path[strcspn(path, "\n")] = '\0';
+	/* A deleted file's path is no use; map_files still opens it. */
+	if (strstr(path, " (deleted)"))
+		path[0] = '\0';
+	*v = (struct mem_vma){
+		.start = start, .end = end, .pgoff = pgoff,
+		.dev = makedev(maj, min), .ino = (ino_t)ino, .fd = -1,
+		.page = arena.page, .shared = perms[3] == 's',
+		.prot = (perms[0] == 'r' ? PROT_READ : 0) |
+			(perms[1] == 'w' ? PROT_WRITE : 0) |
+			(perms[2] == 'x' ? PROT_EXEC : 0),
+	};
+	v->arena = v->dev == arena.dev && v->ino == arena.ino;
+	return true;
+}
+
+static void vmas_free(struct mem_vma *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].fd >= 0)
+			close(v[i].fd);
+	free(v);
+}
+
+/*
+ * The mappings covering [begin, end), which must be covered without a gap
+ * (EFAULT otherwise, as for pinning unmapped memory).  File mappings are
+ * opened (to learn hugetlb page sizes and to pass shared ones on).
+ */
+static int vmas_read(uintptr_t begin, uintptr_t end, struct mem_vma **out,
+		     size_t *nout)
+{
+	struct mem_vma *v = NULL, cur;
+	size_t n = 0, cap = 0;
+	uintptr_t next = begin;
+	char line[4096 + 128], path[4096];
+	int err = EFAULT;
+	FILE *f = fopen("/proc/self/maps", "re");
+
+	if (!f)
+		return errno;
+	while (next < end && fgets(line, sizeof(line), f)) {
+		if (!vma_parse(line, &cur, path, sizeof(path)) ||
+		    cur.end <= next)
+			continue;
+		if (cur.start > next)
+			break;		/* a hole */
+		if (n == cap) {
+			struct mem_vma *nv;
+
+			cap = cap ? 2 * cap : 8;
+			nv = realloc(v, cap * sizeof(*v));
+			if (!nv) {
+				err = ENOMEM;
+				break;
+			}
+			v = nv;
+		}
+		if (cur.ino && !cur.arena)
+			vma_open(&cur, path);
+		v[n++] = cur;
+		next = cur.end;
+	}
+	fclose(f);
+	if (next < end) {
+		vmas_free(v, n);
+		return err;
+	}
+	*out = v;
+	*nout = n;
+	return 0;
+}
+
+/* The mapping holding addr (which the walk covers). */
+static struct mem_vma *vma_at(struct mem_vma *v, size_t n, uintptr_t addr)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].start <= addr && addr < v[i].end)
+			return &v[i];
+	return NULL;
+}
+
+/* Left in place and passed as its file: any shared file mapping we could
+ * open (an app memfd, shm_open, SysV shm, hugetlbfs, MAP_SHARED anonymous
+ * memory, a plain file). */
+static bool vma_direct(const struct mem_vma *v)
+{
+	return v->shared && !v->arena && v->fd >= 0;
 }
 
 /* Index of the first segment ending after addr (nsegs if none). */
@@ -148,7 +326,7 @@ static int copy_checked(void *dst, const void *src, size_t len)
 
 /* Move [start, start + bytes) onto fresh arena space at *off. */
 static int arena_map_new_here(uintptr_t start, size_t bytes, bool dontfork,
-			      uint64_t *off)
+			      int prot, uint64_t *off)
 {
 	uint64_t o = arena.end;
 	void *tmp, *p;
@@ -179,6 +357,9 @@ static int arena_map_new_here(uintptr_t start, size_t bytes, bool dontfork,
 	/* The new mapping lost the MADV_DONTFORK ibv_reg_mr applied. */
 	if (dontfork)
 		madvise((void *)start, bytes, MADV_DONTFORK);
+	/* Keep a read-only (or executable) mapping as the application had it. */
+	if (prot != (PROT_READ | PROT_WRITE))
+		mprotect((void *)start, bytes, prot);
 	arena.end = o + bytes;
 	*off = o;
 	return 0;
@@ -206,6 +387,8 @@ static void arena_unmap_here(const struct mem_seg *s)
 		    mremap(tmp, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED,
 			   (void *)s->start) == MAP_FAILED)
 			munmap(tmp, bytes);
+		else if (s->prot != (PROT_READ | PROT_WRITE))
+			mprotect((void *)s->start, bytes, s->prot);
 	}
 	fallocate(arena.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		  (off_t)s->off, (off_t)bytes);
@@ -226,6 +409,7 @@ struct page_move {
 	uintptr_t start;
 	size_t bytes;
 	bool dontfork;
+	int prot;
 	uint64_t *off;
 	const struct mem_seg *unmap;	/* non-NULL: give pages back */
 	int err;
@@ -239,7 +423,7 @@ static void page_move_run(struct page_move *m)
 		arena_unmap_here(m->unmap);
 	else
 		m->err = arena_map_new_here(m->start, m->bytes, m->dontfork,
-					    m->off);
+					    m->prot, m->off);
 }
 
 /* True once thread tid is blocked in read(fd, ...). */
@@ -331,10 +515,11 @@ static int page_move(struct page_move *m)
 }
 
 static int arena_map_new(uintptr_t start, size_t bytes, bool dontfork,
-			 uint64_t *off)
+			 int prot, uint64_t *off)
 {
 	struct page_move m = { .start = start, .bytes = bytes,
-			       .dontfork = dontfork, .off = off };
+			       .dontfork = dontfork, .prot = prot,
+			       .off = off };
 
 	return page_move(&m);
 }
@@ -353,7 +538,8 @@ static void release_unused(uintptr_t begin, uintptr_t end)
 
 	while (i < arena.nsegs && arena.segs[i].start < end) {
 		if (arena.segs[i].refs == 0) {
-			arena_unmap(&arena.segs[i]);
+			if (!arena.segs[i].direct)
+				arena_unmap(&arena.segs[i]);
 			seg_remove(i);
 		} else {
 			i++;
@@ -361,8 +547,28 @@ static void release_unused(uintptr_t begin, uintptr_t end)
 	}
 }
 
+/*
+ * A new segment for [cur, hole_end) that lies within the mapping v: a
+ * shared file mapping stays in place, anything else moves to the arena.
+ */
+static int seg_new(uintptr_t cur, uintptr_t hole_end, const struct mem_vma *v,
+		   bool dontfork, struct mem_seg *s)
+{
+	*s = (struct mem_seg){ .start = cur,
+			       .npages = (hole_end - cur) / arena.page,
+			       .prot = v->prot, .direct = vma_direct(v),
+			       .page = v->page };
+	if (s->direct)
+		return 0;
+	/* A private hugetlb mapping cannot be moved onto 4 KiB arena pages. */
+	if (v->page != arena.page)
+		return EOPNOTSUPP;
+	return arena_map_new(cur, hole_end - cur, dontfork, v->prot, &s->off);
+}
+
 /* Give every page of [begin, end) a segment (refs 0 for new ones). */
-static int fill_holes(uintptr_t begin, uintptr_t end, bool dontfork)
+static int fill_holes(uintptr_t begin, uintptr_t end, bool dontfork,
+		      struct mem_vma *vmas, size_t nvmas)
 {
 	uintptr_t cur = begin;
 	size_t i = seg_lower_bound(begin);
@@ -376,17 +582,21 @@ static int fill_holes(uintptr_t begin, uintptr_t end, bool dontfork)
 			cur = seg_end(&arena.segs[i++]);
 			continue;
 		}
+		const struct mem_vma *v = vma_at(vmas, nvmas, cur);
+
 		if (i < arena.nsegs && arena.segs[i].start < end)
 			hole_end = arena.segs[i].start;
-		s.start = cur;
-		s.npages = (hole_end - cur) / arena.page;
-		s.refs = 0;
-		err = arena_map_new(cur, hole_end - cur, dontfork, &s.off);
+		if (!v)
+			return EFAULT;
+		if (hole_end > v->end)
+			hole_end = v->end;	/* one mapping per segment */
+		err = seg_new(cur, hole_end, v, dontfork, &s);
 		if (err)
 			return err;
 		err = seg_insert(i, &s);
 		if (err) {
-			arena_unmap(&s);
+			if (!s.direct)
+				arena_unmap(&s);
 			return err;
 		}
 		i++;
@@ -395,11 +605,60 @@ static int fill_holes(uintptr_t begin, uintptr_t end, bool dontfork)
 	return 0;
 }
 
-static int collect_runs(uintptr_t begin, uintptr_t end,
-			struct ipd_mem_run **runs, size_t *nruns)
+/*
+ * Index in reg->fds of the file of mapping v, taking its fd over when the
+ * file is not there yet (several mappings of one file share one entry).
+ */
+static int reg_fd(struct ipd_mem_reg *reg, struct mem_vma *v, unsigned int *idx)
+{
+	struct stat st;
+	size_t i;
+
+	for (i = 1; i < reg->nfds; i++) {
+		if (fstat(reg->fds[i], &st) == 0 && st.st_dev == v->dev &&
+		    st.st_ino == v->ino) {
+			*idx = (unsigned int)i;
+			return 0;
+		}
+	}
+	if (v->fd < 0)
+		return EFAULT;	/* a shared mapping we can no longer open */
+	if (reg->nfds == IPD_MEM_MAX_FDS)
+		return EINVAL;	/* too many files in one MR for one message */
+	*idx = (unsigned int)reg->nfds;
+	reg->fds[reg->nfds++] = v->fd;
+	v->fd = -1;
+	return 0;
+}
+
+/* The run (file, offset) backing segment s. */
+static int seg_run(const struct mem_seg *s, struct mem_vma *vmas, size_t nvmas,
+		   struct ipd_mem_reg *reg, struct ipd_mem_run *r)
+{
+	struct mem_vma *v;
+	int err;
+
+	r->npages = s->npages;
+	r->fd = 0;
+	r->file_offset = s->off;
+	if (!s->direct)
+		return 0;
+	v = vma_at(vmas, nvmas, s->start);
+	if (!v || seg_end(s) > v->end)
+		return EFAULT;	/* remapped since it was registered */
+	err = reg_fd(reg, v, &r->fd);
+	if (err)
+		return err;
+	r->file_offset = v->pgoff + (s->start - v->start);
+	return 0;
+}
+
+static int collect_runs(uintptr_t begin, uintptr_t end, struct mem_vma *vmas,
+			size_t nvmas, struct ipd_mem_reg *reg)
 {
 	size_t first = seg_lower_bound(begin), i, n = 0;
-	struct ipd_mem_run *r;
+	struct ipd_mem_run *r, cur;
+	int err;
 
 	for (i = first; i < arena.nsegs && arena.segs[i].start < end; i++)
 		;
@@ -407,19 +666,21 @@ static int collect_runs(uintptr_t begin, uintptr_t end,
 	if (!r)
 		return ENOMEM;
 	for (i = first; i < arena.nsegs && arena.segs[i].start < end; i++) {
-		const struct mem_seg *s = &arena.segs[i];
-
-		if (n && r[n - 1].file_offset + r[n - 1].npages * arena.page ==
-			 s->off) {
-			r[n - 1].npages += s->npages;
+		err = seg_run(&arena.segs[i], vmas, nvmas, reg, &cur);
+		if (err) {
+			free(r);
+			return err;
+		}
+		if (n && r[n - 1].fd == cur.fd &&
+		    r[n - 1].file_offset + r[n - 1].npages * arena.page ==
+			    cur.file_offset) {
+			r[n - 1].npages += cur.npages;
 			continue;
 		}
-		r[n].file_offset = s->off;
-		r[n].npages = s->npages;
-		n++;
+		r[n++] = cur;
 	}
-	*runs = r;
-	*nruns = n;
+	reg->runs = r;
+	reg->nruns = n;
 	return 0;
 }
 
@@ -445,6 +706,7 @@ static void coalesce(uintptr_t begin, uintptr_t end)
 		struct mem_seg *a = &arena.segs[i], *b = a + 1;
 
 		if (seg_end(a) == b->start && a->refs == b->refs &&
+		    !a->direct && !b->direct && a->prot == b->prot &&
 		    a->off + seg_bytes(a) == b->off) {
 			a->npages += b->npages;
 			seg_remove(i + 1);
@@ -463,40 +725,104 @@ static void take_refs(uintptr_t begin, uintptr_t end)
 		arena.segs[i].refs++;
 }
 
-int ipd_mem_register(void *addr, size_t len, bool dontfork,
-		     struct ipd_mem_run **runs, size_t *nruns, int *fd)
+void ipd_mem_reg_release(struct ipd_mem_reg *reg)
 {
+	for (size_t i = 1; i < reg->nfds; i++)
+		close(reg->fds[i]);
+	reg->nfds = 0;
+	free(reg->runs);
+	reg->runs = NULL;
+	reg->nruns = 0;
+}
+
+/*
+ * Check access against the mappings (EFAULT: unreadable, or read-only when
+ * write access is asked for) and widen [*begin, *end) to the huge pages of
+ * hugetlb mappings at its ends.
+ */
+static int vmas_check(struct mem_vma *v, size_t n, bool write,
+		      uintptr_t *begin, uintptr_t *end)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!(v[i].prot & PROT_READ) ||
+		    (write && !(v[i].prot & PROT_WRITE)))
+			return EFAULT;
+	*begin &= ~(uintptr_t)(v[0].page - 1);
+	*end = (*end + v[n - 1].page - 1) & ~(uintptr_t)(v[n - 1].page - 1);
+	return 0;
+}
+
+int ipd_mem_register_reg(void *addr, size_t len, bool dontfork, bool write,
+			 struct ipd_mem_reg *reg)
+{
+	struct mem_vma *vmas = NULL;
 	uintptr_t begin, end;
+	size_t nvmas = 0;
 	int err;
 
+	*reg = (struct ipd_mem_reg){ .nfds = 1, .fds[0] = -1 };
 	pthread_mutex_lock(&arena.lock);
 	err = arena_open();
 	if (err)
 		goto out;
-	*fd = arena.fd;
-	*runs = NULL;
-	*nruns = 0;
+	reg->fds[0] = arena.fd;
 	if (!len)
 		goto out;
 	err = page_range(addr, len, &begin, &end);
+	if (!err)
+		err = vmas_read(begin, end, &vmas, &nvmas);
+	if (!err)
+		err = vmas_check(vmas, nvmas, write, &begin, &end);
 	if (err)
 		goto out;
+	reg->map_start = begin;
 	err = seg_split_at(begin);
 	if (!err)
 		err = seg_split_at(end);
 	if (!err)
-		err = fill_holes(begin, end, dontfork);
+		err = fill_holes(begin, end, dontfork, vmas, nvmas);
 	if (!err)
-		err = collect_runs(begin, end, runs, nruns);
+		err = collect_runs(begin, end, vmas, nvmas, reg);
 	if (err) {
 		release_unused(begin, end);
+		ipd_mem_reg_release(reg);
 		goto out;
 	}
 	take_refs(begin, end);
 	coalesce(begin, end);
 out:
+	vmas_free(vmas, nvmas);
 	pthread_mutex_unlock(&arena.lock);
 	return err;
+}
+
+int ipd_mem_register(void *addr, size_t len, bool dontfork,
+		     struct ipd_mem_run **runs, size_t *nruns, int *fd)
+{
+	struct ipd_mem_reg reg;
+	int err = ipd_mem_register_reg(addr, len, dontfork, true, &reg);
+
+	if (err)
+		return err;
+	*runs = reg.runs;
+	*nruns = reg.nruns;
+	*fd = reg.fds[0];
+	reg.runs = NULL;
+	ipd_mem_reg_release(&reg);
+	return 0;
+}
+
+/* Widen [*begin, *end) as registering did: to the huge pages at its ends. */
+static void widen_to_segs(uintptr_t *begin, uintptr_t *end)
+{
+	size_t i = seg_lower_bound(*begin);
+
+	if (i < arena.nsegs && arena.segs[i].start <= *begin)
+		*begin &= ~(uintptr_t)(arena.segs[i].page - 1);
+	i = seg_lower_bound(*end - 1);
+	if (i < arena.nsegs && arena.segs[i].start < *end)
+		*end = (*end + arena.segs[i].page - 1) &
+		       ~(uintptr_t)(arena.segs[i].page - 1);
 }
 
 /* Every page of [begin, end) is in a referenced segment. */
@@ -526,6 +852,7 @@ int ipd_mem_unregister(void *addr, size_t len)
 	err = arena.fd < 0 ? EINVAL : page_range(addr, len, &begin, &end);
 	if (err)
 		goto out;
+	widen_to_segs(&begin, &end);
 	if (!range_registered(begin, end)) {
 		err = EINVAL;
 		goto out;
