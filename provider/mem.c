@@ -37,6 +37,7 @@ struct mem_seg {
 	bool direct;		/* a shared file mapping left in place (no
 				 * arena space, off unused) */
 	size_t page;		/* the mapping's page size (hugetlb) */
+	unsigned int file;	/* arena file (arena.f[]) of a moved one */
 };
 
 #ifndef HUGETLBFS_MAGIC
@@ -56,18 +57,30 @@ struct mem_vma {
 	bool arena;		/* our own arena mapping */
 };
 
+/*
+ * One memfd of the arena: f[0] holds base pages; private hugetlb mappings
+ * move onto a hugetlb memfd of their huge page size (MFD_HUGETLB), so that
+ * they keep their huge pages.
+ */
+struct arena_file {
+	int fd;
+	uint64_t end;		/* bump pointer: bytes handed out */
+	size_t page;
+	dev_t dev;
+	ino_t ino;
+};
+
+#define ARENA_FILES 3		/* base pages and two huge page sizes */
+
 static struct {
 	pthread_mutex_t lock;
-	int fd;
-	uint64_t end;		/* bump pointer: bytes of arena handed out */
+	struct arena_file f[ARENA_FILES];
 	size_t page;
-	dev_t dev;		/* of the arena memfd */
-	ino_t ino;
 	struct mem_seg *segs;
 	size_t nsegs, cap;
 } arena = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
-	.fd = -1,
+	.f = { { .fd = -1 }, { .fd = -1 }, { .fd = -1 } },
 };
 
 static size_t seg_bytes(const struct mem_seg *s)
@@ -80,24 +93,66 @@ static uintptr_t seg_end(const struct mem_seg *s)
 	return s->start + seg_bytes(s);
 }
 
-static int arena_open(void)
+/*
+ * The arena file for pages of size page (creating it): *idx its index.
+ * A hugetlb one is sealed against shrinking at once (the daemon seals the
+ * base one): a truncated file would SIGBUS the daemon.
+ */
+static int arena_file(size_t page, unsigned int *idx)
 {
+	unsigned int flags = MFD_CLOEXEC | MFD_ALLOW_SEALING, i;
+	struct arena_file *af = NULL;
 	struct stat st;
 
-	if (arena.fd >= 0)
-		return 0;
-	arena.page = (size_t)sysconf(_SC_PAGESIZE);
-	arena.fd = memfd_create("ipathd-arena", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	if (arena.fd < 0)
-		return errno;
-	if (fstat(arena.fd, &st) < 0) {
-		close(arena.fd);
-		arena.fd = -1;
-		return errno;
+	for (i = 0; i < ARENA_FILES; i++) {
+		if (arena.f[i].fd >= 0 && arena.f[i].page == page) {
+			*idx = i;
+			return 0;
+		}
+		if (arena.f[i].fd < 0 && (i == 0) == (page == arena.page)) {
+			af = &arena.f[i];
+			break;
+		}
 	}
-	arena.dev = st.st_dev;
-	arena.ino = st.st_ino;
+	if (!af)
+		return EOPNOTSUPP;	/* a third huge page size */
+	/* MFD_HUGE_SHIFT (linux/memfd.h, which clashes with glibc's
+	 * declarations) is the same hugetlb encoding as MAP_HUGE_SHIFT. */
+	if (page != arena.page)
+		flags |= MFD_HUGETLB |
+			 (unsigned int)(__builtin_ctzll(page) << MAP_HUGE_SHIFT);
+	af->fd = memfd_create("ipathd-arena", flags);
+	if (af->fd < 0)
+		return errno;
+	if (fstat(af->fd, &st) < 0 ||
+	    (i && fcntl(af->fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0)) {
+		close(af->fd);
+		af->fd = -1;
+		return EIO;
+	}
+	af->page = page;
+	af->dev = st.st_dev;
+	af->ino = st.st_ino;
+	*idx = i;
 	return 0;
+}
+
+static int arena_open(void)
+{
+	unsigned int idx;
+
+	if (!arena.page)
+		arena.page = (size_t)sysconf(_SC_PAGESIZE);
+	return arena_file(arena.page, &idx);
+}
+
+static bool is_arena(dev_t dev, ino_t ino)
+{
+	for (unsigned int i = 0; i < ARENA_FILES; i++)
+		if (arena.f[i].fd >= 0 && arena.f[i].dev == dev &&
+		    arena.f[i].ino == ino)
+			return true;
+	return false;
 }
 
 /*
@@ -163,7 +218,7 @@ static bool vma_parse(const char *line, struct mem_vma *v, char *path,
 			(perms[1] == 'w' ? PROT_WRITE : 0) |
 			(perms[2] == 'x' ? PROT_EXEC : 0),
 	};
-	v->arena = v->dev == arena.dev && v->ino == arena.ino;
+	v->arena = is_arena(v->dev, v->ino);
 	return true;
 }
 
@@ -326,24 +381,28 @@ static int copy_checked(void *dst, const void *src, size_t len)
 
 /* Move [start, start + bytes) onto fresh arena space at *off. */
 static int arena_map_new_here(uintptr_t start, size_t bytes, bool dontfork,
-			      int prot, uint64_t *off)
+			      int prot, struct arena_file *af, uint64_t *off)
 {
-	uint64_t o = arena.end;
+	uint64_t o = af->end;
+	struct stat st;
 	void *tmp, *p;
 	int err;
 
-	if (ftruncate(arena.fd, (off_t)(o + bytes)) < 0)
+	/* Grow only: the file is sealed against shrinking; space past end
+	 * left by a failed move is simply reused. */
+	if (fstat(af->fd, &st) < 0)
 		return errno;
-	tmp = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, arena.fd,
+	if ((uint64_t)st.st_size < o + bytes &&
+	    ftruncate(af->fd, (off_t)(o + bytes)) < 0)
+		return errno;
+	tmp = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, af->fd,
 		   (off_t)o);
-	if (tmp == MAP_FAILED) {
-		err = errno;
-		goto err_trunc;
-	}
+	if (tmp == MAP_FAILED)
+		return errno == EINVAL ? ENOMEM : errno; /* no huge pages */
 	err = copy_checked(tmp, (void *)start, bytes);
 	if (err) {
 		munmap(tmp, bytes);
-		goto err_trunc;
+		return err;
 	}
 	/* mremap replaces the old pages in one step: no moment without
 	 * memory at start (another thread may be running there). */
@@ -352,7 +411,7 @@ static int arena_map_new_here(uintptr_t start, size_t bytes, bool dontfork,
 	if (p == MAP_FAILED) {
 		err = errno;
 		munmap(tmp, bytes);
-		goto err_trunc;
+		return err;
 	}
 	/* The new mapping lost the MADV_DONTFORK ibv_reg_mr applied. */
 	if (dontfork)
@@ -360,37 +419,39 @@ static int arena_map_new_here(uintptr_t start, size_t bytes, bool dontfork,
 	/* Keep a read-only (or executable) mapping as the application had it. */
 	if (prot != (PROT_READ | PROT_WRITE))
 		mprotect((void *)start, bytes, prot);
-	arena.end = o + bytes;
+	af->end = o + bytes;
 	*off = o;
 	return 0;
-
-err_trunc:
-	if (ftruncate(arena.fd, (off_t)arena.end) < 0)
-		err = err ? err : errno;
-	return err;
 }
 
 /* Give a segment's pages back as private memory with their contents. */
 static void arena_unmap_here(const struct mem_seg *s)
 {
 	size_t bytes = seg_bytes(s);
+	int flags = MAP_PRIVATE | MAP_ANONYMOUS;
 	void *tmp;
 
-	tmp = mmap(NULL, bytes, PROT_READ | PROT_WRITE,
-		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (tmp != MAP_FAILED) {
-		/*
-		 * If the application already unmapped the range there is
-		 * nothing to give back; never map over what is there now.
-		 */
-		if (copy_checked(tmp, (void *)s->start, bytes) ||
-		    mremap(tmp, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED,
-			   (void *)s->start) == MAP_FAILED)
-			munmap(tmp, bytes);
-		else if (s->prot != (PROT_READ | PROT_WRITE))
-			mprotect((void *)s->start, bytes, s->prot);
+	if (s->page != arena.page)
+		flags |= MAP_HUGETLB | (__builtin_ctzll(s->page) << MAP_HUGE_SHIFT);
+	tmp = mmap(NULL, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
+	/* Without memory to give the pages back in, they stay arena pages
+	 * (their space is not released: the data is still there). */
+	if (tmp == MAP_FAILED)
+		return;
+	/*
+	 * If the application already unmapped the range there is nothing to
+	 * give back; never map over what is there now.
+	 */
+	if (copy_checked(tmp, (void *)s->start, bytes)) {
+		munmap(tmp, bytes);
+	} else if (mremap(tmp, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED,
+			  (void *)s->start) == MAP_FAILED) {
+		munmap(tmp, bytes);
+		return;
+	} else if (s->prot != (PROT_READ | PROT_WRITE)) {
+		mprotect((void *)s->start, bytes, s->prot);
 	}
-	fallocate(arena.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+	fallocate(arena.f[s->file].fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 		  (off_t)s->off, (off_t)bytes);
 }
 
@@ -410,6 +471,7 @@ struct page_move {
 	size_t bytes;
 	bool dontfork;
 	int prot;
+	struct arena_file *af;
 	uint64_t *off;
 	const struct mem_seg *unmap;	/* non-NULL: give pages back */
 	int err;
@@ -423,7 +485,7 @@ static void page_move_run(struct page_move *m)
 		arena_unmap_here(m->unmap);
 	else
 		m->err = arena_map_new_here(m->start, m->bytes, m->dontfork,
-					    m->prot, m->off);
+					    m->prot, m->af, m->off);
 }
 
 /* True once thread tid is blocked in read(fd, ...). */
@@ -515,10 +577,10 @@ static int page_move(struct page_move *m)
 }
 
 static int arena_map_new(uintptr_t start, size_t bytes, bool dontfork,
-			 int prot, uint64_t *off)
+			 int prot, struct arena_file *af, uint64_t *off)
 {
 	struct page_move m = { .start = start, .bytes = bytes,
-			       .dontfork = dontfork, .prot = prot,
+			       .dontfork = dontfork, .prot = prot, .af = af,
 			       .off = off };
 
 	return page_move(&m);
@@ -554,16 +616,20 @@ static void release_unused(uintptr_t begin, uintptr_t end)
 static int seg_new(uintptr_t cur, uintptr_t hole_end, const struct mem_vma *v,
 		   bool dontfork, struct mem_seg *s)
 {
+	int err;
+
 	*s = (struct mem_seg){ .start = cur,
 			       .npages = (hole_end - cur) / arena.page,
 			       .prot = v->prot, .direct = vma_direct(v),
 			       .page = v->page };
 	if (s->direct)
 		return 0;
-	/* A private hugetlb mapping cannot be moved onto 4 KiB arena pages. */
-	if (v->page != arena.page)
-		return EOPNOTSUPP;
-	return arena_map_new(cur, hole_end - cur, dontfork, v->prot, &s->off);
+	/* A private hugetlb mapping moves onto hugetlb arena pages. */
+	err = arena_file(v->page, &s->file);
+	if (err)
+		return err;
+	return arena_map_new(cur, hole_end - cur, dontfork, v->prot,
+			     &arena.f[s->file], &s->off);
 }
 
 /* Give every page of [begin, end) a segment (refs 0 for new ones). */
@@ -606,28 +672,30 @@ static int fill_holes(uintptr_t begin, uintptr_t end, bool dontfork,
 }
 
 /*
- * Index in reg->fds of the file of mapping v, taking its fd over when the
- * file is not there yet (several mappings of one file share one entry).
+ * Index in reg->fds of file dev:ino, taking *fd over (and setting it to -1)
+ * when the file is not there yet: several mappings of one file share one
+ * entry.
  */
-static int reg_fd(struct ipd_mem_reg *reg, struct mem_vma *v, unsigned int *idx)
+static int reg_fd(struct ipd_mem_reg *reg, dev_t dev, ino_t ino, int *fd,
+		  unsigned int *idx)
 {
 	struct stat st;
 	size_t i;
 
 	for (i = 1; i < reg->nfds; i++) {
-		if (fstat(reg->fds[i], &st) == 0 && st.st_dev == v->dev &&
-		    st.st_ino == v->ino) {
+		if (fstat(reg->fds[i], &st) == 0 && st.st_dev == dev &&
+		    st.st_ino == ino) {
 			*idx = (unsigned int)i;
 			return 0;
 		}
 	}
-	if (v->fd < 0)
+	if (*fd < 0)
 		return EFAULT;	/* a shared mapping we can no longer open */
 	if (reg->nfds == IPD_MEM_MAX_FDS)
 		return EINVAL;	/* too many files in one MR for one message */
 	*idx = (unsigned int)reg->nfds;
-	reg->fds[reg->nfds++] = v->fd;
-	v->fd = -1;
+	reg->fds[reg->nfds++] = *fd;
+	*fd = -1;
 	return 0;
 }
 
@@ -641,12 +709,21 @@ static int seg_run(const struct mem_seg *s, struct mem_vma *vmas, size_t nvmas,
 	r->npages = s->npages;
 	r->fd = 0;
 	r->file_offset = s->off;
+	if (!s->direct && s->file) {
+		const struct arena_file *af = &arena.f[s->file];
+		int fd = dup(af->fd);
+
+		err = fd < 0 ? errno : reg_fd(reg, af->dev, af->ino, &fd, &r->fd);
+		if (fd >= 0)
+			close(fd);
+		return err;
+	}
 	if (!s->direct)
 		return 0;
 	v = vma_at(vmas, nvmas, s->start);
 	if (!v || seg_end(s) > v->end)
 		return EFAULT;	/* remapped since it was registered */
-	err = reg_fd(reg, v, &r->fd);
+	err = reg_fd(reg, v->dev, v->ino, &v->fd, &r->fd);
 	if (err)
 		return err;
 	r->file_offset = v->pgoff + (s->start - v->start);
@@ -765,7 +842,7 @@ int ipd_mem_register_reg(void *addr, size_t len, bool dontfork, bool write,
 	err = arena_open();
 	if (err)
 		goto out;
-	reg->fds[0] = arena.fd;
+	reg->fds[0] = arena.f[0].fd;
 	if (!len)
 		goto out;
 	err = page_range(addr, len, &begin, &end);
@@ -849,7 +926,7 @@ int ipd_mem_unregister(void *addr, size_t len)
 	if (!len)
 		return 0;
 	pthread_mutex_lock(&arena.lock);
-	err = arena.fd < 0 ? EINVAL : page_range(addr, len, &begin, &end);
+	err = arena.f[0].fd < 0 ? EINVAL : page_range(addr, len, &begin, &end);
 	if (err)
 		goto out;
 	widen_to_segs(&begin, &end);
