@@ -99,7 +99,7 @@ void *ipd_mr_ptr(struct ipd_mr *mr, uint64_t iova, uint64_t len,
 /* What the daemon knows of one attached file. */
 struct mr_file {
 	uint64_t size;
-	uint64_t align;		/* huge page size on hugetlbfs, else the page */
+	uint64_t align;		/* huge page size on hugetlbfs, else page */
 	bool writable;		/* opened for writing */
 };
 
@@ -149,7 +149,8 @@ static uint64_t mr_check_runs(const Ipd__RegMr *m, const int *fds, size_t nfds,
 		return 0;
 	first = m->map_start ? m->map_start : m->addr & ~(pg - 1);
 	last = (m->addr + m->length + pg - 1) & ~(pg - 1);
-	if (first % pg || first > m->addr || m->addr - first >= IPD_MR_MAX_ALIGN)
+	if (first % pg || first > m->addr ||
+	    m->addr - first >= IPD_MR_MAX_ALIGN)
 		return 0;
 	for (size_t i = 0; i < nfds; i++) {
 		*err = mr_file_probe(fds[i], i == 0, &files[i]);

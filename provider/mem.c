@@ -9,6 +9,8 @@
  * edges, fills the holes with fresh arena pages and counts a reference on
  * every segment inside.  Arena space is handed out by a bump pointer; space
  * of released pages is punched out of the memfd, so the file stays sparse.
+ * Segments of shared file mappings are "direct": never moved, their file
+ * is opened again from /proc/self/maps at each registration.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -119,8 +121,8 @@ static int arena_file(size_t page, unsigned int *idx)
 	/* MFD_HUGE_SHIFT (linux/memfd.h, which clashes with glibc's
 	 * declarations) is the same hugetlb encoding as MAP_HUGE_SHIFT. */
 	if (page != arena.page)
-		flags |= MFD_HUGETLB |
-			 (unsigned int)(__builtin_ctzll(page) << MAP_HUGE_SHIFT);
+		flags |= MFD_HUGETLB | (unsigned int)(__builtin_ctzll(page)
+						      << MAP_HUGE_SHIFT);
 	af->fd = memfd_create("ipathd-arena", flags);
 	if (af->fd < 0)
 		return errno;
@@ -165,7 +167,7 @@ static void vma_open(struct mem_vma *v, const char *path)
 	char mf[64];
 	struct statfs sfs;
 	struct stat st;
-	int acc = v->prot & PROT_WRITE ? O_RDWR : O_RDONLY;
+	int acc = v->shared && v->prot & PROT_WRITE ? O_RDWR : O_RDONLY;
 	bool by_path = false;
 
 	snprintf(mf, sizeof(mf), "/proc/self/map_files/%lx-%lx",
@@ -416,7 +418,7 @@ static int arena_map_new_here(uintptr_t start, size_t bytes, bool dontfork,
 	/* The new mapping lost the MADV_DONTFORK ibv_reg_mr applied. */
 	if (dontfork)
 		madvise((void *)start, bytes, MADV_DONTFORK);
-	/* Keep a read-only (or executable) mapping as the application had it. */
+	/* Keep a read-only or executable mapping as the application had it. */
 	if (prot != (PROT_READ | PROT_WRITE))
 		mprotect((void *)start, bytes, prot);
 	af->end = o + bytes;
@@ -432,7 +434,8 @@ static void arena_unmap_here(const struct mem_seg *s)
 	void *tmp;
 
 	if (s->page != arena.page)
-		flags |= MAP_HUGETLB | (__builtin_ctzll(s->page) << MAP_HUGE_SHIFT);
+		flags |= MAP_HUGETLB |
+			 (__builtin_ctzll(s->page) << MAP_HUGE_SHIFT);
 	tmp = mmap(NULL, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
 	/* Without memory to give the pages back in, they stay arena pages
 	 * (their space is not released: the data is still there). */
@@ -451,8 +454,9 @@ static void arena_unmap_here(const struct mem_seg *s)
 	} else if (s->prot != (PROT_READ | PROT_WRITE)) {
 		mprotect((void *)s->start, bytes, s->prot);
 	}
-	fallocate(arena.f[s->file].fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		  (off_t)s->off, (off_t)bytes);
+	fallocate(arena.f[s->file].fd,
+		  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)s->off,
+		  (off_t)bytes);
 }
 
 /*
@@ -690,9 +694,9 @@ static int reg_fd(struct ipd_mem_reg *reg, dev_t dev, ino_t ino, int *fd,
 		}
 	}
 	if (*fd < 0)
-		return EFAULT;	/* a shared mapping we can no longer open */
+		return EFAULT; /* a shared mapping we can no longer open */
 	if (reg->nfds == IPD_MEM_MAX_FDS)
-		return EINVAL;	/* too many files in one MR for one message */
+		return EINVAL; /* more files than one message carries */
 	*idx = (unsigned int)reg->nfds;
 	reg->fds[reg->nfds++] = *fd;
 	*fd = -1;
@@ -713,7 +717,8 @@ static int seg_run(const struct mem_seg *s, struct mem_vma *vmas, size_t nvmas,
 		const struct arena_file *af = &arena.f[s->file];
 		int fd = dup(af->fd);
 
-		err = fd < 0 ? errno : reg_fd(reg, af->dev, af->ino, &fd, &r->fd);
+		err = fd < 0 ? errno
+			     : reg_fd(reg, af->dev, af->ino, &fd, &r->fd);
 		if (fd >= 0)
 			close(fd);
 		return err;
@@ -784,6 +789,7 @@ static void coalesce(uintptr_t begin, uintptr_t end)
 
 		if (seg_end(a) == b->start && a->refs == b->refs &&
 		    !a->direct && !b->direct && a->prot == b->prot &&
+		    a->file == b->file &&
 		    a->off + seg_bytes(a) == b->off) {
 			a->npages += b->npages;
 			seg_remove(i + 1);

@@ -53,22 +53,23 @@ int ipd_mem_register_reg(void *addr, size_t len, bool dontfork, bool write,
 void ipd_mem_reg_release(struct ipd_mem_reg *reg);
 
 /*
- * ipd_mem_register_reg() with write access, for callers that only expect
- * arena runs (extra files are closed).  Make the pages of [addr, addr + len) arena pages (shared, contents kept)
- * and take a reference on each.  dontfork: mark pages that become arena
- * pages MADV_DONTFORK (what libibverbs did to the old pages after
- * ibv_fork_init(); the new mapping does not inherit it).  On success *runs (malloc'ed, free() it)
- * holds the arena runs backing those pages in address order, *nruns their
- * count (0 when len is 0), and *fd the arena memfd (owned by the arena, do
- * not close).  Returns 0 or a positive errno.
+ * ipd_mem_register_reg() with write access, for callers that expect only
+ * arena runs (other files are closed): make the pages of [addr, addr + len)
+ * arena pages (shared, contents kept) and take a reference on each.
+ * dontfork: mark pages that become arena pages MADV_DONTFORK (what
+ * libibverbs did to the old pages after ibv_fork_init(); the new mapping
+ * does not inherit it).  On success *runs (malloc'ed, free() it) holds the
+ * runs backing those pages in address order, *nruns their count (0 when
+ * len is 0), and *fd the arena memfd (owned by the arena, do not close).
+ * Returns 0 or a positive errno.
  */
 int ipd_mem_register(void *addr, size_t len, bool dontfork,
 		     struct ipd_mem_run **runs, size_t *nruns, int *fd);
 
 /*
- * Drop the references ipd_mem_register took.  Pages whose count reaches 0
- * become private anonymous memory again, with their contents, and their
- * arena space is released.  Returns 0 or a positive errno.
+ * Drop the references ipd_mem_register took.  Moved pages whose count
+ * reaches 0 become private anonymous memory again, with their contents and
+ * protection, and their arena space is released.  Returns 0 or a positive errno.
  */
 int ipd_mem_unregister(void *addr, size_t len);
 

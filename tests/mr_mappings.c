@@ -33,8 +33,8 @@
 
 #include "vtest_common.h"
 
-#define LEN	(3 * 4096 + 500)	/* crosses pages, not page aligned */
-#define HUGE	(2u << 20)
+#define LEN  (3 * 4096 + 500) /* crosses pages, not page aligned */
+#define HUGE (2u << 20)
 
 static struct vt_dev dev;
 static struct vt_qp qa, qb;
@@ -45,8 +45,7 @@ static uint64_t seed = 1;
 static const int full = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
 			IBV_ACCESS_REMOTE_READ;
 
-__attribute__((format(printf, 1, 2)))
-static int fail(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static int fail(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -64,11 +63,14 @@ static struct ibv_mr *lmr;
 static int xfer(enum ibv_wr_opcode op, void *remote, struct ibv_mr *rmr,
 		size_t len)
 {
-	struct ibv_sge sge = { (uintptr_t)lbuf, (uint32_t)len, lmr->lkey };
-	struct ibv_send_wr wr = { .sg_list = &sge, .num_sge = 1, .opcode = op,
-				  .send_flags = IBV_SEND_SIGNALED }, *bad;
-	struct ibv_sge rsge = { (uintptr_t)remote, (uint32_t)len, rmr->lkey };
-	struct ibv_recv_wr rwr = { .sg_list = &rsge, .num_sge = 1 }, *rbad;
+	struct ibv_sge sge = {(uintptr_t)lbuf, (uint32_t)len, lmr->lkey};
+	struct ibv_send_wr wr = {.sg_list = &sge,
+				 .num_sge = 1,
+				 .opcode = op,
+				 .send_flags = IBV_SEND_SIGNALED},
+			   *bad;
+	struct ibv_sge rsge = {(uintptr_t)remote, (uint32_t)len, rmr->lkey};
+	struct ibv_recv_wr rwr = {.sg_list = &rsge, .num_sge = 1}, *rbad;
 	struct ibv_wc wc;
 
 	if (op == IBV_WR_SEND && ibv_post_recv(qb.qp, &rwr, &rbad))
@@ -152,7 +154,8 @@ static int mapping_of(const void *p, char perms[5], unsigned long *kps)
 			in = s <= (uintptr_t)p && (uintptr_t)p < e;
 			if (in)
 				memcpy(perms, pr, 5);
-		} else if (in && sscanf(line, "KernelPageSize: %lu kB", kps) == 1) {
+		} else if (in &&
+			   sscanf(line, "KernelPageSize: %lu kB", kps) == 1) {
 			ret = 0;
 			break;
 		}
@@ -194,8 +197,8 @@ static int run_hugetlb(void)
 		const char *name;
 		int flags;
 	} maps[] = {
-		{ "hugetlb-map-shared", MAP_SHARED },
-		{ "hugetlb-map-private", MAP_PRIVATE },
+		{"hugetlb-map-shared", MAP_SHARED},
+		{"hugetlb-map-private", MAP_PRIVATE},
 	};
 	int fails = 0, fd, id;
 	uint8_t *p;
@@ -249,8 +252,8 @@ static int file_case(int fd)
 	if (a == MAP_FAILED || b == MAP_FAILED || !back)
 		return fail("mmap: %s", strerror(errno));
 	err = rw_check(a + 100, b + 100, LEN);
-	if (!err && (pread(fd, back, LEN, 100) != LEN ||
-		     memcmp(back, lbuf, LEN)))
+	if (!err &&
+	    (pread(fd, back, LEN, 100) != LEN || memcmp(back, lbuf, LEN)))
 		err = fail("read(2) of the file does not show the data");
 	/* Still the file's pages: a write through the other view shows. */
 	if (!err) {
@@ -333,9 +336,9 @@ static int run_shared(void)
  */
 static int ro_case(uint8_t *buf, const uint8_t *expect)
 {
-	static const int writes[] = { IBV_ACCESS_LOCAL_WRITE, full,
-				      IBV_ACCESS_LOCAL_WRITE |
-					      IBV_ACCESS_REMOTE_ATOMIC };
+	static const int writes[] = {IBV_ACCESS_LOCAL_WRITE, full,
+				     IBV_ACCESS_LOCAL_WRITE |
+					     IBV_ACCESS_REMOTE_ATOMIC};
 	struct ibv_mr *mr;
 	char perms[5];
 	unsigned long kps;
@@ -348,8 +351,9 @@ static int ro_case(uint8_t *buf, const uint8_t *expect)
 		mr = ibv_reg_mr(dev.pd, buf, LEN, writes[i]);
 		if (mr) {
 			ibv_dereg_mr(mr);
-			return fail("access 0x%x registered on read-only memory",
-				    writes[i]);
+			return fail(
+				"access 0x%x registered on read-only memory",
+				writes[i]);
 		}
 		if (errno != EFAULT)
 			return fail("access 0x%x: errno %d, not EFAULT",
@@ -367,14 +371,17 @@ static int ro_case(uint8_t *buf, const uint8_t *expect)
 		err = fail("the mapping became writable (%s)", perms);
 	/* SEND from it (a local-read-only lkey), into B's plain buffer. */
 	rbuf = calloc(1, LEN);
-	rmr = rbuf ? ibv_reg_mr(dev.pd, rbuf, LEN, IBV_ACCESS_LOCAL_WRITE) : NULL;
+	rmr = rbuf ? ibv_reg_mr(dev.pd, rbuf, LEN, IBV_ACCESS_LOCAL_WRITE)
+		   : NULL;
 	if (!err && rmr) {
-		struct ibv_sge sge = { (uintptr_t)buf, LEN, mr->lkey };
-		struct ibv_sge rs = { (uintptr_t)rbuf, LEN, rmr->lkey };
-		struct ibv_send_wr wr = { .sg_list = &sge, .num_sge = 1,
-					  .opcode = IBV_WR_SEND,
-					  .send_flags = IBV_SEND_SIGNALED }, *bad;
-		struct ibv_recv_wr rwr = { .sg_list = &rs, .num_sge = 1 }, *rb;
+		struct ibv_sge sge = {(uintptr_t)buf, LEN, mr->lkey};
+		struct ibv_sge rs = {(uintptr_t)rbuf, LEN, rmr->lkey};
+		struct ibv_send_wr wr = {.sg_list = &sge,
+					 .num_sge = 1,
+					 .opcode = IBV_WR_SEND,
+					 .send_flags = IBV_SEND_SIGNALED},
+				   *bad;
+		struct ibv_recv_wr rwr = {.sg_list = &rs, .num_sge = 1}, *rb;
 		struct ibv_wc wc;
 
 		if (ibv_post_recv(qb.qp, &rwr, &rb) ||
@@ -409,8 +416,8 @@ static int run_readonly(void)
 	if (!expect)
 		return -2;
 	vt_fill_seeded(expect, LEN, 77);
-	p = mmap(NULL, LEN, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	p = mmap(NULL, LEN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+		 -1, 0);
 	if (p == MAP_FAILED)
 		return -2;
 	memcpy(p, expect, LEN);
@@ -444,17 +451,26 @@ static int run_readonly(void)
 
 int main(int argc, char **argv)
 {
-	struct vt_qp_opts o = { .type = IBV_QPT_RC };
+	struct vt_qp_opts o = {.type = IBV_QPT_RC};
 	const char *name = NULL;
 	int gid = -1, opt, fails = 0;
 
 	while ((opt = getopt(argc, argv, "d:g:t:v")) != -1) {
 		switch (opt) {
-		case 'd': name = optarg; break;
-		case 'g': gid = atoi(optarg); break;
-		case 't': tmpdir = optarg; break;
-		case 'v': vt_verbose = 1; break;
-		default: return 2;
+		case 'd':
+			name = optarg;
+			break;
+		case 'g':
+			gid = atoi(optarg);
+			break;
+		case 't':
+			tmpdir = optarg;
+			break;
+		case 'v':
+			vt_verbose = 1;
+			break;
+		default:
+			return 2;
 		}
 	}
 	if (vt_open(&dev, name, gid) || vt_qp_create(&dev, &qa, &o) ||
@@ -465,9 +481,10 @@ int main(int argc, char **argv)
 	if (!lmr)
 		return 2;
 	for (int i = optind; i < argc; i++) {
-		int r = !strcmp(argv[i], "hugetlb")  ? run_hugetlb() :
-			!strcmp(argv[i], "shared")   ? run_shared() :
-			!strcmp(argv[i], "readonly") ? run_readonly() : -1;
+		int r = !strcmp(argv[i], "hugetlb")    ? run_hugetlb()
+			: !strcmp(argv[i], "shared")   ? run_shared()
+			: !strcmp(argv[i], "readonly") ? run_readonly()
+						       : -1;
 
 		if (r < 0) {
 			fprintf(stderr, "%s: %s\n", argv[i],
