@@ -195,6 +195,33 @@ static void vma_open(struct mem_vma *v, const char *path)
 		v->page = (size_t)sfs.f_bsize;
 }
 
+/*
+ * The KernelPageSize /proc/self/smaps gives the mapping at start: how a
+ * hugetlb mapping whose file we cannot open is recognised (slower: smaps
+ * walks the page tables of every mapping).
+ */
+static size_t smaps_page(uintptr_t start)
+{
+	char line[512], perms[5];
+	unsigned long s, e, kb;
+	size_t page = arena.page;
+	bool in = false;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	if (!f)
+		return page;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx %4s", &s, &e, perms) == 3)
+			in = s == start;
+		else if (in && sscanf(line, "KernelPageSize: %lu kB", &kb) == 1) {
+			page = (size_t)kb << 10;
+			break;
+		}
+	}
+	fclose(f);
+	return page;
+}
+
 /* Parse one line of /proc/self/maps; false if it is not one. */
 static bool vma_parse(const char *line, struct mem_vma *v, char *path,
 		      size_t pathlen)
@@ -268,6 +295,8 @@ static int vmas_read(uintptr_t begin, uintptr_t end, struct mem_vma **out,
 		}
 		if (cur.ino && !cur.arena)
 			vma_open(&cur, path);
+		if (cur.ino && !cur.arena && cur.fd < 0)
+			cur.page = smaps_page(cur.start);
 		v[n++] = cur;
 		next = cur.end;
 	}

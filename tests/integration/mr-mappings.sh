@@ -27,7 +27,8 @@ gid=$(ipd_gid_index)
 ipd_run "$prog" -d "$dev" -g "$gid" -t "$IPD_TMP" shared readonly ||
 	ipd_fail "mr_mappings shared readonly"
 
-# Huge pages: 8 for the program, 16 more for perftest's two processes.
+# Huge pages: 8 for the program (moving a private one needs twice its
+# pages for a moment), 16 more for perftest's two processes.
 free_huge() { awk '/^HugePages_Free:/ { print $2 }' /proc/meminfo; }
 want=24
 if (($(free_huge) < want)) && [[ -w $nr ]]; then
@@ -41,6 +42,14 @@ if (($(free_huge) < 8)); then
 fi
 ipd_run "$prog" -d "$dev" -g "$gid" -t "$IPD_TMP" hugetlb ||
 	ipd_fail "mr_mappings hugetlb"
+# Without CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE /proc/self/map_files
+# cannot be opened (an unprivileged application): hugetlb mappings whose
+# file has no path are then moved onto the hugetlb arena instead.
+if [[ $(id -u) == 0 ]] && command -v setpriv >/dev/null; then
+	ipd_run setpriv --bounding-set=-sys_admin,-checkpoint_restore \
+		"$prog" -d "$dev" -g "$gid" -t "$IPD_TMP" hugetlb readonly ||
+		ipd_fail "mr_mappings hugetlb readonly without map_files"
+fi
 ipd_alive || ipd_fail "daemon died"
 
 if (($(free_huge) >= 16)); then
