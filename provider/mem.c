@@ -148,13 +148,14 @@ static int arena_open(void)
 	return arena_file(arena.page, &idx);
 }
 
-static bool is_arena(dev_t dev, ino_t ino)
+/* The page size of the arena file dev:ino, 0 if it is none of ours. */
+static size_t arena_page(dev_t dev, ino_t ino)
 {
 	for (unsigned int i = 0; i < ARENA_FILES; i++)
 		if (arena.f[i].fd >= 0 && arena.f[i].dev == dev &&
 		    arena.f[i].ino == ino)
-			return true;
-	return false;
+			return arena.f[i].page;
+	return 0;
 }
 
 /*
@@ -247,7 +248,11 @@ static bool vma_parse(const char *line, struct mem_vma *v, char *path,
 			(perms[1] == 'w' ? PROT_WRITE : 0) |
 			(perms[2] == 'x' ? PROT_EXEC : 0),
 	};
-	v->arena = is_arena(v->dev, v->ino);
+	/* Pages moved earlier: hugetlb ones keep their huge page size. */
+	if (arena_page(v->dev, v->ino)) {
+		v->arena = true;
+		v->page = arena_page(v->dev, v->ino);
+	}
 	return true;
 }
 

@@ -177,18 +177,29 @@ static int report(const char *name, int r)
 
 /* ---- hugetlb ------------------------------------------------------ */
 
-/* Register inside a 2-huge-page buffer; it must stay on huge pages. */
+/*
+ * Register inside a 2-huge-page buffer, while another MR covers all of it
+ * (pages registered twice); it must stay on huge pages.
+ */
 static int huge_case(uint8_t *buf)
 {
-	char perms[5];
+	struct ibv_mr *all = ibv_reg_mr(dev.pd, buf + 8, 2 * HUGE - 8, full);
 	unsigned long kps = 0;
+	char perms[5];
+	int err;
 
-	if (rw_check(buf + HUGE - 1000, NULL, LEN))
-		return 1;
-	if (mapping_of(buf, perms, &kps) || kps != HUGE >> 10)
-		return fail("no longer on huge pages (KernelPageSize %lu kB)",
-			    kps);
-	return 0;
+	if (!all)
+		return fail("ibv_reg_mr of the whole buffer: %s",
+			    strerror(errno));
+	err = rw_check(buf + HUGE - 1000, NULL, LEN);
+	if (ibv_dereg_mr(all) && !err)
+		err = fail("ibv_dereg_mr: %s", strerror(errno));
+	if (!err && memcmp(buf + HUGE - 1000, lbuf, LEN))
+		err = fail("contents lost at the last dereg_mr");
+	if (!err && (mapping_of(buf, perms, &kps) || kps != HUGE >> 10))
+		err = fail("no longer on huge pages (KernelPageSize %lu kB)",
+			   kps);
+	return err;
 }
 
 static int run_hugetlb(void)
