@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "mem.h"
+#include "mem_wp.h"
 
 struct mem_seg {
 	uintptr_t start;	/* page aligned */
@@ -420,6 +421,7 @@ static int arena_map_new_here(uintptr_t start, size_t bytes, bool dontfork,
 			      int prot, struct arena_file *af, uint64_t *off)
 {
 	uint64_t o = af->end;
+	struct ipd_wp wp;
 	struct stat st;
 	void *tmp, *p;
 	int err;
@@ -435,17 +437,19 @@ static int arena_map_new_here(uintptr_t start, size_t bytes, bool dontfork,
 		   (off_t)o);
 	if (tmp == MAP_FAILED)
 		return errno == EINVAL ? ENOMEM : errno; /* no huge pages */
+	/* Writes by other threads wait from here until the new pages are
+	 * in place, so none lands in a page already copied. */
+	ipd_wp_begin(&wp, start, bytes);
 	err = copy_checked(tmp, (void *)start, bytes);
-	if (err) {
-		munmap(tmp, bytes);
-		return err;
-	}
 	/* mremap replaces the old pages in one step: no moment without
 	 * memory at start (another thread may be running there). */
-	p = mremap(tmp, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED,
-		   (void *)start);
-	if (p == MAP_FAILED) {
+	p = err ? MAP_FAILED :
+		  mremap(tmp, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED,
+			 (void *)start);
+	if (p == MAP_FAILED && !err)
 		err = errno;
+	ipd_wp_end(&wp);
+	if (err) {
 		munmap(tmp, bytes);
 		return err;
 	}
@@ -465,7 +469,9 @@ static void arena_unmap_here(const struct mem_seg *s)
 {
 	size_t bytes = seg_bytes(s);
 	int flags = MAP_PRIVATE | MAP_ANONYMOUS;
-	void *tmp;
+	struct ipd_wp wp;
+	void *tmp, *p = MAP_FAILED;
+	bool copied;
 
 	if (s->page != arena.page)
 		flags |= MAP_HUGETLB |
@@ -479,30 +485,34 @@ static void arena_unmap_here(const struct mem_seg *s)
 	 * If the application already unmapped the range there is nothing to
 	 * give back; never map over what is there now.
 	 */
-	if (copy_checked(tmp, (void *)s->start, bytes)) {
+	ipd_wp_begin(&wp, s->start, bytes);
+	copied = !copy_checked(tmp, (void *)s->start, bytes);
+	if (copied)
+		p = mremap(tmp, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED,
+			   (void *)s->start);
+	ipd_wp_end(&wp);
+	if (p == MAP_FAILED)
 		munmap(tmp, bytes);
-	} else if (mremap(tmp, bytes, bytes, MREMAP_MAYMOVE | MREMAP_FIXED,
-			  (void *)s->start) == MAP_FAILED) {
-		munmap(tmp, bytes);
+	if (copied && p == MAP_FAILED)
 		return;
-	} else if (s->prot != (PROT_READ | PROT_WRITE)) {
+	if (p != MAP_FAILED && s->prot != (PROT_READ | PROT_WRITE))
 		mprotect((void *)s->start, bytes, s->prot);
-	}
 	fallocate(arena.f[s->file].fd,
 		  FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)s->off,
 		  (off_t)bytes);
 }
 
 /*
- * Moving pages copies them and then swaps the mapping.  Anything the
- * calling thread writes to those pages in between is lost, and when the
+ * Moving pages copies them and then swaps the mapping.  Other threads'
+ * writes in between wait (mem_wp.h, where userfaultfd allows).  Anything
+ * the calling thread writes to those pages in between is lost, and when the
  * range holds the caller's own stack (a stack buffer registered) that is
  * the return addresses and canaries of the very functions doing the move.
  * So when the range overlaps this thread's stack, another thread does the
  * move, and only once this one is parked inside a blocking read() (seen in
  * /proc/self/task/<tid>/syscall): in the kernel it writes nothing to its
- * stack.  A signal handler running on that stack meanwhile is the one
- * case left uncovered.
+ * stack.  A signal handler running on that stack meanwhile waits in the
+ * write protection (mem_wp.h); without it, its writes may be lost.
  */
 struct page_move {
 	uintptr_t start;
@@ -585,6 +595,24 @@ static bool on_own_stack(uintptr_t start, size_t bytes)
 	return start < hi && lo < start + bytes;
 }
 
+/*
+ * Does [start, start + bytes) come near this thread's TLS (errno, the
+ * thread control block)?  While the range is write-protected (mem_wp.h)
+ * a failing system call would then wait on itself, so the move goes to
+ * another thread as for the stack.  The static TLS block sits below the
+ * thread pointer; 64 KiB either side covers it in practice.
+ */
+static bool own_tls_near(uintptr_t start, size_t bytes)
+{
+	const uintptr_t margin = 64u << 10;
+	uintptr_t p[] = { (uintptr_t)&errno, (uintptr_t)pthread_self() };
+
+	for (size_t i = 0; i < sizeof(p) / sizeof(p[0]); i++)
+		if (start < p[i] + margin && p[i] < start + bytes + margin)
+			return true;
+	return false;
+}
+
 static int page_move(struct page_move *m)
 {
 	uintptr_t start = m->unmap ? m->unmap->start : m->start;
@@ -593,7 +621,7 @@ static int page_move(struct page_move *m)
 	ssize_t n;
 	char c;
 
-	if (!on_own_stack(start, bytes)) {
+	if (!on_own_stack(start, bytes) && !own_tls_near(start, bytes)) {
 		page_move_run(m);
 		return m->err;
 	}

@@ -15,12 +15,17 @@
  *     readonly  read-only mappings stay read-only; write access is
  *               refused with EFAULT (ib_umem_get pins with FOLL_WRITE),
  *               read access works
+ *     race      a thread writes every word of a buffer once while another
+ *               registers it: no write may be lost (needs userfaultfd
+ *               write protection: root or vm.unprivileged_userfaultfd=1)
  * Prints "PASS name" / "FAIL name: why"; exit status: failures (0: all
  * passed, at most 100), 2 on a setup error (also printed).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +33,7 @@
 #include <sys/ipc.h>
 #include <sys/mman.h>
 #include <sys/shm.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -460,6 +466,72 @@ static int run_readonly(void)
 	return fails;
 }
 
+/* ---- a write racing with the registration ---------------------------- */
+
+#define RACE_LEN (64u << 20)
+
+static atomic_int race_go;
+
+static void *race_writer(void *arg)
+{
+	volatile uint64_t *w = arg;
+
+	while (!atomic_load(&race_go))
+		;
+	for (size_t i = 0; i < RACE_LEN / 8; i++)
+		w[i] = i + 1;
+	return NULL;
+}
+
+static int race_case(void)
+{
+	uint64_t *w = mmap(NULL, RACE_LEN, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	struct ibv_mr *mr = NULL;
+	pthread_t t;
+	size_t lost = 0;
+	int err = 0;
+
+	if (w == MAP_FAILED)
+		return fail("mmap: %s", strerror(errno));
+	memset(w, 0, RACE_LEN); /* populated: the copy takes a while */
+	atomic_store(&race_go, 0);
+	if (pthread_create(&t, NULL, race_writer, w))
+		return fail("pthread_create");
+	atomic_store(&race_go, 1);
+	mr = ibv_reg_mr(dev.pd, w, RACE_LEN, full);
+	if (!mr)
+		err = fail("ibv_reg_mr: %s", strerror(errno));
+	pthread_join(t, NULL);
+	for (size_t i = 0; i < RACE_LEN / 8; i++)
+		lost += w[i] != i + 1;
+	if (!err && lost)
+		err = fail("%zu of %u words written during ibv_reg_mr lost",
+			   lost, RACE_LEN / 8);
+	if (mr && ibv_dereg_mr(mr) && !err)
+		err = fail("ibv_dereg_mr: %s", strerror(errno));
+	munmap(w, RACE_LEN);
+	return err;
+}
+
+static int run_race(void)
+{
+	int fails = 0, fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+
+	/* The protection needs userfaultfd with kernel-mode faults. */
+	if (fd < 0) {
+		printf("SKIP race-write-during-reg: userfaultfd: %s\n",
+		       strerror(errno));
+		return 0;
+	}
+	close(fd);
+
+	/* Several tries: the writer must overlap the copy at least once. */
+	for (int i = 0; i < 5; i++)
+		fails += report("race-write-during-reg", race_case());
+	return fails;
+}
+
 int main(int argc, char **argv)
 {
 	struct vt_qp_opts o = {.type = IBV_QPT_RC};
@@ -495,6 +567,7 @@ int main(int argc, char **argv)
 		int r = !strcmp(argv[i], "hugetlb")    ? run_hugetlb()
 			: !strcmp(argv[i], "shared")   ? run_shared()
 			: !strcmp(argv[i], "readonly") ? run_readonly()
+			: !strcmp(argv[i], "race")     ? run_race()
 						       : -1;
 
 		if (r < 0) {

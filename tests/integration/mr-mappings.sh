@@ -24,8 +24,8 @@ ipd_start d
 ipd_env
 dev=$(ipd_dev)
 gid=$(ipd_gid_index)
-ipd_run "$prog" -d "$dev" -g "$gid" -t "$IPD_TMP" shared readonly ||
-	ipd_fail "mr_mappings shared readonly"
+ipd_run "$prog" -d "$dev" -g "$gid" -t "$IPD_TMP" shared readonly race ||
+	ipd_fail "mr_mappings shared readonly race"
 
 # Huge pages: 8 for the program (moving a private one needs twice its
 # pages for a moment), 16 more for perftest's two processes.
