@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * Memory regions (docs/design.md "Memory registration: the memfd arena").
- * The client sends its arena memfd and the page runs that back
- * [addr, addr + length); the daemon maps the runs back to back into one
+ * The client sends its arena memfd (and the files of shared mappings it
+ * left in place) and the page runs that back [addr, addr + length); the
+ * daemon maps the runs back to back into one
  * reserved range, so that an MR is one daemon pointer and the passive side
  * of a transfer needs no help from its application.
  */
@@ -12,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -88,72 +90,145 @@ void *ipd_mr_ptr(struct ipd_mr *mr, uint64_t iova, uint64_t len,
 	return mr->map + mr->page_off + off;
 }
 
-/* Check the runs against the page span of [addr, addr+length) and the
- * arena's size; returns the number of pages, or 0 with *err set. */
-static uint64_t mr_check_runs(const Ipd__RegMr *m, int fd, int *err)
+#ifndef HUGETLBFS_MAGIC
+#define HUGETLBFS_MAGIC 0x958458f6
+#endif
+/* The largest page a run's file may need its mapping aligned to. */
+#define IPD_MR_MAX_ALIGN (1ull << 30)
+
+/* What the daemon knows of one attached file. */
+struct mr_file {
+	uint64_t size;
+	uint64_t align;		/* huge page size on hugetlbfs, else page */
+	bool writable;		/* opened for writing */
+};
+
+static int mr_file_probe(int fd, bool arena, struct mr_file *f)
+{
+	struct statfs sfs;
+	struct stat st;
+	int fl;
+
+	/* A client that truncated its arena under a mapped MR would make
+	 * the daemon's accesses SIGBUS: forbid shrinking from now on.  This
+	 * needs an arena created with MFD_ALLOW_SEALING (an unsealable one
+	 * is refused); holes punched later read as zeros and are harmless.
+	 * The application's own files cannot be sealed (see the design's
+	 * Limits). */
+	if (arena && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0)
+		return errno == EPERM ? -EINVAL : -errno;
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fstat(fd, &st) < 0 || fstatfs(fd, &sfs) < 0)
+		return -errno;
+	/* The page holding EOF can be mapped whole (reads past EOF as 0). */
+	f->size = ((uint64_t)st.st_size + page_size() - 1) & ~(page_size() - 1);
+	f->writable = (fl & O_ACCMODE) == O_RDWR;
+	f->align = page_size();
+	if (sfs.f_type == HUGETLBFS_MAGIC && (uint64_t)sfs.f_bsize > f->align) {
+		if ((uint64_t)sfs.f_bsize > IPD_MR_MAX_ALIGN)
+			return -EINVAL;
+		f->align = (uint64_t)sfs.f_bsize;
+	}
+	return 0;
+}
+
+/* Check the runs against the span of [addr, addr+length) from map_start
+ * and the sizes of their files; returns the number of pages, or 0 with
+ * *err set. */
+static uint64_t mr_check_runs(const Ipd__RegMr *m, const int *fds, size_t nfds,
+			      struct mr_file *files, int *err)
 {
 	uint64_t pg = page_size(), first, last, npages = 0;
-	struct stat st;
+	bool writes = m->access & (IBV_ACCESS_LOCAL_WRITE |
+				   IBV_ACCESS_REMOTE_WRITE |
+				   IBV_ACCESS_REMOTE_ATOMIC |
+				   IBV_ACCESS_MW_BIND);
 
 	*err = -EINVAL;
 	if (m->length == 0 || m->addr + m->length + pg - 1 < m->addr)
 		return 0;
-	first = m->addr & ~(pg - 1);
+	first = m->map_start ? m->map_start : m->addr & ~(pg - 1);
 	last = (m->addr + m->length + pg - 1) & ~(pg - 1);
-	/* A client that truncated its arena under a mapped MR would make
-	 * the daemon's accesses SIGBUS: forbid shrinking from now on.  This
-	 * needs an arena created with MFD_ALLOW_SEALING (an unsealable one
-	 * is refused); holes punched later read as zeros and are harmless. */
-	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0) {
-		*err = errno == EPERM ? -EINVAL : -errno;
+	if (first % pg || first > m->addr ||
+	    m->addr - first >= IPD_MR_MAX_ALIGN)
 		return 0;
-	}
-	if (fstat(fd, &st) < 0) {
-		*err = -errno;
-		return 0;
+	for (size_t i = 0; i < nfds; i++) {
+		*err = mr_file_probe(fds[i], i == 0, &files[i]);
+		if (*err)
+			return 0;
+		*err = -EINVAL;
 	}
 	for (size_t i = 0; i < m->n_runs; i++) {
 		const Ipd__PageRun *r = m->runs[i];
+		const struct mr_file *f;
 
-		if (r->file_offset % pg || r->npages == 0 ||
-		    r->npages > (last - first) / pg)
+		if (r->fd >= nfds || r->npages == 0 ||
+		    r->npages > (last - first) / pg + IPD_MR_MAX_ALIGN / pg)
 			return 0;
+		f = &files[r->fd];
+		if (r->file_offset % f->align)
+			return 0;
+		/* Writing through a read-only file: what pinning the pages
+		 * for writing answers. */
+		if (writes && !f->writable) {
+			*err = -EFAULT;
+			return 0;
+		}
 		/* Mapping past EOF would make daemon accesses SIGBUS. */
-		if (r->file_offset > (uint64_t)st.st_size ||
-		    r->npages * pg > (uint64_t)st.st_size - r->file_offset)
+		if (r->file_offset > f->size ||
+		    r->npages * pg > f->size - r->file_offset)
 			return 0;
 		npages += r->npages;
 	}
-	if (npages != (last - first) / pg)
+	/* The runs cover the span, plus at most a huge page's rounding. */
+	if (npages < (last - first) / pg ||
+	    npages - (last - first) / pg >= IPD_MR_MAX_ALIGN / pg)
 		return 0;
 	return npages;
 }
 
-/* Reserve one range and map every run into it, in order. */
-static int mr_map(struct ipd_mr *mr, const Ipd__RegMr *m, int fd,
-		  uint64_t npages)
+/* Reserve one range and map every run into it, in order.  The range has
+ * map_start's offset within the largest alignment any file needs, so that
+ * hugetlb runs land on huge page boundaries as they do in the client. */
+static int mr_map(struct ipd_mr *mr, const Ipd__RegMr *m, const int *fds,
+		  const struct mr_file *files, uint64_t npages)
 {
-	uint64_t pg = page_size();
-	uint8_t *base, *p;
+	uint64_t pg = page_size(), align = pg, first, lead;
+	uint8_t *raw, *base, *p;
+	size_t raw_len;
 
+	for (size_t i = 0; i < m->n_runs; i++)
+		if (files[m->runs[i]->fd].align > align)
+			align = files[m->runs[i]->fd].align;
+	first = m->map_start ? m->map_start : m->addr & ~(pg - 1);
 	mr->map_len = npages * pg;
-	base = mmap(NULL, mr->map_len, PROT_NONE,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (base == MAP_FAILED)
+	raw_len = mr->map_len + align;
+	raw = mmap(NULL, raw_len, PROT_NONE,
+		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (raw == MAP_FAILED)
 		return -ENOMEM;
+	lead = (first % align - (uintptr_t)raw % align + align) % align;
+	base = raw + lead;
+	if (lead)
+		munmap(raw, lead);
+	if (raw_len - lead > mr->map_len)
+		munmap(base + mr->map_len, raw_len - lead - mr->map_len);
 	p = base;
 	for (size_t i = 0; i < m->n_runs; i++) {
-		size_t len = m->runs[i]->npages * pg;
+		const Ipd__PageRun *r = m->runs[i];
+		size_t len = r->npages * pg;
+		int prot = PROT_READ |
+			   (files[r->fd].writable ? PROT_WRITE : 0);
 
-		if (mmap(p, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED,
-			 fd, (off_t)m->runs[i]->file_offset) == MAP_FAILED) {
+		if (mmap(p, len, prot, MAP_SHARED | MAP_FIXED, fds[r->fd],
+			 (off_t)r->file_offset) == MAP_FAILED) {
 			munmap(base, mr->map_len);
 			return -ENOMEM;
 		}
 		p += len;
 	}
 	mr->map = base;
-	mr->page_off = (uint32_t)(m->addr & (pg - 1));
+	mr->page_off = (uint32_t)(m->addr - first);
 	return 0;
 }
 
@@ -169,9 +244,13 @@ static int mr_check(struct ipd_req_ctx *ctx, const Ipd__RegMr *m)
 				    "reg_mr: length %llu not in 1..%llu",
 				    (unsigned long long)m->length,
 				    cfg->max_mr_size);
-	if (ctx->n_in_fds != 1 || ctx->in_fds[0] < 0)
+	if (ctx->n_in_fds < 1 || ctx->n_in_fds > IPD_CTL_MAX_FDS)
 		return ipd_req_fail(ctx, EINVAL,
 				    "reg_mr: expected the arena memfd");
+	for (size_t i = 0; i < (size_t)ctx->n_in_fds; i++)
+		if (ctx->in_fds[i] < 0)
+			return ipd_req_fail(ctx, EINVAL,
+					    "reg_mr: descriptor %zu missing", i);
 	return 0;
 }
 
@@ -179,6 +258,7 @@ int ipd_handle_reg_mr(struct ipd_req_ctx *ctx)
 {
 	const Ipd__RegMr *m = ctx->req->reg_mr;
 	struct ipd_dev *dev = ctx->client->dev;
+	struct mr_file files[IPD_CTL_MAX_FDS];
 	Ipd__RegMrResp *r;
 	struct ipd_mr *mr;
 	struct ipd_pd *pd;
@@ -191,15 +271,16 @@ int ipd_handle_reg_mr(struct ipd_req_ctx *ctx)
 	err = mr_check(ctx, m);
 	if (err)
 		return err;
-	npages = mr_check_runs(m, ctx->in_fds[0], &err);
+	npages = mr_check_runs(m, ctx->in_fds, (size_t)ctx->n_in_fds, files,
+			       &err);
 	if (!npages)
 		return ipd_req_fail(ctx, -err,
-				    "reg_mr: page runs do not cover the range");
+				    "reg_mr: page runs do not map the range");
 	r = ipd_req_alloc(ctx, sizeof(*r));
 	mr = calloc(1, sizeof(*mr));
 	if (!r || !mr)
 		goto err_nomem;
-	err = mr_map(mr, m, ctx->in_fds[0], npages);
+	err = mr_map(mr, m, ctx->in_fds, files, npages);
 	if (err)
 		goto err_free;
 	mr->handle = ipd_table_insert(&dev->mrs, mr);

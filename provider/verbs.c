@@ -71,13 +71,13 @@ int ipd_dealloc_pd(struct ibv_pd *pd)
 
 static int send_reg_mr(struct ibv_pd *pd, struct ipd_mr *mr, void *addr,
 		       size_t length, uint64_t iova, int access,
-		       const struct ipd_mem_run *runs, size_t nruns, int fd)
+		       const struct ipd_mem_reg *reg)
 {
 	Ipd__Request req = IPD__REQUEST__INIT;
 	Ipd__RegMr rm = IPD__REG_MR__INIT;
 	Ipd__PageRun *pr, **prp;
 	Ipd__Response *resp;
-	size_t i;
+	size_t i, nruns = reg->nruns;
 	int err;
 
 	pr = calloc(nruns ? nruns : 1, sizeof(*pr));
@@ -88,8 +88,9 @@ static int send_reg_mr(struct ibv_pd *pd, struct ipd_mr *mr, void *addr,
 	}
 	for (i = 0; i < nruns; i++) {
 		ipd__page_run__init(&pr[i]);
-		pr[i].file_offset = runs[i].file_offset;
-		pr[i].npages = runs[i].npages;
+		pr[i].file_offset = reg->runs[i].file_offset;
+		pr[i].npages = reg->runs[i].npages;
+		pr[i].fd = reg->runs[i].fd;
 		prp[i] = &pr[i];
 	}
 	rm.pd = pd->handle;
@@ -99,9 +100,11 @@ static int send_reg_mr(struct ibv_pd *pd, struct ipd_mr *mr, void *addr,
 	rm.access = (uint32_t)access;
 	rm.n_runs = nruns;
 	rm.runs = prp;
+	rm.map_start = reg->map_start;
 	req.op_case = IPD__REQUEST__OP_REG_MR;
 	req.reg_mr = &rm;
-	err = ipd_ctl_request(pd_ctx(pd), &req, &fd, 1, &resp, NULL, NULL, 0);
+	err = ipd_ctl_request(pd_ctx(pd), &req, reg->fds, (int)reg->nfds, &resp,
+			      NULL, NULL, 0);
 	if (err)
 		goto out;
 	if (resp->op_case != IPD__RESPONSE__OP_REG_MR) {
@@ -119,27 +122,30 @@ out:
 	return err;
 }
 
+/* The access flags for which ib_umem_get() pins pages for writing. */
+#define IPD_ACCESS_WRITABLE                                              \
+	(IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |              \
+	 IBV_ACCESS_REMOTE_ATOMIC | IBV_ACCESS_MW_BIND)
+
 struct ibv_mr *ipd_reg_mr(struct ibv_pd *pd, void *addr, size_t length,
 			  uint64_t hca_va, int access)
 {
-	struct ipd_mem_run *runs;
+	struct ipd_mem_reg reg;
 	struct ipd_mr *mr;
-	size_t nruns;
-	int err, fd;
+	int err;
 
 	mr = calloc(1, sizeof(*mr));
 	if (!mr) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	err = ipd_mem_register(addr, length,
-			       ibv_is_fork_initialized() == IBV_FORK_ENABLED,
-			       &runs, &nruns, &fd);
+	err = ipd_mem_register_reg(addr, length,
+				   ibv_is_fork_initialized() == IBV_FORK_ENABLED,
+				   access & IPD_ACCESS_WRITABLE, &reg);
 	if (err)
 		goto err_free;
-	err = send_reg_mr(pd, mr, addr, length, hca_va, access, runs, nruns,
-			  fd);
-	free(runs);
+	err = send_reg_mr(pd, mr, addr, length, hca_va, access, &reg);
+	ipd_mem_reg_release(&reg);
 	if (err)
 		goto err_mem;
 	mr->vmr.mr_type = IBV_MR_TYPE_MR;

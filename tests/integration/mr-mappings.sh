@@ -1,0 +1,67 @@
+#!/bin/bash
+# Registering memory of every kind of mapping (tests/mr_mappings.c) on one
+# daemon: shared file/shm/memfd mappings and MAP_SHARED anonymous memory
+# shared with a child, read-only mappings, and hugetlb memory -- for which
+# huge pages are reserved here (as root; restored on exit) -- plus
+# ib_write_bw --use_hugepages.  Skips (77) only the hugetlb part, and only
+# when the kernel gives no huge page at all.
+# usage: mr-mappings.sh PATH/TO/mr_mappings
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+
+prog=${1:?usage: mr-mappings.sh PATH/TO/mr_mappings}
+[[ -x $prog ]] || ipd_fail "$prog is not executable"
+
+nr=/proc/sys/vm/nr_hugepages
+huge_old=
+huge_restore() {
+	[[ -n $huge_old ]] && echo "$huge_old" >"$nr" 2>/dev/null
+	return 0
+}
+trap 'rc=$?; huge_restore; (exit $rc); ipd_cleanup' EXIT
+
+ipd_start d
+ipd_env
+dev=$(ipd_dev)
+gid=$(ipd_gid_index)
+ipd_run "$prog" -d "$dev" -g "$gid" -t "$IPD_TMP" shared readonly race ||
+	ipd_fail "mr_mappings shared readonly race"
+
+# Huge pages: 8 for the program (moving a private one needs twice its
+# pages for a moment), 16 more for perftest's two processes.
+free_huge() { awk '/^HugePages_Free:/ { print $2 }' /proc/meminfo; }
+want=24
+if (($(free_huge) < want)) && [[ -w $nr ]]; then
+	huge_old=$(cat "$nr")
+	echo $((huge_old + want - $(free_huge))) >"$nr" || true
+fi
+if (($(free_huge) < 8)); then
+	ipd_log "SKIP hugetlb: the kernel gives only $(free_huge) free huge pages"
+	ipd_stop
+	exit 77
+fi
+ipd_run "$prog" -d "$dev" -g "$gid" -t "$IPD_TMP" hugetlb ||
+	ipd_fail "mr_mappings hugetlb"
+# Without CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE /proc/self/map_files
+# cannot be opened (an unprivileged application): hugetlb mappings whose
+# file has no path are then moved onto the hugetlb arena instead.
+if [[ $(id -u) == 0 ]] && command -v setpriv >/dev/null; then
+	ipd_run setpriv --bounding-set=-sys_admin,-checkpoint_restore \
+		"$prog" -d "$dev" -g "$gid" -t "$IPD_TMP" hugetlb readonly ||
+		ipd_fail "mr_mappings hugetlb readonly without map_files"
+fi
+ipd_alive || ipd_fail "daemon died"
+
+if (($(free_huge) >= 16)); then
+	port=$(ipd_port)
+	common="-d $dev -i 1 -x $gid -F -p $port -s 65536 -n 100 --use_hugepages"
+	run_pair "$port" "ib_write_bw $common" "ib_write_bw $common 127.0.0.1" ||
+		ipd_fail "ib_write_bw --use_hugepages"
+	grep -Eq "^[[:space:]]*65536[[:space:]]+100[[:space:]]" "$IPD_PAIR_LAST.client" ||
+		ipd_fail "ib_write_bw --use_hugepages: no result line"
+else
+	ipd_log "ib_write_bw --use_hugepages not run: $(free_huge) free huge pages"
+fi
+ipd_alive || ipd_fail "daemon died"
+ipd_stop
+echo "PASS mr-mappings"
