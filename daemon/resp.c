@@ -67,7 +67,7 @@ static struct ipd_pd *resp_srqn_pd(struct ipd_qp *qp, uint32_t srqn)
 
 	if (!is_xrc_tgt(qp))
 		return qp->pd;
-	srq = ipd_srq_xrc_lookup(qp->dev, srqn, qp->xrcd->dom);
+	srq = ipd_srq_xrc_lookup(qp->dev, srqn, qp->xrc_dom);
 	return srq ? srq->pd : NULL;
 }
 
@@ -529,7 +529,7 @@ static enum resp_state resp_check_xrc(struct resp_ctx *c)
 	if (!is_xrc_tgt(qp))
 		return RESP_CHECK_OP_VALID;
 	srq = ipd_srq_xrc_lookup(qp->dev,
-				 ipd_xrceth_srqn(c->pkt->hdr), qp->xrcd->dom);
+				 ipd_xrceth_srqn(c->pkt->hdr), qp->xrc_dom);
 	if (!srq || (e->have_rwqe && srq != e->xsrq))
 		return RESP_ERR_INV_REQ;
 	e->xsrq = srq;

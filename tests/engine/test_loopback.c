@@ -83,6 +83,10 @@ void ipd_async_event(struct ipd_client *c, uint64_t element,
 {
 	async_events++;
 }
+void ipd_qp_async_event(struct ipd_qp *qp, enum ibv_event_type ev)
+{
+	ipd_async_event(qp->client, qp->user_handle, ev);
+}
 
 /* ---- helpers ---- */
 static struct ipd_mr *mk_mr(uint32_t h, size_t len, uint32_t access)

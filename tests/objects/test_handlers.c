@@ -184,7 +184,8 @@ static int create_cq(uint32_t cqe, uint32_t *handle)
 	return ret;
 }
 
-static int destroy(Ipd__ObjType type, uint32_t handle)
+static int destroy_by(struct ipd_client *c, Ipd__ObjType type,
+		      uint32_t handle)
 {
 	Ipd__Destroy m = IPD__DESTROY__INIT;
 
@@ -192,7 +193,13 @@ static int destroy(Ipd__ObjType type, uint32_t handle)
 	m.handle = handle;
 	req.destroy = &m;
 	next();
+	ctx.client = c;
 	return ipd_handle_destroy(&ctx);
+}
+
+static int destroy(Ipd__ObjType type, uint32_t handle)
+{
+	return destroy_by(&client, type, handle);
 }
 
 /* ---- tests ---------------------------------------------------------- */
@@ -705,9 +712,16 @@ static void test_xrc(uint32_t pd, uint32_t cq)
 	/* Another client of the domain may use it; outside it, nobody. */
 	CHECK(open_qp(&other, x3, tgt, false) == -EINVAL);
 	CHECK(open_qp(&other, x2, tgt, false) == 0);
-	CHECK(destroy(IPD__OBJ_TYPE__OBJ_QP, tgt) == -EBUSY);
-	CHECK(open_qp(&other, x2, tgt, true) == 0);
+	/* As the kernel: the creator's destroy succeeds, the QP lives on
+	 * (creator gone) while opened, and ends with the last open. */
 	CHECK(destroy(IPD__OBJ_TYPE__OBJ_QP, tgt) == 0);
+	CHECK(ipd_qp_lookup(&dev, tgt) && !ipd_qp_lookup(&dev, tgt)->client);
+	CHECK(destroy(IPD__OBJ_TYPE__OBJ_QP, tgt) == -EINVAL);
+	CHECK(open_qp(&other, x3, tgt, true) == -EINVAL);   /* not its open */
+	CHECK(destroy_by(&other, IPD__OBJ_TYPE__OBJ_XRCD, x2) == -EBUSY);
+	CHECK(open_qp(&other, x2, tgt, true) == 0);
+	CHECK(!ipd_qp_lookup(&dev, tgt));
+	CHECK(open_qp(&other, x2, tgt, false) == -EINVAL);
 
 	/* INI: a PD and a send CQ, only a send ring. */
 	cap.max_send_wr = 4;
