@@ -401,8 +401,9 @@ void ipd_client_release_capture(struct ipd_client *client);
 bool ipd_mw_key(uint32_t key);
 void *ipd_mw_rkey_ptr(const struct ipd_qp *qp, struct ipd_pd *pd,
 		      uint32_t rkey, uint64_t va, uint64_t len, uint32_t access);
-/* SEND with Invalidate arrived for rkey (IETH): 0 or -EINVAL. */
-int ipd_mw_remote_inv(struct ipd_qp *qp, uint32_t rkey);
+/* SEND with Invalidate arrived on qp for rkey (IETH), a window of pd (the
+ * QP's, or on an XRC TGT QP the XRC SRQ's): 0 or -EINVAL. */
+int ipd_mw_remote_inv(struct ipd_qp *qp, struct ipd_pd *pd, uint32_t rkey);
 
 /* ------------------------------------------------------------------ */
 /* The device.                                                          */

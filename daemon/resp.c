@@ -411,7 +411,8 @@ static void rwqe_complete(struct ipd_qp *qp, struct ipd_pkt *pkt, int status)
 		memcpy(&cqe.imm_data, ipd_chdr_at(pkt->hdr, IPD_HDR_IETH), 4);
 		cqe.wc_flags |= IBV_WC_WITH_INV;
 		if (status == IBV_WC_SUCCESS)
-			ipd_mw_remote_inv(qp, be32toh(cqe.imm_data));
+			ipd_mw_remote_inv(qp, resp_pd(qp),
+					  be32toh(cqe.imm_data));
 	}
 	/* IBA 11.4.2.2: SE on the last packet makes the completion
 	 * solicited (for CQs armed with solicited_only). */

@@ -60,7 +60,10 @@ bool ipd_mw_key(uint32_t key) { return false; }
 void *ipd_mw_rkey_ptr(const struct ipd_qp *qp, struct ipd_pd *p,
 		      uint32_t rkey, uint64_t va, uint64_t len,
 		      uint32_t access) { return NULL; }
-int ipd_mw_remote_inv(struct ipd_qp *qp, uint32_t rkey) { return -EINVAL; }
+int ipd_mw_remote_inv(struct ipd_qp *qp, struct ipd_pd *p, uint32_t rkey)
+{
+	return -EINVAL;
+}
 struct ipd_qp *ipd_qp_lookup(struct ipd_dev *d, uint32_t qpn)
 {
 	return qpn < 64 ? qps[qpn] : NULL;

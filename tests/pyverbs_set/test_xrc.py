@@ -1,8 +1,8 @@
 """XRC: domains (shared by file), XRC SRQs, INI (XRC_SEND) and TGT
 (XRC_RECV) QPs; SEND and WRITE with immediate through XRCETH, RDMA READ
 and both atomics checked in the XRC SRQ's PD, the QPEx wr_set_xrc_srqn
-path, and an SRQ number of another domain refused with an invalid-request
-NAK."""
+path, SEND with Invalidate of a window of the SRQ's PD, and an SRQ number
+of another domain refused with an invalid-request NAK."""
 import errno
 import os
 import random
@@ -12,7 +12,7 @@ import unittest
 
 import pyverbs.enums as e
 from pyverbs.cq import CQ
-from pyverbs.mr import MR
+from pyverbs.mr import MR, MW, MWBindInfo
 from pyverbs.pd import PD
 from pyverbs.pyverbs_error import PyverbsRDMAError
 from pyverbs.qp import QP, QPAttr, QPCap, QPEx, QPInitAttrEx
@@ -20,7 +20,8 @@ from pyverbs.srq import SRQ, SrqAttr, SrqInitAttrEx
 from pyverbs.wr import RecvWR, SGE, SendWR
 from pyverbs.xrcd import XRCD, XRCDInitAttr
 
-from ipdpy import ACCESS, PORT, DevTest, async_event, poll, quiet
+from ipdpy import (ACCESS, PORT, DevTest, Endpoint, async_event, connect,
+                   poll, quiet)
 
 XRCD_MASK = e.IBV_XRCD_INIT_ATTR_FD | e.IBV_XRCD_INIT_ATTR_OFLAGS
 SIZE = 8192
@@ -249,6 +250,40 @@ class XrcTest(DevTest):
         wc = poll(self.scq, 1)[0]
         self.assertEqual(wc.status, e.IBV_WC_REM_ACCESS_ERR)
         self.assertEqual(async_event(self), e.IBV_EVENT_QP_ACCESS_ERR)
+
+    def test_send_with_invalidate(self):
+        """SEND with Invalidate through a TGT QP invalidates a type 2
+        window of the XRC SRQ's PD, as on RC."""
+        self.setup_pair()
+        a = self.keep(Endpoint(self, e.IBV_QPT_RC, size=1 << 12))
+        b = self.keep(Endpoint(self, e.IBV_QPT_RC, size=1 << 12))
+        connect(self, a, b)
+        wmr = self.keep(MR(self.pd, 4096, ACCESS | e.IBV_ACCESS_MW_BIND))
+        mw = self.keep(MW(self.pd, e.IBV_MW_TYPE_2))
+        wr = SendWR(wr_id=5, opcode=e.IBV_WR_BIND_MW,
+                    send_flags=e.IBV_SEND_SIGNALED)
+        wr.set_bind_wr(mw, MWBindInfo(wmr, wmr.buf, 4096,
+                                      e.IBV_ACCESS_REMOTE_READ))
+        b.qp.post_send(wr)
+        self.assertEqual(poll(b.cq, 1)[0].status, e.IBV_WC_SUCCESS)
+        rkey = wr.rkey
+
+        def read_status():
+            rd = a.send_wr(1, e.IBV_WR_RDMA_READ, 0, 16)
+            rd.set_wr_rdma(rkey, wmr.buf)
+            a.qp.post_send(rd)
+            return poll(a.cq, 1)[0].status
+
+        self.assertEqual(read_status(), e.IBV_WC_SUCCESS)
+        self.post_srq(self.srq, 8, 4096, 64)
+        self.send(self.srq.get_srq_num(), 6, 0, 32, e.IBV_WR_SEND_WITH_INV,
+                  imm=rkey)
+        wc = poll(self.rcq, 1)[0]
+        self.assertEqual(wc.status, e.IBV_WC_SUCCESS)
+        self.assertTrue(wc.wc_flags & e.IBV_WC_WITH_INV)
+        self.assertEqual(wc.imm_data, rkey)
+        self.assertEqual(poll(self.scq, 1)[0].status, e.IBV_WC_SUCCESS)
+        self.assertEqual(read_status(), e.IBV_WC_REM_ACCESS_ERR)
 
     def test_multi_packet_send(self):
         self.setup_pair()
