@@ -74,6 +74,8 @@ struct ipd_resp_item {
 	struct ipd_pkt *pkt;      /* ready packet, or NULL for READ data */
 	uint64_t va;              /* READ: next byte to send */
 	uint32_t rkey, resid, psn;
+	uint32_t srqn;            /* READ on an XRC TGT QP: the XRC SRQ whose
+				   * PD the rkey is checked in */
 	uint32_t first_psn, last_psn; /* READ: the request's PSN range */
 	bool started;             /* READ: the FIRST response went out */
 };

@@ -283,8 +283,12 @@ struct ipd_qp {
 	struct ipd_srq *srq;          /* NULL: the QP has its own RQ */
 	/* XRC_RECV (TGT): its domain; no PD, CQs or rings of its own.
 	 * XRC_SEND (INI) has a PD and send CQ and no receive side. */
-	struct ipd_xrcd *xrcd;
-	unsigned int xrc_opens;       /* ibv_open_qp users (other clients) */
+	struct ipd_xrcd *xrcd;        /* the creator's open (NULL once the
+				       * creator destroyed the QP) */
+	struct ipd_xrcd_dom *xrc_dom; /* TGT: the domain, while it lives */
+	/* TGT: ibv_open_qp uses (xrcd.c).  The QP lives while its creator
+	 * or any of them does: client is NULL once the creator is gone. */
+	LIST_HEAD(, ipd_qp_open) opens;
 	enum ibv_qp_type type;
 	bool sq_sig_all;
 	uint64_t user_handle;
@@ -298,7 +302,20 @@ struct ipd_qp {
 	TAILQ_ENTRY(ipd_qp) dev_link; /* dev->qps */
 };
 
+/* One ibv_open_qp of a TGT QP: the process's own ibv_qp (user_handle)
+ * gets the QP's async events too, as the kernel's per-open handler does. */
+struct ipd_qp_open {
+	struct ipd_client *client;
+	struct ipd_xrcd *xrcd;        /* the open it was made through */
+	uint64_t user_handle;
+	LIST_ENTRY(ipd_qp_open) link;
+};
+
 struct ipd_qp *ipd_qp_lookup(struct ipd_dev *dev, uint32_t qpn);
+/* Raise an async event on qp for its creator and every opener. */
+void ipd_qp_async_event(struct ipd_qp *qp, enum ibv_event_type ev);
+/* Free a QP nobody holds any more (no creator, no opens). */
+void ipd_qp_free(struct ipd_qp *qp);
 /* Move a QP to the error state from inside the daemon (engine errors):
  * sets attr.qp_state, tells the engine to flush, raises the async event. */
 void ipd_qp_set_error(struct ipd_qp *qp, enum ibv_event_type ev);
@@ -393,8 +410,9 @@ void ipd_client_release_capture(struct ipd_client *client);
 bool ipd_mw_key(uint32_t key);
 void *ipd_mw_rkey_ptr(const struct ipd_qp *qp, struct ipd_pd *pd,
 		      uint32_t rkey, uint64_t va, uint64_t len, uint32_t access);
-/* SEND with Invalidate arrived for rkey (IETH): 0 or -EINVAL. */
-int ipd_mw_remote_inv(struct ipd_qp *qp, uint32_t rkey);
+/* SEND with Invalidate arrived on qp for rkey (IETH), a window of pd (the
+ * QP's, or on an XRC TGT QP the XRC SRQ's): 0 or -EINVAL. */
+int ipd_mw_remote_inv(struct ipd_qp *qp, struct ipd_pd *pd, uint32_t rkey);
 
 /* ------------------------------------------------------------------ */
 /* The device.                                                          */

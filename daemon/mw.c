@@ -100,12 +100,12 @@ void *ipd_mw_rkey_ptr(const struct ipd_qp *qp, struct ipd_pd *pd,
 	return ipd_mr_ptr(mw->mr, mw->addr + off, len, ipd_access_rw(access));
 }
 
-int ipd_mw_remote_inv(struct ipd_qp *qp, uint32_t rkey)
+int ipd_mw_remote_inv(struct ipd_qp *qp, struct ipd_pd *pd, uint32_t rkey)
 {
 	struct ipd_mw *mw = mw_by_key(qp->dev, rkey);
 
 	/* Only type 2 windows of this PD can be invalidated remotely. */
-	if (!mw || mw->type != IBV_MW_TYPE_2 || mw->pd != qp->pd || !mw->mr)
+	if (!mw || mw->type != IBV_MW_TYPE_2 || !pd || mw->pd != pd || !mw->mr)
 		return -EINVAL;
 	mw_unbind(mw);
 	return 0;

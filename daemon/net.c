@@ -477,8 +477,7 @@ void ipd_engine_qp_modified(struct ipd_qp *qp, enum ibv_qp_state old,
 		/* IBA 11.6.3.4: a QP on an SRQ tells its owner that no more
 		 * receive WQEs will be consumed for it. */
 		if (qp->srq && old != IBV_QPS_ERR)
-			ipd_async_event(qp->client, qp->user_handle,
-					IBV_EVENT_QP_LAST_WQE_REACHED);
+			ipd_qp_async_event(qp, IBV_EVENT_QP_LAST_WQE_REACHED);
 		break;
 	default:
 		qp_load_attrs(qp, attr_mask);
@@ -521,8 +520,7 @@ static void qp_check_drained(struct ipd_qp *qp)
 		return;
 	e->sqd_notified = true;
 	if (qp->attr.en_sqd_async_notify)
-		ipd_async_event(qp->client, qp->user_handle,
-				IBV_EVENT_SQ_DRAINED);
+		ipd_qp_async_event(qp, IBV_EVENT_SQ_DRAINED);
 }
 
 static bool qp_poll(struct ipd_qp *qp)

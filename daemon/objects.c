@@ -100,9 +100,6 @@ static void release_kind(struct ipd_client *client, enum ipd_obj_type type)
 		/* The engine dropped its MR references with the QPs. */
 		if (type == IPD_OBJ_MR)
 			((struct ipd_mr *)obj)->refcnt = 0;
-		/* Other clients' ibv_open_qp uses end with their creator. */
-		if (type == IPD_OBJ_QP)
-			((struct ipd_qp *)obj)->xrc_opens = 0;
 		if (k->destroy(obj))
 			ipd_warn("client %u: %s %u still busy at release",
 				 client->id, k->name, t->base + i);
@@ -111,6 +108,8 @@ static void release_kind(struct ipd_client *client, enum ipd_obj_type type)
 
 void ipd_client_release_objects(struct ipd_client *client)
 {
+	/* Its ibv_open_qp uses first: they hold its XRCDs. */
+	ipd_xrcd_release_opens(client);
 	for (size_t i = 0; i < sizeof(release_order) / sizeof(release_order[0]); i++)
 		release_kind(client, release_order[i]);
 }

@@ -22,6 +22,8 @@ struct ipd_ah *ipd_ah_get(struct ipd_client *c, uint32_t handle);
 struct ipd_xrcd *ipd_xrcd_get(struct ipd_client *c, uint32_t handle);
 /* Does client c have the domain dom open (it may then use its TGT QPs)? */
 bool ipd_xrcd_client_has(struct ipd_client *c, const struct ipd_xrcd_dom *dom);
+/* End every ibv_open_qp use client c holds (it is going away). */
+void ipd_xrcd_release_opens(struct ipd_client *c);
 
 /* Destructors: 0, or -EBUSY while other objects still use it. */
 int ipd_pd_destroy(struct ipd_pd *pd);

@@ -88,6 +88,7 @@ enum ipd_ib_opcode {
 	IPD_OP_RD = 0x40,
 	IPD_OP_UD = 0x60,
 	IPD_OP_XRC = 0xa0,
+	IPD_OP_OPERATION_MASK = 0x1f, /* the operation bits under the base */
 
 	IPD_OP_SEND_FIRST = 0x00,
 	IPD_OP_SEND_MIDDLE = 0x01,

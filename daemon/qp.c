@@ -42,7 +42,7 @@ static struct ipd_qp *qp_get_shared(struct ipd_client *c, uint32_t qpn)
 	if (qp->client == c)
 		return qp;
 	if (qp->type == IBV_QPT_XRC_RECV &&
-	    ipd_xrcd_client_has(c, qp->xrcd->dom))
+	    ipd_xrcd_client_has(c, qp->xrc_dom))
 		return qp;
 	return NULL;
 }
@@ -276,6 +276,8 @@ int ipd_handle_create_qp(struct ipd_req_ctx *ctx)
 	qp->rcq = refs.rcq;
 	qp->srq = refs.srq;
 	qp->xrcd = refs.xrcd;
+	qp->xrc_dom = refs.xrcd ? refs.xrcd->dom : NULL;
+	LIST_INIT(&qp->opens);
 	qp->type = (enum ibv_qp_type)m->qp_type;
 	qp->sq_sig_all = m->sq_sig_all;
 	qp->user_handle = m->user_handle;
@@ -601,20 +603,43 @@ int ipd_handle_query_qp(struct ipd_req_ctx *ctx)
 	return 0;
 }
 
-int ipd_qp_destroy(struct ipd_qp *qp)
+void ipd_qp_free(struct ipd_qp *qp)
 {
 	struct ipd_dev *dev = qp->dev;
 
-	/* ibv_open_qp users keep a TGT QP (they end with their creator). */
-	if (qp->xrc_opens)
-		return -EBUSY;
 	ipd_engine_qp_fini(qp);
 	TAILQ_REMOVE(&dev->qps_list, qp, dev_link);
 	ipd_table_remove(&dev->qps, qp->qpn);
 	qp_refs_add(qp, -1);
 	qp_free_rings(qp);
 	free(qp);
+}
+
+int ipd_qp_destroy(struct ipd_qp *qp)
+{
+	/* A TGT QP that other processes opened outlives its creator's
+	 * destroy, as in the kernel (ib_destroy_qp of a shared XRC TGT QP
+	 * closes that handle only): it goes with its last opener
+	 * (xrcd.c).  Its creator's references go now; its domain stays,
+	 * held by the openers' XRCDs. */
+	if (!LIST_EMPTY(&qp->opens)) {
+		qp_refs_add(qp, -1);
+		qp->xrcd = NULL;
+		qp->client = NULL;
+		return 0;
+	}
+	ipd_qp_free(qp);
 	return 0;
+}
+
+void ipd_qp_async_event(struct ipd_qp *qp, enum ibv_event_type ev)
+{
+	struct ipd_qp_open *o;
+
+	if (qp->client)
+		ipd_async_event(qp->client, qp->user_handle, ev);
+	LIST_FOREACH(o, &qp->opens, link)
+		ipd_async_event(o->client, o->user_handle, ev);
 }
 
 void ipd_qp_set_error(struct ipd_qp *qp, enum ibv_event_type ev)
@@ -626,5 +651,5 @@ void ipd_qp_set_error(struct ipd_qp *qp, enum ibv_event_type ev)
 	qp->attr.qp_state = IBV_QPS_ERR;
 	qp->attr.cur_qp_state = IBV_QPS_ERR;
 	ipd_engine_qp_modified(qp, old, IBV_QP_STATE);
-	ipd_async_event(qp->client, qp->user_handle, ev);
+	ipd_qp_async_event(qp, ev);
 }

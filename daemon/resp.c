@@ -57,6 +57,26 @@ static struct ipd_pd *resp_pd(const struct ipd_qp *qp)
 	return qp->pd;
 }
 
+/* The PD of a request identified by its XRC SRQ number srqn (ignored
+ * unless qp is a TGT QP): READ responses are built, and duplicates
+ * checked, apart from the message in progress, so they look the SRQ up
+ * again; NULL when it is gone or not of the QP's domain. */
+static struct ipd_pd *resp_srqn_pd(struct ipd_qp *qp, uint32_t srqn)
+{
+	struct ipd_srq *srq;
+
+	if (!is_xrc_tgt(qp))
+		return qp->pd;
+	srq = ipd_srq_xrc_lookup(qp->dev, srqn, qp->xrc_dom);
+	return srq ? srq->pd : NULL;
+}
+
+/* The XRC SRQ number a request names (0 on other transports). */
+static uint32_t pkt_srqn(const struct ipd_pkt *pkt)
+{
+	return pkt->mask & IPD_XRCETH_MASK ? ipd_xrceth_srqn(pkt->hdr) : 0;
+}
+
 /* ---- sending responses ------------------------------------------- */
 
 static struct ipd_pkt *resp_pkt(struct ipd_qp *qp, uint8_t op, uint32_t psn,
@@ -161,8 +181,8 @@ static bool resp_read_pkt(struct ipd_qp *qp, struct ipd_resp_item *it)
 	struct ipd_pkt *pkt;
 
 	if (chunk) {
-		src = ipd_rkey_ptr(qp, qp->pd, it->rkey, it->va, chunk,
-				   IBV_ACCESS_REMOTE_READ);
+		src = ipd_rkey_ptr(qp, resp_srqn_pd(qp, it->srqn), it->rkey,
+				   it->va, chunk, IBV_ACCESS_REMOTE_READ);
 		if (!src)
 			return false; /* MR gone: the requester times out */
 	}
@@ -215,17 +235,20 @@ void ipd_resp_drain(struct ipd_qp *qp)
 	}
 }
 
-/* Queue a READ's responses (sent by ipd_resp_pump, in order). */
-static void resp_send_read(struct ipd_qp *qp, uint64_t va, uint32_t rkey,
-			   uint32_t len, uint32_t psn)
+/* Queue the responses of the READ request pkt (sent by ipd_resp_pump,
+ * in order). */
+static void resp_send_read(struct ipd_qp *qp, const struct ipd_pkt *pkt)
 {
 	struct ipd_engine_qp *e = qp->eng;
 	struct ipd_resp_item *it;
+	uint32_t len = ipd_reth_len(pkt->hdr), psn = pkt->psn;
 
 	if (e->rsp_tail - e->rsp_head >= IPD_RESP_QUEUE)
 		return; /* the requester retries the READ */
 	it = rsp_at(e, e->rsp_tail++);
-	*it = (struct ipd_resp_item){ .va = va, .rkey = rkey, .resid = len,
+	*it = (struct ipd_resp_item){ .va = ipd_reth_va(pkt->hdr),
+				      .rkey = ipd_reth_rkey(pkt->hdr),
+				      .srqn = pkt_srqn(pkt), .resid = len,
 				      .psn = psn, .first_psn = psn };
 	it->last_psn = ipd_psn_add(psn, read_npsn(qp, len) - 1);
 	ipd_resp_pump(qp);
@@ -389,7 +412,8 @@ static void rwqe_complete(struct ipd_qp *qp, struct ipd_pkt *pkt, int status)
 		memcpy(&cqe.imm_data, ipd_chdr_at(pkt->hdr, IPD_HDR_IETH), 4);
 		cqe.wc_flags |= IBV_WC_WITH_INV;
 		if (status == IBV_WC_SUCCESS)
-			ipd_mw_remote_inv(qp, be32toh(cqe.imm_data));
+			ipd_mw_remote_inv(qp, resp_pd(qp),
+					  be32toh(cqe.imm_data));
 	}
 	/* IBA 11.4.2.2: SE on the last packet makes the completion
 	 * solicited (for CQs armed with solicited_only). */
@@ -513,7 +537,7 @@ static enum resp_state resp_check_xrc(struct resp_ctx *c)
 	if (!is_xrc_tgt(qp))
 		return RESP_CHECK_OP_VALID;
 	srq = ipd_srq_xrc_lookup(qp->dev,
-				 ipd_xrceth_srqn(c->pkt->hdr), qp->xrcd->dom);
+				 ipd_xrceth_srqn(c->pkt->hdr), qp->xrc_dom);
 	if (!srq || (e->have_rwqe && srq != e->xsrq))
 		return RESP_ERR_INV_REQ;
 	e->xsrq = srq;
@@ -646,7 +670,7 @@ static enum resp_state resp_check_rkey(struct resp_ctx *c)
 	if (pkt->mask & IPD_READ_MASK) {
 		uint32_t len = ipd_reth_len(pkt->hdr);
 
-		c->mem = len ? ipd_rkey_ptr(qp, qp->pd,
+		c->mem = len ? ipd_rkey_ptr(qp, resp_srqn_pd(qp, pkt_srqn(pkt)),
 					    ipd_reth_rkey(pkt->hdr),
 					    ipd_reth_va(pkt->hdr), len,
 					    IBV_ACCESS_REMOTE_READ) :
@@ -659,7 +683,7 @@ static enum resp_state resp_check_rkey(struct resp_ctx *c)
 		/* IBA 9.4.5: atomics need an 8-byte aligned address. */
 		if (va & 7)
 			return RESP_ERR_INV_REQ;
-		c->mem = ipd_rkey_ptr(qp, qp->pd,
+		c->mem = ipd_rkey_ptr(qp, resp_srqn_pd(qp, pkt_srqn(pkt)),
 				      ipd_atmeth_rkey(pkt->hdr), va, 8,
 				      IBV_ACCESS_REMOTE_ATOMIC);
 		return c->mem ? RESP_EXECUTE : RESP_ERR_ACCESS;
@@ -727,8 +751,7 @@ static enum resp_state resp_exec_read(struct resp_ctx *c)
 
 	res_new(c->e, IPD_RES_READ, pkt->psn, ipd_psn_add(pkt->psn, n - 1));
 	c->e->msn++;
-	resp_send_read(c->qp, ipd_reth_va(pkt->hdr), ipd_reth_rkey(pkt->hdr),
-		       len, pkt->psn);
+	resp_send_read(c->qp, pkt);
 	return RESP_ACKNOWLEDGE;
 }
 
@@ -738,7 +761,7 @@ static enum resp_state resp_exec_atomic(struct resp_ctx *c)
 	struct ipd_pkt *pkt = c->pkt;
 	uint64_t *p = c->mem, orig;
 
-	if (pkt->opcode == (IPD_OP_RC | IPD_OP_COMPARE_SWAP)) {
+	if ((pkt->opcode & IPD_OP_OPERATION_MASK) == IPD_OP_COMPARE_SWAP) {
 		orig = ipd_atmeth_comp(pkt->hdr);
 		__atomic_compare_exchange_n(p, &orig,
 					    ipd_atmeth_swap_add(pkt->hdr),
@@ -828,6 +851,7 @@ static enum resp_state resp_duplicate(struct resp_ctx *c)
 		return RESP_DONE;
 	item = rsp_find_read(e, pkt->psn);
 	if (item && item->rkey == ipd_reth_rkey(pkt->hdr) &&
+	    item->srqn == pkt_srqn(pkt) &&
 	    ipd_reth_va(pkt->hdr) <= item->va + item->resid) {
 		resp_restart_read(qp, item, ipd_reth_va(pkt->hdr),
 				  ipd_reth_len(pkt->hdr), pkt->psn);
@@ -836,8 +860,7 @@ static enum resp_state resp_duplicate(struct resp_ctx *c)
 	/* Its responses went out: send the part asked for again, behind
 	 * what is queued (still wanted: a requester asks only for what it
 	 * lacks, and a go-back-N one drops the duplicates). */
-	resp_send_read(qp, ipd_reth_va(pkt->hdr), ipd_reth_rkey(pkt->hdr),
-		       ipd_reth_len(pkt->hdr), pkt->psn);
+	resp_send_read(qp, pkt);
 	return RESP_DONE;
 }
 

@@ -89,7 +89,8 @@ static int status_qp(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
 	    qp->attr.qp_state != IBV_QPS_INIT)
 		ipd_engine_qp_psns(qp, &s->sq_psn, &s->rq_psn);
 	s->dest_qpn = qp->attr.dest_qp_num;
-	s->client_id = qp->client->id;
+	/* 0: a TGT QP whose creator is gone, held by its openers. */
+	s->client_id = qp->client ? qp->client->id : 0;
 	s->peer = addr_text(ctx, &qp->av.dst);
 	/* The negotiated <local, peer> DMA-capable pair (peer.c). */
 	ipd_peer_addr_form(qp->dev, qp, form, sizeof(form));

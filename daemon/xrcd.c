@@ -154,34 +154,79 @@ int ipd_xrcd_destroy(struct ipd_xrcd *x)
 	return 0;
 }
 
-/* ibv_open_qp: another process of the domain shares a TGT QP; the QP
- * stays while that use lasts (its creator's destroy answers EBUSY). */
+/* An ibv_open_qp use ends; the QP goes with the last one once its
+ * creator destroyed it. */
+static void qp_open_end(struct ipd_qp *qp, struct ipd_qp_open *o)
+{
+	LIST_REMOVE(o, link);
+	o->xrcd->refcnt--;
+	free(o);
+	if (!qp->client && LIST_EMPTY(&qp->opens))
+		ipd_qp_free(qp);
+}
+
+static struct ipd_qp_open *qp_open_find(struct ipd_qp *qp,
+					const struct ipd_xrcd *x)
+{
+	struct ipd_qp_open *o;
+
+	LIST_FOREACH(o, &qp->opens, link)
+		if (o->xrcd == x)
+			return o;
+	return NULL;
+}
+
+/* ibv_open_qp: another process of the domain shares a TGT QP (modify,
+ * query, async events); the QP lives while its creator or any such use
+ * does. */
 int ipd_handle_open_qp(struct ipd_req_ctx *ctx)
 {
 	const Ipd__OpenQp *m = ctx->req->open_qp;
 	struct ipd_xrcd *x = ipd_xrcd_get(ctx->client, m->xrcd);
 	struct ipd_qp *qp = ipd_qp_lookup(ctx->client->dev, m->qpn);
+	struct ipd_qp_open *o;
 
 	if (!x)
 		return ipd_req_fail(ctx, EINVAL, "open_qp: no XRCD %u",
 				    m->xrcd);
-	if (m->close) {
-		/* The QP may be gone with its creator; the use ends anyway. */
-		if (!x->refcnt)
-			return ipd_req_fail(ctx, EINVAL,
-					    "open_qp: XRCD %u not in use",
-					    m->xrcd);
-		x->refcnt--;
-		if (qp && qp->xrcd && qp->xrcd->dom == x->dom && qp->xrc_opens)
-			qp->xrc_opens--;
-		return 0;
-	}
-	if (!qp || qp->type != IBV_QPT_XRC_RECV || qp->xrcd->dom != x->dom)
+	if (!qp || qp->type != IBV_QPT_XRC_RECV || qp->xrc_dom != x->dom)
 		return ipd_req_fail(
 			ctx, EINVAL,
 			"open_qp: no XRC_RECV QP %u in the XRCD's domain",
 			m->qpn);
-	qp->xrc_opens++;
+	if (m->close) {
+		o = qp_open_find(qp, x);
+		if (!o)
+			return ipd_req_fail(ctx, EINVAL,
+					    "open_qp: QP %u not open through "
+					    "XRCD %u",
+					    m->qpn, m->xrcd);
+		qp_open_end(qp, o);
+		return 0;
+	}
+	o = calloc(1, sizeof(*o));
+	if (!o)
+		return ipd_req_fail(ctx, ENOMEM, "open_qp: out of memory");
+	o->client = ctx->client;
+	o->xrcd = x;
+	o->user_handle = m->user_handle;
+	LIST_INSERT_HEAD(&qp->opens, o, link);
 	x->refcnt++;
 	return 0;
+}
+
+void ipd_xrcd_release_opens(struct ipd_client *c)
+{
+	struct ipd_qp *qp, *next;
+	struct ipd_qp_open *o, *onext;
+
+	for (qp = TAILQ_FIRST(&c->dev->qps_list); qp; qp = next) {
+		next = TAILQ_NEXT(qp, dev_link);
+		/* qp_open_end frees qp only with its last use (onext NULL). */
+		for (o = LIST_FIRST(&qp->opens); o; o = onext) {
+			onext = LIST_NEXT(o, link);
+			if (o->client == c)
+				qp_open_end(qp, o);
+		}
+	}
 }

@@ -32,12 +32,14 @@ static const uint32_t legal_send_ops[] = {
 		       OPBIT(IBV_WR_RDMA_WRITE) |
 		       OPBIT(IBV_WR_RDMA_WRITE_WITH_IMM),
 	[IBV_QPT_UD] = OPBIT(IBV_WR_SEND) | OPBIT(IBV_WR_SEND_WITH_IMM),
-	/* XRC INI: SENDs and WRITEs (READ and atomics are not offered on
-	 * XRC); XRC_RECV (TGT) QPs have no send queue at all. */
+	/* XRC INI: what RC offers; XRC_RECV (TGT) QPs have no send queue. */
 	[IBV_QPT_XRC_SEND] = OPBIT(IBV_WR_SEND) | OPBIT(IBV_WR_SEND_WITH_IMM) |
 			     OPBIT(IBV_WR_SEND_WITH_INV) |
 			     OPBIT(IBV_WR_RDMA_WRITE) |
-			     OPBIT(IBV_WR_RDMA_WRITE_WITH_IMM),
+			     OPBIT(IBV_WR_RDMA_WRITE_WITH_IMM) |
+			     OPBIT(IBV_WR_RDMA_READ) |
+			     OPBIT(IBV_WR_ATOMIC_CMP_AND_SWP) |
+			     OPBIT(IBV_WR_ATOMIC_FETCH_AND_ADD),
 };
 
 /* Opcodes that may carry inline data (they read local memory only). */

@@ -1085,9 +1085,10 @@ int ipd_query_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask,
 	return 0;
 }
 
-/* ibv_open_qp's use of a TGT QP begins (close false) or ends. */
+/* ibv_open_qp's use of a TGT QP begins (close false) or ends; while it
+ * lasts, the QP's async events name this process's ibqp. */
 static int qp_open_req(struct ibv_context *context, struct verbs_xrcd *xrcd,
-		       uint32_t qpn, bool close)
+		       uint32_t qpn, struct ibv_qp *ibqp, bool close)
 {
 	Ipd__Request req = IPD__REQUEST__INIT;
 	Ipd__OpenQp oq = IPD__OPEN_QP__INIT;
@@ -1095,6 +1096,7 @@ static int qp_open_req(struct ibv_context *context, struct verbs_xrcd *xrcd,
 	oq.xrcd = xrcd->handle;
 	oq.qpn = qpn;
 	oq.close = close;
+	oq.user_handle = (uintptr_t)ibqp;
 	req.op_case = IPD__REQUEST__OP_OPEN_QP;
 	req.open_qp = &oq;
 	return ipd_ctl_request(to_ictx(context), &req, NULL, 0, NULL, NULL,
@@ -1121,7 +1123,8 @@ struct ibv_qp *ipd_open_qp(struct ibv_context *context,
 		errno = ENOMEM;
 		return NULL;
 	}
-	err = qp_open_req(context, to_vxrcd(attr->xrcd), attr->qp_num, false);
+	err = qp_open_req(context, to_vxrcd(attr->xrcd), attr->qp_num,
+			  &qp->vqp.qp, false);
 	if (err) {
 		free(qp);
 		errno = err;
@@ -1143,7 +1146,7 @@ int ipd_destroy_qp(struct ibv_qp *ibqp)
 
 	if (qp->opened)
 		err = qp_open_req(ibqp->context, qp->vqp.xrcd, ibqp->qp_num,
-				  true);
+				  ibqp, true);
 	else
 		err = ipd_ctl_destroy(to_ictx(ibqp->context),
 				      IPD__OBJ_TYPE__OBJ_QP, ibqp->qp_num);

@@ -15,7 +15,7 @@
  * Atomics are checked exactly: each returned original value and the final
  * value in memory follow from the posted sequence.
  *
- *   verify [--type rc|uc|ud|all] [--op NAME[,NAME..]|all] [--iters N]
+ *   verify [--type rc|uc|ud|xrc[,..]|all] [--op NAME[,NAME..]|all] [--iters N]
  *          [--max-size BYTES] [--seed S] [--srq] [--all] [-d DEV] [-g IDX] [-v]
  *          [--corrupt] [--server PORT | --client HOST:PORT] [--wait SEC]
  *
@@ -35,10 +35,15 @@
  * send completions on the client.  The server exits after the client's
  * BYE: 0 when everything passed on both sides.
  *
+ * XRC ("xrc"): A is an XRC INI QP, B an XRC TGT QP of a private XRC
+ * domain with an XRC SRQ (completing on B's receive CQ) that every work
+ * request names; the server tells the client the SRQ number.
+ *
  * Exit status 0 when every combination passed, 1 at the first mismatch,
  * 2 on a usage or setup error.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <poll.h>
 #include <inttypes.h>
@@ -68,6 +73,8 @@ enum vop {
 #define T_RC	(1u << IBV_QPT_RC)
 #define T_UC	(1u << IBV_QPT_UC)
 #define T_UD	(1u << IBV_QPT_UD)
+#define T_XRC	(1u << IBV_QPT_XRC_SEND)	/* XRC, by its INI side */
+#define T_ALL	(T_RC | T_UC | T_UD | T_XRC)
 
 /* What each opcode is and where it is allowed (IBA table 3.6.1 / verbs). */
 static const struct op_info {
@@ -82,24 +89,26 @@ static const struct op_info {
 	bool atomic;
 } ops[OP_NUM] = {
 	[OP_SEND] = { "send", IBV_WR_SEND, IBV_WC_SEND,
-		      T_RC | T_UC | T_UD, true, false, false, true, false },
+		      T_ALL, true, false, false, true, false },
 	[OP_SEND_IMM] = { "send_imm", IBV_WR_SEND_WITH_IMM, IBV_WC_SEND,
-			  T_RC | T_UC | T_UD, true, true, false, true, false },
+			  T_ALL, true, true, false, true, false },
 	[OP_WRITE] = { "write", IBV_WR_RDMA_WRITE, IBV_WC_RDMA_WRITE,
-		       T_RC | T_UC, false, false, true, true, false },
+		       T_RC | T_UC | T_XRC, false, false, true, true, false },
 	[OP_WRITE_IMM] = { "write_imm", IBV_WR_RDMA_WRITE_WITH_IMM,
-			   IBV_WC_RDMA_WRITE, T_RC | T_UC, true, true, true,
-			   true, false },
+			   IBV_WC_RDMA_WRITE, T_RC | T_UC | T_XRC, true, true,
+			   true, true, false },
 	[OP_READ] = { "read", IBV_WR_RDMA_READ, IBV_WC_RDMA_READ,
-		      T_RC, false, false, true, false, false },
+		      T_RC | T_XRC, false, false, true, false, false },
 	[OP_CAS] = { "cmp_swap", IBV_WR_ATOMIC_CMP_AND_SWP, IBV_WC_COMP_SWAP,
-		     T_RC, false, false, true, false, true },
+		     T_RC | T_XRC, false, false, true, false, true },
 	[OP_FAA] = { "fetch_add", IBV_WR_ATOMIC_FETCH_AND_ADD,
-		     IBV_WC_FETCH_ADD, T_RC, false, false, true, false, true },
+		     IBV_WC_FETCH_ADD, T_RC | T_XRC, false, false, true, false,
+		     true },
 };
 
 static const enum ibv_qp_type all_types[] = { IBV_QPT_RC, IBV_QPT_UC,
-					      IBV_QPT_UD };
+					      IBV_QPT_UD, IBV_QPT_XRC_SEND };
+#define NUM_TYPES (sizeof(all_types) / sizeof(all_types[0]))
 
 struct options {
 	unsigned int type_mask;
@@ -136,7 +145,7 @@ enum {
 	VM_END,		/* combination over: check quiet CQs, tear down */
 	VM_BYE,		/* u32 failures: the server exits */
 };
-#define PROTO_VERSION	1
+#define PROTO_VERSION	2	/* 2: SETUP_OK carries the XRC SRQ number */
 #define VM_MAX		(64u << 10)
 
 /* A piece of a message in memory: one SGE. */
@@ -174,7 +183,9 @@ struct run {
 	enum ibv_qp_type type;
 	enum vop op;
 	struct vt_qp a, b;
-	struct ibv_srq *srq;
+	struct ibv_srq *srq;	/* XRC: the XRC SRQ B's requests name */
+	struct ibv_xrcd *xrcd;	/* XRC: B's domain */
+	uint32_t xsrqn;		/* XRC: the SRQ number (A's WRs carry it) */
 	void *abase, *bbase;
 	uint8_t *abuf, *bbuf;
 	size_t buf_len, slot, max_size;
@@ -424,6 +435,8 @@ static void fill_send_wr(struct run *r, struct wr_plan *w,
 		sw->wr.rdma.remote_addr = b_addr(r, w->remote);
 		sw->wr.rdma.rkey = r->brkey;
 	}
+	if (r->type == IBV_QPT_XRC_SEND)
+		sw->qp_type.xrc.remote_srqn = r->xsrqn;
 	if (r->type == IBV_QPT_UD) {
 		sw->wr.ud.ah = r->a.ah;
 		sw->wr.ud.remote_qpn = r->dst_qpn;
@@ -1186,6 +1199,57 @@ static int create_srq(struct run *r, struct vt_qp_opts *qo)
 	return 0;
 }
 
+/* XRC: B is a TGT QP of a private domain, its receives come from an XRC
+ * SRQ completing on B's receive CQ. */
+static int create_b_xrc(struct run *r, struct vt_qp_opts *qo)
+{
+	struct ibv_xrcd_init_attr xa = {
+		.comp_mask = IBV_XRCD_INIT_ATTR_FD | IBV_XRCD_INIT_ATTR_OFLAGS,
+		.fd = -1,
+		.oflags = O_CREAT,
+	};
+	struct ibv_srq_init_attr_ex sa = {
+		.attr = { .max_wr = 64, .max_sge = qo->max_recv_sge },
+		.comp_mask = IBV_SRQ_INIT_ATTR_TYPE | IBV_SRQ_INIT_ATTR_PD |
+			     IBV_SRQ_INIT_ATTR_XRCD | IBV_SRQ_INIT_ATTR_CQ,
+		.srq_type = IBV_SRQT_XRC,
+		.pd = r->d->pd,
+	};
+
+	r->xrcd = ibv_open_xrcd(r->d->ctx, &xa);
+	if (!r->xrcd)
+		return FAIL(r, "ibv_open_xrcd: %s", strerror(errno));
+	qo->type = IBV_QPT_XRC_RECV;
+	qo->xrcd = r->xrcd;
+	qo->srq = NULL;
+	if (vt_qp_create(r->d, &r->b, qo))
+		return FAIL(r, "cannot create the XRC TGT QP");
+	sa.xrcd = r->xrcd;
+	sa.cq = r->b.rcq;
+	r->srq = ibv_create_srq_ex(r->d->ctx, &sa);
+	if (!r->srq)
+		return FAIL(r, "ibv_create_srq_ex(XRC): %s", strerror(errno));
+	if (ibv_get_srq_num(r->srq, &r->xsrqn))
+		return FAIL(r, "ibv_get_srq_num failed");
+	return 0;
+}
+
+/* B, the responder, with its SRQ (--srq) or XRC SRQ.  Sets max_sge_recv. */
+static int create_b(struct run *r, struct vt_qp_opts *qo)
+{
+	if (r->type == IBV_QPT_XRC_SEND) {
+		if (create_b_xrc(r, qo))
+			return -1;
+	} else {
+		if (r->o->srq && create_srq(r, qo))
+			return -1;
+		if (vt_qp_create(r->d, &r->b, qo))
+			return FAIL(r, "cannot create QP B");
+	}
+	r->max_sge_recv = r->srq ? qo->max_recv_sge : r->b.cap.max_recv_sge;
+	return 0;
+}
+
 /* A device may refuse an inline size above its limit: step down. */
 static int create_a(struct run *r, struct vt_qp_opts *qo)
 {
@@ -1207,7 +1271,7 @@ static int connect_remote(struct run *r, struct vt_qp *q, uint32_t dest_qpn,
 	};
 	int access = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
 
-	if (q->type == IBV_QPT_RC)
+	if (q->type == IBV_QPT_RC || q->type == IBV_QPT_XRC_RECV)
 		access |= IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC;
 	if (vt_qp_to_init(r->d, q, access) ||
 	    vt_qp_to_rtr(r->d, q, dest_qpn, &co) ||
@@ -1252,6 +1316,7 @@ static int create_qps_client(struct run *r)
 	r->brkey = vt_get32(&b);
 	r->braddr = vt_get64(&b);
 	r->max_sge_recv = vt_get32(&b);
+	r->xsrqn = vt_get32(&b);
 	if (b.err || !r->max_sge_recv)
 		return FAIL(r, "protocol: short SETUP_OK");
 	r->max_sge_send = r->a.cap.max_send_sge;
@@ -1270,19 +1335,18 @@ static int create_qps_client(struct run *r)
 static int create_qps(struct run *r)
 {
 	struct vt_dev *d = r->d;
-	struct vt_qp_opts qo;
+	struct vt_qp_opts qo, bo;
 
 	if (r->role == ROLE_CLIENT)
 		return create_qps_client(r);
 	qp_opts(r, &qo);
-	if (r->o->srq && create_srq(r, &qo))
+	bo = qo;
+	if (create_b(r, &bo))
 		return -1;
+	qo.srq = bo.srq;	/* --srq: A receives through it too */
 	if (create_a(r, &qo))
 		return -1;
-	if (vt_qp_create(d, &r->b, &qo))
-		return FAIL(r, "cannot create QP B");
 	r->max_sge_send = r->a.cap.max_send_sge;
-	r->max_sge_recv = r->srq ? qo.max_recv_sge : r->b.cap.max_recv_sge;
 	r->src_qpn = r->a.qp->qp_num;
 	r->dst_qpn = r->b.qp->qp_num;
 	r->peer_gid = d->gid;
@@ -1300,9 +1364,16 @@ static int create_qps(struct run *r)
 static void teardown(struct run *r)
 {
 	vt_qp_destroy(&r->a);
-	vt_qp_destroy(&r->b);
+	/* B's QP, then the SRQ (an XRC SRQ completes on B's CQ), then the
+	 * rest of B, then the domain */
+	if (r->b.qp && ibv_destroy_qp(r->b.qp))
+		fprintf(stderr, "warning: ibv_destroy_qp(B) failed\n");
+	r->b.qp = NULL;
 	if (r->srq)
 		ibv_destroy_srq(r->srq);
+	vt_qp_destroy(&r->b);
+	if (r->xrcd)
+		ibv_close_xrcd(r->xrcd);
 	if (r->amr)
 		ibv_dereg_mr(r->amr);
 	if (r->bmr)
@@ -1426,8 +1497,7 @@ static struct run *server_setup(struct vt_dev *d, const struct options *o,
 	r->type = (enum ibv_qp_type)type;
 	r->op = (enum vop)op;
 	if (b->err || op >= OP_NUM || r->boff > 63 || !r->max_size ||
-	    r->max_size > (1u << 30) ||
-	    (type != IBV_QPT_RC && type != IBV_QPT_UC && type != IBV_QPT_UD) ||
+	    r->max_size > (1u << 30) || type >= 32 || !(T_ALL & (1u << type)) ||
 	    !(ops[op].types & (1u << type))) {
 		r->type = IBV_QPT_RC;
 		r->op = OP_SEND;
@@ -1439,13 +1509,8 @@ static struct run *server_setup(struct vt_dev *d, const struct options *o,
 		goto err;
 	qp_opts(r, &qo);
 	qo.max_inline = 0;
-	if (r->o->srq && create_srq(r, &qo))
+	if (create_b(r, &qo))
 		goto err;
-	if (vt_qp_create(d, &r->b, &qo)) {
-		(void)FAIL(r, "cannot create QP B");
-		goto err;
-	}
-	r->max_sge_recv = r->srq ? qo.max_recv_sge : r->b.cap.max_recv_sge;
 	r->dst_qpn = r->b.qp->qp_num;
 	if (connect_remote(r, &r->b, aqpn, psn, apsn))
 		goto err;
@@ -1454,6 +1519,7 @@ static struct run *server_setup(struct vt_dev *d, const struct options *o,
 	vt_put32(&ob, r->brkey);
 	vt_put64(&ob, (uintptr_t)r->bbuf);
 	vt_put32(&ob, r->max_sge_recv);
+	vt_put32(&ob, r->xsrqn);
 	if (vt_msg_send(fd, VM_SETUP_OK, out, (uint32_t)ob.len)) {
 		(void)FAIL(r, "side channel: cannot answer SETUP");
 		goto err;
@@ -1622,6 +1688,12 @@ static bool op_possible(struct vt_dev *d, enum ibv_qp_type t, enum vop op)
 {
 	if (!(ops[op].types & (1u << t)))
 		return false;
+	if (t == IBV_QPT_XRC_SEND &&
+	    !(d->attr.device_cap_flags & IBV_DEVICE_XRC)) {
+		printf("SKIP %s %s: device has no XRC\n", vt_qpt_str(t),
+		       ops[op].name);
+		return false;
+	}
 	if (ops[op].atomic && d->attr.atomic_cap == IBV_ATOMIC_NONE) {
 		printf("SKIP %s %s: device has no atomics\n", vt_qpt_str(t),
 		       ops[op].name);
@@ -1639,8 +1711,12 @@ static int run_all(struct vt_dev *d, struct options *o)
 			break;
 		if (o->all)
 			o->srq = srq_pass;
-		for (ti = 0; ti < 3; ti++) {
+		for (ti = 0; ti < (int)NUM_TYPES; ti++) {
 			if (!(o->type_mask & (1u << all_types[ti])))
+				continue;
+			/* XRC always receives through its XRC SRQ */
+			if (o->all && o->srq &&
+			    all_types[ti] == IBV_QPT_XRC_SEND)
 				continue;
 			for (op = 0; op < OP_NUM; op++) {
 				if (!(o->op_mask & (1u << op)) ||
@@ -1663,7 +1739,7 @@ static void usage(const char *argv0)
 {
 	fprintf(stderr,
 		"usage: %s [options]\n"
-		"  --type rc|uc|ud|all   QP type(s) (default all)\n"
+		"  --type T[,T..]|all    QP types rc, uc, ud, xrc (default all)\n"
 		"  --op NAME[,..]|all    send send_imm write write_imm read cmp_swap fetch_add\n"
 		"  --iters N             batches per combination (default 100)\n"
 		"  --max-size BYTES      largest message (default 1048576; UD caps at the MTU)\n"
@@ -1684,19 +1760,33 @@ static void usage(const char *argv0)
 		argv0);
 }
 
+/* "all", or a comma-separated list of QP types. */
 static int parse_type(const char *s, unsigned int *mask)
 {
-	if (!strcmp(s, "all"))
-		*mask = T_RC | T_UC | T_UD;
-	else if (!strcmp(s, "rc"))
-		*mask = T_RC;
-	else if (!strcmp(s, "uc"))
-		*mask = T_UC;
-	else if (!strcmp(s, "ud"))
-		*mask = T_UD;
-	else
+	static const struct {
+		const char *name;
+		unsigned int mask;
+	} names[] = {
+		{ "all", T_ALL }, { "rc", T_RC }, { "uc", T_UC },
+		{ "ud", T_UD }, { "xrc", T_XRC },
+	};
+	char buf[128], *tok, *save = NULL;
+	size_t i;
+
+	if (strlen(s) >= sizeof(buf))
 		return -1;
-	return 0;
+	strcpy(buf, s);
+	*mask = 0;
+	for (tok = strtok_r(buf, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+			if (!strcmp(tok, names[i].name))
+				break;
+		if (i == sizeof(names) / sizeof(names[0]))
+			return -1;
+		*mask |= names[i].mask;
+	}
+	return *mask ? 0 : -1;
 }
 
 /* "all", or a comma-separated list of operation names. */
@@ -1743,7 +1833,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 	char *end;
 	int c;
 
-	o->type_mask = T_RC | T_UC | T_UD;
+	o->type_mask = T_ALL;
 	o->op_mask = (1u << OP_NUM) - 1;
 	o->iters = 100;
 	o->max_size = 1u << 20;

@@ -101,6 +101,8 @@ const char *vt_qpt_str(enum ibv_qp_type t)
 	case IBV_QPT_RC: return "rc";
 	case IBV_QPT_UC: return "uc";
 	case IBV_QPT_UD: return "ud";
+	case IBV_QPT_XRC_SEND: return "xrc";
+	case IBV_QPT_XRC_RECV: return "xrc_tgt";
 	default: return "?";
 	}
 }
@@ -244,6 +246,34 @@ void vt_close(struct vt_dev *d)
 
 /* ---- QPs ---------------------------------------------------------- */
 
+/* XRC: an INI QP sends only (a PD and a send CQ), a TGT QP has only its
+ * domain; both need ibv_create_qp_ex. */
+static struct ibv_qp *xrc_qp_create(struct vt_dev *d, struct vt_qp *q,
+				    const struct vt_qp_opts *o,
+				    struct ibv_qp_init_attr *ia)
+{
+	struct ibv_qp_init_attr_ex ax = {
+		.qp_type = o->type,
+		.cap = ia->cap,
+	};
+
+	if (o->type == IBV_QPT_XRC_RECV) {
+		ax.comp_mask = IBV_QP_INIT_ATTR_XRCD;
+		ax.xrcd = o->xrcd;
+		memset(&ax.cap, 0, sizeof(ax.cap));
+	} else {
+		ax.comp_mask = IBV_QP_INIT_ATTR_PD;
+		ax.pd = d->pd;
+		ax.send_cq = q->scq;
+		ax.cap.max_recv_wr = ax.cap.max_recv_sge = 0;
+	}
+	struct ibv_qp *qp = ibv_create_qp_ex(d->ctx, &ax);
+
+	if (qp)
+		ia->cap = ax.cap;
+	return qp;
+}
+
 int vt_qp_create(struct vt_dev *d, struct vt_qp *q, const struct vt_qp_opts *o)
 {
 	struct ibv_qp_init_attr ia;
@@ -269,7 +299,10 @@ int vt_qp_create(struct vt_dev *d, struct vt_qp *q, const struct vt_qp_opts *o)
 	ia.cap.max_send_sge = o->max_send_sge ? o->max_send_sge : 1;
 	ia.cap.max_recv_sge = o->srq ? 0 : (o->max_recv_sge ? o->max_recv_sge : 1);
 	ia.cap.max_inline_data = o->max_inline;
-	q->qp = ibv_create_qp(d->pd, &ia);
+	if (o->type == IBV_QPT_XRC_SEND || o->type == IBV_QPT_XRC_RECV)
+		q->qp = xrc_qp_create(d, q, o, &ia);
+	else
+		q->qp = ibv_create_qp(d->pd, &ia);
 	if (!q->qp) {
 		fprintf(stderr, "ibv_create_qp(%s): %s\n", vt_qpt_str(o->type),
 			strerror(errno));
@@ -347,7 +380,8 @@ int vt_qp_to_rtr(struct vt_dev *d, struct vt_qp *q, uint32_t dest_qpn,
 		mask |= IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
 			IBV_QP_RQ_PSN;
 	}
-	if (q->type == IBV_QPT_RC) {
+	/* the responder's attributes: RC and XRC TGT (the kernel's table) */
+	if (q->type == IBV_QPT_RC || q->type == IBV_QPT_XRC_RECV) {
 		a.max_dest_rd_atomic = d->attr.max_qp_rd_atom ?
 			(uint8_t)(d->attr.max_qp_rd_atom > 16 ? 16 :
 				  d->attr.max_qp_rd_atom) : 1;
@@ -371,7 +405,12 @@ int vt_qp_to_rts(struct vt_dev *d, struct vt_qp *q,
 	memset(&a, 0, sizeof(a));
 	a.qp_state = IBV_QPS_RTS;
 	a.sq_psn = co && co->set_psn ? co->sq_psn & 0xffffff : 0x1234;
-	if (q->type == IBV_QPT_RC) {
+	/* XRC TGT: only the ACK timeout (it never requests) */
+	if (q->type == IBV_QPT_XRC_RECV) {
+		a.timeout = co && co->timeout ? co->timeout : 14;
+		mask |= IBV_QP_TIMEOUT;
+	}
+	if (q->type == IBV_QPT_RC || q->type == IBV_QPT_XRC_SEND) {
 		a.timeout = co && co->timeout ? co->timeout : 14;
 		a.retry_cnt = co && co->retry_cnt ? co->retry_cnt : 7;
 		a.rnr_retry = co && (co->rnr_retry || co->set_rnr_retry) ?
@@ -407,7 +446,8 @@ int vt_connect(struct vt_dev *d, struct vt_qp *a, struct vt_qp *b,
 {
 	struct ibv_ah_attr ah;
 
-	if (a->qp->qp_type == IBV_QPT_RC) {
+	if (a->qp->qp_type == IBV_QPT_RC ||
+	    a->qp->qp_type == IBV_QPT_XRC_SEND) {
 		/* max_rd_atomic must not exceed the device limit */
 		if (d->attr.max_qp_rd_atom == 0) {
 			fprintf(stderr, "device reports max_qp_rd_atom 0\n");

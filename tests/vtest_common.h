@@ -46,6 +46,7 @@ struct vt_qp_opts {
 	uint32_t max_inline;
 	int cqe;
 	struct ibv_srq *srq;
+	struct ibv_xrcd *xrcd;	/* IBV_QPT_XRC_RECV: its domain */
 };
 
 /* Connection parameters for vt_connect(); zero means "default". */

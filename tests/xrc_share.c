@@ -5,8 +5,11 @@
  * file and so share it.  Context A owns the TGT QP, context B the XRC SRQ,
  * its CQ and the INI QP; a SEND from B's INI QP lands, through A's TGT QP,
  * in B's SRQ (completion on B's CQ naming A's QP).  Then ibv_open_qp: B
- * opens A's TGT QP by number, queries it; A cannot destroy it while B uses
- * it.  Domain opening rules: O_EXCL on an existing domain fails (EEXIST).
+ * opens A's TGT QP by number and queries it; an error of the QP reaches
+ * both as an async event naming each one's own ibv_qp; A's destroy
+ * succeeds and B's handle keeps the QP working (modify, receive) until B
+ * closes it, which ends the QP.  Domain opening rules: O_EXCL on an
+ * existing domain fails (EEXIST).
  *
  *   xrc_share [-d DEV] [-g GID_INDEX]       exit 0 = every check passed
  *
@@ -15,6 +18,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,13 +201,65 @@ static void test_cross_client(struct side *A, struct side *B,
 	CHECK(vt_cq_quiet(A->cq, 50, NULL));
 }
 
-/* ibv_open_qp: B uses A's TGT QP; A's destroy waits for B to let go. */
-static void test_open_qp(struct side *A, struct side *B, struct ibv_qp *tgt)
+/* The next async event of d naming element and of type ev (bounded). */
+static bool async_event_for(struct vt_dev *d, void *element,
+			    enum ibv_event_type ev)
+{
+	struct pollfd p = {.fd = d->ctx->async_fd, .events = POLLIN};
+	struct ibv_async_event e;
+	bool found = false;
+
+	for (int i = 0; i < 8 && !found; i++) {
+		if (poll(&p, 1, VT_WAIT_MS) != 1 ||
+		    ibv_get_async_event(d->ctx, &e))
+			return false;
+		found = e.element.qp == element && e.event_type == ev;
+		ibv_ack_async_event(&e);
+	}
+	return found;
+}
+
+/* A request naming no XRC SRQ of the domain: the INI side completes with
+ * an invalid-request error and the TGT QP goes to the error state. */
+static void fail_tgt(struct side *B, struct ibv_qp *ini)
+{
+	struct ibv_sge ss = {(uintptr_t)B->buf, 8, B->mr->lkey};
+	struct ibv_send_wr swr = {.wr_id = 3,
+				  .sg_list = &ss,
+				  .num_sge = 1,
+				  .opcode = IBV_WR_SEND,
+				  .send_flags = IBV_SEND_SIGNALED};
+	struct ibv_send_wr *bad;
+	struct ibv_wc wc;
+
+	swr.qp_type.xrc.remote_srqn = 0xfffff;
+	CHECK(ibv_post_send(ini, &swr, &bad) == 0);
+	CHECK(vt_poll(B->cq, &wc, 1, VT_WAIT_MS) == 1 &&
+	      wc.status == IBV_WC_REM_INV_REQ_ERR);
+}
+
+/* Both back to RTS, the TGT QP through qp (the creator's or an opened
+ * one: modify works on either). */
+static void reconnect(struct side *B, struct ibv_qp *qp, struct ibv_qp *ini)
+{
+	struct ibv_qp_attr r = {.qp_state = IBV_QPS_RESET};
+
+	CHECK(ibv_modify_qp(qp, &r, IBV_QP_STATE) == 0);
+	CHECK(ibv_modify_qp(ini, &r, IBV_QP_STATE) == 0);
+	CHECK(xrc_connect(&B->d, qp, ini->qp_num, true) == 0);
+	CHECK(xrc_connect(&B->d, ini, qp->qp_num, false) == 0);
+}
+
+/* ibv_open_qp: B uses A's TGT QP.  As in the kernel, both get its async
+ * events (each naming its own ibv_qp), A's destroy succeeds while B holds
+ * it, and the QP lives on until B lets go.  *tgt is NULL afterwards. */
+static void test_open_qp(struct side *A, struct side *B, struct ibv_qp **tgt,
+			 struct ibv_qp *ini, struct ibv_srq *srq)
 {
 	struct ibv_qp_open_attr oa = {
 		.comp_mask = IBV_QP_OPEN_ATTR_NUM | IBV_QP_OPEN_ATTR_XRCD |
 			     IBV_QP_OPEN_ATTR_TYPE,
-		.qp_num = tgt->qp_num,
+		.qp_num = (*tgt)->qp_num,
 		.xrcd = B->xrcd,
 		.qp_type = IBV_QPT_XRC_RECV,
 	};
@@ -211,13 +267,16 @@ static void test_open_qp(struct side *A, struct side *B, struct ibv_qp *tgt)
 	struct ibv_qp_attr attr;
 	struct ibv_qp *qp = ibv_open_qp(B->d.ctx, &oa);
 
-	CHECK(qp && qp->qp_num == tgt->qp_num);
+	CHECK(qp && qp->qp_num == (*tgt)->qp_num);
 	if (!qp)
 		return;
 	CHECK(ibv_query_qp(qp, &attr, IBV_QP_STATE, &init) == 0 &&
 	      attr.qp_state == IBV_QPS_RTS);
-	CHECK(ibv_destroy_qp(tgt) == EBUSY);
-	CHECK(ibv_destroy_qp(qp) == 0);
+	fail_tgt(B, ini);
+	CHECK(async_event_for(&A->d, *tgt, IBV_EVENT_QP_REQ_ERR));
+	CHECK(async_event_for(&B->d, qp, IBV_EVENT_QP_REQ_ERR));
+	CHECK(ibv_destroy_qp(*tgt) == 0);
+	*tgt = NULL;
 	/* Not in the domain: a private XRCD cannot open it. */
 	{
 		struct ibv_xrcd *priv = open_xrcd(B, -1, 0);
@@ -227,8 +286,17 @@ static void test_open_qp(struct side *A, struct side *B, struct ibv_qp *tgt)
 		CHECK(priv && !ibv_open_qp(B->d.ctx, &oa) && errno == EINVAL);
 		if (priv)
 			CHECK(ibv_close_xrcd(priv) == 0);
+		oa.xrcd = B->xrcd;
 	}
-	(void)A;
+	/* The creator is gone; B's handle still modifies and receives. */
+	reconnect(B, qp, ini);
+	test_cross_client(A, B, qp, ini, srq);
+	fail_tgt(B, ini);
+	CHECK(async_event_for(&B->d, qp, IBV_EVENT_QP_REQ_ERR));
+	CHECK(ibv_destroy_qp(qp) == 0);
+	/* B's was the last use: the QP is gone. */
+	errno = 0;
+	CHECK(!ibv_open_qp(B->d.ctx, &oa) && errno == EINVAL);
 }
 
 int main(int argc, char **argv)
@@ -270,7 +338,7 @@ int main(int argc, char **argv)
 		CHECK(xrc_connect(&A.d, tgt, ini->qp_num, true) == 0);
 		CHECK(xrc_connect(&B.d, ini, tgt->qp_num, false) == 0);
 		test_cross_client(&A, &B, tgt, ini, srq);
-		test_open_qp(&A, &B, tgt);
+		test_open_qp(&A, &B, &tgt, ini, srq);
 	}
 	if (ini)
 		CHECK(ibv_destroy_qp(ini) == 0);

@@ -60,7 +60,10 @@ bool ipd_mw_key(uint32_t key) { return false; }
 void *ipd_mw_rkey_ptr(const struct ipd_qp *qp, struct ipd_pd *p,
 		      uint32_t rkey, uint64_t va, uint64_t len,
 		      uint32_t access) { return NULL; }
-int ipd_mw_remote_inv(struct ipd_qp *qp, uint32_t rkey) { return -EINVAL; }
+int ipd_mw_remote_inv(struct ipd_qp *qp, struct ipd_pd *p, uint32_t rkey)
+{
+	return -EINVAL;
+}
 struct ipd_qp *ipd_qp_lookup(struct ipd_dev *d, uint32_t qpn)
 {
 	return qpn < 64 ? qps[qpn] : NULL;
@@ -82,6 +85,10 @@ void ipd_async_event(struct ipd_client *c, uint64_t element,
 		     enum ibv_event_type type)
 {
 	async_events++;
+}
+void ipd_qp_async_event(struct ipd_qp *qp, enum ibv_event_type ev)
+{
+	ipd_async_event(qp->client, qp->user_handle, ev);
 }
 
 /* ---- helpers ---- */

@@ -122,6 +122,11 @@ static void check_known_lengths(void)
 		{ IPD_OP_XRC | IPD_OP_SEND_ONLY, 16 },
 		{ IPD_OP_XRC | IPD_OP_WRITE_ONLY_IMM, 36 },
 		{ IPD_OP_XRC | IPD_OP_ACKNOWLEDGE, 16 },
+		{ IPD_OP_XRC | IPD_OP_READ_REQUEST, 32 },
+		{ IPD_OP_XRC | IPD_OP_READ_RESP_FIRST, 16 },
+		{ IPD_OP_XRC | IPD_OP_READ_RESP_MIDDLE, 12 },
+		{ IPD_OP_XRC | IPD_OP_FETCH_ADD, 44 },
+		{ IPD_OP_XRC | IPD_OP_ATOMIC_ACK, 24 },
 	};
 	size_t i;
 
@@ -200,10 +205,11 @@ static void check_wr_table(void)
 	CHECK(ipd_wr_opcode_get(IBV_WR_ATOMIC_CMP_AND_SWP, IBV_QPT_RC));
 	CHECK(!ipd_wr_opcode_get(IBV_WR_SEND_WITH_INV, IBV_QPT_UD));
 	CHECK(!ipd_wr_opcode_get(IBV_WR_LOCAL_INV, IBV_QPT_RC));
-	/* XRC carries SENDs and WRITEs; a TGT QP sends nothing. */
+	/* XRC carries every RC operation; a TGT QP sends nothing. */
 	CHECK(ipd_wr_opcode_get(IBV_WR_SEND_WITH_INV, IBV_QPT_XRC_SEND));
 	CHECK(ipd_wr_opcode_get(IBV_WR_RDMA_WRITE_WITH_IMM, IBV_QPT_XRC_SEND));
-	CHECK(!ipd_wr_opcode_get(IBV_WR_RDMA_READ, IBV_QPT_XRC_SEND));
+	CHECK(ipd_wr_opcode_get(IBV_WR_RDMA_READ, IBV_QPT_XRC_SEND));
+	CHECK(ipd_wr_opcode_get(IBV_WR_ATOMIC_FETCH_AND_ADD, IBV_QPT_XRC_SEND));
 	CHECK(!ipd_wr_opcode_get(IBV_WR_SEND, IBV_QPT_XRC_RECV));
 	CHECK(ipd_qpt_reliable(IBV_QPT_XRC_SEND) &&
 	      ipd_qpt_reliable(IBV_QPT_XRC_RECV) &&
@@ -230,9 +236,8 @@ int main(void)
 		check_offsets(op, o);
 		check_masks(op, o);
 	}
-	/* RC 23 + UC 12 + UD 2 + XRC 15 (sends, writes, ACK; no READ or
-	 * atomics) */
-	CHECK(n == 52, "%d opcodes", n);
+	/* RC 23 + UC 12 + UD 2 + XRC 23 (as RC but RD's reserved 0x15) */
+	CHECK(n == 60, "%d opcodes", n);
 	check_known_lengths();
 	check_wr_table();
 	return check_done("engine_opcode");

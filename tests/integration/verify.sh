@@ -1,7 +1,8 @@
 #!/bin/bash
 # The data-verifying program (tests/verify.c) with every opcode and QP type
-# on a plain daemon; then RC (every opcode, with and without SRQ) through
-# the loopback link with 5 % loss, duplication and reordering injected.
+# on a plain daemon; then RC (every opcode, with and without SRQ) and XRC
+# (every opcode) through the loopback link with 5 % loss, duplication and
+# reordering injected.
 # UC and UD are unreliable by definition (a lost packet loses the message),
 # so they are not part of the lossy run.
 # usage: verify.sh PATH/TO/verify [extra verify options]
@@ -21,8 +22,8 @@ ipd_stop plain
 ipd_start lossy --link loopback --loop-loss 5 --loop-dup 5 --loop-reorder 5
 ipd_env lossy
 # Fewer batches: every loss costs a retransmission timeout.
-ipd_run "$verify" --all --type rc --iters 30 -d "$(ipd_dev)" -g "$(ipd_gid_index)" "$@" ||
-	ipd_fail "verify --all --type rc through a lossy loopback link"
+ipd_run "$verify" --all --type rc,xrc --iters 30 -d "$(ipd_dev)" -g "$(ipd_gid_index)" "$@" ||
+	ipd_fail "verify --all --type rc,xrc through a lossy loopback link"
 ipd_ctl counters | tee "$IPD_TMP/counters"
 grep -Eq '^loop_(dropped|duplicated|reordered) +[1-9]' "$IPD_TMP/counters" ||
 	ipd_fail "the loopback link injected no faults"

@@ -37,11 +37,13 @@ esac
 
 gidopt= types="--type rc" want=10
 # without impairment every QP type (UC and UD lose messages on a lossy link)
-[[ $profile == none ]] && types= want=21
+[[ $profile == none ]] && types= want=28
+# XRC is reliable like RC: every opcode under loss in one profile
+[[ $profile == loss1 ]] && types="--type rc,xrc" want=17
 if [[ $profile == ipv6 ]]; then
 	mh_up 2 --ipv6
 	# every QP type; RoCE v2 over IPv6 (the side channel stays on IPv4)
-	gidopt='-g "$IPL_GID6"' types= want=21
+	gidopt='-g "$IPL_GID6"' types= want=28
 else
 	mh_up 2
 fi

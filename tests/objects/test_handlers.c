@@ -107,7 +107,7 @@ void ipd_engine_qp_psns(struct ipd_qp *qp, uint32_t *sq_psn, uint32_t *rq_psn)
 
 static struct ipd_config cfg;
 static struct ipd_dev dev;
-static struct ipd_client client, other;
+static struct ipd_client client, other, third;
 static Ipd__Request req;
 static Ipd__Response resp;
 static struct ipd_req_ctx ctx;
@@ -145,9 +145,10 @@ static void setup(void)
 	dev.gids[1].family = AF_INET;
 	sin->sin_family = AF_INET;
 	sin->sin_addr.s_addr = htonl(0x0a000001);
-	client.dev = other.dev = &dev;
+	client.dev = other.dev = third.dev = &dev;
 	client.id = 1;
 	other.id = 2;
+	third.id = 3;
 }
 
 /* A fresh response for the next request (closing fds of the last one). */
@@ -184,7 +185,8 @@ static int create_cq(uint32_t cqe, uint32_t *handle)
 	return ret;
 }
 
-static int destroy(Ipd__ObjType type, uint32_t handle)
+static int destroy_by(struct ipd_client *c, Ipd__ObjType type,
+		      uint32_t handle)
 {
 	Ipd__Destroy m = IPD__DESTROY__INIT;
 
@@ -192,7 +194,13 @@ static int destroy(Ipd__ObjType type, uint32_t handle)
 	m.handle = handle;
 	req.destroy = &m;
 	next();
+	ctx.client = c;
 	return ipd_handle_destroy(&ctx);
+}
+
+static int destroy(Ipd__ObjType type, uint32_t handle)
+{
+	return destroy_by(&client, type, handle);
 }
 
 /* ---- tests ---------------------------------------------------------- */
@@ -705,9 +713,16 @@ static void test_xrc(uint32_t pd, uint32_t cq)
 	/* Another client of the domain may use it; outside it, nobody. */
 	CHECK(open_qp(&other, x3, tgt, false) == -EINVAL);
 	CHECK(open_qp(&other, x2, tgt, false) == 0);
-	CHECK(destroy(IPD__OBJ_TYPE__OBJ_QP, tgt) == -EBUSY);
-	CHECK(open_qp(&other, x2, tgt, true) == 0);
+	/* As the kernel: the creator's destroy succeeds, the QP lives on
+	 * (creator gone) while opened, and ends with the last open. */
 	CHECK(destroy(IPD__OBJ_TYPE__OBJ_QP, tgt) == 0);
+	CHECK(ipd_qp_lookup(&dev, tgt) && !ipd_qp_lookup(&dev, tgt)->client);
+	CHECK(destroy(IPD__OBJ_TYPE__OBJ_QP, tgt) == -EINVAL);
+	CHECK(open_qp(&other, x3, tgt, true) == -EINVAL);   /* not its open */
+	CHECK(destroy_by(&other, IPD__OBJ_TYPE__OBJ_XRCD, x2) == -EBUSY);
+	CHECK(open_qp(&other, x2, tgt, true) == 0);
+	CHECK(!ipd_qp_lookup(&dev, tgt));
+	CHECK(open_qp(&other, x2, tgt, false) == -EINVAL);
 
 	/* INI: a PD and a send CQ, only a send ring. */
 	cap.max_send_wr = 4;
@@ -727,8 +742,25 @@ static void test_xrc(uint32_t pd, uint32_t cq)
 	cm.srq = srq;
 	next();
 	CHECK(ipd_handle_create_qp(&ctx) == -EINVAL);
-	/* The other client's opens end with it. */
+	/* A departing creator leaves a TGT QP others opened to them. */
+	CHECK(open_xrcd(&third, fd, 0, &x3) == 0);
+	cm.qp_type = IBV_QPT_XRC_RECV;
+	cm.xrcd = x3;
+	cm.pd = 0;
+	cm.send_cq = cm.recv_cq = 0;
+	cm.srq = 0;
+	cm.cap = NULL;
+	req.create_qp = &cm;
+	next();
+	ctx.client = &third;
+	CHECK(ipd_handle_create_qp(&ctx) == 0);
+	tgt = resp.create_qp->qpn;
+	CHECK(open_qp(&other, x2, tgt, false) == 0);
+	ipd_client_release_objects(&third);
+	CHECK(ipd_qp_lookup(&dev, tgt) && !ipd_qp_lookup(&dev, tgt)->client);
+	/* The other client's opens end with it, and so does that QP. */
 	ipd_client_release_objects(&other);
+	CHECK(!ipd_qp_lookup(&dev, tgt));
 	close(fd);
 }
 
@@ -764,7 +796,7 @@ int main(void)
 	CHECK(dev.pds.count == 0 && dev.mrs.count == 0 && dev.cqs.count == 0);
 	CHECK(dev.srqs.count == 0 && dev.qps.count == 0 && dev.ahs.count == 0);
 	CHECK(dev.xrcds.count == 0);
-	CHECK(seen.qp_init == 4 && seen.qp_fini == 4);
+	CHECK(seen.qp_init == 5 && seen.qp_fini == 5);
 	CHECK(TAILQ_EMPTY(&dev.qps_list));
 	next();
 	ipd_table_fini(&dev.pds);

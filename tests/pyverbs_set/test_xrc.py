@@ -1,23 +1,27 @@
 """XRC: domains (shared by file), XRC SRQs, INI (XRC_SEND) and TGT
-(XRC_RECV) QPs; SEND and WRITE with immediate through XRCETH, the QPEx
-wr_set_xrc_srqn path, and an SRQ number of another domain refused with an
-invalid-request NAK."""
+(XRC_RECV) QPs; SEND and WRITE with immediate through XRCETH, RDMA READ
+and both atomics checked in the XRC SRQ's PD, the QPEx wr_set_xrc_srqn
+path, SEND with Invalidate of a window of the SRQ's PD, and an SRQ number
+of another domain refused with an invalid-request NAK."""
 import errno
 import os
 import random
+import struct
 import tempfile
 import unittest
 
 import pyverbs.enums as e
 from pyverbs.cq import CQ
-from pyverbs.mr import MR
+from pyverbs.mr import MR, MW, MWBindInfo
+from pyverbs.pd import PD
 from pyverbs.pyverbs_error import PyverbsRDMAError
 from pyverbs.qp import QP, QPAttr, QPCap, QPEx, QPInitAttrEx
 from pyverbs.srq import SRQ, SrqAttr, SrqInitAttrEx
 from pyverbs.wr import RecvWR, SGE, SendWR
 from pyverbs.xrcd import XRCD, XRCDInitAttr
 
-from ipdpy import ACCESS, PORT, DevTest, async_event, poll, quiet
+from ipdpy import (ACCESS, PORT, DevTest, Endpoint, async_event, connect,
+                   poll, quiet)
 
 XRCD_MASK = e.IBV_XRCD_INIT_ATTR_FD | e.IBV_XRCD_INIT_ATTR_OFLAGS
 SIZE = 8192
@@ -42,10 +46,10 @@ class XrcTest(DevTest):
     def xrcd(self, fd=-1, oflags=os.O_CREAT):
         return self.keep(XRCD(self.ctx, XRCDInitAttr(XRCD_MASK, oflags, fd)))
 
-    def xsrq(self, xrcd, cq, max_wr=16):
+    def xsrq(self, xrcd, cq, max_wr=16, pd=None):
         a = SrqInitAttrEx(max_wr=max_wr)
         a.srq_type = e.IBV_SRQT_XRC
-        a.pd = self.pd
+        a.pd = pd or self.pd
         a.xrcd = xrcd
         a.cq = cq
         a.comp_mask = (e.IBV_SRQ_INIT_ATTR_TYPE | e.IBV_SRQ_INIT_ATTR_PD |
@@ -104,15 +108,35 @@ class XrcTest(DevTest):
                          e.IBV_QP_MAX_QP_RD_ATOMIC)
             qp.modify(a, mask)
 
-    def setup_pair(self, ex=False):
+    def setup_pair(self, ex=False, srq_pd=None):
         self.x = self.xrcd(self.tmp.fileno())
         self.rcq = self.keep(CQ(self.ctx, 64))
         self.scq = self.keep(CQ(self.ctx, 64))
-        self.srq = self.xsrq(self.x, self.rcq)
+        self.srq = self.xsrq(self.x, self.rcq, pd=srq_pd)
         self.t = self.tgt(self.x)
         self.i = self.ini(self.scq, ex)
         self.mr = self.keep(MR(self.pd, SIZE, ACCESS))
         self.connect(self.i, self.t)
+
+    def setup_two_pds(self):
+        """The INI QP and its buffer in self.pd, the XRC SRQ and the
+        target memory in a second PD: on XRC the rkey is checked in the
+        PD of the SRQ that XRCETH names (IBA 9.8.4)."""
+        self.pd2 = self.keep(PD(self.ctx))
+        self.setup_pair(srq_pd=self.pd2)
+        self.tmr = self.keep(MR(self.pd2, SIZE, ACCESS))
+
+    def post_rd_atomic(self, wr_id, off, length, opcode, raddr, rkey,
+                       cmp_add=0, swap=0, srqn=None):
+        wr = SendWR(wr_id=wr_id, opcode=opcode, num_sge=1,
+                    sg=[SGE(self.mr.buf + off, length, self.mr.lkey)],
+                    send_flags=e.IBV_SEND_SIGNALED)
+        if opcode == e.IBV_WR_RDMA_READ:
+            wr.set_wr_rdma(rkey, raddr)
+        else:
+            wr.set_wr_atomic(rkey, raddr, cmp_add, swap)
+        wr.set_qp_type_xrc(self.srq.get_srq_num() if srqn is None else srqn)
+        self.i.post_send(wr)
 
     def post_srq(self, srq, wr_id, off, length):
         srq.post_recv(RecvWR(wr_id=wr_id, num_sge=1,
@@ -175,6 +199,91 @@ class XrcTest(DevTest):
         self.assertEqual(wc.wr_id, 11)
         self.assertEqual(self.mr.read(300, 2048), payload[:300])
         self.assertEqual(poll(self.scq, 1)[0].status, e.IBV_WC_SUCCESS)
+
+    def test_read(self):
+        """RDMA READ over XRC, one and several packets, byte for byte."""
+        self.setup_two_pds()
+        data = os.urandom(SIZE)
+        self.tmr.write(data, SIZE, 0)
+        for wr_id, (off, length) in enumerate(((0, 100), (100, 7000),
+                                               (4096, 0))):
+            self.mr.write(bytes(SIZE), SIZE, 0)
+            self.post_rd_atomic(wr_id, 0, length, e.IBV_WR_RDMA_READ,
+                                self.tmr.buf + off, self.tmr.rkey)
+            wc = poll(self.scq, 1)[0]
+            self.assertEqual((wc.status, wc.wr_id, wc.opcode),
+                             (e.IBV_WC_SUCCESS, wr_id, e.IBV_WC_RDMA_READ))
+            self.assertEqual(self.mr.read(length, 0) if length else b'',
+                             data[off:off + length])
+        self.assertTrue(quiet(self.rcq))      # no receive WQE consumed
+
+    def test_atomics(self):
+        """CMP_SWAP (hit and miss) and FETCH_ADD over XRC: the original
+        value returned, memory changed exactly once each."""
+        self.setup_two_pds()
+        target = self.tmr.buf + 64
+        self.tmr.write(struct.pack('<Q', 0x1122334455667788), 8, 64)
+        steps = (
+            (e.IBV_WR_ATOMIC_CMP_AND_SWP, 0x1122334455667788, 0xabc,
+             0x1122334455667788, 0xabc),            # compare hits
+            (e.IBV_WR_ATOMIC_CMP_AND_SWP, 0x1, 0xdead, 0xabc, 0xabc),
+            (e.IBV_WR_ATOMIC_FETCH_AND_ADD, 0xffffffff00000001, 0,
+             0xabc, 0xffffffff00000abd),
+        )
+        for wr_id, (op, cmp_add, swap, orig, after) in enumerate(steps):
+            self.post_rd_atomic(wr_id, 0, 8, op, target, self.tmr.rkey,
+                                cmp_add, swap)
+            wc = poll(self.scq, 1)[0]
+            self.assertEqual((wc.status, wc.wr_id), (e.IBV_WC_SUCCESS,
+                                                      wr_id))
+            self.assertEqual(struct.unpack('<Q', self.mr.read(8, 0))[0],
+                             orig)
+            self.assertEqual(struct.unpack('<Q', self.tmr.read(8, 64))[0],
+                             after)
+
+    def test_read_rkey_of_other_pd_refused(self):
+        """The INI QP's own PD does not count on the TGT side: an MR of a
+        PD other than the SRQ's gets a remote access NAK."""
+        self.setup_two_pds()
+        self.post_rd_atomic(1, 0, 64, e.IBV_WR_RDMA_READ, self.mr.buf,
+                            self.mr.rkey)
+        wc = poll(self.scq, 1)[0]
+        self.assertEqual(wc.status, e.IBV_WC_REM_ACCESS_ERR)
+        self.assertEqual(async_event(self), e.IBV_EVENT_QP_ACCESS_ERR)
+
+    def test_send_with_invalidate(self):
+        """SEND with Invalidate through a TGT QP invalidates a type 2
+        window of the XRC SRQ's PD, as on RC."""
+        self.setup_pair()
+        a = self.keep(Endpoint(self, e.IBV_QPT_RC, size=1 << 12))
+        b = self.keep(Endpoint(self, e.IBV_QPT_RC, size=1 << 12))
+        connect(self, a, b)
+        wmr = self.keep(MR(self.pd, 4096, ACCESS | e.IBV_ACCESS_MW_BIND))
+        mw = self.keep(MW(self.pd, e.IBV_MW_TYPE_2))
+        wr = SendWR(wr_id=5, opcode=e.IBV_WR_BIND_MW,
+                    send_flags=e.IBV_SEND_SIGNALED)
+        wr.set_bind_wr(mw, MWBindInfo(wmr, wmr.buf, 4096,
+                                      e.IBV_ACCESS_REMOTE_READ))
+        b.qp.post_send(wr)
+        self.assertEqual(poll(b.cq, 1)[0].status, e.IBV_WC_SUCCESS)
+        rkey = wr.rkey
+
+        def read_status():
+            rd = a.send_wr(1, e.IBV_WR_RDMA_READ, 0, 16)
+            rd.set_wr_rdma(rkey, wmr.buf)
+            a.qp.post_send(rd)
+            return poll(a.cq, 1)[0].status
+
+        self.assertEqual(read_status(), e.IBV_WC_SUCCESS)
+        self.post_srq(self.srq, 8, 4096, 64)
+        self.send(self.srq.get_srq_num(), 6, 0, 32, e.IBV_WR_SEND_WITH_INV,
+                  imm=rkey)
+        wc = poll(self.rcq, 1)[0]
+        self.assertEqual(wc.status, e.IBV_WC_SUCCESS)
+        self.assertTrue(wc.wc_flags & e.IBV_WC_WITH_INV)
+        self.assertEqual(wc.imm_data, rkey)
+        self.assertEqual(poll(self.scq, 1)[0].status, e.IBV_WC_SUCCESS)
+        self.assertEqual(read_status(), e.IBV_WC_REM_ACCESS_ERR)
 
     def test_multi_packet_send(self):
         self.setup_pair()
