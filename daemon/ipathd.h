@@ -15,6 +15,7 @@
 #include <ev.h>
 #include <infiniband/verbs.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
@@ -170,6 +171,10 @@ struct ipd_mr {
 	size_t map_len;
 	uint32_t page_off;         /* addr - page_round_down(addr) */
 	unsigned int refcnt;       /* engine references (in-flight ops) */
+	/* mr.c: pages of a client file the client truncated, replaced by
+	 * the SIGBUS handler; logged once, from the loop. */
+	volatile sig_atomic_t truncated_faults;
+	bool truncated_logged;
 };
 
 /* What an access does to the memory (the DMA direction an IOMMU checks). */
@@ -190,6 +195,12 @@ static inline unsigned int ipd_access_rw(uint32_t access)
 		rw |= IPD_MEM_READ;
 	return rw;
 }
+
+/* mr.c: catch SIGBUS on pages of client files truncated under an MR
+ * (called once at startup, after sanitizer runtimes installed theirs);
+ * fini restores the previous handler.  0 or -errno. */
+int ipd_mr_guard_init(void);
+void ipd_mr_guard_fini(void);
 
 /* Translate [iova, iova+len) of mr to a daemon pointer for an access doing
  * rw (IPD_MEM_*; 0 checks bounds only); NULL when out of bounds (len 0 at
@@ -439,6 +450,8 @@ struct ipd_counters {
 	 * and receives the provider failed, malformed messages */
 	uint64_t fabric_tx_dropped, fabric_tx_errors, fabric_rx_errors,
 		fabric_rx_bad;
+	/* mr.c: pages of client files truncated under an MR, replaced */
+	uint64_t mr_truncated_faults;
 };
 
 struct ipd_dev {

@@ -155,6 +155,11 @@ static void signals_start(struct ipd_daemon *d)
 	struct ev_loop *loop = d->dev.loop;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* Installed in main, after a sanitizer runtime's own SIGBUS handler
+	 * (which stays the one for faults outside client files). */
+	if (ipd_mr_guard_init())
+		ipd_warn("no SIGBUS handler: a client truncating a registered "
+			 "file will crash the daemon");
 	ev_signal_init(&d->sigint_w, signal_cb, SIGINT);
 	ev_signal_init(&d->sigterm_w, signal_cb, SIGTERM);
 	ev_signal_start(loop, &d->sigint_w);
@@ -225,6 +230,7 @@ err_sysfs:
 	/* Withdraw the device before its clients go, so nobody new opens it. */
 	ipd_sysfs_unpublish(dev);
 	ipd_ctl_fini(dev);      /* releases every client's objects */
+	ipd_mr_guard_fini();
 err_engine:
 	ipd_peer_fini(dev);
 	ipd_engine_fini(dev);

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/random.h>
@@ -73,10 +74,143 @@ struct ipd_mr *ipd_mr_lookup(struct ipd_dev *dev, uint32_t key)
 	return mr && mr->lkey == key ? mr : NULL;
 }
 
+/*
+ * The application's own files cannot be sealed: a client that truncates
+ * one under an MR makes the daemon's next access to those pages SIGBUS.
+ * Hardware keeps the pinned pages (DMA lands in orphaned pages); here the
+ * handler puts an anonymous page in place of the lost one (writes land
+ * there, reads see zeros) and the interrupted copy goes on.  Every access
+ * to MR memory is a copy on the event-loop thread (the daemon has no
+ * other thread and hands no MR memory to the kernel), so SIGBUS only
+ * comes from such a copy, never while the guard table below changes:
+ * the handler reads it without a lock.
+ */
+struct mr_guard {
+	uintptr_t start, end; /* a client file's pages in an MR's map */
+	uintptr_t align;      /* that file's page size */
+	struct ipd_mr *mr;
+};
+
+static struct mr_guard *guards;
+static size_t n_guards, cap_guards;
+static struct sigaction guard_prev;
+static bool guard_installed;
+
+static void mr_sigbus(int sig, siginfo_t *si, void *uc)
+{
+	uintptr_t a = (uintptr_t)si->si_addr;
+
+	(void)sig;
+	(void)uc;
+	for (size_t i = 0; si->si_code == BUS_ADRERR && i < n_guards; i++) {
+		const struct mr_guard *g = &guards[i];
+		uintptr_t pg = a & ~(g->align - 1);
+
+		if (a < g->start || a >= g->end)
+			continue;
+		/* Over a hugetlb range this needs the huge page's alignment
+		 * and size, which pg and g->align have. */
+		if (pg < g->start || pg + g->align > g->end ||
+		    mmap((void *)pg, g->align, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1,
+			 0) == MAP_FAILED)
+			break;
+		g->mr->truncated_faults++;
+		g->mr->client->dev->cnt.mr_truncated_faults++;
+		return;
+	}
+	/* Not ours: the access faults again, under the previous handler
+	 * (the default, a sanitizer's, or the backtrace printer that
+	 * libinfinipath installs when libfabric loads it); a signal someone
+	 * sent is sent again, to be delivered on return. */
+	sigaction(SIGBUS, &guard_prev, NULL);
+	if (si->si_code <= 0)
+		raise(SIGBUS);
+}
+
+int ipd_mr_guard_init(void)
+{
+	struct sigaction sa = {.sa_sigaction = mr_sigbus,
+			       .sa_flags = SA_SIGINFO};
+
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(SIGBUS, &sa, &guard_prev) < 0)
+		return -errno;
+	guard_installed = true;
+	return 0;
+}
+
+void ipd_mr_guard_fini(void)
+{
+	if (guard_installed)
+		sigaction(SIGBUS, &guard_prev, NULL);
+	guard_installed = false;
+	free(guards);
+	guards = NULL;
+	n_guards = cap_guards = 0;
+}
+
+/* Room for n more guards, before the table is used. */
+static int mr_guard_reserve(size_t n)
+{
+	struct mr_guard *g;
+	size_t cap = cap_guards ? cap_guards : 16;
+
+	if (cap_guards - n_guards >= n)
+		return 0;
+	while (cap - n_guards < n)
+		cap *= 2;
+	g = realloc(guards, cap * sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	guards = g;
+	cap_guards = cap;
+	return 0;
+}
+
+/* Guard [p, p+len) of mr, a client file with pages of align bytes;
+ * room was reserved.  Joins the previous guard where it continues it. */
+static void mr_guard_add(struct ipd_mr *mr, uint8_t *p, size_t len,
+			 uint64_t align)
+{
+	struct mr_guard *last = n_guards ? &guards[n_guards - 1] : NULL;
+
+	if (last && last->mr == mr && last->end == (uintptr_t)p &&
+	    last->align == align) {
+		last->end += len;
+		return;
+	}
+	guards[n_guards++] = (struct mr_guard){(uintptr_t)p, (uintptr_t)p + len,
+					       (uintptr_t)align, mr};
+}
+
+static void mr_guard_remove(struct ipd_mr *mr)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < n_guards; i++)
+		if (guards[i].mr != mr)
+			guards[j++] = guards[i];
+	n_guards = j;
+}
+
+/* Say once per MR that its client truncated a file under it. */
+static void mr_truncated_note(struct ipd_mr *mr)
+{
+	if (!mr->truncated_faults || mr->truncated_logged)
+		return;
+	mr->truncated_logged = true;
+	ipd_warn("client %u: MR %u: a registered file was truncated; its "
+		 "lost pages now read as zeros (%d so far)",
+		 mr->client->id, mr->handle, (int)mr->truncated_faults);
+}
+
 void *ipd_mr_ptr(struct ipd_mr *mr, uint64_t iova, uint64_t len,
 		 unsigned int rw)
 {
 	uint64_t off;
+
+	mr_truncated_note(mr);
 
 	/* The kernel stubs' DMA MR: addresses in the device's own form
 	 * (addr.c, docs/address-forms.md). */
@@ -200,6 +334,10 @@ static int mr_map(struct ipd_mr *mr, const Ipd__RegMr *m, const int *fds,
 	for (size_t i = 0; i < m->n_runs; i++)
 		if (files[m->runs[i]->fd].align > align)
 			align = files[m->runs[i]->fd].align;
+	/* Guards for the runs of the client's files (files[0] is the
+	 * sealed arena). */
+	if (mr_guard_reserve(m->n_runs))
+		return -ENOMEM;
 	first = m->map_start ? m->map_start : m->addr & ~(pg - 1);
 	mr->map_len = npages * pg;
 	raw_len = mr->map_len + align;
@@ -222,9 +360,12 @@ static int mr_map(struct ipd_mr *mr, const Ipd__RegMr *m, const int *fds,
 
 		if (mmap(p, len, prot, MAP_SHARED | MAP_FIXED, fds[r->fd],
 			 (off_t)r->file_offset) == MAP_FAILED) {
+			mr_guard_remove(mr);
 			munmap(base, mr->map_len);
 			return -ENOMEM;
 		}
+		if (r->fd)
+			mr_guard_add(mr, p, len, files[r->fd].align);
 		p += len;
 	}
 	mr->map = base;
@@ -304,6 +445,7 @@ int ipd_handle_reg_mr(struct ipd_req_ctx *ctx)
 	return 0;
 
 err_unmap:
+	mr_guard_remove(mr);
 	munmap(mr->map, mr->map_len);
 	free(mr);
 	return ipd_req_fail(ctx, ENOMEM, "reg_mr: too many MRs");
@@ -326,6 +468,9 @@ int ipd_mr_destroy(struct ipd_mr *mr)
 		ipd_kmem_destroy(mr);
 		return 0;
 	}
+	/* The replacement pages lie in the map: one munmap takes all. */
+	mr_truncated_note(mr);
+	mr_guard_remove(mr);
 	munmap(mr->map, mr->map_len);
 	free(mr);
 	return 0;

@@ -31,6 +31,7 @@ static const struct counter_name {
 	CNT(udp_tx_errors),
 	CNT(fabric_tx_dropped), CNT(fabric_tx_errors), CNT(fabric_rx_errors),
 	CNT(fabric_rx_bad),
+	CNT(mr_truncated_faults),
 };
 #undef CNT
 #define N_COUNTERS (sizeof(counter_names) / sizeof(counter_names[0]))

@@ -18,6 +18,11 @@
  *     race      a thread writes every word of a buffer once while another
  *               registers it: no write may be lost (needs userfaultfd
  *               write protection: root or vm.unprivileged_userfaultfd=1)
+ *     truncate  a MAP_SHARED file, memfd and hugetlb memfd (skipped without
+ *               free huge pages) truncated to 0 under their MR: RDMA
+ *               READ gets zeros, WRITE completes, as with hardware's
+ *               pinned pages; the daemon survives (the script checks it
+ *               and its mr_truncated_faults counter)
  * Prints "PASS name" / "FAIL name: why"; exit status: failures (0: all
  * passed, at most 100), 2 on a setup error (also printed).
  */
@@ -179,6 +184,98 @@ static int report(const char *name, int r)
 	why[0] = '\0';
 	fflush(stdout);
 	return r;
+}
+
+/* ---- files truncated under an MR ----------------------------------- */
+
+/*
+ * Fill sz bytes of fd through a shared mapping, register LEN bytes of it
+ * at off, truncate the file to 0 and never touch the mapping again (it
+ * would SIGBUS here).  The lost pages read as zeros, a WRITE completes
+ * and a READ returns what it wrote.
+ */
+static int trunc_case(int fd, size_t sz, size_t off)
+{
+	uint8_t *p, *want = malloc(LEN);
+	struct ibv_mr *mr = NULL;
+	int err = 0;
+
+	if (!want || ftruncate(fd, (off_t)sz))
+		return fail("setup: %s", strerror(errno));
+	p = mmap(NULL, sz, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		return fail("mmap: %s", strerror(errno));
+	memset(p, 0xa5, sz);
+	mr = ibv_reg_mr(dev.pd, p + off, LEN, full);
+	if (!mr) {
+		err = fail("ibv_reg_mr: %s", strerror(errno));
+		goto out;
+	}
+	if (ftruncate(fd, 0)) {
+		err = fail("ftruncate to 0: %s", strerror(errno));
+		goto out;
+	}
+	memset(lbuf, 0x5a, LEN);
+	memset(want, 0, LEN);
+	if (xfer(IBV_WR_RDMA_READ, p + off, mr, LEN))
+		goto out;
+	if (memcmp(lbuf, want, LEN)) {
+		err = fail("RDMA READ of truncated pages: not zeros");
+		goto out;
+	}
+	vt_fill_seeded(lbuf, LEN, seed++);
+	memcpy(want, lbuf, LEN);
+	if (xfer(IBV_WR_RDMA_WRITE, p + off, mr, LEN))
+		goto out;
+	memset(lbuf, 0, LEN);
+	if (xfer(IBV_WR_RDMA_READ, p + off, mr, LEN))
+		goto out;
+	if (memcmp(lbuf, want, LEN))
+		err = fail("RDMA READ after WRITE: other bytes");
+out:
+	if (why[0])
+		err = 1;
+	if (mr && ibv_dereg_mr(mr) && !err)
+		err = fail("ibv_dereg_mr: %s", strerror(errno));
+	munmap(p, sz);
+	free(want);
+	return err;
+}
+
+static int run_truncate(void)
+{
+	char path[512];
+	int fails = 0, fd;
+	void *p;
+
+	snprintf(path, sizeof(path), "%s/mr_mappings.XXXXXX", tmpdir);
+	fd = mkstemp(path);
+	if (fd < 0)
+		return -2;
+	unlink(path);
+	fails += report("truncate-file", trunc_case(fd, 4 * 4096, 100));
+	close(fd);
+	fd = memfd_create("mm-trunc", MFD_CLOEXEC);
+	if (fd < 0)
+		return -2;
+	fails += report("truncate-memfd", trunc_case(fd, 4 * 4096, 100));
+	close(fd);
+	/* Huge pages, with the MR across a huge page boundary (the hugetlb
+	 * memfd must be passed as a file: needs /proc/self/map_files). */
+	fd = memfd_create("mm-trunc-huge", MFD_CLOEXEC | MFD_HUGETLB);
+	p = fd < 0 || ftruncate(fd, 2 * HUGE)
+		    ? MAP_FAILED
+		    : mmap(NULL, 2 * HUGE, PROT_READ, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED) {
+		printf("SKIP truncate-hugetlb-memfd: %s\n", strerror(errno));
+	} else {
+		munmap(p, 2 * HUGE);
+		fails += report("truncate-hugetlb-memfd",
+				trunc_case(fd, 2 * HUGE, HUGE - 1000));
+	}
+	if (fd >= 0)
+		close(fd);
+	return fails;
 }
 
 /* ---- hugetlb ------------------------------------------------------ */
@@ -568,6 +665,7 @@ int main(int argc, char **argv)
 			: !strcmp(argv[i], "shared")   ? run_shared()
 			: !strcmp(argv[i], "readonly") ? run_readonly()
 			: !strcmp(argv[i], "race")     ? run_race()
+			: !strcmp(argv[i], "truncate") ? run_truncate()
 						       : -1;
 
 		if (r < 0) {

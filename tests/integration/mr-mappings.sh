@@ -3,8 +3,10 @@
 # daemon: shared file/shm/memfd mappings and MAP_SHARED anonymous memory
 # shared with a child, read-only mappings, and hugetlb memory -- for which
 # huge pages are reserved here (as root; restored on exit) -- plus
-# ib_write_bw --use_hugepages.  Skips (77) only the hugetlb part, and only
-# when the kernel gives no huge page at all.
+# ib_write_bw --use_hugepages; and files truncated under their MR, after
+# which the daemon must live on (its mr_truncated_faults counter counts
+# the lost pages) and serve ibv_rc_pingpong.  Skips (77) only the hugetlb
+# part, and only when the kernel gives no huge page at all.
 # usage: mr-mappings.sh PATH/TO/mr_mappings
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -35,6 +37,20 @@ if (($(free_huge) < want)) && [[ -w $nr ]]; then
 	huge_old=$(cat "$nr")
 	echo $((huge_old + want - $(free_huge))) >"$nr" || true
 fi
+# Files truncated under an MR (the hugetlb one is skipped without pages).
+ipd_run "$prog" -d "$dev" -g "$gid" -t "$IPD_TMP" truncate ||
+	ipd_fail "mr_mappings truncate"
+ipd_alive || ipd_fail "daemon died of a truncated file"
+ipd_ctl counters >"$IPD_TMP/counters" || ipd_fail "ipathctl counters"
+faults=$(grep -E '^mr_truncated_faults ' "$IPD_TMP/counters") || true
+ipd_log "${faults:-no mr_truncated_faults counter}"
+grep -Eq '^mr_truncated_faults +[1-9]' <<<"$faults" ||
+	ipd_fail "mr_truncated_faults not counted"
+port=$(ipd_port)
+run_pair "$port" "ibv_rc_pingpong -d $dev -g $gid -p $port -n 20" \
+	"ibv_rc_pingpong -d $dev -g $gid -p $port -n 20 127.0.0.1" ||
+	ipd_fail "ibv_rc_pingpong after the truncated files"
+
 if (($(free_huge) < 8)); then
 	ipd_log "SKIP hugetlb: the kernel gives only $(free_huge) free huge pages"
 	ipd_stop
