@@ -102,7 +102,8 @@ static const struct opt_desc opt_table[] = {
 	{ "daemon", "user", "user", "NAME", OPT_STR, CFG_STR(user) },
 };
 
-#define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define N_OPTS ARRAY_SIZE(opt_table)
 
 static const char *const link_types[] = { "udp", "loopback", "fabric" };
 static const char *const udp_rx_modes[] = { "udp", "packet" };
@@ -238,14 +239,17 @@ static int set_addrs(struct ipd_config *cfg, const char *v, char *why,
 	return 0;
 }
 
-static int set_word(const char *v, const char *const *words, size_t n,
-		    char *why, size_t wlen)
+/* v must be one of words[n]; the word is copied to dst. */
+static int set_word(char *dst, const char *v, const char *const *words,
+		    size_t n, char *why, size_t wlen)
 {
 	size_t i;
 
 	for (i = 0; i < n; i++)
-		if (!strcmp(v, words[i]))
-			return (int)i;
+		if (!strcmp(v, words[i])) {
+			strcpy(dst, words[i]);
+			return 0;
+		}
 	snprintf(why, wlen, "'%s' is not one of", v);
 	for (i = 0; i < n; i++)
 		snprintf(why + strlen(why), wlen - strlen(why), "%s %s",
@@ -303,7 +307,7 @@ static int set_bool(bool *dst, const char *v, char *why, size_t wlen)
 {
 	size_t i;
 
-	for (i = 0; i < sizeof(bool_words) / sizeof(bool_words[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(bool_words); i++) {
 		if (!strcasecmp(v, bool_words[i].word)) {
 			*dst = bool_words[i].value;
 			return 0;
@@ -335,17 +339,11 @@ static int opt_set(struct ipd_config *cfg, const struct opt_desc *d,
 	case OPT_PCT:
 		return set_pct(dst, v, why, wlen);
 	case OPT_LINK:
-		i = set_word(v, link_types, 3, why, wlen);
-		if (i < 0)
-			return i;
-		strcpy(dst, link_types[i]);
-		return 0;
+		return set_word(dst, v, link_types, ARRAY_SIZE(link_types),
+				why, wlen);
 	case OPT_UDP_RX:
-		i = set_word(v, udp_rx_modes, 2, why, wlen);
-		if (i < 0)
-			return i;
-		strcpy(dst, udp_rx_modes[i]);
-		return 0;
+		return set_word(dst, v, udp_rx_modes,
+				ARRAY_SIZE(udp_rx_modes), why, wlen);
 	case OPT_LEVEL:
 		i = ipd_log_parse_level(v);
 		if (i < 0) {
