@@ -285,12 +285,13 @@ static int req_send_pkt(struct ipd_qp *qp, struct ipd_engine_qp *e,
 	uint32_t off = swqe->sent, paylen, npsn, psn = e->req_psn;
 	const struct ipd_av *av;
 	struct ipd_pkt *pkt;
-	bool first = off == 0, last;
+	bool first = off == 0, last, ackreq;
 	int status;
 
 	pkt_extent(swqe, mtu, &paylen, &npsn, &last);
-	status = req_pkt_build(qp, swqe, psn, off, paylen, first, last,
-			       req_ackreq(qp, e, last), &pkt, &av);
+	ackreq = req_ackreq(qp, e, last);
+	status = req_pkt_build(qp, swqe, psn, off, paylen, first, last, ackreq,
+			       &pkt, &av);
 	if (status)
 		return status;
 	if (first) {
@@ -308,7 +309,7 @@ static int req_send_pkt(struct ipd_qp *qp, struct ipd_engine_qp *e,
 	}
 	ipd_net_xmit(qp->dev, pkt, av);
 	if (qpt_is_rc(qp))
-		ipd_comp_timer_kick(qp);
+		ipd_comp_timer_kick(qp, psn, ackreq);
 	return IBV_WC_SUCCESS;
 }
 
@@ -474,6 +475,7 @@ void ipd_req_rewind(struct ipd_qp *qp)
 	e->req_psn = psn;
 	e->rd_outstanding = rd;
 	e->noack_pkts = 0;
+	ipd_comp_rtt_cancel(qp);
 	qp->dev->cnt.retransmits++;
 }
 
@@ -499,8 +501,58 @@ void ipd_req_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe,
 			     swqe->wr->wr.rdma.rkey, (uint32_t)len);
 	}
 	qp->dev->cnt.retransmits++;
+	ipd_comp_rtt_cancel(qp);
 	ipd_net_xmit(qp->dev, pkt, av);
-	ipd_comp_timer_kick(qp);
+	ipd_comp_timer_kick(qp, psn, false);
+}
+
+/* The WQE the last packet sent (PSN req_psn - 1) belongs to: the message
+ * in progress, or the last one sent whole.  NULL if there is none. */
+static struct ipd_swqe *req_last_sent(struct ipd_qp *qp)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	struct ipd_swqe *swqe;
+
+	if (e->req_idx != e->sq_head &&
+	    ipd_swqe_at(e, qp, e->req_idx)->sent)
+		return ipd_swqe_at(e, qp, e->req_idx);
+	if (e->req_idx == e->comp_idx)
+		return NULL;
+	swqe = ipd_swqe_at(e, qp, e->req_idx - 1);
+	if (swqe->last_psn != ipd_psn_add(e->req_psn, IPD_PSN_MASK))
+		return NULL;
+	return swqe;
+}
+
+/* A READ or atomic last is not probed: its repair (comp.c) needs the
+ * ACK timer's view of what the responder executed. */
+bool ipd_req_probe(struct ipd_qp *qp)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	uint32_t psn = ipd_psn_add(e->req_psn, IPD_PSN_MASK);
+	unsigned int mtu = ipd_eng_mtu(qp);
+	struct ipd_swqe *swqe = req_last_sent(qp);
+	const struct ipd_av *av;
+	struct ipd_pkt *pkt;
+	uint32_t off, paylen;
+	bool last;
+
+	if (!swqe || !swqe->info || swqe->state == IPD_SWQE_ERROR ||
+	    swqe->info->mask & IPD_WR_READ_OR_ATOMIC ||
+	    ipd_psn_cmp(psn, e->exec_psn) < 0 ||
+	    ipd_psn_cmp(psn, swqe->first_psn) < 0)
+		return false;
+	off = ipd_psn_diff(psn, swqe->first_psn) * mtu;
+	if (off > swqe->length)
+		return false;
+	paylen = swqe->length - off < mtu ? swqe->length - off : mtu;
+	last = psn == swqe->last_psn;
+	if (req_pkt_build(qp, swqe, psn, off, paylen, off == 0, last, true,
+			  &pkt, &av))
+		return false;
+	ipd_comp_rtt_cancel(qp);
+	ipd_net_xmit(qp->dev, pkt, av);
+	return true;
 }
 
 void ipd_req_reset(struct ipd_qp *qp)
