@@ -152,10 +152,13 @@ static bool comp_probe_on(const struct ipd_qp *qp)
 
 static double comp_pto_s(const struct ipd_qp *qp, double tmo)
 {
-	double pto = 2 * qp->eng->srtt;
+	const struct ipd_engine_qp *e = qp->eng;
+	double pto = 2 * e->srtt;
 
-	if (!qp->eng->srtt)
+	if (!e->srtt)
 		return tmo / 2;
+	if (pto < e->srtt + 4 * e->rttvar)
+		pto = e->srtt + 4 * e->rttvar;
 	if (pto < IPD_PROBE_MIN_S)
 		pto = IPD_PROBE_MIN_S;
 	return pto > tmo / 2 ? tmo / 2 : pto;
@@ -201,7 +204,13 @@ static void comp_rtt_sample(struct ipd_engine_qp *e)
 		return;
 	e->rtt_timing = false;
 	r = ev_time() - e->rtt_start;
-	e->srtt = e->srtt ? e->srtt + (r - e->srtt) / 8 : r;
+	if (!e->srtt) {
+		e->srtt = r;
+		e->rttvar = r / 2;
+		return;
+	}
+	e->rttvar += ((r > e->srtt ? r - e->srtt : e->srtt - r) - e->rttvar) / 4;
+	e->srtt += (r - e->srtt) / 8;
 }
 
 void ipd_comp_timer_kick(struct ipd_qp *qp, uint32_t psn, bool ackreq)
@@ -299,12 +308,25 @@ static void comp_probe_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct ipd_qp *qp = w->data;
 	struct ipd_engine_qp *e = qp->eng;
+	uint32_t last;
+	bool sent;
 
 	ev_timer_stop(loop, w);
 	if (!comp_qp_active(qp) || !comp_outstanding(e) || e->rnr_wait ||
 	    e->probed)
 		return;
-	if (ipd_req_probe(qp)) {
+	/* The oldest packet not known to be executed, then the last one
+	 * sent.  The responder NAKs a gap once and is then silent until the
+	 * PSN it named arrives: if that NAK or the packet sent again for it
+	 * was lost, the first is that packet, accepted, and the second
+	 * finds the rest's gap (a new NAK).  After a tail loss the second
+	 * reveals the gap; when only ACKs were lost both are duplicates,
+	 * which the responder ACKs again. */
+	last = ipd_psn_add(e->req_psn, IPD_PSN_MASK);
+	sent = ipd_req_probe(qp, e->exec_psn);
+	if (last != e->exec_psn)
+		sent |= ipd_req_probe(qp, last);
+	if (sent) {
 		e->probed = true;
 		qp->dev->cnt.tail_probes++;
 	}

@@ -30,9 +30,10 @@
  * one (a bit each); a response further ahead is dropped and asked again. */
 #define IPD_READ_WINDOW 8192
 #define IPD_REREQ_RUNS 8           /* READ requests per repair of one READ */
-/* Tail loss probe (comp.c): the probe timeout is twice the smoothed RTT,
- * at least this, at most half the ACK timeout (without an RTT sample
- * yet: half the ACK timeout). */
+/* Tail loss probe (comp.c): the probe timeout is the larger of twice the
+ * smoothed RTT and srtt + 4 * rttvar (RFC 6298's RTO), at least this, at
+ * most half the ACK timeout (without an RTT sample yet: half the ACK
+ * timeout). */
 #define IPD_PROBE_MIN_S 0.001
 
 struct ipd_engine {
@@ -120,6 +121,7 @@ struct ipd_engine_qp {
 	uint32_t rtt_psn;
 	double rtt_start;         /* ev_time() when rtt_psn was sent */
 	double srtt;              /* smoothed RTT in s; 0: no sample yet */
+	double rttvar;            /* its mean deviation */
 
 	/* responder */
 	uint32_t rq_psn;          /* next expected PSN */
@@ -211,10 +213,10 @@ void ipd_req_rewind(struct ipd_qp *qp);
  * request with that PSN and the RETH adjusted), or for an atomic's. */
 void ipd_req_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe,
 		       uint32_t psn, uint32_t npsn);
-/* Tail loss probe: send the last SEND/WRITE packet sent once more, with
- * AckReq.  False when there is none to send (READ/atomic last, or the
- * responder executed it). */
-bool ipd_req_probe(struct ipd_qp *qp);
+/* Tail loss probe: send the SEND/WRITE packet with PSN psn (sent
+ * before, not known to be executed) once more, with AckReq.  False when
+ * there is none (a READ/atomic there, or out of packets). */
+bool ipd_req_probe(struct ipd_qp *qp, uint32_t psn);
 void ipd_req_reset(struct ipd_qp *qp);
 
 /* ---- comp.c ---------------------------------------------------------- */

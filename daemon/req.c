@@ -506,49 +506,51 @@ void ipd_req_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe,
 	ipd_comp_timer_kick(qp, psn, false);
 }
 
-/* The WQE the last packet sent (PSN req_psn - 1) belongs to: the message
- * in progress, or the last one sent whole.  NULL if there is none. */
-static struct ipd_swqe *req_last_sent(struct ipd_qp *qp)
+/* The SEND/WRITE WQE a packet sent with PSN psn belongs to (the message
+ * in progress included), or NULL. */
+static struct ipd_swqe *req_sent_wqe(struct ipd_qp *qp, uint32_t psn)
 {
 	struct ipd_engine_qp *e = qp->eng;
-	struct ipd_swqe *swqe;
+	uint32_t idx, end = e->req_idx;
 
-	if (e->req_idx != e->sq_head &&
-	    ipd_swqe_at(e, qp, e->req_idx)->sent)
-		return ipd_swqe_at(e, qp, e->req_idx);
-	if (e->req_idx == e->comp_idx)
+	if (ipd_psn_cmp(psn, e->req_psn) >= 0)
 		return NULL;
-	swqe = ipd_swqe_at(e, qp, e->req_idx - 1);
-	if (swqe->last_psn != ipd_psn_add(e->req_psn, IPD_PSN_MASK))
-		return NULL;
-	return swqe;
+	if (end != e->sq_head && ipd_swqe_at(e, qp, end)->sent)
+		end++;
+	for (idx = e->comp_idx; idx != end; idx++) {
+		struct ipd_swqe *swqe = ipd_swqe_at(e, qp, idx);
+
+		if (!swqe->info || swqe->state == IPD_SWQE_ERROR)
+			return NULL;
+		if (ipd_psn_cmp(psn, swqe->first_psn) < 0)
+			return NULL;
+		if (ipd_psn_cmp(psn, swqe->last_psn) > 0)
+			continue;
+		/* A READ or atomic is not probed: its repair (comp.c)
+		 * waits for the ACK timer. */
+		if (swqe->info->mask & IPD_WR_READ_OR_ATOMIC)
+			return NULL;
+		return swqe;
+	}
+	return NULL;
 }
 
-/* A READ or atomic last is not probed: its repair (comp.c) needs the
- * ACK timer's view of what the responder executed. */
-bool ipd_req_probe(struct ipd_qp *qp)
+bool ipd_req_probe(struct ipd_qp *qp, uint32_t psn)
 {
-	struct ipd_engine_qp *e = qp->eng;
-	uint32_t psn = ipd_psn_add(e->req_psn, IPD_PSN_MASK);
+	struct ipd_swqe *swqe = req_sent_wqe(qp, psn);
 	unsigned int mtu = ipd_eng_mtu(qp);
-	struct ipd_swqe *swqe = req_last_sent(qp);
 	const struct ipd_av *av;
 	struct ipd_pkt *pkt;
 	uint32_t off, paylen;
-	bool last;
 
-	if (!swqe || !swqe->info || swqe->state == IPD_SWQE_ERROR ||
-	    swqe->info->mask & IPD_WR_READ_OR_ATOMIC ||
-	    ipd_psn_cmp(psn, e->exec_psn) < 0 ||
-	    ipd_psn_cmp(psn, swqe->first_psn) < 0)
+	if (!swqe || ipd_psn_cmp(psn, qp->eng->exec_psn) < 0)
 		return false;
 	off = ipd_psn_diff(psn, swqe->first_psn) * mtu;
 	if (off > swqe->length)
 		return false;
 	paylen = swqe->length - off < mtu ? swqe->length - off : mtu;
-	last = psn == swqe->last_psn;
-	if (req_pkt_build(qp, swqe, psn, off, paylen, off == 0, last, true,
-			  &pkt, &av))
+	if (req_pkt_build(qp, swqe, psn, off, paylen, off == 0,
+			  psn == swqe->last_psn, true, &pkt, &av))
 		return false;
 	ipd_comp_rtt_cancel(qp);
 	ipd_net_xmit(qp->dev, pkt, av);
@@ -566,4 +568,6 @@ void ipd_req_reset(struct ipd_qp *qp)
 	e->noack_pkts = 0;
 	e->nak_retried = false;
 	e->rnr_wait = false;
+	e->srtt = e->rttvar = 0; /* the peer may be another one */
+	ipd_comp_rtt_cancel(qp);
 }

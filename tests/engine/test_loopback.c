@@ -498,10 +498,10 @@ static int test_read_recovery(void)
 /* ---- scripted tail losses: the tail loss probe ---- */
 
 /* The first copy of the WRITE packets at the offsets in probe_drop (from
- * the message's first PSN) vanishes, and with probe_drop_ack the first
- * ACK of the message's last PSN. */
-static uint32_t probe_drop[4], probe_ndrop, probe_last_off;
-static bool probe_drop_ack;
+ * the message's first PSN) vanishes, the second copy of probe_drop2's
+ * too, and with probe_drop_ack the first ACK of the message's last PSN. */
+static uint32_t probe_drop[4], probe_ndrop, probe_last_off, probe_drop2;
+static bool probe_drop_ack, probe_drop_nak;
 static unsigned int probe_copies[64];
 
 static int probe_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
@@ -515,14 +515,24 @@ static int probe_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 		ipd_pkt_free(&dev, pkt);
 		return 0;
 	}
+	if (op == (IPD_OP_RC | IPD_OP_ACKNOWLEDGE) && probe_drop_nak &&
+	    (ipd_aeth_syn(pkt->hdr) & IPD_AETH_TYPE_MASK) == IPD_AETH_NAK) {
+		probe_drop_nak = false;
+		ipd_pkt_free(&dev, pkt);
+		return 0;
+	}
 	if (op >= (IPD_OP_RC | IPD_OP_WRITE_FIRST) &&
-	    op <= (IPD_OP_RC | IPD_OP_WRITE_ONLY_IMM) && off < 64 &&
-	    probe_copies[off]++ == 0)
-		for (uint32_t i = 0; i < probe_ndrop; i++)
-			if (probe_drop[i] == off) {
-				ipd_pkt_free(&dev, pkt);
-				return 0;
-			}
+	    op <= (IPD_OP_RC | IPD_OP_WRITE_ONLY_IMM) && off < 64) {
+		unsigned int nth = ++probe_copies[off];
+		bool drop = nth == 2 && off == probe_drop2;
+
+		for (uint32_t i = 0; i < probe_ndrop && nth == 1; i++)
+			drop |= probe_drop[i] == off;
+		if (drop) {
+			ipd_pkt_free(&dev, pkt);
+			return 0;
+		}
+	}
 	return wire_link_ops->xmit(link, pkt);
 }
 
@@ -530,7 +540,7 @@ static int probe_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
  * took to complete, data checked byte for byte. */
 static double probe_round(struct ipd_qp *p, struct ipd_cq *cq,
 			  struct ipd_mr *ma, struct ipd_mr *mb, uint32_t ndrop,
-			  bool drop_ack, uint64_t id)
+			  bool drop_ack, uint32_t drop2, uint64_t id)
 {
 	uint32_t len = 64 * 1024;
 	double t0;
@@ -543,6 +553,8 @@ static double probe_round(struct ipd_qp *p, struct ipd_cq *cq,
 	for (uint32_t i = 0; i < ndrop; i++)
 		probe_drop[i] = 63 - i;
 	probe_drop_ack = drop_ack;
+	probe_drop2 = drop2 & 63 ? drop2 & 63 : 64;
+	probe_drop_nak = drop2 & 64;
 	t0 = ev_time();
 	post_send(p, id, IBV_WR_RDMA_WRITE, ma, id % 7, len, mb->iova + 5,
 		  mb->rkey, 0);
@@ -565,12 +577,18 @@ static int test_tail_probe(void)
 	static const struct {
 		uint32_t ndrop;
 		bool drop_ack;
+		uint32_t drop2; /* its second copy lost too (0: none); +64:
+				 * the NAK too */
 		const char *what;
 	} cases[] = {
-		{ 1, false, "last packet lost" },
-		{ 3, false, "last 3 packets lost" },
-		{ 0, true, "last ACK lost" },
-		{ 2, true, "last 2 packets and the ACK lost" },
+		{ 1, false, 0, "last packet lost" },
+		{ 3, false, 0, "last 3 packets lost" },
+		{ 0, true, 0, "last ACK lost" },
+		{ 2, true, 0, "last 2 packets and the ACK lost" },
+		/* the responder NAKs a gap once, then is silent until the
+		 * PSN it named arrives: lost again, or the NAK lost */
+		{ 2, false, 62, "last 2 packets lost, the first again" },
+		{ 2, false, 64 + 0, "last 2 packets and the NAK lost" },
 	};
 
 	qp_connect(p, 43, 1024);
@@ -587,12 +605,12 @@ static int test_tail_probe(void)
 
 	/* lossless: an RTT sample, no probe */
 	struct ipd_counters c0 = dev.cnt;
-	probe_round(p, c1, ma, mb, 0, false, 1);
+	probe_round(p, c1, ma, mb, 0, false, 0, 1);
 	EXPECT(p->eng->srtt > 0);
 	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
 		c0 = dev.cnt;
 		double t = probe_round(p, c1, ma, mb, cases[k].ndrop,
-				       cases[k].drop_ack, 10 + k);
+				       cases[k].drop_ack, cases[k].drop2, 10 + k);
 		uint64_t probes = dev.cnt.tail_probes - c0.tail_probes;
 		uint64_t tmos = dev.cnt.timeouts - c0.timeouts;
 		uint64_t dups = dev.cnt.dup_requests - c0.dup_requests;
@@ -610,7 +628,7 @@ static int test_tail_probe(void)
 	/* the same losses without the probe: the ACK timer repairs them */
 	cfg.tail_probe = false;
 	c0 = dev.cnt;
-	double t = probe_round(p, c1, ma, mb, 2, false, 20);
+	double t = probe_round(p, c1, ma, mb, 2, false, 0, 20);
 	printf("probe off, last 2 packets lost: %.1f ms, %lu timeouts\n",
 	       t * 1e3, (unsigned long)(dev.cnt.timeouts - c0.timeouts));
 	EXPECT(dev.cnt.tail_probes == c0.tail_probes);
