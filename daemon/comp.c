@@ -138,8 +138,12 @@ static bool comp_outstanding(const struct ipd_engine_qp *e)
  * When the last packets of a burst are lost no later packet makes the
  * responder NAK, and only the ACK timeout would recover.  A probe timeout
  * (PTO) after the last send or progress, much shorter than the ACK
- * timeout, the last packet sent goes once more: the responder re-ACKs it
- * as a duplicate or NAKs the gap before it, and recovery starts at once.
+ * timeout, the last packet sent goes once more (and the oldest one not
+ * known to be executed, see comp_probe_cb): the responder re-ACKs a
+ * duplicate or NAKs the gap before it, and recovery starts at once.
+ * Only SEND/WRITE packets are probed; READs and atomics wait for the ACK
+ * timer as before.  The RTT is timed from ACKs of AckReq packets, never
+ * across a packet sent again (Karn).
  * A probe is no retry: retry_left and the ACK timer are left alone, so a
  * dead peer still fails with RETRY_EXC_ERR when the QP attributes say.
  * At most one probe per ACK timeout period (until progress or a
