@@ -134,15 +134,103 @@ static bool comp_outstanding(const struct ipd_engine_qp *e)
 	return e->req_psn != e->comp_psn || e->comp_idx != e->req_idx;
 }
 
-void ipd_comp_timer_kick(struct ipd_qp *qp)
+/* ---- tail loss probe (after RFC 8985's TLP) ---------------------------
+ * When the last packets of a burst are lost no later packet makes the
+ * responder NAK, and only the ACK timeout would recover.  A probe timeout
+ * (PTO) after the last send or progress, much shorter than the ACK
+ * timeout, the last packet sent goes once more (and the oldest one not
+ * known to be executed, see comp_probe_cb): the responder re-ACKs a
+ * duplicate or NAKs the gap before it, and recovery starts at once.
+ * Only SEND/WRITE packets are probed; READs and atomics wait for the ACK
+ * timer as before.  The RTT is timed from ACKs of AckReq packets, never
+ * across a packet sent again (Karn).
+ * A probe is no retry: retry_left and the ACK timer are left alone, so a
+ * dead peer still fails with RETRY_EXC_ERR when the QP attributes say.
+ * At most one probe per ACK timeout period (until progress or a
+ * timeout). */
+
+static bool comp_probe_on(const struct ipd_qp *qp)
+{
+	return qp->dev->cfg->tail_probe;
+}
+
+static double comp_pto_s(const struct ipd_qp *qp, double tmo)
+{
+	const struct ipd_engine_qp *e = qp->eng;
+	double pto = 2 * e->srtt;
+
+	if (!e->srtt)
+		return tmo / 2;
+	if (pto < e->srtt + 4 * e->rttvar)
+		pto = e->srtt + 4 * e->rttvar;
+	if (pto < IPD_PROBE_MIN_S)
+		pto = IPD_PROBE_MIN_S;
+	return pto > tmo / 2 ? tmo / 2 : pto;
+}
+
+static void comp_probe_arm(struct ipd_qp *qp, double tmo)
+{
+	struct ipd_engine_qp *e = qp->eng;
+
+	if (!comp_probe_on(qp) || e->probed || e->rnr_wait || !tmo)
+		return;
+	e->probe_timer.repeat = comp_pto_s(qp, tmo);
+	ev_timer_again(qp->dev->loop, &e->probe_timer);
+}
+
+/* A new ACK timeout period: a probe may go out again. */
+static void comp_probe_reset(struct ipd_qp *qp)
+{
+	qp->eng->probed = false;
+	ev_timer_stop(qp->dev->loop, &qp->eng->probe_timer);
+}
+
+static void comp_rtt_start(struct ipd_engine_qp *e, uint32_t psn)
+{
+	if (e->rtt_timing)
+		return;
+	e->rtt_timing = true;
+	e->rtt_psn = psn;
+	e->rtt_start = ev_time();
+}
+
+void ipd_comp_rtt_cancel(struct ipd_qp *qp)
+{
+	qp->eng->rtt_timing = false;
+}
+
+/* Progress: the timed PSN's answer arrived (RFC 6298 smoothing). */
+static void comp_rtt_sample(struct ipd_engine_qp *e)
+{
+	double r;
+
+	if (!e->rtt_timing || ipd_psn_cmp(e->exec_psn, e->rtt_psn) <= 0)
+		return;
+	e->rtt_timing = false;
+	r = ev_time() - e->rtt_start;
+	if (!e->srtt) {
+		e->srtt = r;
+		e->rttvar = r / 2;
+		return;
+	}
+	e->rttvar += ((r > e->srtt ? r - e->srtt : e->srtt - r) - e->rttvar) / 4;
+	e->srtt += (r - e->srtt) / 8;
+}
+
+void ipd_comp_timer_kick(struct ipd_qp *qp, uint32_t psn, bool ackreq)
 {
 	struct ipd_engine_qp *e = qp->eng;
 	double tmo;
 
-	if (ev_is_active(&e->retrans_timer) || e->rnr_wait)
+	if (e->rnr_wait)
 		return;
 	tmo = comp_timeout_s(qp);
-	if (!tmo)
+	if (comp_probe_on(qp)) {
+		if (ackreq)
+			comp_rtt_start(e, psn);
+		comp_probe_arm(qp, tmo);
+	}
+	if (ev_is_active(&e->retrans_timer) || !tmo)
 		return;
 	e->retrans_timer.repeat = tmo;
 	ev_timer_again(qp->dev->loop, &e->retrans_timer);
@@ -153,6 +241,7 @@ static void comp_timer_update(struct ipd_qp *qp)
 {
 	struct ipd_engine_qp *e = qp->eng;
 
+	comp_probe_reset(qp);
 	if (!comp_outstanding(e) || e->rnr_wait) {
 		ev_timer_stop(qp->dev->loop, &e->retrans_timer);
 		return;
@@ -160,6 +249,7 @@ static void comp_timer_update(struct ipd_qp *qp)
 	e->retrans_timer.repeat = comp_timeout_s(qp);
 	if (e->retrans_timer.repeat > 0)
 		ev_timer_again(qp->dev->loop, &e->retrans_timer);
+	comp_probe_arm(qp, e->retrans_timer.repeat);
 }
 
 void ipd_comp_reset_retries(struct ipd_qp *qp)
@@ -213,8 +303,37 @@ static void comp_retrans_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	}
 	if (qp->attr.retry_cnt != 7)
 		e->retry_left--;
+	comp_probe_reset(qp);
 	comp_retry(qp);
 	ipd_req_run(qp);
+}
+
+static void comp_probe_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+	struct ipd_qp *qp = w->data;
+	struct ipd_engine_qp *e = qp->eng;
+	uint32_t last;
+	bool sent;
+
+	ev_timer_stop(loop, w);
+	if (!comp_qp_active(qp) || !comp_outstanding(e) || e->rnr_wait ||
+	    e->probed)
+		return;
+	/* The oldest packet not known to be executed, then the last one
+	 * sent.  The responder NAKs a gap once and is then silent until the
+	 * PSN it named arrives: if that NAK or the packet sent again for it
+	 * was lost, the first is that packet, accepted, and the second
+	 * finds the rest's gap (a new NAK).  After a tail loss the second
+	 * reveals the gap; when only ACKs were lost both are duplicates,
+	 * which the responder ACKs again. */
+	last = ipd_psn_add(e->req_psn, IPD_PSN_MASK);
+	sent = ipd_req_probe(qp, e->exec_psn);
+	if (last != e->exec_psn)
+		sent |= ipd_req_probe(qp, last);
+	if (sent) {
+		e->probed = true;
+		qp->dev->cnt.tail_probes++;
+	}
 }
 
 static void comp_rnr_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -234,13 +353,17 @@ void ipd_comp_timers_init(struct ipd_qp *qp)
 	e->retrans_timer.data = qp;
 	ev_init(&e->rnr_timer, comp_rnr_cb);
 	e->rnr_timer.data = qp;
+	ev_init(&e->probe_timer, comp_probe_cb);
+	e->probe_timer.data = qp;
 }
 
 void ipd_comp_timers_stop(struct ipd_qp *qp)
 {
 	ev_timer_stop(qp->dev->loop, &qp->eng->retrans_timer);
 	ev_timer_stop(qp->dev->loop, &qp->eng->rnr_timer);
+	comp_probe_reset(qp);
 	qp->eng->rnr_wait = false;
+	qp->eng->rtt_timing = false;
 }
 
 /* ---- which READ responses arrived ------------------------------------ */
@@ -418,6 +541,11 @@ static void comp_advance(struct ipd_qp *qp)
 			psn = e->exec_psn;
 		break;
 	}
+	/* Every WQE sent finished: nothing is missing before req_psn (else
+	 * comp_psn stayed at the last one's first PSN and the idle QP kept
+	 * its ACK timer running, spending retries on nothing). */
+	if (idx == end)
+		psn = e->req_psn;
 	comp_psn_move(e, psn);
 	psn_raise(&e->exec_psn, e->comp_psn);
 	ipd_comp_retire(qp);
@@ -656,6 +784,7 @@ static enum comp_state comp_rnr_retry(struct comp_ctx *c)
 	ipd_req_rewind(qp);
 	e->rnr_wait = true;
 	ev_timer_stop(qp->dev->loop, &e->retrans_timer);
+	comp_probe_reset(qp);
 	ev_timer_stop(qp->dev->loop, &e->rnr_timer);
 	ev_timer_set(&e->rnr_timer, rnr_timer_us[code] * 1e-6, 0.);
 	ev_timer_start(qp->dev->loop, &e->rnr_timer);
@@ -697,7 +826,9 @@ void ipd_comp_rx(struct ipd_qp *qp, struct ipd_pkt *pkt)
 	}
 	while (s != COMP_DONE)
 		s = comp_steps[s](&c);
-	if (c.progress)
+	if (c.progress) {
+		comp_rtt_sample(c.e);
 		comp_timer_update(qp);
+	}
 	ipd_eng_apply_error(qp);
 }

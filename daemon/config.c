@@ -95,6 +95,8 @@ static const struct opt_desc opt_table[] = {
 	LIM(max_clients, 1, 65536),
 	{ "limits", "max_mr_size", NULL, NULL, OPT_ULL, CFG_OFF(max_mr_size),
 	  0, 4096, 1ull << 48 },
+	{ "engine", "tail_probe", "tail-probe", "yes|no", OPT_BOOL,
+	  CFG_OFF(tail_probe) },
 	{ "daemon", "log_level", "log-level", "err|warn|info|debug", OPT_LEVEL,
 	  CFG_OFF(log_level) },
 	{ "daemon", "spin_us", NULL, NULL, OPT_UINT, CFG_OFF(spin_us),
@@ -145,6 +147,7 @@ void ipd_config_defaults(struct ipd_config *cfg)
 	cfg->max_qp_rd_atom = 16;
 	cfg->max_clients = 256;
 	cfg->max_mr_size = 1ull << 40;
+	cfg->tail_probe = true;
 	cfg->log_level = IPD_LOG_INFO;
 	cfg->spin_us = 0;
 }

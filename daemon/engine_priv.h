@@ -30,6 +30,11 @@
  * one (a bit each); a response further ahead is dropped and asked again. */
 #define IPD_READ_WINDOW 8192
 #define IPD_REREQ_RUNS 8           /* READ requests per repair of one READ */
+/* Tail loss probe (comp.c): the probe timeout is the larger of twice the
+ * smoothed RTT and srtt + 4 * rttvar (RFC 6298's RTO), at least this, at
+ * most half the ACK timeout (without an RTT sample yet: half the ACK
+ * timeout). */
+#define IPD_PROBE_MIN_S 0.001
 
 struct ipd_engine {
 	TAILQ_HEAD(, ipd_pkt) free_pkts;
@@ -108,6 +113,15 @@ struct ipd_engine_qp {
 	uint32_t nak_retry_psn;
 	ev_timer retrans_timer;
 	ev_timer rnr_timer;
+	/* tail loss probe: the last packet sent goes again once when
+	 * nothing was acknowledged for a probe timeout */
+	ev_timer probe_timer;
+	bool probed;              /* a probe went out this ACK timeout period */
+	bool rtt_timing;          /* rtt_psn's ACK is awaited */
+	uint32_t rtt_psn;
+	double rtt_start;         /* ev_time() when rtt_psn was sent */
+	double srtt;              /* smoothed RTT in s; 0: no sample yet */
+	double rttvar;            /* its mean deviation */
 
 	/* responder */
 	uint32_t rq_psn;          /* next expected PSN */
@@ -199,6 +213,10 @@ void ipd_req_rewind(struct ipd_qp *qp);
  * request with that PSN and the RETH adjusted), or for an atomic's. */
 void ipd_req_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe,
 		       uint32_t psn, uint32_t npsn);
+/* Tail loss probe: send the SEND/WRITE packet with PSN psn (sent
+ * before, not known to be executed) once more, with AckReq.  False when
+ * there is none (a READ/atomic there, or out of packets). */
+bool ipd_req_probe(struct ipd_qp *qp, uint32_t psn);
 void ipd_req_reset(struct ipd_qp *qp);
 
 /* ---- comp.c ---------------------------------------------------------- */
@@ -206,8 +224,11 @@ void ipd_req_reset(struct ipd_qp *qp);
 void ipd_comp_rx(struct ipd_qp *qp, struct ipd_pkt *pkt);
 /* Post completions of finished WQEs, oldest first, and free their slots. */
 void ipd_comp_retire(struct ipd_qp *qp);
-/* (Re)arm the ACK timer after sending a packet that needs an answer. */
-void ipd_comp_timer_kick(struct ipd_qp *qp);
+/* (Re)arm the ACK timer after sending a packet that needs an answer;
+ * with ackreq the packet (PSN psn) may be timed for the RTT. */
+void ipd_comp_timer_kick(struct ipd_qp *qp, uint32_t psn, bool ackreq);
+/* A packet is sent again: no RTT sample until the next new one (Karn). */
+void ipd_comp_rtt_cancel(struct ipd_qp *qp);
 void ipd_comp_timers_init(struct ipd_qp *qp);
 void ipd_comp_timers_stop(struct ipd_qp *qp);
 void ipd_comp_reset_retries(struct ipd_qp *qp);

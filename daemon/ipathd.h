@@ -62,6 +62,8 @@ struct ipd_config {
 		max_pd, max_srq, max_srq_wr, max_ah, max_inline,
 		max_qp_rd_atom, max_clients;
 	unsigned long long max_mr_size;
+	/* [engine] */
+	bool tail_probe;          /* tail_probe = yes: RC tail loss probe */
 	/* [daemon] */
 	int log_level;            /* IPD_LOG_* */
 	unsigned int spin_us;     /* busy-poll this long after work before sleeping */
@@ -443,6 +445,7 @@ struct ipd_counters {
 	uint64_t retransmits, rnr_naks_sent, rnr_naks_rcvd, naks_sent,
 		naks_rcvd, dup_requests, timeouts;
 	uint64_t read_rerequests, dup_responses; /* comp.c: READ recovery */
+	uint64_t tail_probes;            /* comp.c: tail loss probes sent */
 	uint64_t loop_dropped, loop_duplicated, loop_reordered;
 	uint64_t bad_ring_index, clients_cut_off;
 	uint64_t udp_tx_errors;          /* link_udp.c: datagrams the kernel refused */

@@ -285,12 +285,13 @@ static int req_send_pkt(struct ipd_qp *qp, struct ipd_engine_qp *e,
 	uint32_t off = swqe->sent, paylen, npsn, psn = e->req_psn;
 	const struct ipd_av *av;
 	struct ipd_pkt *pkt;
-	bool first = off == 0, last;
+	bool first = off == 0, last, ackreq;
 	int status;
 
 	pkt_extent(swqe, mtu, &paylen, &npsn, &last);
-	status = req_pkt_build(qp, swqe, psn, off, paylen, first, last,
-			       req_ackreq(qp, e, last), &pkt, &av);
+	ackreq = req_ackreq(qp, e, last);
+	status = req_pkt_build(qp, swqe, psn, off, paylen, first, last, ackreq,
+			       &pkt, &av);
 	if (status)
 		return status;
 	if (first) {
@@ -308,7 +309,7 @@ static int req_send_pkt(struct ipd_qp *qp, struct ipd_engine_qp *e,
 	}
 	ipd_net_xmit(qp->dev, pkt, av);
 	if (qpt_is_rc(qp))
-		ipd_comp_timer_kick(qp);
+		ipd_comp_timer_kick(qp, psn, ackreq);
 	return IBV_WC_SUCCESS;
 }
 
@@ -474,6 +475,7 @@ void ipd_req_rewind(struct ipd_qp *qp)
 	e->req_psn = psn;
 	e->rd_outstanding = rd;
 	e->noack_pkts = 0;
+	ipd_comp_rtt_cancel(qp);
 	qp->dev->cnt.retransmits++;
 }
 
@@ -499,8 +501,60 @@ void ipd_req_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe,
 			     swqe->wr->wr.rdma.rkey, (uint32_t)len);
 	}
 	qp->dev->cnt.retransmits++;
+	ipd_comp_rtt_cancel(qp);
 	ipd_net_xmit(qp->dev, pkt, av);
-	ipd_comp_timer_kick(qp);
+	ipd_comp_timer_kick(qp, psn, false);
+}
+
+/* The SEND/WRITE WQE a packet sent with PSN psn belongs to (the message
+ * in progress included), or NULL. */
+static struct ipd_swqe *req_sent_wqe(struct ipd_qp *qp, uint32_t psn)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	uint32_t idx, end = e->req_idx;
+
+	if (ipd_psn_cmp(psn, e->req_psn) >= 0)
+		return NULL;
+	if (end != e->sq_head && ipd_swqe_at(e, qp, end)->sent)
+		end++;
+	for (idx = e->comp_idx; idx != end; idx++) {
+		struct ipd_swqe *swqe = ipd_swqe_at(e, qp, idx);
+
+		if (!swqe->info || swqe->state == IPD_SWQE_ERROR)
+			return NULL;
+		if (ipd_psn_cmp(psn, swqe->first_psn) < 0)
+			return NULL;
+		if (ipd_psn_cmp(psn, swqe->last_psn) > 0)
+			continue;
+		/* A READ or atomic is not probed: its repair (comp.c)
+		 * waits for the ACK timer. */
+		if (swqe->info->mask & IPD_WR_READ_OR_ATOMIC)
+			return NULL;
+		return swqe;
+	}
+	return NULL;
+}
+
+bool ipd_req_probe(struct ipd_qp *qp, uint32_t psn)
+{
+	struct ipd_swqe *swqe = req_sent_wqe(qp, psn);
+	unsigned int mtu = ipd_eng_mtu(qp);
+	const struct ipd_av *av;
+	struct ipd_pkt *pkt;
+	uint32_t off, paylen;
+
+	if (!swqe || ipd_psn_cmp(psn, qp->eng->exec_psn) < 0)
+		return false;
+	off = ipd_psn_diff(psn, swqe->first_psn) * mtu;
+	if (off > swqe->length)
+		return false;
+	paylen = swqe->length - off < mtu ? swqe->length - off : mtu;
+	if (req_pkt_build(qp, swqe, psn, off, paylen, off == 0,
+			  psn == swqe->last_psn, true, &pkt, &av))
+		return false;
+	ipd_comp_rtt_cancel(qp);
+	ipd_net_xmit(qp->dev, pkt, av);
+	return true;
 }
 
 void ipd_req_reset(struct ipd_qp *qp)
@@ -514,4 +568,6 @@ void ipd_req_reset(struct ipd_qp *qp)
 	e->noack_pkts = 0;
 	e->nak_retried = false;
 	e->rnr_wait = false;
+	e->srtt = e->rttvar = 0; /* the peer may be another one */
+	ipd_comp_rtt_cancel(qp);
 }

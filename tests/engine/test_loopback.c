@@ -8,9 +8,10 @@
  * every byte exactly once and in order.  "read" runs scripted READ
  * recovery instead: READ responses reordered and lost on purpose (a wire
  * double wraps the loopback link), every byte right, and only what is
- * missing asked for again.
+ * missing asked for again.  "probe" runs scripted tail losses of WRITEs:
+ * the tail loss probe must repair them well before the ACK timeout.
  *
- *   test_engine_loopback [impairment-percent [iterations]] | read
+ *   test_engine_loopback [impairment-percent [iterations]] | read | probe
  */
 #include <assert.h>
 #include <stdio.h>
@@ -494,12 +495,176 @@ static int test_read_recovery(void)
 	return 0;
 }
 
+/* ---- scripted tail losses: the tail loss probe ---- */
+
+/* The first copy of the WRITE packets at the offsets in probe_drop (from
+ * the message's first PSN) vanishes, the second copy of probe_drop2's
+ * too, and with probe_drop_ack the first ACK of the message's last PSN. */
+static uint32_t probe_drop[4], probe_ndrop, probe_last_off, probe_drop2;
+static bool probe_drop_ack, probe_drop_nak;
+static unsigned int probe_copies[64];
+
+static int probe_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
+{
+	uint8_t op = pkt->hdr[0];
+	uint32_t off = ipd_psn_diff(pkt->psn, wire_base_psn);
+
+	if (op == (IPD_OP_RC | IPD_OP_ACKNOWLEDGE) && probe_drop_ack &&
+	    off == probe_last_off) {
+		probe_drop_ack = false;
+		ipd_pkt_free(&dev, pkt);
+		return 0;
+	}
+	if (op == (IPD_OP_RC | IPD_OP_ACKNOWLEDGE) && probe_drop_nak &&
+	    (ipd_aeth_syn(pkt->hdr) & IPD_AETH_TYPE_MASK) == IPD_AETH_NAK) {
+		probe_drop_nak = false;
+		ipd_pkt_free(&dev, pkt);
+		return 0;
+	}
+	if (op >= (IPD_OP_RC | IPD_OP_WRITE_FIRST) &&
+	    op <= (IPD_OP_RC | IPD_OP_WRITE_ONLY_IMM) && off < 64) {
+		unsigned int nth = ++probe_copies[off];
+		bool drop = nth == 2 && off == probe_drop2;
+
+		for (uint32_t i = 0; i < probe_ndrop && nth == 1; i++)
+			drop |= probe_drop[i] == off;
+		if (drop) {
+			ipd_pkt_free(&dev, pkt);
+			return 0;
+		}
+	}
+	return wire_link_ops->xmit(link, pkt);
+}
+
+/* A 64-packet WRITE with the given tail losses; returns the seconds it
+ * took to complete, data checked byte for byte. */
+static double probe_round(struct ipd_qp *p, struct ipd_cq *cq,
+			  struct ipd_mr *ma, struct ipd_mr *mb, uint32_t ndrop,
+			  bool drop_ack, uint32_t drop2, uint64_t id)
+{
+	uint32_t len = 64 * 1024;
+	double t0;
+
+	memset(mb->map, 0, len + 16);
+	memset(probe_copies, 0, sizeof(probe_copies));
+	wire_base_psn = p->eng->req_psn;
+	probe_last_off = 63;
+	probe_ndrop = ndrop;
+	for (uint32_t i = 0; i < ndrop; i++)
+		probe_drop[i] = 63 - i;
+	probe_drop_ack = drop_ack;
+	probe_drop2 = drop2 & 63 ? drop2 & 63 : 64;
+	probe_drop_nak = drop2 & 64;
+	t0 = ev_time();
+	post_send(p, id, IBV_WR_RDMA_WRITE, ma, id % 7, len, mb->iova + 5,
+		  mb->rkey, 0);
+	expect_wc(cq, 6, id, IBV_WC_SUCCESS, IBV_WC_RDMA_WRITE, len);
+	t0 = ev_time() - t0;
+	EXPECT(!memcmp(mb->map + 5, ma->map + id % 7, len));
+	EXPECT(mb->map[4] == 0 && mb->map[5 + len] == 0);
+	return t0;
+}
+
+static int test_tail_probe(void)
+{
+	uint32_t acc = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
+	struct ipd_mr *ma = mk_mr(7, 1 << 20, acc), *mb = mk_mr(8, 1 << 20, acc);
+	struct ipd_cq *c1 = mk_cq(), *c2 = mk_cq();
+	struct ipd_qp *p = mk_qp(42, IBV_QPT_RC, c1), *q = mk_qp(43, IBV_QPT_RC, c2);
+	static struct ipd_link_ops ops;
+	/* perftest's timeout 14: 4.096 us * 2^14 = 67 ms */
+	const double ack_tmo = 4.096e-6 * (1 << 14);
+	static const struct {
+		uint32_t ndrop;
+		bool drop_ack;
+		uint32_t drop2; /* its second copy lost too (0: none); +64:
+				 * the NAK too */
+		const char *what;
+	} cases[] = {
+		{ 1, false, 0, "last packet lost" },
+		{ 3, false, 0, "last 3 packets lost" },
+		{ 0, true, 0, "last ACK lost" },
+		{ 2, true, 0, "last 2 packets and the ACK lost" },
+		/* the responder NAKs a gap once, then is silent until the
+		 * PSN it named arrives: lost again, or the NAK lost */
+		{ 2, false, 62, "last 2 packets lost, the first again" },
+		{ 2, false, 64 + 0, "last 2 packets and the NAK lost" },
+	};
+
+	qp_connect(p, 43, 1024);
+	qp_connect(q, 42, 1024);
+	p->attr.timeout = 14;
+	p->attr.retry_cnt = 2;
+	ipd_engine_qp_modified(p, IBV_QPS_RTS, IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT);
+	for (size_t i = 0; i < (1 << 20); i++)
+		ma->map[i] = (uint8_t)(i * 17 + 9);
+	wire_link_ops = dev.loop_link->ops;
+	ops = *wire_link_ops;
+	ops.xmit = probe_xmit;
+	dev.loop_link->ops = &ops;
+
+	/* lossless: an RTT sample, no probe */
+	struct ipd_counters c0 = dev.cnt;
+	probe_round(p, c1, ma, mb, 0, false, 0, 1);
+	EXPECT(p->eng->srtt > 0);
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		c0 = dev.cnt;
+		double t = probe_round(p, c1, ma, mb, cases[k].ndrop,
+				       cases[k].drop_ack, cases[k].drop2, 10 + k);
+		uint64_t probes = dev.cnt.tail_probes - c0.tail_probes;
+		uint64_t tmos = dev.cnt.timeouts - c0.timeouts;
+		uint64_t dups = dev.cnt.dup_requests - c0.dup_requests;
+
+		printf("probe on, %s: %.1f ms, %lu probes, %lu timeouts, %lu duplicates, srtt %.3f ms\n",
+		       cases[k].what, t * 1e3, (unsigned long)probes,
+		       (unsigned long)tmos, (unsigned long)dups,
+		       p->eng->srtt * 1e3);
+		/* repaired by the probe, not by the ACK timer */
+		EXPECT(probes >= 1 && tmos == 0 && t < ack_tmo);
+		/* the lost ACK: the probe was a duplicate, answered */
+		EXPECT(!cases[k].drop_ack || cases[k].ndrop || dups >= 1);
+		EXPECT(p->eng->retry_left == 2);
+	}
+	/* the same losses without the probe: the ACK timer repairs them */
+	cfg.tail_probe = false;
+	c0 = dev.cnt;
+	double t = probe_round(p, c1, ma, mb, 2, false, 0, 20);
+	printf("probe off, last 2 packets lost: %.1f ms, %lu timeouts\n",
+	       t * 1e3, (unsigned long)(dev.cnt.timeouts - c0.timeouts));
+	EXPECT(dev.cnt.tail_probes == c0.tail_probes);
+	EXPECT(dev.cnt.timeouts > c0.timeouts && t >= ack_tmo * 0.9);
+	cfg.tail_probe = true;
+
+	/* A dead peer: probes go out, yet RETRY_EXC_ERR comes after
+	 * retry_cnt + 1 ACK timeouts as without them. */
+	c0 = dev.cnt;
+	q->attr.qp_state = IBV_QPS_ERR;
+	ipd_engine_qp_modified(q, IBV_QPS_RTS, IBV_QP_STATE);
+	double t1 = ev_time();
+	post_send(p, 30, IBV_WR_RDMA_WRITE, ma, 0, 4096, mb->iova, mb->rkey, 0);
+	expect_wc(c1, 6, 30, IBV_WC_RETRY_EXC_ERR, -1, ~0u);
+	t1 = ev_time() - t1;
+	printf("dead peer: RETRY_EXC_ERR after %.1f ms, %lu timeouts, %lu probes\n",
+	       t1 * 1e3, (unsigned long)(dev.cnt.timeouts - c0.timeouts),
+	       (unsigned long)(dev.cnt.tail_probes - c0.tail_probes));
+	EXPECT(dev.cnt.timeouts - c0.timeouts == 3);
+	EXPECT(t1 >= 3 * ack_tmo * 0.95);
+	/* at most one probe per ACK timeout period */
+	EXPECT(dev.cnt.tail_probes - c0.tail_probes >= 1 &&
+	       dev.cnt.tail_probes - c0.tail_probes <= 3);
+	EXPECT(p->attr.qp_state == IBV_QPS_ERR);
+	EXPECT(!ev_is_active(&p->eng->probe_timer));
+	printf("test_engine_loopback probe: ok\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	double loss = argc > 1 ? atof(argv[1]) : 0;
 	int iters = argc > 2 ? atoi(argv[2]) : 200;
 	cfg.loop_loss = loss; cfg.loop_dup = loss; cfg.loop_reorder = loss;
 	strcpy(cfg.link_type, "loopback");
+	cfg.tail_probe = true; /* the daemon's default */
 	dev.cfg = &cfg;
 	dev.loop = ev_default_loop(0);
 	dev.active_mtu = 4096;
@@ -509,6 +674,8 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && !strcmp(argv[1], "read"))
 		return test_read_recovery();
+	if (argc > 1 && !strcmp(argv[1], "probe"))
+		return test_tail_probe();
 	struct ipd_cq *ca = mk_cq(), *cb = mk_cq();
 	struct ipd_qp *a = mk_qp(2, IBV_QPT_RC, ca), *b = mk_qp(3, IBV_QPT_RC, cb);
 	uint32_t acc = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC;
