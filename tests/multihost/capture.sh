@@ -70,12 +70,8 @@ rcvd0=$(mh_counter 1 pkts_rcvd)
 "$IPATHD_BUILD_DIR/daemon/ipathctl" --socket "$IPL_STATE/host1/ipathd.sock" \
 	capture "$cap" >"$MH_WORK/ctl.out" 2>"$MH_WORK/ctl.err" &
 cpid=$!
-for ((i = 0; i < 100; i++)); do
-	grep -qs '^ipathctl: capturing' "$MH_WORK/ctl.err" && break
-	kill -0 "$cpid" 2>/dev/null || { cat "$MH_WORK/ctl.err" >&2; mh_fail "ipathctl capture"; }
-	sleep 0.1
-done
-((i < 100)) || mh_fail "the capture did not start"
+mh_wait_output "$MH_WORK/ctl.err" '^ipathctl: capturing' "$cpid" 100 ||
+	mh_fail "the capture did not start"
 
 pp='exec ibv_rc_pingpong -d "$IPL_DEV" -g "$'$gid'" -c -p $PORT -n 50 -s 4096'
 mh_pair rc 2 1 "$pp" "$pp \$SRV" || mh_fail "ibv_rc_pingpong"

@@ -122,6 +122,20 @@ mh_wait_listen() {
 	return 1
 }
 
+# mh_wait_output FILE PATTERN PID TRIES: FILE gets a line matching PATTERN
+# (grep -E) while PID runs, within TRIES tenths of a second.  On failure
+# FILE goes to stderr.
+mh_wait_output() {
+	local i
+	for ((i = 0; i < $4; i++)); do
+		grep -Eqs "$2" "$1" && return 0
+		kill -0 "$3" 2>/dev/null || break
+		sleep 0.1
+	done
+	cat "$1" >&2
+	return 1
+}
+
 # mh_pair NAME S C SCMD CCMD
 mh_pair() {
 	local name=$1 s=$2 c=$3 scmd=$4 ccmd=$5 spid src=0 crc=0 srv
