@@ -27,6 +27,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -49,8 +50,18 @@ void ipd_fatal_mark(struct ipd_context *ctx)
 {
 	struct async_rec rec = {.event_type = IBV_EVENT_DEVICE_FATAL};
 
-	if (atomic_exchange(&ctx->dead, true))
+	/*
+	 * The message and the event come before `dead` is published: once
+	 * it is, pollers flush, and an application that exits on its first
+	 * flushed completion must already have had both.  A second caller
+	 * waits for the first to publish (a message and a non-blocking
+	 * write).
+	 */
+	if (atomic_exchange(&ctx->dying, true)) {
+		while (!ipd_fatal_dead(ctx))
+			sched_yield();
 		return;
+	}
 	fprintf(stderr,
 		IPD_PFX "lost the daemon (%s): device fatal, "
 			"outstanding work requests are flushed\n",
@@ -62,6 +73,7 @@ void ipd_fatal_mark(struct ipd_context *ctx)
 	     write(ctx->async_wr, &rec, sizeof(rec)) != sizeof(rec))) {
 		/* The application never reads async events: nothing to tell. */
 	}
+	atomic_store_explicit(&ctx->dead, true, memory_order_release);
 }
 
 /* ------------------------------------------------------------------ */

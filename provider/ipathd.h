@@ -46,6 +46,7 @@ struct ipd_context {
 	/* fatal.c: the daemon's death (docs/design.md "Daemon failure") */
 	int async_wr;			/* our write end of the async pipe */
 	_Atomic bool dead;		/* the control socket hung up */
+	_Atomic bool dying;		/* ipd_fatal_mark() has begun */
 	pthread_t mon;			/* waits for the hang-up */
 	bool mon_running;
 	int mon_stop;			/* eventfd: stop the monitor */
