@@ -91,7 +91,7 @@ static const struct opt_desc opt_table[] = {
 	LIM(max_srq_wr, 1, 1u << 20),
 	LIM(max_ah, 1, 1u << 22),
 	LIM(max_inline, 0, 4096),
-	LIM(max_qp_rd_atom, 1, 255),
+	LIM(max_qp_rd_atom, 1, IPD_MAX_RD_ATOM),
 	LIM(max_clients, 1, 65536),
 	{ "limits", "max_mr_size", NULL, NULL, OPT_ULL, CFG_OFF(max_mr_size),
 	  0, 4096, 1ull << 48 },

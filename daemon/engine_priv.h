@@ -19,7 +19,7 @@
 #define IPD_MAX_UNACKED_PSNS 128   /* requester window */
 #define IPD_ACKREQ_EVERY 64        /* AckReq at least every N packets */
 #define IPD_REQ_BUDGET 64          /* packets per QP per poll round */
-#define IPD_RESP_RES 32            /* responder READ/atomic cache entries */
+#define IPD_RESP_RES IPD_MAX_RD_ATOM /* responder READ/atomic cache entries */
 #define IPD_RESP_QUEUE 64          /* responses queued behind READ data */
 #define IPD_READ_BUDGET 32         /* READ response packets per QP per round */
 #define IPD_MIN_TIMEOUT_S 0.005    /* floor for the ACK timeout */

@@ -41,4 +41,24 @@ if SYSFS_PATH=$IPD_TMP/nonexistent ipd_run ibv_devices 2>/dev/null | grep -qw "$
 fi
 
 ipd_stop
+
+# max_qp_rd_atom is bounded by the responder's READ/atomic result cache
+# (IPD_MAX_RD_ATOM, 32): more is refused at start-up with the range, the
+# bound itself is published as is.
+bad=$IPD_TMP/rd_atom_bad.conf
+printf '[limits]\nmax_qp_rd_atom = 33\n' >"$bad"
+if timeout 10 "$IPD_DAEMON" -c "$bad" --sysfs "$IPD_TMP/rd_sysfs" \
+	--socket "$IPD_TMP/rd.sock" >"$out" 2>&1; then
+	ipd_fail "daemon started with max_qp_rd_atom = 33"
+fi
+cat "$out"
+grep -q 'max_qp_rd_atom: 33 is outside 1..32' "$out" ||
+	ipd_fail "no clear error for max_qp_rd_atom = 33"
+good=$IPD_TMP/rd_atom_32.conf
+printf '[limits]\nmax_qp_rd_atom = 32\n' >"$good"
+ipd_start d32 -c "$good"
+ipd_env
+ipd_run ibv_devinfo -v -d "$(ipd_dev)" >"$out"
+expect '^[[:space:]]+max_qp_rd_atom:[[:space:]]+32$'
+ipd_stop
 echo "PASS devinfo"
