@@ -104,7 +104,6 @@ static const struct opt_desc opt_table[] = {
 	{ "daemon", "user", "user", "NAME", OPT_STR, CFG_STR(user) },
 };
 
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define N_OPTS ARRAY_SIZE(opt_table)
 
 static const char *const link_types[] = { "udp", "loopback", "fabric" };

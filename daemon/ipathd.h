@@ -249,6 +249,8 @@ struct ipd_srq {
 struct ipd_srq *ipd_srq_xrc_lookup(struct ipd_dev *dev, uint32_t srqn,
 				   const struct ipd_xrcd_dom *dom);
 
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
 /* Outstanding RDMA READ/atomic operations per QP at most: the responder
  * keeps the result of each (IPD_RESP_RES in engine_priv.h) to answer a
  * duplicate request, as IBA 9.7.5.1.4 asks, so no more may be allowed. */

@@ -4,6 +4,7 @@
  * Everything the daemon owns hangs off one struct ipd_dev so that shutdown
  * can free all of it (the daemon runs clean under LeakSanitizer).
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <ftw.h>
 #include <grp.h>
@@ -28,6 +29,39 @@ struct ipd_daemon {
 	struct ipd_dev dev;
 	ev_signal sigint_w, sigterm_w;
 };
+
+/*
+ * libinfinipath (a dependency of libfabric's psm provider, so loaded with
+ * the daemon) installs, from a constructor, handlers for SIGSEGV, SIGBUS,
+ * SIGILL and SIGABRT that print a backtrace and exit(1): a crashing daemon
+ * would leave no core and look like a clean error exit.  Handlers that live
+ * in a library other than the daemon are put back to the default, which
+ * dumps core (sanitizers install theirs from the daemon's own image, and
+ * mr.c's SIGBUS guard is installed later and chains to the default).
+ */
+static void drop_library_crash_handlers(void)
+{
+	static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
+	struct sigaction sa;
+	Dl_info self, owner;
+	size_t i;
+
+	if (!dladdr((void *)drop_library_crash_handlers, &self))
+		return;
+	for (i = 0; i < ARRAY_SIZE(sigs); i++) {
+		if (sigaction(sigs[i], NULL, &sa) < 0)
+			continue;
+		if (!(sa.sa_flags & SA_SIGINFO) && (sa.sa_handler == SIG_DFL ||
+						    sa.sa_handler == SIG_IGN))
+			continue;
+		if (!dladdr((void *)sa.sa_handler, &owner) ||
+		    owner.dli_fbase == self.dli_fbase)
+			continue;
+		ipd_dbg("signal %d: dropping the handler of %s", sigs[i],
+			owner.dli_fname);
+		signal(sigs[i], SIG_DFL);
+	}
+}
 
 static int load_config(struct ipd_config *cfg, int argc, char **argv)
 {
@@ -258,6 +292,7 @@ int main(int argc, char **argv)
 		return ret > 0 ? 0 : 2;
 	}
 	ipd_log_level = d->cfg.log_level;
+	drop_library_crash_handlers();
 	ret = run(d);
 	free(d);
 	return ret ? 1 : 0;

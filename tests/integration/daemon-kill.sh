@@ -19,6 +19,8 @@ dk=${1:-$IPD_BUILD/tests/daemon_kill}
 out=$IPD_TMP
 # Seconds an application may take to notice the dead daemon and finish.
 BOUND=20
+# Part 3 crashes a daemon on purpose: no core file.
+ulimit -c 0
 
 ipd_start d
 ipd_env
@@ -124,6 +126,21 @@ finish "$s" "ib_write_bw server"
 cat "$out/bw.cli" >&2
 ((crc != 0)) || ipd_fail "ib_write_bw client reported success on a dead device"
 grep -Eqi "error|fail" "$out/bw.cli" || ipd_fail "ib_write_bw client printed no error"
+restart_daemon
+pingpong_ok
+
+# 3. A daemon that crashes dies by the signal (so it can dump core), not by
+#    libinfinipath's backtrace handler, which exits 1 (main.c).
+pid=${IPD_PID[d]}
+ipd_log "SIGSEGV the daemon"
+kill -SEGV "$pid"
+timeout 30 tail --pid="$pid" -f /dev/null 2>/dev/null || ipd_fail "daemon survived SIGSEGV"
+rc=0
+wait "$pid" 2>/dev/null || rc=$?
+((rc == 128 + 11)) || ipd_fail "SIGSEGV: daemon exit status $rc, expected death by signal 11 (139)"
+if grep -qi "backtrace" "${IPD_DIR[d]}/daemon.log"; then
+	ipd_fail "a library's crash handler ran instead of the default action"
+fi
 restart_daemon
 pingpong_ok
 ipd_stop d
