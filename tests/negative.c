@@ -209,6 +209,18 @@ static int bare_qp(struct vt_qp *q, enum ibv_qp_type type)
 	return 0;
 }
 
+/* A bare QP of @type moved to INIT with @access (destroyed on failure). */
+static int init_qp(struct vt_qp *q, enum ibv_qp_type type, int access)
+{
+	if (bare_qp(q, type))
+		return 1;
+	if (vt_qp_to_init(&dev, q, access)) {
+		vt_qp_destroy(q);
+		return fail("setup: RESET->INIT failed");
+	}
+	return 0;
+}
+
 static int expect_modify_einval(struct vt_qp *q, struct ibv_qp_attr *a,
 				int mask, const char *what,
 				enum ibv_qp_state stays)
@@ -269,12 +281,8 @@ static int case_init_to_rts(void)
 	struct ibv_qp_attr a;
 	int mask, ret;
 
-	if (bare_qp(&q, IBV_QPT_RC))
+	if (init_qp(&q, IBV_QPT_RC, full_access))
 		return 1;
-	if (vt_qp_to_init(&dev, &q, full_access)) {
-		vt_qp_destroy(&q);
-		return fail("setup: RESET->INIT failed");
-	}
 	rts_attr(&a, &mask);
 	ret = expect_modify_einval(&q, &a, mask, "RC INIT->RTS", IBV_QPS_INIT);
 	vt_qp_destroy(&q);
@@ -302,12 +310,8 @@ static int case_rtr_missing_dest_qpn(void)
 	struct ibv_qp_attr a;
 	int mask, ret;
 
-	if (bare_qp(&q, IBV_QPT_RC))
+	if (init_qp(&q, IBV_QPT_RC, full_access))
 		return 1;
-	if (vt_qp_to_init(&dev, &q, full_access)) {
-		vt_qp_destroy(&q);
-		return fail("setup: RESET->INIT failed");
-	}
 	rtr_attr(&a, &mask, q.qp->qp_num);
 	mask &= ~IBV_QP_DEST_QPN;
 	ret = expect_modify_einval(&q, &a, mask,
@@ -403,12 +407,8 @@ static int case_uc_rtr_with_rd_atomic(void)
 	struct ibv_qp_attr a;
 	int mask, ret;
 
-	if (bare_qp(&q, IBV_QPT_UC))
+	if (init_qp(&q, IBV_QPT_UC, IBV_ACCESS_REMOTE_WRITE))
 		return 1;
-	if (vt_qp_to_init(&dev, &q, IBV_ACCESS_REMOTE_WRITE)) {
-		vt_qp_destroy(&q);
-		return fail("setup: RESET->INIT failed");
-	}
 	rtr_attr(&a, &mask, q.qp->qp_num);
 	ret = expect_modify_einval(&q, &a, mask,
 				   "UC INIT->RTR with MAX_DEST_RD_ATOMIC",
