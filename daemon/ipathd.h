@@ -52,7 +52,7 @@ struct ipd_config {
 	unsigned int udp_port;    /* [link] udp_port = 4791 */
 	unsigned int peer_port;   /* [link] peer_port = 0 (udp_port + 1) */
 	char fabric_provider[64]; /* [link] fabric_provider = udp;ofi_rxd */
-	bool udp_gso;             /* [link] udp_gso = no: UDP_SEGMENT on send */
+	bool udp_gso;             /* [link] udp_gso = yes: UDP_SEGMENT on send */
 	bool udp_gro;             /* [link] udp_gro = yes: UDP_GRO on receive */
 	char udp_rx[8];           /* [link] udp_rx = udp | packet (IPv4 receive) */
 	/* [loopback] impairment for tests: percentages 0..100 */
