@@ -498,6 +498,19 @@ static void tx_failed(struct udp_link *ul, int fd, const struct msghdr *mh,
 		tx_count_error(ul, err);
 }
 
+static void tx_count_gso(struct udp_link *ul, const struct mmsghdr *msg,
+			 unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		if (msg[i].msg_hdr.msg_iovlen > 1) {
+			ul->dev->cnt.udp_gso_sends++;
+			ul->dev->cnt.udp_gso_pkts += msg[i].msg_hdr.msg_iovlen;
+		}
+	}
+}
+
 /* Hand the queued datagrams to the kernel: GSO runs as one message each,
  * one sendmmsg per run of messages for the same socket. */
 static void tx_flush(struct udp_link *ul)
@@ -538,7 +551,9 @@ static void tx_flush(struct udp_link *ul)
 			/* The first message failed: drop it, go on. */
 			tx_failed(ul, fd[start], &msg[start].msg_hdr, errno);
 			sent = 1;
+			continue;
 		}
+		tx_count_gso(ul, &msg[start], (unsigned int)sent);
 	}
 	for (i = 0; i < ul->ntx; i++)
 		ipd_pkt_free(ul->dev, ul->tx[i].pkt);
