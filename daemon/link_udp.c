@@ -1018,8 +1018,10 @@ static void raw_one(struct udp_link *ul, unsigned int i)
 		size = le16toh(vh.gso_size);
 		if ((vh.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) !=
 			    VIRTIO_NET_HDR_GSO_UDP_L4 ||
-		    !size || size > paylen)
+		    !size)
 			goto malformed;
+		if (size > paylen)
+			size = paylen; /* one segment */
 	}
 	nseg = (paylen + size - 1) / size;
 	if (size > IPD_PKT_DATA_MAX || nseg > UDP_GRO_SEGS_MAX)

@@ -7,7 +7,7 @@
 # returned value and the final one), no extra completion (nothing
 # delivered twice).  Then the daemons' counters must show that the
 # impairment was met: retransmissions after loss, duplicate requests
-# after duplication, ICRC drops after corruption.
+# after duplication, ICRC or UDP checksum drops after corruption.
 # usage: netem.sh PROFILE [VERIFY]
 #   PROFILE: none loss1 loss10 reorder duplicate corrupt delay, or ipv6:
 #   no impairment, every QP type (RC, UC, UD) over the hosts' IPv6 GIDs,
@@ -36,7 +36,7 @@ loss10)    imp="loss 10%";           vo="--iters 5 --max-size 65536";      must=
 # for again, so READ recovers on reordering paths too.
 reorder)   imp="delay 2ms reorder 25%"; vo="--iters 8 --max-size 262144";  must="2:drop_seq" ;;
 duplicate) imp="duplicate 10%";      vo="--iters 8 --max-size 262144";     must="2:dup_requests" ;;
-corrupt)   imp="corrupt 5%";         vo="--iters 8 --max-size 262144";     must="1:drop_icrc 2:drop_icrc" ;;
+corrupt)   imp="corrupt 5%";         vo="--iters 8 --max-size 262144";     must="1:corrupt_drops 2:corrupt_drops" ;;
 delay)     imp="delay 5ms 2ms";      vo="--iters 5 --max-size 262144";     must="" ;;
 packet | packet_cut)
 	   imp=;                     vo="--iters 10 --max-size 262144";
@@ -67,8 +67,22 @@ if [[ $profile == packet* ]]; then
 	done
 fi
 declare -A before=()
+# counter K NAME: the daemon's counter NAME, or corrupt_drops: corrupted
+# packets host K dropped, the daemon (drop_icrc) or, since the sockets
+# send UDP checksums with GSO (the default), its kernel (Udp InCsumErrors).
+counter() {
+	if [[ $2 != corrupt_drops ]]; then
+		mh_counter "$1" "$2"
+		return
+	fi
+	local csum
+	csum=$(ip netns exec "${IPL_PREFIX}$1" cat /proc/net/snmp | awk '
+		$1 == "Udp:" && !h { for (i = 2; i <= NF; i++) col[$i] = i; h = 1; next }
+		$1 == "Udp:" { print $col["InCsumErrors"] + 0 }')
+	echo $(($(mh_counter "$1" drop_icrc) + ${csum:-0}))
+}
 for m in $must; do
-	before[$m]=$(mh_counter "${m%%:*}" "${m#*:}")
+	before[$m]=$(counter "${m%%:*}" "${m#*:}")
 done
 if [[ -n $imp ]]; then
 	# shellcheck disable=SC2086
@@ -94,7 +108,7 @@ grep -q '^verify: server all passed' "$MH_LAST.server" ||
 	mh_fail "the server side did not report success"
 
 for m in $must; do
-	after=$(mh_counter "${m%%:*}" "${m#*:}")
+	after=$(counter "${m%%:*}" "${m#*:}")
 	mh_log "host ${m%%:*} ${m#*:}: ${before[$m]} -> $after"
 	((after > before[$m])) ||
 		mh_fail "host ${m%%:*}: ${m#*:} did not rise under '$imp': was the impairment met?"
