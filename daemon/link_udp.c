@@ -1045,15 +1045,13 @@ static void raw_one(struct udp_link *ul, unsigned int i)
 	/* The first segment's BTH goes to IPD_PKT_HEADROOM (it is already
 	 * there behind an Ethernet header; it fits in the packet area). */
 	if (front + start != ip)
-		memmove(ip, front + start,
-			RAW_HDRS + (size < paylen ? size : paylen));
+		memmove(ip, front + start, RAW_HDRS + size);
 	if (nseg > 1)
 		raw_seg_hdrs(ip, ip, 0, size);
 	for (k = 0; k < nseg; k++) {
 		uint8_t *h = seg[k]->buf + IPD_PKT_HEADROOM - RAW_HDRS;
 
-		n = k ? be16_at(h + 2) : RAW_HDRS + (nseg > 1 ? size : paylen);
-		if (raw_check(ul, seg[k], h, n)) {
+		if (raw_check(ul, seg[k], h, be16_at(h + 2))) {
 			ipd_engine_rx(ul->dev, seg[k]);
 			if (!k)
 				ul->rx_pkt[i] = NULL;
