@@ -37,6 +37,11 @@
 #   ipathd-lab.sh status           hosts, addresses, daemons
 #   ipathd-lab.sh log K            host K's daemon log
 #   ipathd-lab.sh hosts            number of hosts of the running lab
+#   ipathd-lab.sh corrupt-drops K  corrupted RoCEv2 packets host K dropped:
+#                                  its daemon's drop_icrc plus its kernel's
+#                                  Udp InCsumErrors (with UDP GSO, the
+#                                  default, the sockets send checksums and
+#                                  the kernel drops before the daemon)
 #
 # Inside "exec"/"shell" these variables are set: SYSFS_PATH, RDMAV_DRIVERS,
 # LD_LIBRARY_PATH, IPATHD_SOCKET, IPL_HOST (k), IPL_ADDR, IPL_GID (GID
@@ -496,6 +501,16 @@ main() {
 		cat "$(host_dir "$1")/ipathd.log"
 		;;
 	hosts) nhosts || die "no lab is up" ;;
+	corrupt-drops)
+		check_host "${1:-}"
+		local icrc csum
+		icrc=$(main ctl "$1" counters |
+		       awk '$1 == "drop_icrc" { v = $2 } END { print v + 0 }')
+		csum=$(ip netns exec "$(ns_of "$1")" cat /proc/net/snmp | awk '
+			$1 == "Udp:" && !h { for (i = 2; i <= NF; i++) c[$i] = i; h = 1; next }
+			$1 == "Udp:" { print $c["InCsumErrors"] + 0 }')
+		echo $((icrc + ${csum:-0}))
+		;;
 	-h | --help | help) usage 0 ;;
 	*) usage 1 >&2 ;;
 	esac

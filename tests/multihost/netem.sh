@@ -67,19 +67,14 @@ if [[ $profile == packet* ]]; then
 	done
 fi
 declare -A before=()
-# counter K NAME: the daemon's counter NAME, or corrupt_drops: corrupted
-# packets host K dropped, the daemon (drop_icrc) or, since the sockets
-# send UDP checksums with GSO (the default), its kernel (Udp InCsumErrors).
+# counter K NAME: the daemon's counter NAME, or corrupt_drops (see
+# ipathd-lab.sh corrupt-drops: ICRC and UDP checksum drops).
 counter() {
-	if [[ $2 != corrupt_drops ]]; then
+	if [[ $2 == corrupt_drops ]]; then
+		"$LAB" corrupt-drops "$1"
+	else
 		mh_counter "$1" "$2"
-		return
 	fi
-	local csum
-	csum=$(ip netns exec "${IPL_PREFIX}$1" cat /proc/net/snmp | awk '
-		$1 == "Udp:" && !h { for (i = 2; i <= NF; i++) col[$i] = i; h = 1; next }
-		$1 == "Udp:" { print $col["InCsumErrors"] + 0 }')
-	echo $(($(mh_counter "$1" drop_icrc) + ${csum:-0}))
 }
 for m in $must; do
 	before[$m]=$(counter "${m%%:*}" "${m#*:}")
