@@ -9,7 +9,9 @@
  * in.  So each frame is rebuilt as it would look on a RoCEv2 wire:
  *
  *   Linux cooked header (LINKTYPE_LINUX_SLL: direction, ethertype)
- *   IPv4 (ID 0, DF, TTL 64) or IPv6 header, real addresses (the loopback
+ *   IPv4 (DF, TTL 64, the ID the UDP link gave the packet: 0, or 1, 2..
+ *     for the later segments of a GSO datagram) or IPv6 header, real
+ *     addresses (the loopback
  *     link's are those of the GIDs the QPs use)
  *   UDP to port 4791 (whatever --udp-port is, so that decoders know it),
  *     source port the packet's flow port; checksum 0 on IPv4, computed
@@ -165,12 +167,14 @@ static uint16_t csum_fold(uint32_t sum)
 
 /* Writes the IP header at ip; returns its length. */
 static size_t frame_ip(uint8_t *ip, int fam, const struct sockaddr_storage *src,
-		       const struct sockaddr_storage *dst, size_t udp_len)
+		       const struct sockaddr_storage *dst, size_t udp_len,
+		       uint16_t id)
 {
 	if (fam == AF_INET) {
 		ip[0] = 0x45;
 		ipd_put16(ip + 2, (uint16_t)(IPD_IPV4_HDR_BYTES + udp_len));
-		ipd_put16(ip + 6, 0x4000); /* DF, ID 0: as link_udp.c sends */
+		ipd_put16(ip + 4, id);	   /* as link_udp.c sends */
+		ipd_put16(ip + 6, 0x4000); /* DF */
 		ip[8] = 64;
 		ip[9] = IPPROTO_UDP;
 		memcpy(ip + 12, addr_bytes(src), 4);
@@ -224,7 +228,7 @@ static size_t frame_build(struct ipd_capture *cap, const struct ipd_pkt *pkt,
 
 	udp_len = IPD_UDP_HDR_BYTES + len +
 		  (len >= IPD_BTH_BYTES ? IPD_ICRC_BYTES : 0);
-	iplen = frame_ip(ip, fam, &src, &dst, udp_len);
+	iplen = frame_ip(ip, fam, &src, &dst, udp_len, pkt->ip_id);
 	udp = ip + iplen;
 	ipd_put16(udp, pkt->sport);
 	ipd_put16(udp + 2, IPD_ROCE_UDP_PORT);
@@ -237,7 +241,7 @@ static size_t frame_build(struct ipd_capture *cap, const struct ipd_pkt *pkt,
 			.dst = (const struct sockaddr *)&dst,
 			.sport = pkt->sport,
 			.dport = IPD_ROCE_UDP_PORT,
-			.ip_id = 0,
+			.ip_id = fam == AF_INET ? pkt->ip_id : 0,
 			.ip_df = true,
 		};
 

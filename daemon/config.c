@@ -129,7 +129,7 @@ void ipd_config_defaults(struct ipd_config *cfg)
 	strcpy(cfg->link_type, "udp");
 	cfg->udp_port = 4791;	/* IANA RoCEv2 */
 	strcpy(cfg->fabric_provider, "tcp;ofi_rxm");
-	cfg->udp_gso = false;	/* IPv4 GSO segments carry IP IDs 1, 2.. */
+	cfg->udp_gso = true;	/* link_udp.c: ICRCs for the segments' IP IDs */
 	cfg->udp_gro = true;
 	strcpy(cfg->udp_rx, "udp");
 	cfg->max_qp = 1024;

@@ -27,6 +27,8 @@ struct ipd_pkt {
 	struct sockaddr_storage src;  /* IP of the sender (port unused) */
 	struct sockaddr_storage dst;  /* IP of the receiver */
 	uint16_t sport;               /* UDP source port (flow entropy) */
+	uint16_t ip_id;		      /* IPv4 ID on the wire, set by the UDP
+				       * link (GSO segments: 1, 2..), else 0 */
 	/* Filled by the engine's parser on receive (engine-private use). */
 	uint32_t mask;                /* opcode table properties */
 	uint32_t psn, qpn;
@@ -55,6 +57,9 @@ struct ipd_link {
 	const struct ipd_link_ops *ops;
 	struct ipd_dev *dev;
 	void *priv;
+	/* The link hands sent packets to ipd_capture_pkt itself, once it
+	 * knows their IP ID (link_udp.c with GSO); else ipd_net_xmit does. */
+	bool tx_capture;
 };
 
 /* Links hand every received packet (ICRC checked and stripped) here. */

@@ -17,6 +17,19 @@
  * and it is transmitted least significant byte first.  Every other field
  * is invariant, notably the IPv4 identification and flags: a receiver
  * must know them exactly (see link_udp.c on why that matters).
+ *
+ * IP identification deltas.  CRC-32 is affine: for two messages of one
+ * length, crc(a) ^ crc(b) is the linear CRC (no initial value, no final
+ * XOR) of a ^ b.  Two ICRCs of one packet computed for IPv4 IDs 0 and id
+ * differ only in the 16 ID bits, followed by the same number of bytes
+ * (the rest of the headers and the packet, so a function of the packet's
+ * length only): ICRC(id) = ICRC(0) ^ delta(len, id), and delta is linear
+ * in id, the XOR of one delta per set bit.  A bit's delta is the linear
+ * CRC of the 2-byte ID field moved over the bytes after it, which zlib's
+ * crc32_combine_gen/crc32_combine_op do in GF(2) (multiplication by
+ * x^(8n) modulo the polynomial); the CRC is the same whichever of zlib
+ * and ISA-L computes the packets.  struct ipd_icrc_ids caches the bit
+ * deltas per length.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -33,6 +46,9 @@
 #define PSEUDO_MAX (PSEUDO_LRH_BYTES + IPD_IPV6_HDR_BYTES + \
 		    IPD_UDP_HDR_BYTES + IPD_BTH_BYTES)
 #define BTH_VARIANT_BYTE 4u   /* FECN | BECN | resv6, before DestQP */
+/* The IPv4 identification: bytes 4-5 of the IP header in the pseudo
+ * header, which is followed by the UDP header and the packet. */
+#define IPV4_ID_END (PSEUDO_LRH_BYTES + 6u)
 
 static void put_be16(uint8_t *p, uint16_t v)
 {
@@ -263,4 +279,75 @@ int ipd_icrc_verify_ip(const uint8_t *ip, size_t len)
 	return icrc_finish(ps, iplen, udp + IPD_UDP_HDR_BYTES,
 			   (uint32_t)len) ==
 	       ipd_icrc_load(udp + IPD_UDP_HDR_BYTES + len);
+}
+
+/* ---- IPv4 identification deltas (see the top) ------------------------ */
+
+/* The bit deltas for packets of len bytes (no ICRC), from the cache. */
+static const uint32_t *id_bits(struct ipd_icrc_ids *ids, uint32_t len)
+{
+	struct ipd_icrc_ids_ent *e =
+		&ids->ent[(len / 4) % IPD_ICRC_IDS_LENGTHS];
+	static const uint8_t zero[2];
+	uint8_t id[2];
+	uint32_t lin;
+	uLong op;
+	unsigned int b;
+
+	if (e->len == len)
+		return e->bit;
+	ids->builds++;
+	op = crc32_combine_gen((z_off_t)(PSEUDO_LRH_BYTES + IPD_IPV4_HDR_BYTES +
+					 IPD_UDP_HDR_BYTES + len -
+					 IPV4_ID_END));
+	for (b = 0; b < IPD_ICRC_ID_BITS; b++) {
+		put_be16(id, (uint16_t)(1u << b));
+		/* the linear CRC of the ID field alone... */
+		lin = (uint32_t)(crc32(0, id, 2) ^ crc32(0, zero, 2));
+		/* ...followed by the bytes after it (zeros in a ^ b) */
+		e->bit[b] = (uint32_t)crc32_combine_op(lin, 0, op);
+	}
+	e->len = len;
+	return e->bit;
+}
+
+uint32_t ipd_icrc_id_delta(struct ipd_icrc_ids *ids, uint32_t len, uint16_t id)
+{
+	const uint32_t *bit = id_bits(ids, len);
+	uint32_t d = 0;
+	unsigned int b;
+
+	for (b = 0; b < IPD_ICRC_ID_BITS && id; b++, id >>= 1)
+		if (id & 1)
+			d ^= bit[b];
+	return id ? 0 : d; /* an ID beyond the cached bits: no delta */
+}
+
+int ipd_icrc_verify_ids(const struct ipd_icrc_flow *flow, const uint8_t *bth,
+			uint32_t len, struct ipd_icrc_ids *ids)
+{
+	const uint32_t *bit;
+	const uint8_t *a;
+	uint32_t icrc, syn, d = 0;
+	unsigned int i;
+
+	if (len < IPD_BTH_BYTES + IPD_ICRC_BYTES)
+		return -1;
+	len -= IPD_ICRC_BYTES;
+	if (ipd_icrc_compute(flow, bth, len, &icrc))
+		return -1;
+	syn = icrc ^ ipd_icrc_load(bth + len);
+	if (!syn)
+		return flow->ip_id; /* the fast path */
+	if (addr_family(flow->src, &a) != AF_INET || flow->ip_id)
+		return -1; /* IPv6 has no ID */
+	/* Walk the IDs 1..IPD_ICRC_IDS-1 in Gray code order: each step
+	 * flips one bit, so one XOR per candidate. */
+	bit = id_bits(ids, len);
+	for (i = 1; i < IPD_ICRC_IDS; i++) {
+		d ^= bit[__builtin_ctz(i)];
+		if (d == syn)
+			return (int)(i ^ (i >> 1));
+	}
+	return -1;
 }

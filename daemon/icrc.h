@@ -60,6 +60,38 @@ bool ipd_icrc_verify(const struct ipd_icrc_flow *flow, const uint8_t *bth,
  */
 int ipd_icrc_verify_ip(const uint8_t *ip, size_t len);
 
+/*
+ * IPv4 identification of UDP GSO segments (link_udp.c): the kernel writes
+ * IDs 0, 1, 2.. into the segments of a datagram sent with ID 0.  The
+ * ICRCs for two IDs differ by a delta that depends only on the packet's
+ * length (icrc.c explains why); struct ipd_icrc_ids caches those deltas
+ * for IPD_ICRC_IDS_LENGTHS lengths (direct-mapped) and IDs below
+ * IPD_ICRC_IDS (the kernel's UDP_MAX_SEGMENTS, 128 since Linux 6.10).
+ * Zero-initialise it; it belongs to one thread.
+ */
+#define IPD_ICRC_ID_BITS     7u
+#define IPD_ICRC_IDS	     (1u << IPD_ICRC_ID_BITS)
+#define IPD_ICRC_IDS_LENGTHS 64u
+struct ipd_icrc_ids_ent {
+	uint32_t len;			/* packet length, 0 = empty */
+	uint32_t bit[IPD_ICRC_ID_BITS]; /* delta of ID 1 << i */
+};
+struct ipd_icrc_ids {
+	struct ipd_icrc_ids_ent ent[IPD_ICRC_IDS_LENGTHS];
+	uint64_t builds; /* entries (re)computed, for tests */
+};
+
+/* ICRC(ID id) ^ ICRC(ID 0) of an IPv4 packet of len bytes (no ICRC);
+ * id < IPD_ICRC_IDS, else 0. */
+uint32_t ipd_icrc_id_delta(struct ipd_icrc_ids *ids, uint32_t len, uint16_t id);
+/* Check a received packet (len counts the ICRC) whose IPv4 ID is not
+ * known (a UDP socket does not see it): flow->ip_id is the first guess;
+ * with guess 0, any ID below IPD_ICRC_IDS is accepted, found from the
+ * difference of the ICRCs with one CRC pass.  The ID that matches, or -1
+ * (IPv6: only a match counts). */
+int ipd_icrc_verify_ids(const struct ipd_icrc_flow *flow, const uint8_t *bth,
+			uint32_t len, struct ipd_icrc_ids *ids);
+
 /* Which CRC-32 implementation this build uses (for logs and tests). */
 const char *ipd_icrc_impl(void);
 

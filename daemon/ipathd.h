@@ -52,7 +52,7 @@ struct ipd_config {
 	unsigned int udp_port;    /* [link] udp_port = 4791 */
 	unsigned int peer_port;   /* [link] peer_port = 0 (udp_port + 1) */
 	char fabric_provider[64]; /* [link] fabric_provider = udp;ofi_rxd */
-	bool udp_gso;             /* [link] udp_gso = no: UDP_SEGMENT on send */
+	bool udp_gso;             /* [link] udp_gso = yes: UDP_SEGMENT on send */
 	bool udp_gro;             /* [link] udp_gro = yes: UDP_GRO on receive */
 	char udp_rx[8];           /* [link] udp_rx = udp | packet (IPv4 receive) */
 	/* [loopback] impairment for tests: percentages 0..100 */
@@ -456,6 +456,8 @@ struct ipd_counters {
 	uint64_t loop_dropped, loop_duplicated, loop_reordered;
 	uint64_t bad_ring_index, clients_cut_off;
 	uint64_t udp_tx_errors;          /* link_udp.c: datagrams the kernel refused */
+	/* link_udp.c: GSO datagrams the kernel took, and the packets in them */
+	uint64_t udp_gso_sends, udp_gso_pkts;
 	/* link_fabric.c: sends dropped (backlog full, no address), sends
 	 * and receives the provider failed, malformed messages */
 	uint64_t fabric_tx_dropped, fabric_tx_errors, fabric_rx_errors,

@@ -24,14 +24,16 @@
  *    leaves from one of UDP_TX_SOCKS sockets on ephemeral ports chosen
  *    by hashing pkt->sport: a QP's packets still stay in one flow.
  *    Receivers accept any source port.
- *  - UDP checksum: 0 on IPv4 (SO_NO_CHECK) and IPv6 (UDP_NO_CHECK6_TX,
- *    RFC 6935), as rxe sends; the ICRC protects the packet, and a
- *    corrupted packet then reaches us and is counted in drop_icrc.
+ *  - UDP checksum: computed when udp_gso is on (the default: GSO needs
+ *    it, see below); otherwise 0 on IPv4 (SO_NO_CHECK) and IPv6
+ *    (UDP_NO_CHECK6_TX, RFC 6935), as rxe sends: the ICRC protects the
+ *    packet, and a corrupted packet then reaches us and is counted in
+ *    drop_icrc.
  * Datagrams are queued and handed to the kernel with sendmmsg when the
  * queue fills or before libev goes back to poll (an ev_prepare watcher),
  * so a burst from the engine costs one system call.
  *
- * UDP GSO ([link] udp_gso, off by default).  A multi-packet message is a
+ * UDP GSO ([link] udp_gso, on by default).  A multi-packet message is a
  * run of equal-size packets to one peer from one socket (only the last
  * may be shorter).  With GSO such a run leaves as one datagram with a
  * UDP_SEGMENT control message: the kernel cuts the payload every
@@ -41,14 +43,19 @@
  * once per packet.  The kernel refuses GSO without a UDP checksum, so
  * with udp_gso the sockets send checksums (the ICRC masks that field;
  * receiving kernels check it and drop a corrupted packet before us, so
- * it shows in UDP InCsumErrors, not in drop_icrc).  Why off by default: where the kernel (or a
- * NIC) cuts an IPv4 super-datagram it numbers the IP IDs of the segments
- * 0, 1, 2.., and the ICRC covers the ID; a receiver on a UDP socket
- * (ipathd, udp_rx = udp) never sees the ID and assumes 0, so ipathd peers
- * accept the segments, but a Linux rxe peer or an ipathd with
- * udp_rx = packet drops all but the first.  IPv6 has no ID.  A kernel
- * that refuses GSO (EIO, EINVAL) turns it off with a warning and the
- * run is sent datagram by datagram.
+ * it shows in UDP InCsumErrors, not in drop_icrc).
+ *   The IPv4 ID of a segment: the datagram gets ID 0 (unconnected, DF)
+ * and where it is cut (the kernel's software GSO or a NIC), segment k
+ * gets ID k (inet_gso_segment counts up from the datagram's ID; seen on
+ * the wire of Linux 6.18 with a veth whose gso_max_segs is 1).  The ICRC
+ * covers the ID, so a packet's run index k is chosen as it is queued
+ * (udp_xmit: the runs are fixed then, not at flush time) and its ICRC is
+ * computed for ID k.  A datagram that arrives uncut (veth, bridge and
+ * loopback pass GSO datagrams whole) carries ID 0 and is cut by the
+ * receiver, by GRO splitting below or by the packet socket path, which
+ * gives segment k ID k as the kernel would.  IPv6 has no ID.  A kernel
+ * that refuses GSO (EIO, EINVAL) turns it off with a warning and the run
+ * is sent datagram by datagram, each ICRC first corrected back to ID 0.
  *
  * Receiving.  recvmmsg drains up to UDP_RX_BATCH datagrams per call and a
  * bounded number of calls per wake-up; IP_PKTINFO tells which of our
@@ -60,23 +67,34 @@
  * (the first stays in place, the others are copied out of a spill area)
  * and each is checked on its own.
  *
- * IPv4 and the IP identification (rxe interop).  A UDP socket never sees
- * the IP header, so the UDP receive path recomputes the ICRC assuming the
- * sender's IPv4 header had ID 0 and DF, which is what ipathd peers send.
- * A Linux rxe peer builds its own IPv4 header with a non-zero ID
- * (__ip_select_ident), so its packets fail that check (drop_icrc).  With
- * [link] udp_rx = packet (--udp-rx packet; the environment variable
- * IPATHD_UDP_RX=udp|packet overrides it, see env_word) and root or CAP_NET_RAW,
- * IPv4 is received instead through an AF_PACKET socket with a BPF filter for
- * UDP to our port: the ICRC is then checked over the IP header as it arrived,
- * whatever its ID.  The UDP socket stays bound (so the kernel sends no
- * port-unreachable) with a drop-everything filter.  It costs an extra copy per
- * packet in the kernel, hence not the default.  IPv6 has no such field: rxe
- * peers over IPv6 work either way.
+ * IPv4 and the IP identification.  A UDP socket never sees the IP header,
+ * so the UDP receive path recomputes the ICRC assuming DF and ID 0, and
+ * when that fails accepts any ID below IPD_ICRC_IDS (a GSO segment's):
+ * the ICRCs of one packet for two IDs differ by a delta that depends only
+ * on the packet's length (CRC-32 is linear), so the difference between
+ * the ICRC computed for ID 0 and the one received is looked up among
+ * cached deltas (icrc.c) instead of computing a CRC per candidate ID.
+ * One CRC pass per packet either way; the ID found goes into pkt->ip_id
+ * (captures show it).  A Linux rxe peer builds its own IPv4 header with
+ * an ID from a per-destination counter (__ip_select_ident), seldom in
+ * that range, so its packets fail the check (drop_icrc).  With [link] udp_rx =
+ * packet (--udp-rx packet; the environment variable IPATHD_UDP_RX=udp|packet
+ * overrides it, see env_word) and root or CAP_NET_RAW, IPv4 is received
+ * instead through an AF_PACKET socket (SOCK_RAW, for PACKET_VNET_HDR:
+ * its virtio_net_hdr gives the segment size of an uncut GSO datagram) with
+ * a BPF filter for UDP to our port: the ICRC is then checked over the IP
+ * header as it arrived, whatever its ID.  The UDP socket stays bound (so
+ * the kernel sends no port-unreachable) with a drop-everything filter and
+ * without UDP GRO.  It costs an extra copy per packet in the kernel, hence
+ * not the default.  IPv6 has no such field: rxe peers over IPv6 work
+ * either way.
  */
+#include <endian.h>
 #include <errno.h>
 #include <linux/filter.h>
+#include <linux/if_arp.h>
 #include <linux/if_packet.h>
+#include <linux/virtio_net.h>
 #include <net/ethernet.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
@@ -103,6 +121,9 @@
 #endif
 #ifndef SOL_UDP
 #define SOL_UDP 17
+#endif
+#ifndef VIRTIO_NET_HDR_GSO_UDP_L4
+#define VIRTIO_NET_HDR_GSO_UDP_L4 5 /* Linux 4.18; older headers lack it */
 #endif
 
 #define UDP_TX_SOCKS 8          /* fallback source ports per family */
@@ -152,6 +173,7 @@ struct udp_tx_slot {
 	struct sockaddr_storage to;
 	union udp_cmsg cmsg;
 	struct iovec iov;
+	unsigned int seg; /* index in its GSO run, 0 = starts one */
 };
 
 struct udp_link {
@@ -167,6 +189,8 @@ struct udp_link {
 	struct udp_tx_slot tx[UDP_TX_BATCH];
 	int tx_fd[UDP_TX_BATCH];
 	unsigned int ntx;
+	unsigned int run; /* slot where the last GSO run starts */
+	size_t run_bytes; /* and its bytes so far */
 	uint64_t tx_errors;
 	int last_tx_errno;
 
@@ -178,6 +202,9 @@ struct udp_link {
 	struct sockaddr_storage rx_from[UDP_RX_BATCH];
 	union udp_cmsg rx_cmsg[UDP_RX_BATCH];
 
+	/* ICRC deltas of IPv4 IDs 1, 2.. per packet length (see the top) */
+	struct ipd_icrc_ids ids;
+
 	/* one-entry cache: source address for packets without pkt->src */
 	struct sockaddr_storage route_dst, route_src;
 
@@ -186,8 +213,15 @@ struct udp_link {
 	ev_io raw_w;
 };
 
-/* IPv4 + UDP headers in front of the BTH on the packet-socket path. */
+/* IPv4 + UDP headers in front of the BTH on the packet-socket path; in
+ * front of them the link-layer header (a SOCK_RAW packet socket: Ethernet
+ * and loopback have 14 bytes, devices without link-layer headers none)
+ * and the virtio_net_hdr (PACKET_VNET_HDR, SOCK_RAW only) that tells
+ * whether the frame is a GSO datagram still uncut, and its segment size. */
 #define RAW_HDRS (IPD_IPV4_HDR_BYTES + IPD_UDP_HDR_BYTES)
+#define RAW_VNET  sizeof(struct virtio_net_hdr)
+#define RAW_L2	  ETH_HLEN
+#define RAW_FRONT (RAW_VNET + RAW_L2 + RAW_HDRS)
 
 /* ---- addresses ----------------------------------------------------- */
 
@@ -394,6 +428,18 @@ static bool tx_gso_joins(const struct udp_link *ul, unsigned int g,
 		       pktinfo_space(a->to.ss_family));
 }
 
+/* Slot j, its fields set, joins the GSO run being queued or starts one:
+ * its index in the run.  Decided here, not at flush time, because the
+ * index is the segment's IPv4 ID and so part of its ICRC. */
+static unsigned int tx_gso_seg(struct udp_link *ul, unsigned int j)
+{
+	if (j && tx_gso_joins(ul, ul->run, j, ul->run_bytes))
+		return j - ul->run;
+	ul->run = j;
+	ul->run_bytes = 0;
+	return 0;
+}
+
 /* Append UDP_SEGMENT (the segment size) after the PKTINFO message. */
 static socklen_t tx_gso_cmsg(union udp_cmsg *cm, socklen_t off, size_t seg)
 {
@@ -407,11 +453,25 @@ static socklen_t tx_gso_cmsg(union udp_cmsg *cm, socklen_t off, size_t seg)
 	return CMSG_SPACE(sizeof(size));
 }
 
+/* Rewrite the ICRC at the end of iov, computed for IPv4 ID id, for ID 0
+ * (a segment that leaves as a datagram of its own). */
+static void tx_icrc_id_fix(struct udp_link *ul, const struct iovec *iov,
+			   uint16_t id)
+{
+	uint8_t *icrc =
+		(uint8_t *)iov->iov_base + iov->iov_len - IPD_ICRC_BYTES;
+	uint32_t len = (uint32_t)iov->iov_len - IPD_ICRC_BYTES;
+
+	ipd_icrc_store(icrc, ipd_icrc_load(icrc) ^
+				     ipd_icrc_id_delta(&ul->ids, len, id));
+}
+
 /* A message the kernel refused.  A GSO run it refused as such is sent
  * again datagram by datagram, and GSO stays off from now on. */
 static void tx_failed(struct udp_link *ul, int fd, const struct msghdr *mh,
 		      int err)
 {
+	int family = ((const struct sockaddr *)mh->msg_name)->sa_family;
 	struct msghdr one = *mh;
 	size_t k;
 
@@ -421,11 +481,14 @@ static void tx_failed(struct udp_link *ul, int fd, const struct msghdr *mh,
 			ipd_warn("udp: the kernel refused UDP GSO (%s): sending datagram by datagram",
 				 strerror(err));
 		ul->gso = false;
-		one.msg_controllen = pktinfo_space(
-			((const struct sockaddr *)mh->msg_name)->sa_family);
+		one.msg_controllen = pktinfo_space(family);
 		one.msg_iovlen = 1;
 		for (k = 0; k < mh->msg_iovlen; k++) {
 			one.msg_iov = &mh->msg_iov[k];
+			/* alone it leaves with IPv4 ID 0, not k */
+			if (k && family == AF_INET)
+				tx_icrc_id_fix(ul, &mh->msg_iov[k],
+					       (uint16_t)k);
 			if (sendmsg(fd, &one, 0) < 0)
 				tx_count_error(ul, errno);
 		}
@@ -435,29 +498,37 @@ static void tx_failed(struct udp_link *ul, int fd, const struct msghdr *mh,
 		tx_count_error(ul, err);
 }
 
-/* Hand the queued datagrams to the kernel: runs for one peer as one GSO
- * message when udp_gso is on, one sendmmsg per run of messages for the
- * same socket. */
+static void tx_count_gso(struct udp_link *ul, const struct mmsghdr *msg,
+			 unsigned int n)
+{
+	unsigned int i;
+
+	for (i = 0; i < n; i++) {
+		if (msg[i].msg_hdr.msg_iovlen > 1) {
+			ul->dev->cnt.udp_gso_sends++;
+			ul->dev->cnt.udp_gso_pkts += msg[i].msg_hdr.msg_iovlen;
+		}
+	}
+}
+
+/* Hand the queued datagrams to the kernel: GSO runs as one message each,
+ * one sendmmsg per run of messages for the same socket. */
 static void tx_flush(struct udp_link *ul)
 {
 	struct mmsghdr msg[UDP_TX_BATCH];
 	struct iovec iov[UDP_TX_BATCH];
 	int fd[UDP_TX_BATCH];
 	unsigned int i, j, m = 0, start, n;
-	size_t bytes;
 	int sent;
 
+	/* the runs were chosen as the packets were queued (udp_xmit) */
 	for (i = 0; i < ul->ntx; i = j, m++) {
 		struct udp_tx_slot *s = &ul->tx[i];
 		struct msghdr *mh = &msg[m].msg_hdr;
 
 		iov[i] = s->iov;
-		bytes = s->iov.iov_len;
-		for (j = i + 1; j < ul->ntx && tx_gso_joins(ul, i, j, bytes);
-		     j++) {
+		for (j = i + 1; j < ul->ntx && ul->tx[j].seg; j++)
 			iov[j] = ul->tx[j].iov;
-			bytes += iov[j].iov_len;
-		}
 		memset(&msg[m], 0, sizeof(msg[m]));
 		mh->msg_name = &s->to;
 		mh->msg_namelen = addr_len(s->to.ss_family);
@@ -480,7 +551,9 @@ static void tx_flush(struct udp_link *ul)
 			/* The first message failed: drop it, go on. */
 			tx_failed(ul, fd[start], &msg[start].msg_hdr, errno);
 			sent = 1;
+			continue;
 		}
+		tx_count_gso(ul, &msg[start], (unsigned int)sent);
 	}
 	for (i = 0; i < ul->ntx; i++)
 		ipd_pkt_free(ul->dev, ul->tx[i].pkt);
@@ -584,28 +657,37 @@ static int udp_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 			goto err_drop;
 	}
 	fd = tx_sock(uf, pkt->sport, &wire_sport);
+	addr_set_port(&s->to, ul->port);
+	tx_pktinfo(&s->cmsg, &src);
+	s->iov.iov_base = pkt->hdr;
+	s->iov.iov_len = pkt->len + IPD_ICRC_BYTES;
+	ul->tx_fd[ul->ntx] = fd;
+	s->seg = tx_gso_seg(ul, ul->ntx);
+	/* Unconnected socket + DF: ID 0, and segment k of a GSO datagram
+	 * gets ID k from the kernel (see the top). */
+	pkt->ip_id = family == AF_INET ? (uint16_t)s->seg : 0;
 	flow = (struct ipd_icrc_flow){
 		.src = (struct sockaddr *)&src,
 		.dst = (struct sockaddr *)&s->to,
 		.sport = wire_sport,
 		.dport = ul->port,
-		.ip_id = 0,             /* unconnected socket + DF */
+		.ip_id = pkt->ip_id,
 		.ip_df = true,
 	};
 	ret = ipd_icrc_append(&flow, pkt->hdr, pkt->len);
 	if (ret)
 		goto err_drop;
-	addr_set_port(&s->to, ul->port);
-	tx_pktinfo(&s->cmsg, &src);
-	s->iov.iov_base = pkt->hdr;
-	s->iov.iov_len = pkt->len + IPD_ICRC_BYTES;
+	if (__builtin_expect(ul->dev->captures != NULL, 0))
+		ipd_capture_pkt(ul->dev, pkt, true);
 	s->pkt = pkt;
-	ul->tx_fd[ul->ntx++] = fd;
-	if (ul->ntx == UDP_TX_BATCH)
+	ul->run_bytes += s->iov.iov_len;
+	if (++ul->ntx == UDP_TX_BATCH)
 		tx_flush(ul);
 	return 0;
 
 err_drop:
+	if (__builtin_expect(ul->dev->captures != NULL, 0))
+		ipd_capture_pkt(ul->dev, pkt, true); /* counted as sent */
 	tx_count_error(ul, -ret);
 	ipd_pkt_free(ul->dev, pkt);
 	return ret;
@@ -619,8 +701,8 @@ err_drop:
  * GRO a slot's second iovec is its spill area (see the top). */
 static bool rx_refill(struct udp_link *ul, unsigned int *n, bool raw)
 {
-	size_t front = raw ? RAW_HDRS : 0;
-	bool spill = !raw && ul->rx_spill;
+	size_t front = raw ? RAW_FRONT : 0;
+	bool spill = ul->rx_spill != NULL;
 	unsigned int i;
 
 	for (i = 0; i < UDP_RX_BATCH; i++) {
@@ -698,6 +780,7 @@ static bool rx_check(struct udp_link *ul, struct ipd_pkt *pkt, uint32_t len)
 {
 	struct ipd_counters *cnt = &ul->dev->cnt;
 	struct ipd_icrc_flow flow;
+	int id;
 
 	if (len < UDP_MIN_PAYLOAD || len % 4 || len > IPD_PKT_DATA_MAX) {
 		cnt->drop_malformed++;
@@ -708,24 +791,27 @@ static bool rx_check(struct udp_link *ul, struct ipd_pkt *pkt, uint32_t len)
 		.dst = (struct sockaddr *)&pkt->dst,
 		.sport = pkt->sport,
 		.dport = ul->port,
-		.ip_id = 0,     /* see "Limitation" at the top */
+		.ip_id = 0, /* a guess: any GSO segment's ID matches */
 		.ip_df = true,
 	};
-	if (!ipd_icrc_verify(&flow, pkt->hdr, len)) {
+	id = ipd_icrc_verify_ids(&flow, pkt->hdr, len, &ul->ids);
+	if (id < 0) {
 		cnt->drop_icrc++;
 		return false;
 	}
+	pkt->ip_id = (uint16_t)id;
 	pkt->len = len - IPD_ICRC_BYTES;
 	return true;
 }
 
-/* Copy len bytes at off of slot i's buffer (packet area, then spill). */
+/* Copy len bytes at off of slot i's buffer (packet area, then spill;
+ * off counts from the start of the packet area's iovec). */
 static void rx_gather(struct udp_link *ul, unsigned int i, uint32_t off,
 		      uint8_t *dst, uint32_t len)
 {
 	const uint8_t *head = ul->rx_iov[i][0].iov_base;
 	const uint8_t *spill = ul->rx_iov[i][1].iov_base;
-	uint32_t nhead = IPD_PKT_DATA_MAX, c;
+	uint32_t nhead = (uint32_t)ul->rx_iov[i][0].iov_len, c;
 
 	if (off < nhead) {
 		c = len < nhead - off ? len : nhead - off;
@@ -814,7 +900,18 @@ static void rx_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 /* ---- IPv4 receive through a packet socket ---------------------------- */
 
-_Static_assert(RAW_HDRS <= IPD_PKT_HEADROOM, "headroom holds IPv4 + UDP");
+_Static_assert(RAW_FRONT <= IPD_PKT_HEADROOM,
+	       "headroom holds virtio_net_hdr, Ethernet, IPv4 and UDP");
+
+/* Bytes of link-layer header in front of the IP header of a SOCK_RAW
+ * packet socket's frame (the kernel keeps the header of devices that
+ * have header operations). */
+static uint32_t raw_l2_len(const struct sockaddr_ll *ll)
+{
+	if (ll->sll_hatype == ARPHRD_ETHER || ll->sll_hatype == ARPHRD_LOOPBACK)
+		return RAW_L2;
+	return 0;
+}
 
 static bool raw_dst_is_ours(const struct ipd_dev *dev, const uint8_t *daddr)
 {
@@ -834,30 +931,16 @@ static uint16_t be16_at(const uint8_t *p)
 	return (uint16_t)(p[0] << 8 | p[1]);
 }
 
-/* Check one IPv4 datagram from the packet socket; true = to the engine. */
-static bool raw_accept(struct udp_link *ul, unsigned int i)
+/* Check one IPv4 packet from the packet socket, its headers at ip in
+ * front of its BTH at pkt->buf + IPD_PKT_HEADROOM, len bytes from the IP
+ * header to the ICRC; true = to the engine. */
+static bool raw_check(struct udp_link *ul, struct ipd_pkt *pkt,
+		      const uint8_t *ip, uint32_t len)
 {
-	const struct sockaddr_ll *ll = (const void *)&ul->rx_from[i];
-	struct ipd_pkt *pkt = ul->rx_pkt[i];
 	struct ipd_counters *cnt = &ul->dev->cnt;
-	uint8_t *ip = pkt->buf + IPD_PKT_HEADROOM - RAW_HDRS;
 	struct sockaddr_in *src = (void *)&pkt->src, *dst = (void *)&pkt->dst;
-	uint32_t got = ul->rx_msg[i].msg_len, len;
-	int ok;
+	int ok = ipd_icrc_verify_ip(ip, len);
 
-	/* Frames for other hosts (promiscuous interfaces) and our own. */
-	if (ll->sll_pkttype != PACKET_HOST || got < RAW_HDRS)
-		return false;
-	if (!raw_dst_is_ours(ul->dev, ip + 16))
-		return false;
-	len = be16_at(ip + 2);   /* the frame may carry Ethernet padding */
-	if ((ul->rx_msg[i].msg_hdr.msg_flags & MSG_TRUNC) || len > got ||
-	    len < RAW_HDRS + UDP_MIN_PAYLOAD || (len - RAW_HDRS) % 4 ||
-	    be16_at(ip + IPD_IPV4_HDR_BYTES + 4) != len - IPD_IPV4_HDR_BYTES) {
-		cnt->drop_malformed++;
-		return false;
-	}
-	ok = ipd_icrc_verify_ip(ip, len);
 	if (ok != 1) {
 		if (ok < 0)
 			cnt->drop_malformed++;
@@ -871,9 +954,116 @@ static bool raw_accept(struct udp_link *ul, unsigned int i)
 	memcpy(&src->sin_addr, ip + 12, 4);
 	memcpy(&dst->sin_addr, ip + 16, 4);
 	pkt->sport = be16_at(ip + IPD_IPV4_HDR_BYTES);
+	pkt->ip_id = be16_at(ip + 4);
 	pkt->hdr = pkt->buf + IPD_PKT_HEADROOM;
 	pkt->len = len - RAW_HDRS - IPD_ICRC_BYTES;
 	return true;
+}
+
+/* The IPv4 and UDP headers of segment k (seg bytes of UDP payload) of
+ * the datagram whose headers are at ip, as the kernel writes them when it
+ * cuts a GSO datagram (inet_gso_segment: the ID counts up from the
+ * datagram's); the checksums are left as they are (the ICRC masks them). */
+static void raw_seg_hdrs(uint8_t *to, const uint8_t *ip, uint32_t k,
+			 uint32_t seg)
+{
+	uint16_t id = (uint16_t)(be16_at(ip + 4) + k);
+	uint16_t udp_len = (uint16_t)(IPD_UDP_HDR_BYTES + seg);
+
+	if (to != ip)
+		memcpy(to, ip, RAW_HDRS);
+	to[2] = (uint8_t)((IPD_IPV4_HDR_BYTES + udp_len) >> 8);
+	to[3] = (uint8_t)(IPD_IPV4_HDR_BYTES + udp_len);
+	to[4] = (uint8_t)(id >> 8);
+	to[5] = (uint8_t)id;
+	to[IPD_IPV4_HDR_BYTES + 4] = (uint8_t)(udp_len >> 8);
+	to[IPD_IPV4_HDR_BYTES + 5] = (uint8_t)udp_len;
+}
+
+/* One IPv4 frame of slot i from the packet socket: a datagram, or a GSO
+ * datagram not cut on its way here (veth, bridge and loopback pass them
+ * whole), which is cut here as the kernel would have: each segment is a
+ * packet with the IP ID it would have had. */
+static void raw_one(struct udp_link *ul, unsigned int i)
+{
+	const struct sockaddr_ll *ll = (const void *)&ul->rx_from[i];
+	struct ipd_pkt *pkt = ul->rx_pkt[i], *seg[UDP_GRO_SEGS_MAX];
+	struct ipd_counters *cnt = &ul->dev->cnt;
+	uint8_t *front = ul->rx_iov[i][0].iov_base;
+	uint8_t *ip = pkt->buf + IPD_PKT_HEADROOM - RAW_HDRS;
+	uint32_t got = ul->rx_msg[i].msg_len, l2 = raw_l2_len(ll), start;
+	uint32_t len, paylen, size, nseg, k, n;
+	struct virtio_net_hdr vh;
+
+	/* Frames for other hosts (promiscuous interfaces) and our own. */
+	start = (uint32_t)RAW_VNET + l2; /* the IP header in the iovecs */
+	if (ll->sll_pkttype != PACKET_HOST || got < start + RAW_HDRS)
+		return;
+	got -= start;
+	if (front[start] != 0x45)
+		goto malformed; /* the filter let only these through */
+	if (!raw_dst_is_ours(ul->dev, front + start + 16))
+		return;
+	memcpy(&vh, front, sizeof(vh));
+	len = be16_at(front + start + 2); /* frames may carry padding */
+	if ((ul->rx_msg[i].msg_hdr.msg_flags & MSG_TRUNC) || len > got ||
+	    len < RAW_HDRS + UDP_MIN_PAYLOAD ||
+	    be16_at(front + start + IPD_IPV4_HDR_BYTES + 4) !=
+		    len - IPD_IPV4_HDR_BYTES)
+		goto malformed;
+	paylen = len - RAW_HDRS;
+	size = paylen;
+	if (vh.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+		/* virtio fields are little-endian for packet sockets */
+		size = le16toh(vh.gso_size);
+		if ((vh.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) !=
+			    VIRTIO_NET_HDR_GSO_UDP_L4 ||
+		    !size)
+			goto malformed;
+		if (size > paylen)
+			size = paylen; /* one segment */
+	}
+	nseg = (paylen + size - 1) / size;
+	if (size > IPD_PKT_DATA_MAX || nseg > UDP_GRO_SEGS_MAX)
+		goto malformed;
+	/* Copy the later segments out before the first one reaches the
+	 * engine (which may reuse its buffer). */
+	seg[0] = pkt;
+	for (k = 1; k < nseg; k++) {
+		seg[k] = ipd_pkt_alloc(ul->dev);
+		if (!seg[k]) {
+			cnt->drop_malformed++;
+			nseg = k;
+			break;
+		}
+		n = paylen - k * size < size ? paylen - k * size : size;
+		raw_seg_hdrs(seg[k]->buf + IPD_PKT_HEADROOM - RAW_HDRS,
+			     front + start, k, n);
+		rx_gather(ul, i, start + RAW_HDRS + k * size,
+			  seg[k]->buf + IPD_PKT_HEADROOM, n);
+	}
+	/* The first segment's BTH goes to IPD_PKT_HEADROOM (it is already
+	 * there behind an Ethernet header; it fits in the packet area). */
+	if (front + start != ip)
+		memmove(ip, front + start, RAW_HDRS + size);
+	if (nseg > 1)
+		raw_seg_hdrs(ip, ip, 0, size);
+	for (k = 0; k < nseg; k++) {
+		uint8_t *h = seg[k]->buf + IPD_PKT_HEADROOM - RAW_HDRS;
+
+		if (raw_check(ul, seg[k], h, be16_at(h + 2))) {
+			ipd_engine_rx(ul->dev, seg[k]);
+			if (!k)
+				ul->rx_pkt[i] = NULL;
+		} else if (k) {
+			ipd_pkt_free(ul->dev, seg[k]);
+		}
+		/* a rejected first segment stays in the slot */
+	}
+	return;
+
+malformed:
+	cnt->drop_malformed++;
 }
 
 static void raw_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -891,29 +1081,27 @@ static void raw_cb(struct ev_loop *loop, ev_io *w, int revents)
 				ipd_warn("udp: packet socket: %s", strerror(errno));
 			return;
 		}
-		for (i = 0; i < (unsigned int)got; i++) {
-			if (!raw_accept(ul, i))
-				continue;
-			ipd_engine_rx(ul->dev, ul->rx_pkt[i]);
-			ul->rx_pkt[i] = NULL;
-		}
+		for (i = 0; i < (unsigned int)got; i++)
+			raw_one(ul, i);
 		if ((unsigned int)got < n)
 			return;
 	}
 }
 
 /* IPv4, no options, UDP, not a fragment, to our port (classic BPF over
- * the network header of a SOCK_DGRAM packet socket). */
+ * the network header, SKF_NET_OFF: the frame starts with the link-layer
+ * header). */
 static int raw_filter(int fd, uint16_t port)
 {
 	struct sock_filter code[] = {
-		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 0),
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, SKF_NET_OFF + 0),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x45, 0, 7),
-		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 9),
+		BPF_STMT(BPF_LD | BPF_B | BPF_ABS, SKF_NET_OFF + 9),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, IPPROTO_UDP, 0, 5),
-		BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 6),
+		BPF_STMT(BPF_LD | BPF_H | BPF_ABS, SKF_NET_OFF + 6),
 		BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x3fff, 3, 0),
-		BPF_STMT(BPF_LD | BPF_H | BPF_ABS, IPD_IPV4_HDR_BYTES + 2),
+		BPF_STMT(BPF_LD | BPF_H | BPF_ABS,
+			 SKF_NET_OFF + IPD_IPV4_HDR_BYTES + 2),
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, port, 0, 1),
 		BPF_STMT(BPF_RET | BPF_K, 0xffff),
 		BPF_STMT(BPF_RET | BPF_K, 0),
@@ -939,16 +1127,24 @@ static int raw_open(struct udp_link *ul)
 {
 	struct sockaddr_ll sll = { .sll_family = AF_PACKET,
 				   .sll_protocol = htons(ETH_P_IP) };
-	int one = 1, fd, ret;
+	int one = 1, zero = 0, fd, ret;
 
-	fd = socket(AF_PACKET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	/* GSO datagrams arrive uncut (see raw_one): room for 64 KiB */
+	if (!ul->rx_spill) {
+		ul->rx_spill = malloc((size_t)UDP_RX_BATCH * UDP_GRO_BYTES);
+		if (!ul->rx_spill)
+			return -ENOMEM;
+	}
+	fd = socket(AF_PACKET, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC,
 		    htons(ETH_P_IP));
 	if (fd < 0)
 		return -errno;
 	ret = raw_filter(fd, ul->port);
-	if (!ret && (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one,
-				sizeof(one)) ||
-		     bind(fd, (struct sockaddr *)&sll, sizeof(sll))))
+	if (!ret &&
+	    (setsockopt(fd, SOL_PACKET, PACKET_IGNORE_OUTGOING, &one,
+			sizeof(one)) ||
+	     setsockopt(fd, SOL_PACKET, PACKET_VNET_HDR, &one, sizeof(one)) ||
+	     bind(fd, (struct sockaddr *)&sll, sizeof(sll))))
 		ret = -errno;
 	if (!ret)
 		ret = udp_drop_all(ul->fam[0].rx_fd);
@@ -956,6 +1152,9 @@ static int raw_open(struct udp_link *ul)
 		close(fd);
 		return ret;
 	}
+	/* No UDP GRO for the UDP socket: GRO would merge datagrams of
+	 * other senders into one frame under the first one's IP ID. */
+	setsockopt(ul->fam[0].rx_fd, SOL_UDP, UDP_GRO, &zero, sizeof(zero));
 	sock_bufs(fd);
 	ev_io_stop(ul->dev->loop, &ul->fam[0].rx_w);
 	ul->raw_fd = fd;
@@ -1094,7 +1293,10 @@ struct ipd_link *ipd_link_udp_create(struct ipd_dev *dev)
 	ul->port = dev->cfg->udp_port ? (uint16_t)dev->cfg->udp_port
 				      : IPD_ROCE_UDP_PORT;
 	ul->link = (struct ipd_link){
-		.ops = &udp_link_ops, .dev = dev, .priv = ul,
+		.ops = &udp_link_ops,
+		.dev = dev,
+		.priv = ul,
+		.tx_capture = true,
 	};
 	ul->gso = env_word("IPATHD_UDP_GSO", "yes", dev->cfg->udp_gso);
 	ul->gro = env_word("IPATHD_UDP_GRO", "yes", dev->cfg->udp_gro);

@@ -121,7 +121,7 @@ int ipd_net_xmit(struct ipd_dev *dev, struct ipd_pkt *pkt,
 	}
 	dev->cnt.pkts_sent++;
 	dev->cnt.bytes_sent += pkt->len;
-	if (__builtin_expect(dev->captures != NULL, 0))
+	if (__builtin_expect(dev->captures != NULL, 0) && !link->tx_capture)
 		ipd_capture_pkt(dev, pkt, true);
 	return link->ops->xmit(link, pkt);
 }

@@ -26,6 +26,7 @@ struct ipd_pkt *ipd_pkt_alloc(struct ipd_dev *dev)
 	pkt->payload = NULL;
 	pkt->paylen = 0;
 	pkt->sport = 0;
+	pkt->ip_id = 0;
 	pkt->src.ss_family = AF_UNSPEC;
 	pkt->dst.ss_family = AF_UNSPEC;
 	return pkt;

@@ -16,7 +16,7 @@
 #                 across hosts 64 KiB) and ib_send_lat 2 B across hosts:
 #                 OUT/profile_*.txt
 #   --daemon-args "ARGS"  extra ipathd flags for every daemon (one host,
-#                 lab hosts, own veth pair), e.g. "--udp-gso yes"
+#                 lab hosts, own veth pair), e.g. "--udp-gso no"
 #   --mtu BYTES   MTU of the across-hosts veths (default 1500; 9000 gives
 #                 the daemons a 4096-byte path MTU; the floors use it too)
 #

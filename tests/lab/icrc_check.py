@@ -5,7 +5,7 @@
 Run with Debian's /usr/bin/python3 (python3-scapy):
 
     /usr/bin/python3 tests/lab/icrc_check.py CAPTURE [--min N]
-                     [--scapy all|N] [--port P] [-v]
+                     [--min-id N] [--scapy all|N] [--port P] [-v]
 
 Every packet's ICRC is recomputed by the reference computation below (IBA
 annex A17.3.3 written out independently of daemon/icrc.c) and compared
@@ -15,6 +15,12 @@ reference: by default the first 1000 packets, the first packet of every
 BTH opcode and every 50th packet after that (scapy dissection is slow);
 --scapy all checks every packet, --scapy N every Nth.  scapy has no IPv6
 ICRC, so IPv6 packets are checked by the reference alone.
+
+IPv4 packets with a non-zero IP identification are counted: ipathd sends
+ID 0, so those are the segments of UDP GSO datagrams (1, 2, .. in each);
+--min-id N requires at least N of them.  An uncut GSO datagram (a capture
+on a veth that takes GSO) fails the check: capture where they are cut
+(tests/lab/ipathd-lab.sh up --cut-gso).
 
 Exit status 0 when at least N (default 1) packets were checked and all
 were right; 1 otherwise (each bad packet is listed with its frame number).
@@ -114,6 +120,8 @@ def main():
     ap.add_argument('capture')
     ap.add_argument('--min', type=int, default=1,
                     help='fail when fewer RoCEv2 packets were checked')
+    ap.add_argument('--min-id', type=int, default=0,
+                    help='fail when fewer IPv4 packets had a non-zero IP ID')
     ap.add_argument('--scapy', default='sample',
                     help='all, N (every Nth) or sample (default)')
     ap.add_argument('--port', type=int, default=4791,
@@ -125,7 +133,7 @@ def main():
     every = 1 if args.scapy == 'all' else \
         50 if args.scapy == 'sample' else max(1, int(args.scapy))
 
-    checked = bad = v6 = by_scapy = 0
+    checked = bad = v6 = by_scapy = with_id = 0
     opcodes_seen = set()
     for frame_no, (frame, lt) in enumerate(frames(args.capture), 1):
         ip = ip_datagram(frame, lt)
@@ -145,6 +153,7 @@ def main():
             continue
         is4 = ip[0] >> 4 == 4
         v6 += not is4
+        with_id += is4 and ip[4:6] != b'\x00\x00'
         wire = struct.unpack('<I', ip[-4:])[0]
         ref = ref_icrc(ip[:-4])
         msg = None
@@ -165,10 +174,15 @@ def main():
             print('frame %d: %s' % (frame_no, msg))
         elif args.verbose:
             print('frame %d: opcode %d ok %08x' % (frame_no, opcode, wire))
-    print('icrc_check: %d RoCEv2 packets (%d IPv6, %d also checked by scapy), '
-          '%d bad' % (checked, v6, by_scapy, bad))
+    print('icrc_check: %d RoCEv2 packets (%d IPv6, %d also checked by scapy, '
+          '%d IPv4 with a non-zero IP ID: GSO segments), %d bad'
+          % (checked, v6, by_scapy, with_id, bad))
     if checked < args.min:
         print('icrc_check: expected at least %d packets' % args.min)
+        return 1
+    if with_id < args.min_id:
+        print('icrc_check: expected at least %d packets with a non-zero IP ID'
+              % args.min_id)
         return 1
     return 1 if bad else 0
 

@@ -10,8 +10,14 @@
 # control socket, device node and log under the state directory.  No
 # traffic leaves these namespaces.  Run as root.
 #
-#   ipathd-lab.sh up N [--ipv6] [--mtu BYTES] [-- EXTRA IPATHD ARGS...]
-#                                  create N hosts and start their daemons
+#   ipathd-lab.sh up N [--ipv6] [--mtu BYTES] [--cut-gso] [-- EXTRA IPATHD ARGS...]
+#                                  create N hosts and start their daemons;
+#                                  --cut-gso: each host's eth0 takes no GSO
+#                                  datagrams (gso_max_segs 1), so the kernel
+#                                  cuts them into packets (with their IPv4
+#                                  IDs 0, 1, ..) before a capture sees them,
+#                                  as on a NIC without segmentation offload;
+#                                  without it veth and bridge pass them whole
 #   ipathd-lab.sh down             stop everything and remove it (idempotent)
 #   ipathd-lab.sh exec K CMD...    run CMD in host K with the application
 #                                  environment (see "env")
@@ -31,6 +37,11 @@
 #   ipathd-lab.sh status           hosts, addresses, daemons
 #   ipathd-lab.sh log K            host K's daemon log
 #   ipathd-lab.sh hosts            number of hosts of the running lab
+#   ipathd-lab.sh corrupt-drops K  corrupted RoCEv2 packets host K dropped:
+#                                  its daemon's drop_icrc plus its kernel's
+#                                  Udp InCsumErrors (with UDP GSO, the
+#                                  default, the sockets send checksums and
+#                                  the kernel drops before the daemon)
 #
 # Inside "exec"/"shell" these variables are set: SYSFS_PATH, RDMAV_DRIVERS,
 # LD_LIBRARY_PATH, IPATHD_SOCKET, IPL_HOST (k), IPL_ADDR, IPL_GID (GID
@@ -173,14 +184,15 @@ host_create() {
 lab_up() {
 	local n=${1:-}
 	shift || true
-	local mtu=1500 v6=0 k
+	local mtu=1500 v6=0 cut=0 k
 	local extra=()
 	[[ $n =~ ^[0-9]+$ ]] && ((n >= 1 && n <= IPL_MAX_HOSTS)) ||
-		die "usage: up N (1..$IPL_MAX_HOSTS) [--ipv6] [--mtu BYTES] [-- IPATHD ARGS]"
+		die "usage: up N (1..$IPL_MAX_HOSTS) [--ipv6] [--mtu BYTES] [--cut-gso] [-- IPATHD ARGS]"
 	while (($#)); do
 		case $1 in
 		--ipv6) v6=1 ;;
 		--mtu) mtu=${2:?--mtu needs a value}; shift ;;
+		--cut-gso) cut=1 ;;
 		--) shift; extra=("$@"); break ;;
 		*) die "up: unknown option $1" ;;
 		esac
@@ -206,6 +218,7 @@ lab_up() {
 	ip -n "$IPL_BR_NS" link set br0 mtu "$mtu" up
 	for ((k = 1; k <= n; k++)); do
 		host_create "$k" "$mtu" "$v6"
+		((!cut)) || ip -n "$(ns_of "$k")" link set eth0 gso_max_segs 1
 	done
 	for ((k = 1; k <= n; k++)); do
 		daemon_start "$k"
@@ -488,6 +501,16 @@ main() {
 		cat "$(host_dir "$1")/ipathd.log"
 		;;
 	hosts) nhosts || die "no lab is up" ;;
+	corrupt-drops)
+		check_host "${1:-}"
+		local icrc csum
+		icrc=$(main ctl "$1" counters |
+		       awk '$1 == "drop_icrc" { v = $2 } END { print v + 0 }')
+		csum=$(ip netns exec "$(ns_of "$1")" cat /proc/net/snmp | awk '
+			$1 == "Udp:" && !h { for (i = 2; i <= NF; i++) c[$i] = i; h = 1; next }
+			$1 == "Udp:" { print $c["InCsumErrors"] + 0 }')
+		echo $((icrc + ${csum:-0}))
+		;;
 	-h | --help | help) usage 0 ;;
 	*) usage 1 >&2 ;;
 	esac

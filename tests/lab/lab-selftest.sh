@@ -57,13 +57,6 @@ pingpong() {
 	fi
 }
 
-# A counter of host K's daemon (ipathctl omits counters still at 0).
-counter() {
-	local v
-	v=$("$LAB" ctl "$1" counters | awk -v k="$2" '$1 == k { print $2 }')
-	echo "${v:-0}"
-}
-
 up=1
 "$LAB" up 3 || { up=0; fail "up"; }
 [[ $("$LAB" hosts) == 3 ]] || fail "hosts"
@@ -80,13 +73,13 @@ for s in 1 2 3; do
 done
 log "all-to-all ibv_rc_pingpong on 3 hosts: ok"
 
-before=$(counter 2 drop_icrc)
+before=$("$LAB" corrupt-drops 2)
 "$LAB" netem 1 loss 2% duplicate 2% reorder 10% corrupt 2% delay 1ms 500us
 pingpong 2 1 18990 -n 400 -s 8192 || fail "pingpong under impairment"
 "$LAB" netem 1 off
-after=$(counter 2 drop_icrc)
-log "impaired pingpong ok; host 2 drop_icrc $before -> $after"
-((after > before)) || fail "corrupted packets were not dropped by the ICRC"
+after=$("$LAB" corrupt-drops 2)
+log "impaired pingpong ok; host 2 corrupt-drops (drop_icrc + Udp InCsumErrors) $before -> $after"
+((after > before)) || fail "corrupted packets were not dropped (ICRC or UDP checksum)"
 pingpong 2 1 18991 -n 50 || fail "pingpong after netem off"
 
 "$LAB" daemon 3 kill

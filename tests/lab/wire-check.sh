@@ -8,7 +8,11 @@
 #   1. tshark decodes every UDP/4791 frame as InfiniBand (RRoCE), with no
 #      malformed packet (rpcordma's heuristic disabled, see FACTS.md);
 #   2. icrc_check.py (scapy's RoCE layer + a reference computation) finds
-#      the right ICRC on every captured RoCEv2 packet.
+#      the right ICRC on every captured RoCEv2 packet;
+#   3. multi-packet messages left as UDP GSO datagrams (the daemons'
+#      udp_gso_sends counters) and, on IPv4, their segments are on the
+#      wire with IP IDs 1, 2.. and right ICRCs: the lab runs with --cut-gso,
+#      so the kernel cuts the datagrams as they leave each host.
 # It prints the opcodes seen (SEND, WRITE, READ request/response, atomics,
 # ACK/NAK) so a reader can tell which packet types were covered.
 #
@@ -76,7 +80,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-up_args=(up 2)
+up_args=(up 2 --cut-gso)
 ((v6)) && up_args+=(--ipv6)
 lab_up=1
 "$LAB" "${up_args[@]}" || { lab_up=0; exit 1; }
@@ -249,8 +253,23 @@ log "opcodes seen (count, transport, BTH opcode):"
 log "AETH syndromes (0x00-0x1f ACK, 0x20-0x3f RNR NAK, 0x60-0x63 NAK):"
 "${tsh[@]}" -Y infiniband.aeth -T fields -e infiniband.aeth.syndrome 2>/dev/null |
 	sort | uniq -c | sed 's/^/  /' >&2 || true
-if ! /usr/bin/python3 "$HERE/icrc_check.py" --min 1 "$cap" >&2; then
-	log "FAIL: bad ICRCs (frames listed above)"
+gso_sends=0 gso_pkts=0
+for h in 1 2; do
+	c=$("$LAB" ctl "$h" counters 2>/dev/null | awk '
+		$1 == "udp_gso_sends" { s = $2 } $1 == "udp_gso_pkts" { p = $2 }
+		END { print s + 0, p + 0 }')
+	gso_sends=$((gso_sends + ${c% *})) gso_pkts=$((gso_pkts + ${c#* }))
+done
+log "the daemons sent $gso_pkts packets in $gso_sends GSO datagrams"
+if ((gso_sends == 0)); then
+	log "FAIL: no GSO datagram was sent (udp_gso is on by default)"
+	fail=1
+fi
+min_id=1
+((v6)) && min_id=0     # IPv6 has no identification field
+if ! /usr/bin/python3 "$HERE/icrc_check.py" --min 1 --min-id "$min_id" \
+	"$cap" >&2; then
+	log "FAIL: bad ICRCs or no GSO segments (frames listed above)"
 	fail=1
 fi
 

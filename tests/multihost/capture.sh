@@ -5,10 +5,14 @@
 # counted (pkts_sent + pkts_rcvd), all decoded by tshark as InfiniBand, none
 # malformed, with right ICRCs (tests/lab/icrc_check.py).
 #   udp:    dumpcap also captures host 1's eth0, and the daemon's frames
-#           must be the wire's: same addresses, UDP source port, DestQP,
-#           PSN, opcode and ICRC, frame for frame (so the synthesized
-#           headers are the real ones and the ICRC of received packets is
-#           the one that was on the wire).
+#           must be the wire's: same addresses, IPv4 ID, UDP source port,
+#           DestQP, PSN, opcode and ICRC, frame for frame (so the
+#           synthesized headers are the real ones and the ICRC of received
+#           packets is the one that was on the wire).  Multi-packet
+#           messages leave as UDP GSO datagrams (on by default; counted in
+#           udp_gso_sends), cut by the kernel as they leave each host (lab
+#           up --cut-gso), so their later segments carry IPv4 IDs 1, 2..:
+#           both captures must hold such frames.
 #   ipv6:   udp with the hosts' IPv6 GIDs (IPv6 headers, UDP checksum).
 #   fabric: the same over --link fabric (tcp;ofi_rxm), where no IP/UDP
 #           wire exists: the frames are synthesized from the fabric
@@ -29,8 +33,8 @@ command -v tshark >/dev/null || mh_skip "tshark not installed"
 
 gid=IPL_GID ip=ip
 case $mode in
-udp) mh_up 2 ;;
-ipv6) mh_up 2 --ipv6; gid=IPL_GID6 ip=ipv6 ;;
+udp) mh_up 2 --cut-gso ;;
+ipv6) mh_up 2 --ipv6 --cut-gso; gid=IPL_GID6 ip=ipv6 ;;
 fabric)
 	prov='tcp;ofi_rxm'
 	if command -v fi_info >/dev/null; then
@@ -65,6 +69,7 @@ fi
 
 sent0=$(mh_counter 1 pkts_sent)
 rcvd0=$(mh_counter 1 pkts_rcvd)
+gso0=$(mh_counter 1 udp_gso_sends)
 # ipathctl itself in the background (not under the lab script), so that
 # the SIGINT below reaches it as Ctrl-C would.
 "$IPATHD_BUILD_DIR/daemon/ipathctl" --socket "$IPL_STATE/host1/ipathd.sock" \
@@ -91,6 +96,8 @@ n=$(awk '/packets .* captured to/ { print $1 }' "$MH_WORK/ctl.out")
 [[ $n =~ ^[0-9]+$ ]] || mh_fail "ipathctl reported no count"
 sent=$(($(mh_counter 1 pkts_sent) - sent0))
 rcvd=$(($(mh_counter 1 pkts_rcvd) - rcvd0))
+gso=$(($(mh_counter 1 udp_gso_sends) - gso0))
+((!wired || gso > 0)) || mh_fail "host 1 sent no GSO datagram"
 if [[ -n $dpid ]]; then
 	kill -INT "$dpid"
 	wait "$dpid" || true
@@ -116,13 +123,18 @@ if [[ $mode == ipv6 ]]; then
 	good=$(frames "$cap" -Y 'udp.checksum.status == "Good"')
 	((good == n)) || mh_fail "only $good of $n IPv6 frames have a good UDP checksum"
 fi
-/usr/bin/python3 "$MH_SRC/tests/lab/icrc_check.py" --min "$n" "$cap" >&2 ||
-	mh_fail "bad ICRCs in the daemon's capture"
+min_id=0
+[[ $mode == udp ]] && min_id=1   # IPv4: GSO segments 1, 2.. (fabric: no GSO)
+/usr/bin/python3 "$MH_SRC/tests/lab/icrc_check.py" --min "$n" \
+	--min-id "$min_id" "$cap" >&2 || mh_fail "bad ICRCs in the daemon's capture"
 
 if ((wired)); then
 	# Frame for frame: what the daemon wrote is what crossed eth0.
 	fields=(-T fields -e $ip.src -e $ip.dst -e udp.srcport -e infiniband.bth.destqp
 		-e infiniband.bth.psn -e infiniband.bth.opcode -e infiniband.invariant.crc)
+	[[ $mode == udp ]] && fields+=(-e ip.id)
+	/usr/bin/python3 "$MH_SRC/tests/lab/icrc_check.py" --min "$n" \
+		--min-id "$min_id" "$wire" >&2 || mh_fail "bad ICRCs on the wire"
 	tsh "$cap" -Y infiniband "${fields[@]}" | sort >"$MH_WORK/daemon.tuples"
 	tsh "$wire" -Y infiniband "${fields[@]}" | sort >"$MH_WORK/wire.tuples"
 	w=$(wc -l <"$MH_WORK/wire.tuples")

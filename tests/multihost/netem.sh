@@ -7,10 +7,16 @@
 # returned value and the final one), no extra completion (nothing
 # delivered twice).  Then the daemons' counters must show that the
 # impairment was met: retransmissions after loss, duplicate requests
-# after duplication, ICRC drops after corruption.
+# after duplication, ICRC or UDP checksum drops after corruption.
 # usage: netem.sh PROFILE [VERIFY]
 #   PROFILE: none loss1 loss10 reorder duplicate corrupt delay, or ipv6:
-#   no impairment, every QP type (RC, UC, UD) over the hosts' IPv6 GIDs
+#   no impairment, every QP type (RC, UC, UD) over the hosts' IPv6 GIDs,
+#   or packet / packet_cut: no impairment, every QP type, both daemons
+#   receive IPv4 through a packet socket (udp_rx = packet: the ICRC is
+#   checked over the IP header as it arrived) from a peer that sends
+#   multi-packet messages as UDP GSO datagrams (the default): packet
+#   gets them uncut from veth and bridge and cuts them itself, packet_cut
+#   (lab up --cut-gso) gets the kernel's segments with IPv4 IDs 1, 2..
 # Needs root; exit 77 = skipped.
 set -euo pipefail
 MH_NAME=n
@@ -30,26 +36,48 @@ loss10)    imp="loss 10%";           vo="--iters 5 --max-size 65536";      must=
 # for again, so READ recovers on reordering paths too.
 reorder)   imp="delay 2ms reorder 25%"; vo="--iters 8 --max-size 262144";  must="2:drop_seq" ;;
 duplicate) imp="duplicate 10%";      vo="--iters 8 --max-size 262144";     must="2:dup_requests" ;;
-corrupt)   imp="corrupt 5%";         vo="--iters 8 --max-size 262144";     must="1:drop_icrc 2:drop_icrc" ;;
+corrupt)   imp="corrupt 5%";         vo="--iters 8 --max-size 262144";     must="1:corrupt_drops 2:corrupt_drops" ;;
 delay)     imp="delay 5ms 2ms";      vo="--iters 5 --max-size 262144";     must="" ;;
+packet | packet_cut)
+	   imp=;                     vo="--iters 10 --max-size 262144";
+	   must="1:udp_gso_sends 2:udp_gso_sends" ;;
 *) mh_fail "unknown profile '$profile'" ;;
 esac
 
 gidopt= types="--type rc" want=10
 # without impairment every QP type (UC and UD lose messages on a lossy link)
-[[ $profile == none ]] && types= want=28
+[[ $profile == none || $profile == packet* ]] && types= want=28
 # XRC is reliable like RC: every opcode under loss in one profile
 [[ $profile == loss1 ]] && types="--type rc,xrc" want=17
 if [[ $profile == ipv6 ]]; then
 	mh_up 2 --ipv6
 	# every QP type; RoCE v2 over IPv6 (the side channel stays on IPv4)
 	gidopt='-g "$IPL_GID6"' types= want=28
+elif [[ $profile == packet ]]; then
+	mh_up 2 -- --udp-rx packet
+elif [[ $profile == packet_cut ]]; then
+	mh_up 2 --cut-gso -- --udp-rx packet
 else
 	mh_up 2
 fi
+if [[ $profile == packet* ]]; then
+	for k in 1 2; do
+		grep -q 'received through a packet socket' "$IPL_STATE/host$k/ipathd.log" ||
+			mh_fail "host $k does not receive through a packet socket"
+	done
+fi
 declare -A before=()
+# counter K NAME: the daemon's counter NAME, or corrupt_drops (see
+# ipathd-lab.sh corrupt-drops: ICRC and UDP checksum drops).
+counter() {
+	if [[ $2 == corrupt_drops ]]; then
+		"$LAB" corrupt-drops "$1"
+	else
+		mh_counter "$1" "$2"
+	fi
+}
 for m in $must; do
-	before[$m]=$(mh_counter "${m%%:*}" "${m#*:}")
+	before[$m]=$(counter "${m%%:*}" "${m#*:}")
 done
 if [[ -n $imp ]]; then
 	# shellcheck disable=SC2086
@@ -75,11 +103,20 @@ grep -q '^verify: server all passed' "$MH_LAST.server" ||
 	mh_fail "the server side did not report success"
 
 for m in $must; do
-	after=$(mh_counter "${m%%:*}" "${m#*:}")
+	after=$(counter "${m%%:*}" "${m#*:}")
 	mh_log "host ${m%%:*} ${m#*:}: ${before[$m]} -> $after"
 	((after > before[$m])) ||
 		mh_fail "host ${m%%:*}: ${m#*:} did not rise under '$imp': was the impairment met?"
 done
+if [[ $profile == packet* ]]; then
+	# nothing dropped: every GSO segment had the ICRC for its IP ID
+	for k in 1 2; do
+		for c in drop_icrc drop_malformed; do
+			v=$(mh_counter "$k" "$c")
+			((v == 0)) || mh_fail "host $k: $c = $v"
+		done
+	done
+fi
 mh_daemons_alive
 [[ -z $gidopt ]] || grep -q 'GID fd77::' "$MH_LAST.client" ||
 	mh_fail "the client did not talk to the server's IPv6 GID"

@@ -4,7 +4,8 @@
  * (icrc_vectors.h, see gen_icrc_vectors.py): every vector verifies, the
  * ICRC recomputed from the header fields matches, every variant field
  * of annex A17.3.3 may change without effect and every other bit flip
- * is detected.
+ * is detected.  The IPv4 ID deltas (UDP GSO segments) against brute
+ * force: ICRC(ID 0) ^ delta == the ICRC computed for the ID.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -249,12 +250,101 @@ static void check_impl_vs_zlib(void)
 	}
 }
 
+/* ipd_icrc_id_delta and ipd_icrc_verify_ids against ICRCs computed for
+ * each ID from scratch, over several lengths (more than the cache holds,
+ * so entries are evicted and rebuilt). */
+static void check_id_deltas(void)
+{
+	static uint8_t pkt[4200 + 4];
+	static struct ipd_icrc_ids ids;
+	struct sockaddr_in s = {.sin_family = AF_INET}, d = s;
+	struct sockaddr_in6 s6 = {.sin6_family = AF_INET6}, d6 = s6;
+	struct ipd_icrc_flow f = {.src = (struct sockaddr *)&s,
+				  .dst = (struct sockaddr *)&d,
+				  .sport = 0xc123,
+				  .dport = 4791,
+				  .ip_df = true};
+	const uint32_t lens[] = {12, 16, 44, 300, 1052, 1064, 2076, 4124, 4140};
+	const uint16_t idv[] = {1, 2, 3, 7, 63, 64, 100, 127};
+	uint32_t icrc0, icrc, len;
+	size_t li, k, i;
+	int got, round;
+
+	for (i = 0; i < sizeof(pkt); i++)
+		pkt[i] = (uint8_t)(i * 37 + 11);
+	s.sin_addr.s_addr = htonl(0x0a4e0001);
+	d.sin_addr.s_addr = htonl(0x0a4e0002);
+	for (round = 0; round < 2; round++) { /* 2nd: from the cache */
+		for (li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+			len = lens[li];
+			f.ip_id = 0;
+			ipd_icrc_compute(&f, pkt, len, &icrc0);
+			for (k = 0; k < sizeof(idv) / sizeof(idv[0]); k++) {
+				f.ip_id = idv[k];
+				ipd_icrc_compute(&f, pkt, len, &icrc);
+				CHECK((icrc0 ^
+				       ipd_icrc_id_delta(&ids, len, idv[k])) ==
+					      icrc,
+				      "len %u id %u: delta", len, idv[k]);
+				/* a receiver that assumes ID 0 finds the ID */
+				ipd_icrc_store(pkt + len, icrc);
+				f.ip_id = 0;
+				got = ipd_icrc_verify_ids(&f, pkt, len + 4,
+							  &ids);
+				CHECK(got == idv[k], "len %u id %u: found %d",
+				      len, idv[k], got);
+			}
+			/* ID 0 is the fast path; an ID out of range, a wrong
+			 * packet, IPv6 and a wrong first guess are refused */
+			ipd_icrc_store(pkt + len, icrc0);
+			CHECK(ipd_icrc_verify_ids(&f, pkt, len + 4, &ids) == 0,
+			      "len %u: id 0", len);
+			f.ip_id = 128;
+			ipd_icrc_compute(&f, pkt, len, &icrc);
+			ipd_icrc_store(pkt + len, icrc);
+			f.ip_id = 0;
+			CHECK(ipd_icrc_verify_ids(&f, pkt, len + 4, &ids) == -1,
+			      "len %u: id 128 accepted", len);
+			CHECK(ipd_icrc_id_delta(&ids, len, 128) == 0,
+			      "len %u: delta of id 128", len);
+			f.ip_id = 5;
+			ipd_icrc_compute(&f, pkt, len, &icrc);
+			ipd_icrc_store(pkt + len, icrc);
+			f.ip_id = 0;
+			pkt[len - 1] ^= 0x10;
+			CHECK(ipd_icrc_verify_ids(&f, pkt, len + 4, &ids) == -1,
+			      "len %u: corrupted packet accepted", len);
+			pkt[len - 1] ^= 0x10;
+			f.ip_id = 4;
+			CHECK(ipd_icrc_verify_ids(&f, pkt, len + 4, &ids) == -1,
+			      "len %u: guess 4 took id 5", len);
+			f.ip_id = 0;
+		}
+	}
+	/* a length sharing a cache slot with another evicts it */
+	CHECK(ids.builds > 0 &&
+		      ids.builds <= 2 * sizeof(lens) / sizeof(lens[0]),
+	      "cache builds %llu", (unsigned long long)ids.builds);
+
+	/* IPv6: no ID, nothing but an exact match */
+	s6.sin6_addr.s6_addr[0] = d6.sin6_addr.s6_addr[0] = 0xfd;
+	d6.sin6_addr.s6_addr[15] = 2;
+	f.src = (struct sockaddr *)&s6;
+	f.dst = (struct sockaddr *)&d6;
+	ipd_icrc_compute(&f, pkt, 1052, &icrc);
+	ipd_icrc_store(pkt + 1052, icrc);
+	CHECK(ipd_icrc_verify_ids(&f, pkt, 1056, &ids) == 0, "ipv6 exact");
+	ipd_icrc_store(pkt + 1052, icrc ^ ipd_icrc_id_delta(&ids, 1052, 1));
+	CHECK(ipd_icrc_verify_ids(&f, pkt, 1056, &ids) == -1, "ipv6 delta");
+}
+
 int main(void)
 {
 	size_t i;
 
 	printf("icrc implementation: %s\n", ipd_icrc_impl());
 	check_impl_vs_zlib();
+	check_id_deltas();
 
 	for (i = 0; i < sizeof(icrc_vectors) / sizeof(icrc_vectors[0]); i++)
 		check_vector(&icrc_vectors[i]);

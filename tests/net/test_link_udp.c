@@ -63,6 +63,12 @@ void ipd_engine_rx(struct ipd_dev *dev, struct ipd_pkt *pkt)
 		ipd_pkt_free(dev, pkt);
 }
 
+/* The link captures what it sends itself (link->tx_capture); nothing runs
+ * a capture here. */
+void ipd_capture_pkt(struct ipd_dev *dev, const struct ipd_pkt *pkt, bool tx)
+{
+}
+
 static void rx_reset(struct ipd_dev *dev)
 {
 	while (nrx)
@@ -235,10 +241,14 @@ static void test_burst(struct ipd_dev *dev, struct ipd_link *link)
 /* Runs of equal-size packets (GSO on send, GRO on receive when cfg asks
  * for them): every packet arrives once, in order, byte for byte; the
  * short last packet of a run, a second flow and a lone packet in between
- * break runs where they must. */
+ * break runs where they must.  The packets' IPv4 IDs (pkt->ip_id, which
+ * the ICRC check found) must be 0 without GSO and count up within each
+ * GSO datagram with it (IPv6: always 0). */
 static void test_runs(struct ipd_dev *dev, struct ipd_link *link,
 		      int family, const char *ip, const char *what)
 {
+	bool gso = dev->cfg->udp_gso && family == AF_INET;
+	int ids = 0, idbad = 0;
 	static const uint32_t sizes[] = { 1024, 1024, 1024, 1024, 512, 1024,
 					  1024, 64, 1024, 1024, 1024, 1024 };
 	uint8_t *want[MAX_RX];
@@ -282,11 +292,19 @@ static void test_runs(struct ipd_dev *dev, struct ipd_link *link,
 			break;
 		}
 		last[flow] = j;
+		ids += rx[i]->ip_id != 0;
+		/* a segment's ID is one more than its flow's previous
+		 * packet's, or 0 where a datagram starts */
+		if (rx[i]->ip_id && (!gso || rx[i]->ip_id >= 64))
+			idbad++;
 		free(want[j]);
 		want[j] = NULL;
 	}
 	CHECK(ok, "%s: packet %d differs or is out of its flow's order", what,
 	      i);
+	CHECK(!idbad && (!gso || ids > 0),
+	      "%s: %d packets with a non-zero IP ID, %d unexpected", what, ids,
+	      idbad);
 	CHECK(dev->cnt.drop_malformed == mal && dev->cnt.drop_icrc == bad &&
 		      dev->cnt.udp_tx_errors == txe,
 	      "%s: drops malformed %llu icrc %llu, tx errors %llu", what,
@@ -439,7 +457,7 @@ static void send_hdrincl(int fd, uint16_t port, uint16_t id, bool good)
 	ipd_pkt_free(NULL, p);
 }
 
-static void test_packet_rx(void)
+static void test_packet_rx(bool gso)
 {
 	struct ipd_config cfg = { 0 };
 	struct ipd_dev dev = { 0 };
@@ -450,7 +468,8 @@ static void test_packet_rx(void)
 		printf("  (no raw socket: packet receive path not tested)\n");
 		return;
 	}
-	cfg.udp_port = 40000 + (unsigned int)(getpid() % 20000);
+	cfg.udp_port = 40000 + (unsigned int)((getpid() + gso) % 20000);
+	cfg.udp_gso = gso;
 	dev.cfg = &cfg;
 	dev.loop = ev_loop_new(EVFLAG_AUTO);
 	dev.ngids = 1;
@@ -472,7 +491,13 @@ static void test_packet_rx(void)
 	/* our own sends (ID 0) go through it as well, each seen once */
 	test_roundtrip(&dev, link, AF_INET, "127.0.0.1");
 	test_burst(&dev, link);
-	printf("  packet receive path: non-zero IP ID accepted, bad ICRC dropped\n");
+	/* GSO datagrams reach a packet socket on lo uncut: cut here, each
+	 * segment checked with the ID the kernel would have given it */
+	test_runs(&dev, link, AF_INET, "127.0.0.1",
+		  gso ? "packet rx, gso on" : "packet rx, gso off");
+	printf("  packet receive path (gso %s): non-zero IP ID accepted, bad "
+	       "ICRC dropped\n",
+	       gso ? "on" : "off");
 	link->ops->destroy(link);
 out:
 	ev_loop_destroy(dev.loop);
@@ -508,7 +533,8 @@ int main(void)
 	test_drops(&dev, (uint16_t)cfg.udp_port);
 	link->ops->destroy(link);
 	ev_loop_destroy(dev.loop);
-	test_packet_rx();
+	test_packet_rx(false);
+	test_packet_rx(true);
 	test_gso_gro(true, true);
 	test_gso_gro(true, false);
 	test_gso_gro(false, true);
