@@ -36,9 +36,21 @@
  * timeout). */
 #define IPD_PROBE_MIN_S 0.001
 
+/* timewait.c: what a destroyed RC/XRC TGT QP had acknowledged. */
+#define IPD_TIMEWAIT_MAX 64
+struct ipd_timewait {
+	uint32_t qpn, dqpn;
+	int type;                 /* enum ibv_qp_type */
+	uint32_t rq_psn, msn;
+	struct ipd_av av;
+	double expires;           /* ev_now() time; 0: unused */
+};
+
 struct ipd_engine {
 	TAILQ_HEAD(, ipd_pkt) free_pkts;
 	uint32_t nfree;
+	struct ipd_timewait tw[IPD_TIMEWAIT_MAX];
+	uint32_t tw_next;
 };
 
 /* ---- send WQEs as the engine keeps them -------------------------- */
@@ -191,6 +203,21 @@ unsigned int ipd_eng_mtu(const struct ipd_qp *qp);
 struct ipd_pkt *ipd_eng_pkt_new(struct ipd_qp *qp, const struct ipd_av *av,
 				uint8_t opcode, uint32_t dqpn, uint32_t psn,
 				uint32_t paylen, bool ackreq, bool se);
+/* The same for a sender that is no QP any more (lqpn: the source QPN). */
+struct ipd_pkt *ipd_eng_pkt_build(struct ipd_dev *dev, uint32_t lqpn,
+				  const struct ipd_av *av, uint8_t opcode,
+				  uint32_t dqpn, uint32_t psn, uint32_t paylen,
+				  bool ackreq, bool se);
+/* Did pkt come from peer (the address a connected QP sends to)? */
+bool ipd_eng_src_ok(const struct sockaddr_storage *peer,
+		    const struct ipd_pkt *pkt);
+
+/* ---- timewait.c: destroyed RC QPs answer retransmissions ----------- */
+
+/* Remember what qp (being destroyed) had acknowledged. */
+void ipd_timewait_add(struct ipd_qp *qp);
+/* pkt is for no live QP: true when a tombstone answered it. */
+bool ipd_timewait_rx(struct ipd_dev *dev, const struct ipd_pkt *pkt);
 /* Record a QP error to apply once the current operation finished. */
 void ipd_eng_qp_error(struct ipd_qp *qp, enum ibv_event_type ev);
 /* Apply a recorded QP error (ipd_qp_set_error). */

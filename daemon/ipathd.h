@@ -453,6 +453,7 @@ struct ipd_counters {
 		naks_rcvd, dup_requests, timeouts;
 	uint64_t read_rerequests, dup_responses; /* comp.c: READ recovery */
 	uint64_t tail_probes;            /* comp.c: tail loss probes sent */
+	uint64_t timewait_acks;          /* timewait.c: ACKs for destroyed QPs */
 	uint64_t loop_dropped, loop_duplicated, loop_reordered;
 	uint64_t bad_ring_index, clients_cut_off;
 	uint64_t udp_tx_errors;          /* link_udp.c: datagrams the kernel refused */

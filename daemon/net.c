@@ -82,12 +82,13 @@ unsigned int ipd_eng_mtu(const struct ipd_qp *qp)
 	return mtu > 4096 ? 4096 : mtu;
 }
 
-struct ipd_pkt *ipd_eng_pkt_new(struct ipd_qp *qp, const struct ipd_av *av,
-				uint8_t opcode, uint32_t dqpn, uint32_t psn,
-				uint32_t paylen, bool ackreq, bool se)
+struct ipd_pkt *ipd_eng_pkt_build(struct ipd_dev *dev, uint32_t lqpn,
+				  const struct ipd_av *av, uint8_t opcode,
+				  uint32_t dqpn, uint32_t psn, uint32_t paylen,
+				  bool ackreq, bool se)
 {
 	const struct ipd_opcode_info *info = &ipd_opcode_info[opcode];
-	struct ipd_pkt *pkt = ipd_pkt_alloc(qp->dev);
+	struct ipd_pkt *pkt = ipd_pkt_alloc(dev);
 	uint8_t pad = (uint8_t)(-paylen & 3);
 
 	if (!pkt)
@@ -105,8 +106,16 @@ struct ipd_pkt *ipd_eng_pkt_new(struct ipd_qp *qp, const struct ipd_av *av,
 	pkt->len = info->length + paylen + pad;
 	pkt->src = av->src;
 	pkt->dst = av->dst;
-	pkt->sport = ipd_udp_sport(av->flow_label, qp->qpn, dqpn);
+	pkt->sport = ipd_udp_sport(av->flow_label, lqpn, dqpn);
 	return pkt;
+}
+
+struct ipd_pkt *ipd_eng_pkt_new(struct ipd_qp *qp, const struct ipd_av *av,
+				uint8_t opcode, uint32_t dqpn, uint32_t psn,
+				uint32_t paylen, bool ackreq, bool se)
+{
+	return ipd_eng_pkt_build(qp->dev, qp->qpn, av, opcode, dqpn, psn,
+				 paylen, ackreq, se);
 }
 
 int ipd_net_xmit(struct ipd_dev *dev, struct ipd_pkt *pkt,
@@ -180,22 +189,26 @@ static bool addr_key(const struct sockaddr_storage *ss, uint8_t key[16])
 }
 
 /* IBA 9.6.1.5 / rxe: a connected QP only hears from its peer. */
-static bool rx_src_ok(const struct ipd_qp *qp, const struct ipd_pkt *pkt)
+bool ipd_eng_src_ok(const struct sockaddr_storage *peer,
+		    const struct ipd_pkt *pkt)
 {
 	uint8_t a[16], b[16];
 
-	if (qp->type == IBV_QPT_UD)
-		return true;
 	/* Same family (every packet of a healthy flow): compare in place;
 	 * the byte-wise keys below cost a store-forwarding stall per packet. */
-	if (pkt->src.ss_family == AF_INET && qp->av.dst.ss_family == AF_INET)
+	if (pkt->src.ss_family == AF_INET && peer->ss_family == AF_INET)
 		return ((const struct sockaddr_in *)(const void *)&pkt->src)
 			       ->sin_addr.s_addr ==
-		       ((const struct sockaddr_in *)(const void *)&qp->av.dst)
+		       ((const struct sockaddr_in *)(const void *)peer)
 			       ->sin_addr.s_addr;
-	if (!addr_key(&pkt->src, a) || !addr_key(&qp->av.dst, b))
+	if (!addr_key(&pkt->src, a) || !addr_key(peer, b))
 		return true;
 	return !memcmp(a, b, 16);
+}
+
+static bool rx_src_ok(const struct ipd_qp *qp, const struct ipd_pkt *pkt)
+{
+	return qp->type == IBV_QPT_UD || ipd_eng_src_ok(&qp->av.dst, pkt);
 }
 
 /* The XRC halves (IBA 9.8.4): requests go to TGT QPs, responses to INI
@@ -227,6 +240,8 @@ void ipd_engine_rx(struct ipd_dev *dev, struct ipd_pkt *pkt)
 	}
 	qp = ipd_qp_lookup(dev, pkt->qpn);
 	if (!qp || !qp->eng) {
+		if (!qp && ipd_timewait_rx(dev, pkt))
+			goto out;
 		dev->cnt.drop_no_qp++;
 		goto out;
 	}
@@ -412,6 +427,7 @@ void ipd_engine_qp_fini(struct ipd_qp *qp)
 
 	if (!e)
 		return;
+	ipd_timewait_add(qp);
 	ipd_comp_timers_stop(qp);
 	err_rq_timer_set(qp, false);
 	ipd_resp_drain(qp);

@@ -10,8 +10,10 @@
  * double wraps the loopback link), every byte right, and only what is
  * missing asked for again.  "probe" runs scripted tail losses of WRITEs:
  * the tail loss probe must repair them well before the ACK timeout.
+ * "timewait" destroys a responder QP whose last ACKs were lost.
  *
- *   test_engine_loopback [impairment-percent [iterations]] | read | probe
+ *   test_engine_loopback [impairment-percent [iterations]] | read | probe |
+ *                        timewait
  */
 #include <assert.h>
 #include <stdio.h>
@@ -658,6 +660,88 @@ static int test_tail_probe(void)
 	return 0;
 }
 
+/* Drops every ACK to tw_victim while tw_drop_acks is set. */
+static bool tw_drop_acks;
+static uint32_t tw_victim;
+static int tw_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
+{
+	if (tw_drop_acks && pkt->qpn == tw_victim &&
+	    pkt->hdr[0] == (IPD_OP_RC | IPD_OP_ACKNOWLEDGE)) {
+		ipd_pkt_free(&dev, pkt);
+		return 0;
+	}
+	return wire_link_ops->xmit(link, pkt);
+}
+
+/*
+ * timewait.c: the responder QP is destroyed after it executed a WRITE
+ * whose ACKs were all lost.  The requester's retransmission must get the
+ * ACK from the tombstone (success, not RETRY_EXC_ERR); a new WRITE to the
+ * dead QP must not be executed nor acknowledged (RETRY_EXC_ERR).
+ */
+static int test_timewait(void)
+{
+	uint32_t acc = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
+	struct ipd_mr *ma = mk_mr(9, 1 << 16, acc), *mb = mk_mr(10, 1 << 16, acc);
+	struct ipd_cq *c1 = mk_cq(), *c2 = mk_cq();
+	struct ipd_qp *r = mk_qp(46, IBV_QPT_RC, c1), *s = mk_qp(47, IBV_QPT_RC, c2);
+	static struct ipd_link_ops ops;
+	struct ipd_counters c0;
+	double t0;
+
+	qp_connect(r, 47, 1024);
+	qp_connect(s, 46, 1024);
+	r->attr.timeout = 14;
+	r->attr.retry_cnt = 2;
+	ipd_engine_qp_modified(r, IBV_QPS_RTS, IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT);
+	for (size_t i = 0; i < (1 << 16); i++)
+		ma->map[i] = (uint8_t)(i * 13 + 5);
+	wire_link_ops = dev.loop_link->ops;
+	ops = *wire_link_ops;
+	ops.xmit = tw_xmit;
+	dev.loop_link->ops = &ops;
+	tw_victim = 46;
+
+	/* a WRITE executed at s, every ACK lost */
+	tw_drop_acks = true;
+	c0 = dev.cnt;
+	post_send(r, 1, IBV_WR_RDMA_WRITE, ma, 0, 8192, mb->iova, mb->rkey, 0);
+	t0 = ev_time();
+	while (memcmp(mb->map, ma->map, 8192) && ev_time() - t0 < 5) {
+		ipd_engine_poll(&dev);
+		ev_run(dev.loop, EVRUN_NOWAIT);
+		ev_now_update(dev.loop);
+	}
+	EXPECT(!memcmp(mb->map, ma->map, 8192));
+	/* s goes away (its application exited), the ACKs flow again */
+	qps[47] = NULL;
+	TAILQ_REMOVE(&dev.qps_list, s, dev_link);
+	ipd_engine_qp_fini(s);
+	tw_drop_acks = false;
+	expect_wc(c1, 7, 1, IBV_WC_SUCCESS, IBV_WC_RDMA_WRITE, 8192);
+	printf("timewait: WRITE acknowledged by the destroyed QP's tombstone (%lu ACKs, %lu timeouts)\n",
+	       (unsigned long)(dev.cnt.timewait_acks - c0.timewait_acks),
+	       (unsigned long)(dev.cnt.timeouts - c0.timeouts));
+	EXPECT(dev.cnt.timewait_acks > c0.timewait_acks);
+
+	/* a new request is not executed and gets no answer */
+	memset(mb->map, 0, 8192);
+	c0 = dev.cnt;
+	post_send(r, 2, IBV_WR_RDMA_WRITE, ma, 0, 4096, mb->iova, mb->rkey, 0);
+	expect_wc(c1, 7, 2, IBV_WC_RETRY_EXC_ERR, -1, ~0u);
+	EXPECT(dev.cnt.timewait_acks == c0.timewait_acks);
+	EXPECT(dev.cnt.drop_no_qp > c0.drop_no_qp);
+	for (size_t i = 0; i < 8192; i++)
+		EXPECT(mb->map[i] == 0);
+	ipd_queue_destroy(&s->sq);
+	ipd_queue_destroy(&s->rq);
+	free(s);
+	ipd_queue_destroy(&c2->q);
+	free(c2);
+	printf("test_engine_loopback timewait: ok\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	double loss = argc > 1 ? atof(argv[1]) : 0;
@@ -676,6 +760,8 @@ int main(int argc, char **argv)
 		return test_read_recovery();
 	if (argc > 1 && !strcmp(argv[1], "probe"))
 		return test_tail_probe();
+	if (argc > 1 && !strcmp(argv[1], "timewait"))
+		return test_timewait();
 	struct ipd_cq *ca = mk_cq(), *cb = mk_cq();
 	struct ipd_qp *a = mk_qp(2, IBV_QPT_RC, ca), *b = mk_qp(3, IBV_QPT_RC, cb);
 	uint32_t acc = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ | IBV_ACCESS_REMOTE_ATOMIC;
