@@ -82,9 +82,12 @@ unsigned int ipd_eng_mtu(const struct ipd_qp *qp)
 	return mtu > 4096 ? 4096 : mtu;
 }
 
-struct ipd_pkt *ipd_eng_pkt_new(struct ipd_qp *qp, const struct ipd_av *av,
-				uint8_t opcode, uint32_t dqpn, uint32_t psn,
-				uint32_t paylen, bool ackreq, bool se)
+/* A packet with a BTH for opcode: paylen bytes follow the headers (pad
+ * zeroed), or with npsn set stay in the sender's memory (direct). */
+static struct ipd_pkt *eng_pkt_init(struct ipd_qp *qp, const struct ipd_av *av,
+				    uint8_t opcode, uint32_t dqpn, uint32_t psn,
+				    uint32_t npsn, uint32_t paylen, bool ackreq,
+				    bool se)
 {
 	const struct ipd_opcode_info *info = &ipd_opcode_info[opcode];
 	struct ipd_pkt *pkt = ipd_pkt_alloc(qp->dev);
@@ -101,12 +104,34 @@ struct ipd_pkt *ipd_eng_pkt_new(struct ipd_qp *qp, const struct ipd_av *av,
 	pkt->qpn = dqpn;
 	pkt->payload = pkt->hdr + info->length;
 	pkt->paylen = paylen;
-	memset(pkt->payload + paylen, 0, pad); /* IBA 9.2.3: pad bytes are 0 */
+	if (npsn) {
+		pkt->npsn = npsn;
+		ipd_pkt_ref_init(pkt)->gen = qp->dev->loop_gen;
+	} else {
+		/* IBA 9.2.3: pad bytes are 0 */
+		memset(pkt->payload + paylen, 0, pad);
+	}
 	pkt->len = info->length + paylen + pad;
 	pkt->src = av->src;
 	pkt->dst = av->dst;
 	pkt->sport = ipd_udp_sport(av->flow_label, qp->qpn, dqpn);
 	return pkt;
+}
+
+struct ipd_pkt *ipd_eng_pkt_new(struct ipd_qp *qp, const struct ipd_av *av,
+				uint8_t opcode, uint32_t dqpn, uint32_t psn,
+				uint32_t paylen, bool ackreq, bool se)
+{
+	return eng_pkt_init(qp, av, opcode, dqpn, psn, 0, paylen, ackreq, se);
+}
+
+struct ipd_pkt *ipd_eng_pkt_new_ref(struct ipd_qp *qp,
+				    const struct ipd_av *av, uint8_t opcode,
+				    uint32_t dqpn, uint32_t psn, uint32_t npsn,
+				    uint32_t paylen, bool ackreq, bool se)
+{
+	return eng_pkt_init(qp, av, opcode, dqpn, psn, npsn ? npsn : 1, paylen,
+			    ackreq, se);
 }
 
 int ipd_net_xmit(struct ipd_dev *dev, struct ipd_pkt *pkt,
@@ -119,9 +144,13 @@ int ipd_net_xmit(struct ipd_dev *dev, struct ipd_pkt *pkt,
 		ipd_pkt_free(dev, pkt);
 		return -ENETUNREACH;
 	}
-	dev->cnt.pkts_sent++;
+	/* A direct packet counts as the npsn packets it stands for. */
+	dev->cnt.pkts_sent += pkt->npsn;
+	dev->cnt.loop_direct_pkts += pkt->ref != NULL;
 	dev->cnt.bytes_sent += pkt->len;
-	if (__builtin_expect(dev->captures != NULL, 0))
+	/* Direct packets are made only while nothing captures (one sent
+	 * before a capture began is not in it, as if it began later). */
+	if (__builtin_expect(dev->captures != NULL, 0) && !pkt->ref)
 		ipd_capture_pkt(dev, pkt, true);
 	return link->ops->xmit(link, pkt);
 }
@@ -213,9 +242,9 @@ void ipd_engine_rx(struct ipd_dev *dev, struct ipd_pkt *pkt)
 {
 	struct ipd_qp *qp;
 
-	dev->cnt.pkts_rcvd++;
+	dev->cnt.pkts_rcvd += pkt->npsn;
 	dev->cnt.bytes_rcvd += pkt->len;
-	if (__builtin_expect(dev->captures != NULL, 0))
+	if (__builtin_expect(dev->captures != NULL, 0) && !pkt->ref)
 		ipd_capture_pkt(dev, pkt, false);
 	if (!rx_parse(pkt)) {
 		dev->cnt.drop_malformed++;
@@ -415,6 +444,7 @@ void ipd_engine_qp_fini(struct ipd_qp *qp)
 	ipd_comp_timers_stop(qp);
 	err_rq_timer_set(qp, false);
 	ipd_resp_drain(qp);
+	qp->dev->loop_gen++; /* direct loopback packets may name the QP */
 	free(e->swqe);
 	free(e->sq_copy);
 	free(e->rq_slot);
