@@ -35,6 +35,9 @@
  * most half the ACK timeout (without an RTT sample yet: half the ACK
  * timeout). */
 #define IPD_PROBE_MIN_S 0.001
+/* A direct loopback packet stands for at most this many PSNs (a SEND or
+ * WRITE also stops where the next AckReq falls, see req.c). */
+#define IPD_DIRECT_PSNS 64
 
 struct ipd_engine {
 	TAILQ_HEAD(, ipd_pkt) free_pkts;
@@ -206,6 +209,8 @@ struct ipd_mem {
 int ipd_mem_copy(struct ipd_dev *dev, struct ipd_mem *dst,
 		 struct ipd_mem *src, uint32_t len, uint32_t msg_off,
 		 unsigned int mtu);
+/* Move the cursor m n bytes on. */
+void ipd_mem_skip(struct ipd_mem *m, uint32_t n);
 
 /* ---- direct loopback (docs/design.md "Direct loopback") ------------ */
 
@@ -226,13 +231,14 @@ void ipd_pkt_ref_copy(struct ipd_pkt *c, const struct ipd_pkt *pkt);
  * several PSNs?  RC (and XRC) on the loopback link, with [loopback]
  * direct on and no capture running (a capture must see real packets). */
 bool ipd_eng_direct_ok(const struct ipd_qp *qp, const struct ipd_av *av);
-/* Copy a direct packet's payload into dst (msg_off, mtu: ipd_mem_copy).
- * Returns what ipd_mem_copy does; -1 also when the reference is stale
- * (a PD or QP went away since it was sent), counted in loop_direct_stale:
- * the packet is then dropped like a lost one. */
+/* Copy len bytes of a direct packet's payload, from byte skip of it, into
+ * dst (msg_off, mtu: ipd_mem_copy).  Returns what ipd_mem_copy does; -1
+ * also when the reference is stale (a PD or QP went away since it was
+ * sent), counted in loop_direct_stale: the packet is then dropped like a
+ * lost one. */
 int ipd_pkt_ref_copy_out(struct ipd_dev *dev, const struct ipd_pkt *pkt,
-			 struct ipd_mem *dst, uint32_t msg_off,
-			 unsigned int mtu);
+			 uint32_t skip, uint32_t len, struct ipd_mem *dst,
+			 uint32_t msg_off, unsigned int mtu);
 
 /* ---- net.c: packet construction and dispatch ----------------------- */
 

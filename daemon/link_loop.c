@@ -68,15 +68,16 @@ bool ipd_eng_direct_ok(const struct ipd_qp *qp, const struct ipd_av *av)
 }
 
 int ipd_pkt_ref_copy_out(struct ipd_dev *dev, const struct ipd_pkt *pkt,
-			 struct ipd_mem *dst, uint32_t msg_off,
-			 unsigned int mtu)
+			 uint32_t skip, uint32_t len, struct ipd_mem *dst,
+			 uint32_t msg_off, unsigned int mtu)
 {
 	struct ipd_mem src = pkt->ref->src;
 	int status = -1;
 
-	if (pkt->ref->gen == dev->loop_gen)
-		status = ipd_mem_copy(dev, dst, &src, pkt->paylen, msg_off,
-				      mtu);
+	if (pkt->ref->gen == dev->loop_gen) {
+		ipd_mem_skip(&src, skip);
+		status = ipd_mem_copy(dev, dst, &src, len, msg_off, mtu);
+	}
 	if (status < 0)
 		dev->cnt.loop_direct_stale++;
 	return status;

@@ -169,35 +169,63 @@ static uint8_t read_resp_op(bool started, bool last)
 	return last ? IPD_OP_READ_RESP_LAST : IPD_OP_READ_RESP_MIDDLE;
 }
 
+/* A direct READ response (docs/design.md "Direct loopback"): npsn
+ * responses' worth of the READ's memory, read by the requester on arrival
+ * through the same R_Key checks. */
+static struct ipd_pkt *resp_read_direct(struct ipd_qp *qp,
+					struct ipd_resp_item *it,
+					struct ipd_pd *pd, uint8_t op,
+					uint32_t chunk, uint32_t npsn)
+{
+	struct ipd_pkt *pkt = ipd_eng_pkt_new_ref(
+		qp, &qp->av, ipd_qpt_opcode_base(qp->type) | op,
+		qp->attr.dest_qp_num, it->psn, npsn, chunk, false, false);
+
+	if (pkt)
+		pkt->ref->src = (struct ipd_mem){
+			.pd = pd, .access = IBV_ACCESS_REMOTE_READ, .qp = qp,
+			.rkey = it->rkey, .va = it->va };
+	return pkt;
+}
+
 /* IBA 9.7.5.1.3: one response packet per MTU, PSNs from the request's;
- * FIRST, LAST and ONLY carry an AETH.  Memory is read when the packet is
- * built, so the MR is checked again.  False when the item is finished. */
+ * FIRST, LAST and ONLY carry an AETH (a direct packet: up to
+ * IPD_DIRECT_PSNS of them at once).  Memory is read when the packet is
+ * built (a direct one: delivered), so the MR is checked again.  False
+ * when the item is finished. */
 static bool resp_read_pkt(struct ipd_qp *qp, struct ipd_resp_item *it)
 {
 	unsigned int mtu = ipd_eng_mtu(qp);
-	uint32_t chunk = it->resid < mtu ? it->resid : mtu;
-	bool last = it->resid <= mtu;
+	bool direct = it->resid && ipd_eng_direct_ok(qp, &qp->av);
+	uint32_t max = direct ? mtu * IPD_DIRECT_PSNS : mtu;
+	uint32_t chunk = it->resid < max ? it->resid : max;
+	uint32_t npsn = chunk > mtu ? (chunk + mtu - 1) / mtu : 1;
+	bool last = it->resid <= max;
+	struct ipd_pd *pd = resp_srqn_pd(qp, it->srqn);
+	uint8_t op = read_resp_op(it->started, last);
 	const uint8_t *src = NULL;
 	struct ipd_pkt *pkt;
 
 	if (chunk) {
-		src = ipd_rkey_ptr(qp, resp_srqn_pd(qp, it->srqn), it->rkey,
-				   it->va, chunk, IBV_ACCESS_REMOTE_READ);
+		src = ipd_rkey_ptr(qp, pd, it->rkey, it->va,
+				   chunk < mtu ? chunk : mtu,
+				   IBV_ACCESS_REMOTE_READ);
 		if (!src)
 			return false; /* MR gone: the requester times out */
 	}
-	pkt = resp_pkt(qp, read_resp_op(it->started, last), it->psn, chunk);
+	pkt = direct ? resp_read_direct(qp, it, pd, op, chunk, npsn) :
+		       resp_pkt(qp, op, it->psn, chunk);
 	if (!pkt)
 		return true; /* out of packets: try again next round */
 	if (pkt->mask & IPD_AETH_MASK)
 		ipd_aeth_set(pkt->hdr, IPD_AETH_ACK_NO_CREDIT, qp->eng->msn);
-	if (chunk)
+	if (chunk && !direct)
 		memcpy(pkt->payload, src, chunk);
 	ipd_net_xmit(qp->dev, pkt, &qp->av);
 	it->started = true;
 	it->va += chunk;
 	it->resid -= chunk;
-	it->psn = ipd_psn_add(it->psn, 1);
+	it->psn = ipd_psn_add(it->psn, npsn);
 	return !last;
 }
 
@@ -727,7 +755,8 @@ static enum resp_state resp_exec_send(struct resp_ctx *c)
 				       .num_sge = e->rwqe.num_sge,
 				       .off = e->recv_off };
 
-		status = ipd_pkt_ref_copy_out(qp->dev, pkt, &dst, e->recv_off,
+		status = ipd_pkt_ref_copy_out(qp->dev, pkt, 0, pkt->paylen,
+					      &dst, e->recv_off,
 					      ipd_eng_mtu(qp));
 		if (status < 0)
 			return RESP_DONE; /* stale: lost, sent again */
@@ -757,9 +786,9 @@ static enum resp_state resp_exec_write(struct resp_ctx *c)
 				       .qp = qp,
 				       .rkey = e->write_rkey,
 				       .va = e->write_va };
-		int status = ipd_pkt_ref_copy_out(qp->dev, pkt, &mem,
-						  e->write_len - e->write_resid,
-						  ipd_eng_mtu(qp));
+		int status = ipd_pkt_ref_copy_out(
+			qp->dev, pkt, 0, pkt->paylen, &mem,
+			e->write_len - e->write_resid, ipd_eng_mtu(qp));
 
 		if (status < 0)
 			return RESP_DONE; /* stale: lost, sent again */

@@ -142,7 +142,7 @@ static uint8_t *mem_ptr(struct ipd_dev *dev, struct ipd_mem *m, uint32_t want,
 			  ipd_access_rw(m->access));
 }
 
-static void mem_advance(struct ipd_mem *m, uint32_t n)
+void ipd_mem_skip(struct ipd_mem *m, uint32_t n)
 {
 	if (m->sge)
 		m->off += n;
@@ -166,8 +166,8 @@ int ipd_mem_copy(struct ipd_dev *dev, struct ipd_mem *dst,
 			return dst->sge && !dst->num_sge ? IBV_WC_LOC_LEN_ERR :
 							   IBV_WC_LOC_PROT_ERR;
 		memcpy(d, s, m);
-		mem_advance(src, m);
-		mem_advance(dst, m);
+		ipd_mem_skip(src, m);
+		ipd_mem_skip(dst, m);
 		len -= m;
 		msg_off += m;
 	}
