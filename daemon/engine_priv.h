@@ -206,9 +206,8 @@ struct ipd_mem {
  * Returns IBV_WC_SUCCESS; a destination error (IBV_WC_LOC_LEN_ERR: past
  * the end of dst's SGE list, IBV_WC_LOC_PROT_ERR: key, PD, access or
  * bounds); or -1 when the source does not resolve (any more). */
-int ipd_mem_copy(struct ipd_dev *dev, struct ipd_mem *dst,
-		 struct ipd_mem *src, uint32_t len, uint32_t msg_off,
-		 unsigned int mtu);
+int ipd_mem_copy(struct ipd_dev *dev, struct ipd_mem *dst, struct ipd_mem *src,
+		 uint32_t len, uint32_t msg_off, unsigned int mtu);
 /* Move the cursor m n bytes on. */
 void ipd_mem_skip(struct ipd_mem *m, uint32_t n);
 
@@ -251,10 +250,10 @@ struct ipd_pkt *ipd_eng_pkt_new(struct ipd_qp *qp, const struct ipd_av *av,
 				uint32_t paylen, bool ackreq, bool se);
 /* The same for a direct packet of npsn PSNs whose paylen bytes stay in
  * the sender's memory (the caller fills the returned pkt->ref). */
-struct ipd_pkt *ipd_eng_pkt_new_ref(struct ipd_qp *qp,
-				    const struct ipd_av *av, uint8_t opcode,
-				    uint32_t dqpn, uint32_t psn, uint32_t npsn,
-				    uint32_t paylen, bool ackreq, bool se);
+struct ipd_pkt *ipd_eng_pkt_new_ref(struct ipd_qp *qp, const struct ipd_av *av,
+				    uint8_t opcode, uint32_t dqpn, uint32_t psn,
+				    uint32_t npsn, uint32_t paylen, bool ackreq,
+				    bool se);
 /* Record a QP error to apply once the current operation finished. */
 void ipd_eng_qp_error(struct ipd_qp *qp, enum ibv_event_type ev);
 /* Apply a recorded QP error (ipd_qp_set_error). */

@@ -125,10 +125,10 @@ struct ipd_pkt *ipd_eng_pkt_new(struct ipd_qp *qp, const struct ipd_av *av,
 	return eng_pkt_init(qp, av, opcode, dqpn, psn, 0, paylen, ackreq, se);
 }
 
-struct ipd_pkt *ipd_eng_pkt_new_ref(struct ipd_qp *qp,
-				    const struct ipd_av *av, uint8_t opcode,
-				    uint32_t dqpn, uint32_t psn, uint32_t npsn,
-				    uint32_t paylen, bool ackreq, bool se)
+struct ipd_pkt *ipd_eng_pkt_new_ref(struct ipd_qp *qp, const struct ipd_av *av,
+				    uint8_t opcode, uint32_t dqpn, uint32_t psn,
+				    uint32_t npsn, uint32_t paylen, bool ackreq,
+				    bool se)
 {
 	return eng_pkt_init(qp, av, opcode, dqpn, psn, npsn ? npsn : 1, paylen,
 			    ackreq, se);

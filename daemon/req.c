@@ -386,9 +386,8 @@ static int req_send_pkt(struct ipd_qp *qp, struct ipd_engine_qp *e,
 	}
 	ipd_net_xmit(qp->dev, pkt, av);
 	if (qpt_is_rc(qp))
-		ipd_comp_timer_kick(qp, direct ? ipd_psn_add(psn, npsn - 1) :
-						 psn,
-				    ackreq);
+		ipd_comp_timer_kick(
+			qp, direct ? ipd_psn_add(psn, npsn - 1) : psn, ackreq);
 	return IBV_WC_SUCCESS;
 }
 

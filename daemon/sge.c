@@ -150,9 +150,8 @@ void ipd_mem_skip(struct ipd_mem *m, uint32_t n)
 		m->va += n;
 }
 
-int ipd_mem_copy(struct ipd_dev *dev, struct ipd_mem *dst,
-		 struct ipd_mem *src, uint32_t len, uint32_t msg_off,
-		 unsigned int mtu)
+int ipd_mem_copy(struct ipd_dev *dev, struct ipd_mem *dst, struct ipd_mem *src,
+		 uint32_t len, uint32_t msg_off, unsigned int mtu)
 {
 	while (len) {
 		uint32_t mtu_left = mtu - msg_off % mtu, n, m;
