@@ -270,6 +270,8 @@ static uint32_t req_direct_psns(struct ipd_engine_qp *e)
 		return 1;
 	if (n > IPD_MAX_UNACKED_PSNS - used)
 		n = IPD_MAX_UNACKED_PSNS - used;
+	if (n > IPD_DIRECT_PSNS)
+		n = IPD_DIRECT_PSNS;
 	return n ? n : 1;
 }
 
