@@ -35,9 +35,11 @@
  * most half the ACK timeout (without an RTT sample yet: half the ACK
  * timeout). */
 #define IPD_PROBE_MIN_S 0.001
-/* A direct loopback packet stands for at most this many PSNs (a SEND or
- * WRITE also stops where the next AckReq falls, see req.c). */
-#define IPD_DIRECT_PSNS 64
+/* A direct loopback packet stands for at most this many PSNs, and direct
+ * SEND/WRITE packets have this window of unacknowledged PSNs (req.c):
+ * the engine then takes a few poll rounds per MiB instead of dozens. */
+#define IPD_DIRECT_PSNS 256
+#define IPD_DIRECT_WINDOW 1024
 
 struct ipd_engine {
 	TAILQ_HEAD(, ipd_pkt) free_pkts;

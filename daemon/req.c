@@ -259,20 +259,24 @@ static bool req_direct(struct ipd_qp *qp, const struct ipd_swqe *swqe)
 	return ipd_eng_direct_ok(qp, &qp->av);
 }
 
-/* The PSNs a direct packet may stand for: up to the next AckReq (so that
- * ACKs come as often as per packet) and within the window. */
+/* The unacknowledged-PSN window for swqe's packets. */
+static uint32_t req_window(struct ipd_qp *qp, const struct ipd_swqe *swqe)
+{
+	return req_direct(qp, swqe) ? IPD_DIRECT_WINDOW : IPD_MAX_UNACKED_PSNS;
+}
+
+/* The PSNs a direct packet may stand for: within the window.  One of 64
+ * PSNs or more carries an AckReq (req_ackreq). */
 static uint32_t req_direct_psns(struct ipd_engine_qp *e)
 {
 	uint32_t used = ipd_psn_diff(e->req_psn, e->comp_psn);
-	uint32_t n = IPD_ACKREQ_EVERY - e->noack_pkts;
+	uint32_t n = IPD_DIRECT_PSNS;
 
-	if (used >= IPD_MAX_UNACKED_PSNS)
+	if (used >= IPD_DIRECT_WINDOW)
 		return 1;
-	if (n > IPD_MAX_UNACKED_PSNS - used)
-		n = IPD_MAX_UNACKED_PSNS - used;
-	if (n > IPD_DIRECT_PSNS)
-		n = IPD_DIRECT_PSNS;
-	return n ? n : 1;
+	if (n > IPD_DIRECT_WINDOW - used)
+		n = IPD_DIRECT_WINDOW - used;
+	return n;
 }
 
 /* Bytes this packet carries and the PSNs it uses; a SEND/WRITE packet
@@ -424,7 +428,7 @@ static enum req_state req_check_limits(struct req_ctx *c)
 		return REQ_SEND_PKT;
 	if (e->rnr_wait)
 		return REQ_DONE;
-	if (ipd_psn_diff(e->req_psn, e->comp_psn) >= IPD_MAX_UNACKED_PSNS)
+	if (ipd_psn_diff(e->req_psn, e->comp_psn) >= req_window(qp, swqe))
 		return REQ_DONE;
 	if (swqe->sent)
 		return REQ_SEND_PKT;
