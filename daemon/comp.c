@@ -615,7 +615,7 @@ static enum comp_state comp_check_psn(struct comp_ctx *c)
 			c->qp->dev->cnt.dup_responses++;
 		return COMP_DONE;
 	}
-	psn_raise(&e->resp_high_psn, psn);
+	psn_raise(&e->resp_high_psn, ipd_psn_add(psn, c->pkt->npsn - 1));
 	return COMP_CHECK_ACK;
 }
 
@@ -664,9 +664,51 @@ static enum comp_state comp_check_ack(struct comp_ctx *c)
 	}
 }
 
+/* Place len bytes of a READ response, from byte skip of its payload, at
+ * byte off of the READ's local buffers.  An ibv_wc_status, or -1: a
+ * direct response whose source is gone (dropped as lost). */
+static int read_place(struct ipd_qp *qp, struct ipd_swqe *swqe,
+		      const struct ipd_pkt *pkt, uint32_t off, uint32_t skip,
+		      uint32_t len)
+{
+	struct ipd_mem dst = { .pd = qp->pd, .access = IBV_ACCESS_LOCAL_WRITE,
+			       .sge = ipd_send_wqe_sge(swqe->wr),
+			       .num_sge = swqe->wr->num_sge, .off = off };
+
+	if (!pkt->ref)
+		return ipd_sge_copy(qp->dev, qp->pd, dst.sge, dst.num_sge, off,
+				    pkt->payload + skip, len, IPD_TO_MEM);
+	return ipd_pkt_ref_copy_out(qp->dev, pkt, skip, len, &dst, off,
+				    ipd_eng_mtu(qp));
+}
+
+/* Place the responses of pkt (npsn of them when direct) not placed yet;
+ * fresh: how many those are.  Returns what read_place does. */
+static int read_place_fresh(struct ipd_qp *qp, struct ipd_swqe *swqe,
+			    const struct ipd_pkt *pkt, uint32_t off,
+			    uint32_t fresh)
+{
+	unsigned int mtu = ipd_eng_mtu(qp);
+	uint32_t k, n;
+	int status;
+
+	if (fresh == pkt->npsn)
+		return read_place(qp, swqe, pkt, off, 0, pkt->paylen);
+	for (k = 0; k < pkt->npsn; k++) {
+		if (map_test(qp->eng, ipd_psn_add(pkt->psn, k)))
+			continue;
+		n = pkt->paylen - k * mtu < mtu ? pkt->paylen - k * mtu : mtu;
+		status = read_place(qp, swqe, pkt, off + k * mtu, k * mtu, n);
+		if (status)
+			return status;
+	}
+	return IBV_WC_SUCCESS;
+}
+
 /* IBA 9.7.5.1.3: a READ response's PSN fixes its offset in the READ, so
  * responses are placed in any order; FIRST/MIDDLE carry exactly one MTU,
- * the READ's last response the rest. */
+ * the READ's last response the rest.  A direct response stands for npsn
+ * consecutive ones (some may have arrived already). */
 static enum comp_state comp_read(struct comp_ctx *c)
 {
 	struct ipd_qp *qp = c->qp;
@@ -674,35 +716,40 @@ static enum comp_state comp_read(struct comp_ctx *c)
 	struct ipd_pkt *pkt = c->pkt;
 	struct ipd_swqe *swqe = comp_find(qp, pkt->psn);
 	unsigned int mtu = ipd_eng_mtu(qp);
-	uint32_t off, want;
+	uint32_t end = ipd_psn_add(pkt->psn, pkt->npsn - 1);
+	uint32_t full = pkt->npsn * mtu, off, want, k, fresh = 0;
 	int status;
 
 	if (!swqe || !wqe_is(swqe, IPD_WR_READ) ||
 	    swqe->state != IPD_SWQE_PENDING)
 		return COMP_DONE;
 	off = ipd_psn_diff(pkt->psn, swqe->first_psn) * mtu;
-	want = swqe->length - off < mtu ? swqe->length - off : mtu;
-	if (pkt->paylen != want ||
-	    (pkt->psn == swqe->last_psn && !(pkt->mask & IPD_LAST_MASK)))
+	want = swqe->length - off < full ? swqe->length - off : full;
+	if (pkt->paylen != want || (pkt->npsn > 1 && want <= full - mtu) ||
+	    (end == swqe->last_psn && !(pkt->mask & IPD_LAST_MASK)))
 		return COMP_DONE;
-	if (ipd_psn_diff(pkt->psn, e->comp_psn) >= IPD_READ_WINDOW) {
+	if (ipd_psn_diff(end, e->comp_psn) >= IPD_READ_WINDOW) {
 		qp->dev->cnt.drop_seq++; /* asked again once nearer */
 		return COMP_DONE;
 	}
-	if (map_test(e, pkt->psn)) {
+	for (k = 0; k < pkt->npsn; k++)
+		fresh += !map_test(e, ipd_psn_add(pkt->psn, k));
+	if (!fresh) {
 		qp->dev->cnt.dup_responses++;
 		return COMP_DONE;
 	}
-	status = ipd_sge_copy(qp->dev, qp->pd, ipd_send_wqe_sge(swqe->wr),
-			      swqe->wr->num_sge, off, pkt->payload, want,
-			      IPD_TO_MEM);
+	status = read_place_fresh(qp, swqe, pkt, off, fresh);
+	if (status < 0)
+		return COMP_DONE;
 	if (status) {
 		comp_wqe_finish(swqe, status);
 		return COMP_ADVANCE;
 	}
-	map_set(e, pkt->psn);
+	for (k = 0; k < pkt->npsn; k++)
+		map_set(e, ipd_psn_add(pkt->psn, k));
 	psn_raise(&e->exec_psn, ipd_psn_add(swqe->last_psn, 1));
-	if (++swqe->rcvd_psns == wqe_npsn(swqe))
+	swqe->rcvd_psns += fresh;
+	if (swqe->rcvd_psns == wqe_npsn(swqe))
 		comp_wqe_finish(swqe, IBV_WC_SUCCESS);
 	c->progress = true;
 	return COMP_ADVANCE;

@@ -80,6 +80,8 @@ static const struct opt_desc opt_table[] = {
 	{ "loopback", "dup", "loop-dup", "PCT", OPT_PCT, CFG_OFF(loop_dup) },
 	{ "loopback", "reorder", "loop-reorder", "PCT", OPT_PCT,
 	  CFG_OFF(loop_reorder) },
+	{ "loopback", "direct", "loop-direct", "yes|no", OPT_BOOL,
+	  CFG_OFF(loop_direct) },
 	LIM(max_qp, 1, QPN_SPACE),
 	LIM(max_qp_wr, 1, 1u << 20),
 	LIM(max_sge, 1, IPD_MAX_SGE),
@@ -147,6 +149,7 @@ void ipd_config_defaults(struct ipd_config *cfg)
 	cfg->max_clients = 256;
 	cfg->max_mr_size = 1ull << 40;
 	cfg->tail_probe = true;
+	cfg->loop_direct = true;
 	cfg->log_level = IPD_LOG_INFO;
 	cfg->spin_us = 0;
 }

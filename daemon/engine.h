@@ -35,6 +35,14 @@ struct ipd_pkt {
 	uint8_t opcode;
 	uint8_t *payload;
 	uint32_t paylen;
+	/* PSNs the packet stands for: 1, except a direct loopback packet,
+	 * which carries consecutive path-MTU packets of one message at once
+	 * (never on a wire). */
+	uint32_t npsn;
+	/* Direct loopback: the payload is not in buf but still in the
+	 * sender's memory, described here (engine_priv.h); NULL otherwise.
+	 * Links other than the loopback never see such a packet. */
+	struct ipd_pkt_ref *ref;
 	uint8_t buf[IPD_PKT_HEADROOM + IPD_PKT_DATA_MAX];
 };
 

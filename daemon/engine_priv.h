@@ -35,6 +35,11 @@
  * most half the ACK timeout (without an RTT sample yet: half the ACK
  * timeout). */
 #define IPD_PROBE_MIN_S 0.001
+/* A direct loopback packet stands for at most this many PSNs, and direct
+ * SEND/WRITE packets have this window of unacknowledged PSNs (req.c):
+ * the engine then takes a few poll rounds per MiB instead of dozens. */
+#define IPD_DIRECT_PSNS 256
+#define IPD_DIRECT_WINDOW 1024
 
 /* timewait.c: what a destroyed RC/XRC TGT QP had acknowledged. */
 #define IPD_TIMEWAIT_MAX 64
@@ -194,6 +199,60 @@ int ipd_sge_copy(struct ipd_dev *dev, struct ipd_pd *pd,
 void *ipd_rkey_ptr(const struct ipd_qp *qp, struct ipd_pd *pd, uint32_t rkey,
 		   uint64_t va, uint64_t len, uint32_t access);
 
+/* Memory a direct copy reads or writes, as a cursor: an SGE list (local
+ * keys) from byte off of it, or, with sge NULL, the range from va reached
+ * through rkey by a request arriving on qp.  The keys are checked in pd
+ * for access (IBV_ACCESS_*) every time memory is resolved. */
+struct ipd_mem {
+	struct ipd_pd *pd;
+	uint32_t access;
+	const struct ipd_sge *sge;
+	uint32_t num_sge, off;
+	const struct ipd_qp *qp;
+	uint32_t rkey;
+	uint64_t va;
+};
+/* Copy len bytes from src to dst and advance both.  msg_off is the offset
+ * of the first byte in its message: pieces end where either side's SGE
+ * ends and, in memory that is not one linear map (the kernel stubs'
+ * memory, memory windows), at path-MTU (mtu) boundaries of the message, so
+ * that every range resolved is one the per-packet path would resolve.
+ * Returns IBV_WC_SUCCESS; a destination error (IBV_WC_LOC_LEN_ERR: past
+ * the end of dst's SGE list, IBV_WC_LOC_PROT_ERR: key, PD, access or
+ * bounds); or -1 when the source does not resolve (any more). */
+int ipd_mem_copy(struct ipd_dev *dev, struct ipd_mem *dst, struct ipd_mem *src,
+		 uint32_t len, uint32_t msg_off, unsigned int mtu);
+/* Move the cursor m n bytes on. */
+void ipd_mem_skip(struct ipd_mem *m, uint32_t n);
+
+/* ---- direct loopback (docs/design.md "Direct loopback") ------------ */
+
+/* The payload of a direct packet (pkt->ref), still in the sender's
+ * memory: the sender's SGE list trimmed to the payload (SEND, WRITE), or
+ * the READ's remote range (READ responses).  Carried inside pkt->buf. */
+struct ipd_pkt_ref {
+	uint64_t gen;              /* dev->loop_gen when sent */
+	struct ipd_mem src;        /* src.sge, if any, points at sge[] */
+	struct ipd_sge sge[IPD_MAX_SGE];
+};
+
+/* Make pkt a direct packet and return its (blank) reference. */
+struct ipd_pkt_ref *ipd_pkt_ref_init(struct ipd_pkt *pkt);
+/* Give c (a fresh packet) the reference pkt carries. */
+void ipd_pkt_ref_copy(struct ipd_pkt *c, const struct ipd_pkt *pkt);
+/* May a packet of qp towards av carry its payload by reference, spanning
+ * several PSNs?  RC (and XRC) on the loopback link, with [loopback]
+ * direct on and no capture running (a capture must see real packets). */
+bool ipd_eng_direct_ok(const struct ipd_qp *qp, const struct ipd_av *av);
+/* Copy len bytes of a direct packet's payload, from byte skip of it, into
+ * dst (msg_off, mtu: ipd_mem_copy).  Returns what ipd_mem_copy does; -1
+ * also when the reference is stale (a PD or QP went away since it was
+ * sent), counted in loop_direct_stale: the packet is then dropped like a
+ * lost one. */
+int ipd_pkt_ref_copy_out(struct ipd_dev *dev, const struct ipd_pkt *pkt,
+			 uint32_t skip, uint32_t len, struct ipd_mem *dst,
+			 uint32_t msg_off, unsigned int mtu);
+
 /* ---- net.c: packet construction and dispatch ----------------------- */
 
 /* The path MTU of a QP in bytes (UD: the port's active MTU). */
@@ -212,12 +271,12 @@ struct ipd_pkt *ipd_eng_pkt_build(struct ipd_dev *dev, uint32_t lqpn,
 bool ipd_eng_src_ok(const struct sockaddr_storage *peer,
 		    const struct ipd_pkt *pkt);
 
-/* ---- timewait.c: destroyed RC QPs answer retransmissions ----------- */
-
-/* Remember what qp (being destroyed) had acknowledged. */
-void ipd_timewait_add(struct ipd_qp *qp);
-/* pkt is for no live QP: true when a tombstone answered it. */
-bool ipd_timewait_rx(struct ipd_dev *dev, const struct ipd_pkt *pkt);
+/* The same for a direct packet of npsn PSNs whose paylen bytes stay in
+ * the sender's memory (the caller fills the returned pkt->ref). */
+struct ipd_pkt *ipd_eng_pkt_new_ref(struct ipd_qp *qp, const struct ipd_av *av,
+				    uint8_t opcode, uint32_t dqpn, uint32_t psn,
+				    uint32_t npsn, uint32_t paylen, bool ackreq,
+				    bool se);
 /* Record a QP error to apply once the current operation finished. */
 void ipd_eng_qp_error(struct ipd_qp *qp, enum ibv_event_type ev);
 /* Apply a recorded QP error (ipd_qp_set_error). */
@@ -280,5 +339,12 @@ void ipd_resp_drain(struct ipd_qp *qp);
 
 /* Deliver the packets queued so far.  True when any was delivered. */
 bool ipd_link_loop_poll(struct ipd_link *link);
+
+/* ---- timewait.c: destroyed RC QPs answer retransmissions ----------- */
+
+/* Remember what qp (being destroyed) had acknowledged. */
+void ipd_timewait_add(struct ipd_qp *qp);
+/* pkt is for no live QP: true when a tombstone answered it. */
+bool ipd_timewait_rx(struct ipd_dev *dev, const struct ipd_pkt *pkt);
 
 #endif

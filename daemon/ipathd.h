@@ -57,6 +57,10 @@ struct ipd_config {
 	char udp_rx[8];           /* [link] udp_rx = udp | packet (IPv4 receive) */
 	/* [loopback] impairment for tests: percentages 0..100 */
 	double loop_loss, loop_dup, loop_reorder;
+	/* [loopback] direct = yes: RC WRITE/SEND/READ payloads between QPs of
+	 * this daemon are copied once, memory to memory (docs/design.md
+	 * "Direct loopback") */
+	bool loop_direct;
 	/* [limits] */
 	unsigned int max_qp, max_qp_wr, max_sge, max_cq, max_cqe, max_mr,
 		max_pd, max_srq, max_srq_wr, max_ah, max_inline,
@@ -455,6 +459,9 @@ struct ipd_counters {
 	uint64_t tail_probes;            /* comp.c: tail loss probes sent */
 	uint64_t timewait_acks;          /* timewait.c: ACKs for destroyed QPs */
 	uint64_t loop_dropped, loop_duplicated, loop_reordered;
+	/* direct loopback: packets sent by reference, and those dropped on
+	 * arrival because their source had changed meanwhile */
+	uint64_t loop_direct_pkts, loop_direct_stale;
 	uint64_t bad_ring_index, clients_cut_off;
 	uint64_t udp_tx_errors;          /* link_udp.c: datagrams the kernel refused */
 	/* link_udp.c: GSO datagrams the kernel took, and the packets in them */
@@ -492,6 +499,9 @@ struct ipd_dev {
 	uint32_t next_channel;
 	struct ipd_table *mws;             /* mw.c: windows, while any exist */
 	struct ipd_capture *captures;      /* capture.c: running captures */
+	/* Bumped when a PD or QP goes away: a direct loopback packet sent
+	 * before then no longer trusts the pointers it carries. */
+	uint64_t loop_gen;
 };
 
 /* Infrastructure called from main.c.  0 or -errno. */

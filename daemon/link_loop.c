@@ -4,7 +4,14 @@
  * ipd_engine_poll delivers, so a responder never runs inside the requester
  * that sent to it.  Optional impairment (loss, duplication, reordering, in
  * percent, from the [loopback] config) exercises the reliability code.
+ *
+ * Direct packets (docs/design.md "Direct loopback"): an RC message's
+ * payload stays in the sender's memory and the receiver copies it from
+ * there, once, straight into its own; one such packet may stand for many
+ * path-MTU packets.  The helpers for them live here, beside the only link
+ * that carries them.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -27,6 +34,57 @@ static double loop_rand_pct(struct loop_link *l)
 	       (double)(1ULL << 53) * 100.0;
 }
 
+/* ---- direct packets ------------------------------------------------ */
+
+/* The reference sits after the largest headers, where a payload would. */
+#define LOOP_REF_OFF (IPD_PKT_HEADROOM + IPD_PKT_HDR_MAX)
+_Static_assert(LOOP_REF_OFF % 8 == 0 &&
+		       LOOP_REF_OFF + sizeof(struct ipd_pkt_ref) <=
+			       sizeof(((struct ipd_pkt *)0)->buf),
+	       "a packet buffer holds a direct packet's reference");
+
+struct ipd_pkt_ref *ipd_pkt_ref_init(struct ipd_pkt *pkt)
+{
+	pkt->ref = (struct ipd_pkt_ref *)(void *)(pkt->buf + LOOP_REF_OFF);
+	memset(pkt->ref, 0, offsetof(struct ipd_pkt_ref, sge));
+	return pkt->ref;
+}
+
+void ipd_pkt_ref_copy(struct ipd_pkt *c, const struct ipd_pkt *pkt)
+{
+	struct ipd_pkt_ref *r = ipd_pkt_ref_init(c);
+
+	*r = *pkt->ref;
+	if (r->src.sge)
+		r->src.sge = r->sge + (pkt->ref->src.sge - pkt->ref->sge);
+	c->npsn = pkt->npsn;
+	c->paylen = pkt->paylen;
+}
+
+bool ipd_eng_direct_ok(const struct ipd_qp *qp, const struct ipd_av *av)
+{
+	return av->local && qp->dev->cfg->loop_direct && !qp->dev->captures &&
+	       ipd_qpt_reliable(qp->type);
+}
+
+int ipd_pkt_ref_copy_out(struct ipd_dev *dev, const struct ipd_pkt *pkt,
+			 uint32_t skip, uint32_t len, struct ipd_mem *dst,
+			 uint32_t msg_off, unsigned int mtu)
+{
+	struct ipd_mem src = pkt->ref->src;
+	int status = -1;
+
+	if (pkt->ref->gen == dev->loop_gen) {
+		ipd_mem_skip(&src, skip);
+		status = ipd_mem_copy(dev, dst, &src, len, msg_off, mtu);
+	}
+	if (status < 0)
+		dev->cnt.loop_direct_stale++;
+	return status;
+}
+
+/* ---- the link ------------------------------------------------------- */
+
 static struct ipd_pkt *loop_clone(struct ipd_dev *dev,
 				  const struct ipd_pkt *pkt)
 {
@@ -34,7 +92,13 @@ static struct ipd_pkt *loop_clone(struct ipd_dev *dev,
 
 	if (!c)
 		return NULL;
-	memcpy(c->hdr, pkt->hdr, pkt->len);
+	if (pkt->ref) {
+		/* headers only: the payload is referenced */
+		memcpy(c->hdr, pkt->hdr, ipd_opcode_info[pkt->opcode].length);
+		ipd_pkt_ref_copy(c, pkt);
+	} else {
+		memcpy(c->hdr, pkt->hdr, pkt->len);
+	}
 	c->len = pkt->len;
 	c->src = pkt->src;
 	c->dst = pkt->dst;

@@ -82,10 +82,13 @@ unsigned int ipd_eng_mtu(const struct ipd_qp *qp)
 	return mtu > 4096 ? 4096 : mtu;
 }
 
-struct ipd_pkt *ipd_eng_pkt_build(struct ipd_dev *dev, uint32_t lqpn,
-				  const struct ipd_av *av, uint8_t opcode,
-				  uint32_t dqpn, uint32_t psn, uint32_t paylen,
-				  bool ackreq, bool se)
+/* A packet with a BTH for opcode from lqpn: paylen bytes follow the
+ * headers (pad zeroed), or with npsn set stay in the sender's memory
+ * (direct). */
+static struct ipd_pkt *eng_pkt_init(struct ipd_dev *dev, uint32_t lqpn,
+				    const struct ipd_av *av, uint8_t opcode,
+				    uint32_t dqpn, uint32_t psn, uint32_t npsn,
+				    uint32_t paylen, bool ackreq, bool se)
 {
 	const struct ipd_opcode_info *info = &ipd_opcode_info[opcode];
 	struct ipd_pkt *pkt = ipd_pkt_alloc(dev);
@@ -102,7 +105,13 @@ struct ipd_pkt *ipd_eng_pkt_build(struct ipd_dev *dev, uint32_t lqpn,
 	pkt->qpn = dqpn;
 	pkt->payload = pkt->hdr + info->length;
 	pkt->paylen = paylen;
-	memset(pkt->payload + paylen, 0, pad); /* IBA 9.2.3: pad bytes are 0 */
+	if (npsn) {
+		pkt->npsn = npsn;
+		ipd_pkt_ref_init(pkt)->gen = dev->loop_gen;
+	} else {
+		/* IBA 9.2.3: pad bytes are 0 */
+		memset(pkt->payload + paylen, 0, pad);
+	}
 	pkt->len = info->length + paylen + pad;
 	pkt->src = av->src;
 	pkt->dst = av->dst;
@@ -118,6 +127,24 @@ struct ipd_pkt *ipd_eng_pkt_new(struct ipd_qp *qp, const struct ipd_av *av,
 				 paylen, ackreq, se);
 }
 
+struct ipd_pkt *ipd_eng_pkt_build(struct ipd_dev *dev, uint32_t lqpn,
+				  const struct ipd_av *av, uint8_t opcode,
+				  uint32_t dqpn, uint32_t psn, uint32_t paylen,
+				  bool ackreq, bool se)
+{
+	return eng_pkt_init(dev, lqpn, av, opcode, dqpn, psn, 0, paylen, ackreq,
+			    se);
+}
+
+struct ipd_pkt *ipd_eng_pkt_new_ref(struct ipd_qp *qp, const struct ipd_av *av,
+				    uint8_t opcode, uint32_t dqpn, uint32_t psn,
+				    uint32_t npsn, uint32_t paylen, bool ackreq,
+				    bool se)
+{
+	return eng_pkt_init(qp->dev, qp->qpn, av, opcode, dqpn, psn,
+			    npsn ? npsn : 1, paylen, ackreq, se);
+}
+
 int ipd_net_xmit(struct ipd_dev *dev, struct ipd_pkt *pkt,
 		 const struct ipd_av *av)
 {
@@ -128,9 +155,14 @@ int ipd_net_xmit(struct ipd_dev *dev, struct ipd_pkt *pkt,
 		ipd_pkt_free(dev, pkt);
 		return -ENETUNREACH;
 	}
-	dev->cnt.pkts_sent++;
+	/* A direct packet counts as the npsn packets it stands for. */
+	dev->cnt.pkts_sent += pkt->npsn;
+	dev->cnt.loop_direct_pkts += pkt->ref != NULL;
 	dev->cnt.bytes_sent += pkt->len;
-	if (__builtin_expect(dev->captures != NULL, 0) && !link->tx_capture)
+	/* Direct packets are made only while nothing captures (one sent
+	 * before a capture began is not in it, as if it began later). */
+	if (__builtin_expect(dev->captures != NULL, 0) && !link->tx_capture &&
+	    !pkt->ref)
 		ipd_capture_pkt(dev, pkt, true);
 	return link->ops->xmit(link, pkt);
 }
@@ -226,9 +258,9 @@ void ipd_engine_rx(struct ipd_dev *dev, struct ipd_pkt *pkt)
 {
 	struct ipd_qp *qp;
 
-	dev->cnt.pkts_rcvd++;
+	dev->cnt.pkts_rcvd += pkt->npsn;
 	dev->cnt.bytes_rcvd += pkt->len;
-	if (__builtin_expect(dev->captures != NULL, 0))
+	if (__builtin_expect(dev->captures != NULL, 0) && !pkt->ref)
 		ipd_capture_pkt(dev, pkt, false);
 	if (!rx_parse(pkt)) {
 		dev->cnt.drop_malformed++;
@@ -431,6 +463,7 @@ void ipd_engine_qp_fini(struct ipd_qp *qp)
 	ipd_comp_timers_stop(qp);
 	err_rq_timer_set(qp, false);
 	ipd_resp_drain(qp);
+	qp->dev->loop_gen++; /* direct loopback packets may name the QP */
 	free(e->swqe);
 	free(e->sq_copy);
 	free(e->rq_slot);

@@ -46,6 +46,7 @@ int ipd_pd_destroy(struct ipd_pd *pd)
 	if (pd->refcnt)
 		return -EBUSY;
 	ipd_table_remove(&pd->client->dev->pds, pd->handle);
+	pd->client->dev->loop_gen++; /* direct loopback packets name it */
 	free(pd);
 	return 0;
 }

@@ -25,6 +25,8 @@ struct ipd_pkt *ipd_pkt_alloc(struct ipd_dev *dev)
 	pkt->mask = 0;
 	pkt->payload = NULL;
 	pkt->paylen = 0;
+	pkt->npsn = 1;
+	pkt->ref = NULL;
 	pkt->sport = 0;
 	pkt->ip_id = 0;
 	pkt->src.ss_family = AF_UNSPEC;

@@ -162,6 +162,35 @@ static int pkt_fill_payload(struct ipd_qp *qp, struct ipd_swqe *swqe,
 			    IPD_FROM_MEM);
 }
 
+/* A direct packet's payload: the WQE's SGE list trimmed to the packet's
+ * bytes (pkt->paylen from offset off), read in the QP's PD on arrival. */
+static void pkt_fill_ref(struct ipd_qp *qp, struct ipd_swqe *swqe,
+			 struct ipd_pkt *pkt, uint32_t off)
+{
+	const struct ipd_sge *sge = ipd_send_wqe_sge(swqe->wr);
+	struct ipd_pkt_ref *r = pkt->ref;
+	uint32_t i, n = 0, len = pkt->paylen;
+
+	for (i = 0; i < swqe->wr->num_sge && len; i++) {
+		struct ipd_sge s = sge[i];
+
+		if (off >= s.length) {
+			off -= s.length;
+			continue;
+		}
+		s.addr += off;
+		s.length -= off;
+		off = 0;
+		if (s.length > len)
+			s.length = len;
+		len -= s.length;
+		r->sge[n++] = s;
+	}
+	r->src.pd = qp->pd;
+	r->src.sge = r->sge;
+	r->src.num_sge = n;
+}
+
 static void pkt_fill_headers(struct ipd_qp *qp, struct ipd_swqe *swqe,
 			     struct ipd_pkt *pkt, uint32_t off)
 {
@@ -215,9 +244,46 @@ static const struct ipd_av *req_dest(struct ipd_qp *qp,
 	return &ah->av;
 }
 
-/* Bytes this packet carries and the PSNs it uses. */
+/* SEND/WRITE payload may go direct (docs/design.md "Direct loopback"):
+ * not inline (that payload lives in the WQE copy), SGEs a reference
+ * holds. */
+static bool req_direct(struct ipd_qp *qp, const struct ipd_swqe *swqe)
+{
+	const struct ipd_send_wqe *wr = swqe->wr;
+
+	if (swqe->info->mask & IPD_WR_READ_OR_ATOMIC || !swqe->length ||
+	    wr->num_sge > IPD_MAX_SGE ||
+	    (wr->send_flags & IBV_SEND_INLINE &&
+	     swqe->info->mask & IPD_WR_INLINE_OK))
+		return false;
+	return ipd_eng_direct_ok(qp, &qp->av);
+}
+
+/* The unacknowledged-PSN window for swqe's packets. */
+static uint32_t req_window(struct ipd_qp *qp, const struct ipd_swqe *swqe)
+{
+	return req_direct(qp, swqe) ? IPD_DIRECT_WINDOW : IPD_MAX_UNACKED_PSNS;
+}
+
+/* The PSNs a direct packet may stand for: within the window.  One of 64
+ * PSNs or more carries an AckReq (req_ackreq). */
+static uint32_t req_direct_psns(struct ipd_engine_qp *e)
+{
+	uint32_t used = ipd_psn_diff(e->req_psn, e->comp_psn);
+	uint32_t n = IPD_DIRECT_PSNS;
+
+	if (used >= IPD_DIRECT_WINDOW)
+		return 1;
+	if (n > IPD_DIRECT_WINDOW - used)
+		n = IPD_DIRECT_WINDOW - used;
+	return n;
+}
+
+/* Bytes this packet carries and the PSNs it uses; a SEND/WRITE packet
+ * carries up to max_psns MTUs (more than one: a direct packet). */
 static void pkt_extent(struct ipd_swqe *swqe, unsigned int mtu,
-		       uint32_t *paylen, uint32_t *npsn, bool *last)
+		       uint32_t max_psns, uint32_t *paylen, uint32_t *npsn,
+		       bool *last)
 {
 	uint32_t rem = swqe->length - swqe->sent;
 
@@ -231,17 +297,21 @@ static void pkt_extent(struct ipd_swqe *swqe, unsigned int mtu,
 		*npsn = 1;
 		*last = true;
 	} else {
-		*paylen = rem < mtu ? rem : mtu;
-		*npsn = 1;
-		*last = rem <= mtu;
+		uint32_t max = mtu * max_psns;
+
+		*paylen = rem < max ? rem : max;
+		*npsn = *paylen > mtu ? (*paylen + mtu - 1) / mtu : 1;
+		*last = rem <= max;
 	}
 }
 
-static bool req_ackreq(struct ipd_qp *qp, struct ipd_engine_qp *e, bool last)
+static bool req_ackreq(struct ipd_qp *qp, struct ipd_engine_qp *e, bool last,
+		       uint32_t npsn)
 {
 	if (!qpt_is_rc(qp))
 		return false;
-	if (last || ++e->noack_pkts >= IPD_ACKREQ_EVERY) {
+	e->noack_pkts += npsn;
+	if (last || e->noack_pkts >= IPD_ACKREQ_EVERY) {
 		e->noack_pkts = 0;
 		return true;
 	}
@@ -249,12 +319,14 @@ static bool req_ackreq(struct ipd_qp *qp, struct ipd_engine_qp *e, bool last)
 }
 
 /* A packet of swqe at byte offset off with PSN psn, headers and payload
- * filled.  Returns an ibv_wc_status, or -1 when out of packets. */
+ * filled; with direct_psns, a direct packet of that many PSNs.  Returns
+ * an ibv_wc_status, or -1 when out of packets. */
 static int req_pkt_build(struct ipd_qp *qp, struct ipd_swqe *swqe, uint32_t psn,
-			 uint32_t off, uint32_t paylen, bool first, bool last,
-			 bool ackreq, struct ipd_pkt **out,
-			 const struct ipd_av **av)
+			 uint32_t off, uint32_t paylen, uint32_t direct_psns,
+			 bool first, bool last, bool ackreq,
+			 struct ipd_pkt **out, const struct ipd_av **av)
 {
+	uint8_t op = pkt_opcode(qp, swqe, first, last);
 	bool se = last && (swqe->wr->send_flags & IBV_SEND_SOLICITED);
 	struct ipd_pkt *pkt;
 	uint32_t dqpn;
@@ -263,11 +335,20 @@ static int req_pkt_build(struct ipd_qp *qp, struct ipd_swqe *swqe, uint32_t psn,
 	*av = req_dest(qp, swqe, &dqpn);
 	if (!*av)
 		return IBV_WC_LOC_QP_OP_ERR;
-	pkt = ipd_eng_pkt_new(qp, *av, pkt_opcode(qp, swqe, first, last), dqpn,
-			      psn, paylen, ackreq, se);
+	if (direct_psns)
+		pkt = ipd_eng_pkt_new_ref(qp, *av, op, dqpn, psn, direct_psns,
+					  paylen, ackreq, se);
+	else
+		pkt = ipd_eng_pkt_new(qp, *av, op, dqpn, psn, paylen, ackreq,
+				      se);
 	if (!pkt)
 		return -1;
 	pkt_fill_headers(qp, swqe, pkt, off);
+	if (direct_psns) {
+		pkt_fill_ref(qp, swqe, pkt, off);
+		*out = pkt;
+		return IBV_WC_SUCCESS;
+	}
 	status = pkt_fill_payload(qp, swqe, pkt, off);
 	if (status) {
 		ipd_pkt_free(qp->dev, pkt);
@@ -286,12 +367,14 @@ static int req_send_pkt(struct ipd_qp *qp, struct ipd_engine_qp *e,
 	const struct ipd_av *av;
 	struct ipd_pkt *pkt;
 	bool first = off == 0, last, ackreq;
+	bool direct = req_direct(qp, swqe);
 	int status;
 
-	pkt_extent(swqe, mtu, &paylen, &npsn, &last);
-	ackreq = req_ackreq(qp, e, last);
-	status = req_pkt_build(qp, swqe, psn, off, paylen, first, last, ackreq,
-			       &pkt, &av);
+	pkt_extent(swqe, mtu, direct ? req_direct_psns(e) : 1, &paylen, &npsn,
+		   &last);
+	ackreq = req_ackreq(qp, e, last, npsn);
+	status = req_pkt_build(qp, swqe, psn, off, paylen, direct ? npsn : 0,
+			       first, last, ackreq, &pkt, &av);
 	if (status)
 		return status;
 	if (first) {
@@ -309,7 +392,8 @@ static int req_send_pkt(struct ipd_qp *qp, struct ipd_engine_qp *e,
 	}
 	ipd_net_xmit(qp->dev, pkt, av);
 	if (qpt_is_rc(qp))
-		ipd_comp_timer_kick(qp, psn, ackreq);
+		ipd_comp_timer_kick(
+			qp, direct ? ipd_psn_add(psn, npsn - 1) : psn, ackreq);
 	return IBV_WC_SUCCESS;
 }
 
@@ -344,7 +428,7 @@ static enum req_state req_check_limits(struct req_ctx *c)
 		return REQ_SEND_PKT;
 	if (e->rnr_wait)
 		return REQ_DONE;
-	if (ipd_psn_diff(e->req_psn, e->comp_psn) >= IPD_MAX_UNACKED_PSNS)
+	if (ipd_psn_diff(e->req_psn, e->comp_psn) >= req_window(qp, swqe))
 		return REQ_DONE;
 	if (swqe->sent)
 		return REQ_SEND_PKT;
@@ -491,7 +575,8 @@ void ipd_req_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe,
 	if (off > swqe->length)
 		return;
 	/* out of packets: the next timeout asks again */
-	if (req_pkt_build(qp, swqe, psn, off, 0, true, true, true, &pkt, &av))
+	if (req_pkt_build(qp, swqe, psn, off, 0, 0, true, true, true, &pkt,
+			  &av))
 		return;
 	if (swqe->info->mask & IPD_WR_READ) {
 		len = (uint64_t)npsn * mtu;
@@ -549,7 +634,7 @@ bool ipd_req_probe(struct ipd_qp *qp, uint32_t psn)
 	if (off > swqe->length)
 		return false;
 	paylen = swqe->length - off < mtu ? swqe->length - off : mtu;
-	if (req_pkt_build(qp, swqe, psn, off, paylen, off == 0,
+	if (req_pkt_build(qp, swqe, psn, off, paylen, 0, off == 0,
 			  psn == swqe->last_psn, true, &pkt, &av))
 		return false;
 	ipd_comp_rtt_cancel(qp);

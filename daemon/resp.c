@@ -169,35 +169,63 @@ static uint8_t read_resp_op(bool started, bool last)
 	return last ? IPD_OP_READ_RESP_LAST : IPD_OP_READ_RESP_MIDDLE;
 }
 
+/* A direct READ response (docs/design.md "Direct loopback"): npsn
+ * responses' worth of the READ's memory, read by the requester on arrival
+ * through the same R_Key checks. */
+static struct ipd_pkt *resp_read_direct(struct ipd_qp *qp,
+					struct ipd_resp_item *it,
+					struct ipd_pd *pd, uint8_t op,
+					uint32_t chunk, uint32_t npsn)
+{
+	struct ipd_pkt *pkt = ipd_eng_pkt_new_ref(
+		qp, &qp->av, ipd_qpt_opcode_base(qp->type) | op,
+		qp->attr.dest_qp_num, it->psn, npsn, chunk, false, false);
+
+	if (pkt)
+		pkt->ref->src = (struct ipd_mem){
+			.pd = pd, .access = IBV_ACCESS_REMOTE_READ, .qp = qp,
+			.rkey = it->rkey, .va = it->va };
+	return pkt;
+}
+
 /* IBA 9.7.5.1.3: one response packet per MTU, PSNs from the request's;
- * FIRST, LAST and ONLY carry an AETH.  Memory is read when the packet is
- * built, so the MR is checked again.  False when the item is finished. */
+ * FIRST, LAST and ONLY carry an AETH (a direct packet: up to
+ * IPD_DIRECT_PSNS of them at once).  Memory is read when the packet is
+ * built (a direct one: delivered), so the MR is checked again.  False
+ * when the item is finished. */
 static bool resp_read_pkt(struct ipd_qp *qp, struct ipd_resp_item *it)
 {
 	unsigned int mtu = ipd_eng_mtu(qp);
-	uint32_t chunk = it->resid < mtu ? it->resid : mtu;
-	bool last = it->resid <= mtu;
+	bool direct = it->resid && ipd_eng_direct_ok(qp, &qp->av);
+	uint32_t max = direct ? mtu * IPD_DIRECT_PSNS : mtu;
+	uint32_t chunk = it->resid < max ? it->resid : max;
+	uint32_t npsn = chunk > mtu ? (chunk + mtu - 1) / mtu : 1;
+	bool last = it->resid <= max;
+	struct ipd_pd *pd = resp_srqn_pd(qp, it->srqn);
+	uint8_t op = read_resp_op(it->started, last);
 	const uint8_t *src = NULL;
 	struct ipd_pkt *pkt;
 
 	if (chunk) {
-		src = ipd_rkey_ptr(qp, resp_srqn_pd(qp, it->srqn), it->rkey,
-				   it->va, chunk, IBV_ACCESS_REMOTE_READ);
+		src = ipd_rkey_ptr(qp, pd, it->rkey, it->va,
+				   chunk < mtu ? chunk : mtu,
+				   IBV_ACCESS_REMOTE_READ);
 		if (!src)
 			return false; /* MR gone: the requester times out */
 	}
-	pkt = resp_pkt(qp, read_resp_op(it->started, last), it->psn, chunk);
+	pkt = direct ? resp_read_direct(qp, it, pd, op, chunk, npsn) :
+		       resp_pkt(qp, op, it->psn, chunk);
 	if (!pkt)
 		return true; /* out of packets: try again next round */
 	if (pkt->mask & IPD_AETH_MASK)
 		ipd_aeth_set(pkt->hdr, IPD_AETH_ACK_NO_CREDIT, qp->eng->msn);
-	if (chunk)
+	if (chunk && !direct)
 		memcpy(pkt->payload, src, chunk);
 	ipd_net_xmit(qp->dev, pkt, &qp->av);
 	it->started = true;
 	it->va += chunk;
 	it->resid -= chunk;
-	it->psn = ipd_psn_add(it->psn, 1);
+	it->psn = ipd_psn_add(it->psn, npsn);
 	return !last;
 }
 
@@ -568,6 +596,19 @@ static enum resp_state resp_check_op_seq(struct resp_ctx *c)
 	return RESP_DROP;
 }
 
+/* IBA 9.7.4.1.x: no packet exceeds the path MTU; FIRST and MIDDLE packets
+ * carry exactly one MTU.  A direct packet is held to what the npsn packets
+ * it stands for would carry: full MTUs but for the last one. */
+static bool pkt_len_ok(const struct ipd_pkt *pkt, unsigned int mtu)
+{
+	uint64_t full = (uint64_t)pkt->npsn * mtu;
+
+	if (pkt->paylen > full || (pkt->npsn > 1 && pkt->paylen <= full - mtu))
+		return false;
+	return !(pkt->mask & IPD_WRITE_OR_SEND_MASK &&
+		 !(pkt->mask & IPD_LAST_MASK) && pkt->paylen != full);
+}
+
 /* Remote access the QP itself must allow (IBA 10.2.4.x, QP attributes). */
 static const struct {
 	uint32_t op_mask;
@@ -584,11 +625,7 @@ static enum resp_state resp_check_op_valid(struct resp_ctx *c)
 	uint32_t mask = c->pkt->mask;
 	size_t i;
 
-	/* IBA 9.7.4.1.x: no packet exceeds the path MTU; FIRST and MIDDLE
-	 * packets carry exactly one MTU. */
-	if (c->pkt->paylen > ipd_eng_mtu(qp) ||
-	    (mask & IPD_WRITE_OR_SEND_MASK && !(mask & IPD_LAST_MASK) &&
-	     c->pkt->paylen != ipd_eng_mtu(qp))) {
+	if (!pkt_len_ok(c->pkt, ipd_eng_mtu(qp))) {
 		if (is_rc(qp))
 			return RESP_ERR_INV_REQ;
 		if (qp->type == IBV_QPT_UC) {
@@ -651,8 +688,9 @@ static enum resp_state resp_check_write(struct resp_ctx *c)
 				  IBV_ACCESS_REMOTE_WRITE))
 			return RESP_ERR_ACCESS;
 	}
-	/* FIRST/MIDDLE carry exactly one MTU; the total matches the RETH. */
-	if (!(pkt->mask & IPD_LAST_MASK) && pkt->paylen != mtu)
+	/* FIRST/MIDDLE carry exactly one MTU (a direct packet npsn); the
+	 * total matches the RETH. */
+	if (!(pkt->mask & IPD_LAST_MASK) && pkt->paylen != pkt->npsn * mtu)
 		return RESP_ERR_INV_REQ;
 	if (pkt->paylen > e->write_resid ||
 	    (pkt->mask & IPD_LAST_MASK && pkt->paylen != e->write_resid))
@@ -710,9 +748,23 @@ static enum resp_state resp_exec_send(struct resp_ctx *c)
 							      RESP_ERR_LOCAL;
 		e->recv_off = IPD_UD_GRH_BYTES;
 	}
-	status = ipd_sge_copy(qp->dev, rwqe_pd(qp), e->rwqe.sge,
-			      e->rwqe.num_sge, e->recv_off, pkt->payload,
-			      pkt->paylen, IPD_TO_MEM);
+	if (pkt->ref) {
+		struct ipd_mem dst = { .pd = rwqe_pd(qp),
+				       .access = IBV_ACCESS_LOCAL_WRITE,
+				       .sge = e->rwqe.sge,
+				       .num_sge = e->rwqe.num_sge,
+				       .off = e->recv_off };
+
+		status = ipd_pkt_ref_copy_out(qp->dev, pkt, 0, pkt->paylen,
+					      &dst, e->recv_off,
+					      ipd_eng_mtu(qp));
+		if (status < 0)
+			return RESP_DONE; /* stale: lost, sent again */
+	} else {
+		status = ipd_sge_copy(qp->dev, rwqe_pd(qp), e->rwqe.sge,
+				      e->rwqe.num_sge, e->recv_off,
+				      pkt->payload, pkt->paylen, IPD_TO_MEM);
+	}
 	if (status)
 		return status == IBV_WC_LOC_LEN_ERR ? RESP_ERR_LENGTH :
 						      RESP_ERR_LOCAL;
@@ -728,7 +780,21 @@ static enum resp_state resp_exec_write(struct resp_ctx *c)
 	struct ipd_pkt *pkt = c->pkt;
 	void *dst;
 
-	if (pkt->paylen) {
+	if (pkt->paylen && pkt->ref) {
+		struct ipd_mem mem = { .pd = resp_pd(qp),
+				       .access = IBV_ACCESS_REMOTE_WRITE,
+				       .qp = qp,
+				       .rkey = e->write_rkey,
+				       .va = e->write_va };
+		int status = ipd_pkt_ref_copy_out(
+			qp->dev, pkt, 0, pkt->paylen, &mem,
+			e->write_len - e->write_resid, ipd_eng_mtu(qp));
+
+		if (status < 0)
+			return RESP_DONE; /* stale: lost, sent again */
+		if (status)
+			return RESP_ERR_ACCESS;
+	} else if (pkt->paylen) {
 		/* Looked up per packet: the MR may be gone meanwhile. */
 		dst = ipd_rkey_ptr(qp, resp_pd(qp), e->write_rkey,
 				   e->write_va, pkt->paylen,
@@ -801,7 +867,7 @@ static enum resp_state resp_acknowledge(struct resp_ctx *c)
 	struct ipd_qp *qp = c->qp;
 	struct ipd_engine_qp *e = c->e;
 	struct ipd_pkt *pkt = c->pkt;
-	uint32_t n = 1;
+	uint32_t n = pkt->npsn;
 
 	if (qp->type == IBV_QPT_UD)
 		return RESP_DONE;
@@ -815,7 +881,8 @@ static enum resp_state resp_acknowledge(struct resp_ctx *c)
 		e->msn++;
 	/* IBA 9.7.5.1.1: coalesce, acknowledge when asked. */
 	if (ipd_bth_ackreq(pkt->hdr))
-		resp_send_ack(qp, IPD_AETH_ACK_NO_CREDIT, pkt->psn);
+		resp_send_ack(qp, IPD_AETH_ACK_NO_CREDIT,
+			      ipd_psn_add(pkt->psn, n - 1));
 	return RESP_DONE;
 }
 

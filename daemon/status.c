@@ -28,6 +28,7 @@ static const struct counter_name {
 	CNT(read_rerequests), CNT(dup_responses), CNT(tail_probes),
 	CNT(timewait_acks),
 	CNT(loop_dropped), CNT(loop_duplicated), CNT(loop_reordered),
+	CNT(loop_direct_pkts), CNT(loop_direct_stale),
 	CNT(bad_ring_index), CNT(clients_cut_off),
 	CNT(udp_tx_errors), CNT(udp_gso_sends), CNT(udp_gso_pkts),
 	CNT(fabric_tx_dropped), CNT(fabric_tx_errors), CNT(fabric_rx_errors),

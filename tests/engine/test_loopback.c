@@ -257,6 +257,169 @@ static void reset_and_connect(struct ipd_qp *qp, uint32_t dqpn)
 	qp_connect(qp, dqpn, 1024);
 }
 
+/* ---- odd SGE layouts: several MRs, unaligned, a zero-length entry ---- */
+struct lsge { struct ipd_mr *mr; uint64_t off; uint32_t len; };
+
+static void post_send_sges(struct ipd_qp *qp, uint64_t id, int op, const struct lsge *l, int n,
+			   uint64_t raddr, uint32_t rkey)
+{
+	uint32_t p = sq_prod(qp);
+	struct ipd_send_wqe *w = ipd_ring_slot(qp->sq.hdr, qp->sq.size, qp->sq.slot_size, p);
+	memset(w, 0, qp->sq.slot_size);
+	w->wr_id = id;
+	w->opcode = op;
+	w->send_flags = IBV_SEND_SIGNALED;
+	w->num_sge = (uint32_t)n;
+	w->wr.rdma.remote_addr = raddr;
+	w->wr.rdma.rkey = rkey;
+	struct ipd_sge *s = ipd_send_wqe_sge(w);
+	for (int i = 0; i < n; i++) {
+		s[i].addr = l[i].mr->iova + l[i].off;
+		s[i].length = l[i].len;
+		s[i].lkey = l[i].mr->lkey;
+	}
+	ipd_ring_publish(qp->sq.hdr, p + 1);
+}
+static void post_recv_sges(struct ipd_qp *qp, uint64_t id, const struct lsge *l, int n)
+{
+	uint32_t p = atomic_load(&qp->rq.hdr->prod);
+	struct ipd_recv_wqe *w = ipd_ring_slot(qp->rq.hdr, qp->rq.size, qp->rq.slot_size, p);
+	w->wr_id = id;
+	w->num_sge = (uint32_t)n;
+	for (int i = 0; i < n; i++) {
+		w->sge[i].addr = l[i].mr->iova + l[i].off;
+		w->sge[i].length = l[i].len;
+		w->sge[i].lkey = l[i].mr->lkey;
+	}
+	ipd_ring_publish(qp->rq.hdr, p + 1);
+}
+/* The bytes of an SGE list, gathered. */
+static uint8_t *gather(const struct lsge *l, int n, uint32_t *total)
+{
+	uint32_t t = 0;
+	for (int i = 0; i < n; i++)
+		t += l[i].len;
+	uint8_t *g = malloc(t ? t : 1), *p = g;
+	for (int i = 0; i < n; i++) {
+		memcpy(p, l[i].mr->map + l[i].off, l[i].len);
+		p += l[i].len;
+	}
+	*total = t;
+	return g;
+}
+static void fill(struct ipd_mr *mr, uint8_t seed)
+{
+	for (size_t i = 0; i < mr->length; i++)
+		mr->map[i] = (uint8_t)(i * 13 + seed + (i >> 12));
+}
+
+/* Multi-MiB WRITE, SEND and READ between SGE lists spread over four MRs
+ * at odd offsets: every byte lands where it should (with [loopback]
+ * direct these are the by-reference copies). */
+static void test_layouts(struct ipd_qp *a, struct ipd_qp *b, struct ipd_cq *ca, struct ipd_cq *cb)
+{
+	uint32_t acc = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
+	struct ipd_mr *m1 = mk_mr(11, 5 << 20, acc), *m2 = mk_mr(12, 5 << 20, acc);
+	struct ipd_mr *m3 = mk_mr(13, 5 << 20, acc), *m4 = mk_mr(14, 9 << 20, acc);
+	const struct lsge src[] = {
+		{ m1, 1, (1 << 20) + 3 }, { m2, 5, 0 }, { m2, 7, 1000 },
+		{ m3, (2 << 20) + 11, (2 << 20) + 1 },
+	};
+	const struct lsge dst[] = {
+		{ m4, 3, 4097 }, { m1, (3 << 20) + 1, (1 << 20) - 5 },
+		{ m4, (5 << 20) + 9, (3 << 20) + 777 },
+	};
+	uint32_t n, n2;
+	uint8_t *want, *got;
+
+	for (int round = 0; round < 3; round++) {
+		fill(m1, (uint8_t)(round + 1)); fill(m2, (uint8_t)(round + 2));
+		fill(m3, (uint8_t)(round + 3)); memset(m4->map, 0, m4->length);
+		want = gather(src, 4, &n);
+		/* WRITE with immediate into m4 at an odd address */
+		post_recv(b, 6000 + round, m4, 0, 16);
+		post_send_sges(a, 6100 + round, IBV_WR_RDMA_WRITE_WITH_IMM, src, 4, m4->iova + 4099, m4->rkey);
+		expect_wc(ca, 0, 6100 + round, IBV_WC_SUCCESS, IBV_WC_RDMA_WRITE, ~0u);
+		expect_wc(cb, 1, 6000 + round, IBV_WC_SUCCESS, IBV_WC_RECV_RDMA_WITH_IMM, n);
+		EXPECT(!memcmp(m4->map + 4099, want, n));
+		EXPECT(m4->map[4098] == 0 && m4->map[4099 + n] == 0);
+		/* SEND scattered over m4, m1, m4 */
+		memset(m4->map, 0, m4->length);
+		post_recv_sges(b, 6200 + round, dst, 3);
+		post_send_sges(a, 6300 + round, IBV_WR_SEND, src, 4, 0, 0);
+		expect_wc(ca, 0, 6300 + round, IBV_WC_SUCCESS, IBV_WC_SEND, ~0u);
+		expect_wc(cb, 1, 6200 + round, IBV_WC_SUCCESS, IBV_WC_RECV, n);
+		got = gather(dst, 3, &n2);
+		EXPECT(n2 >= n && !memcmp(got, want, n));
+		free(got);
+		EXPECT(m4->map[2] == 0 && m4->map[(5 << 20) + 8] == 0);
+		/* READ from m2 (odd address) scattered into m4, m1, m4 */
+		fill(m2, (uint8_t)(round + 40));
+		memset(m4->map, 0, m4->length);
+		post_send_sges(a, 6400 + round, IBV_WR_RDMA_READ, dst, 3, m2->iova + 12345, m2->rkey);
+		expect_wc(ca, 0, 6400 + round, IBV_WC_SUCCESS, IBV_WC_RDMA_READ, n2);
+		got = gather(dst, 3, &n2);
+		EXPECT(!memcmp(got, m2->map + 12345, n2));
+		free(got);
+		free(want);
+	}
+	printf("layouts ok (%u-byte messages over 4 MRs)\n", n);
+}
+
+/* ---- a direct packet whose reference went stale ---- */
+static const struct ipd_link_ops *stale_real_ops;
+static int stale_left;
+/* Send, then make the packet stale (as if a PD or QP went away before it
+ * was delivered) for the first stale_left direct packets. */
+static int stale_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
+{
+	bool direct = pkt->ref != NULL;
+	int rc = stale_real_ops->xmit(link, pkt);
+
+	if (direct && stale_left > 0) {
+		stale_left--;
+		dev.loop_gen++;
+	}
+	return rc;
+}
+
+/* Stale direct packets (WRITE, SEND, READ responses) are dropped like
+ * lost ones and the transport repairs them: same data, same completions. */
+static void test_stale(struct ipd_qp *a, struct ipd_qp *b, struct ipd_cq *ca, struct ipd_cq *cb,
+		       struct ipd_mr *ma, struct ipd_mr *mb)
+{
+	struct ipd_link_ops ops = *dev.loop_link->ops;
+	uint64_t st = dev.cnt.loop_direct_stale;
+
+	stale_real_ops = dev.loop_link->ops;
+	ops.xmit = stale_xmit;
+	dev.loop_link->ops = &ops;
+	for (int i = 0; i < (1 << 22); i++)
+		ma->map[i] = (uint8_t)(i * 29 + 1);
+	memset(mb->map, 0, 1 << 22);
+	stale_left = 2;
+	post_send(a, 7000, IBV_WR_RDMA_WRITE, ma, 1, 300000, mb->iova + 5, mb->rkey, 0);
+	expect_wc(ca, 0, 7000, IBV_WC_SUCCESS, IBV_WC_RDMA_WRITE, 300000);
+	EXPECT(!memcmp(mb->map + 5, ma->map + 1, 300000) && mb->map[300005] == 0);
+	stale_left = 2;
+	post_recv(b, 7001, mb, 1000000, 300000);
+	post_send(a, 7002, IBV_WR_SEND, ma, 3, 250000, 0, 0, 0);
+	expect_wc(ca, 0, 7002, IBV_WC_SUCCESS, IBV_WC_SEND, 250000);
+	expect_wc(cb, 1, 7001, IBV_WC_SUCCESS, IBV_WC_RECV, 250000);
+	EXPECT(!memcmp(mb->map + 1000000, ma->map + 3, 250000));
+	stale_left = 2;
+	memset(ma->map, 0, 1 << 22);
+	post_send(a, 7003, IBV_WR_RDMA_READ, ma, 7, 280000, mb->iova + 11, mb->rkey, 0);
+	expect_wc(ca, 0, 7003, IBV_WC_SUCCESS, IBV_WC_RDMA_READ, 280000);
+	EXPECT(!memcmp(ma->map + 7, mb->map + 11, 280000) && ma->map[6] == 0);
+	dev.loop_link->ops = stale_real_ops;
+	/* at least one per operation (the next one, out of sequence, is
+	 * NAKed before its payload is looked at) */
+	EXPECT(dev.cnt.loop_direct_stale - st >= 3);
+	printf("stale ok (%lu stale direct packets dropped)\n",
+	       (unsigned long)(dev.cnt.loop_direct_stale - st));
+}
+
 /* Deterministic error paths (clean link only): each pair starts fresh. */
 static void test_more_errors(struct ipd_mr *ma, struct ipd_mr *mb)
 {
@@ -747,6 +910,8 @@ int main(int argc, char **argv)
 	double loss = argc > 1 ? atof(argv[1]) : 0;
 	int iters = argc > 2 ? atoi(argv[2]) : 200;
 	cfg.loop_loss = loss; cfg.loop_dup = loss; cfg.loop_reorder = loss;
+	/* argv[3] "direct": payloads by reference ([loopback] direct) */
+	cfg.loop_direct = argc > 3 && !strcmp(argv[3], "direct");
 	strcpy(cfg.link_type, "loopback");
 	cfg.tail_probe = true; /* the daemon's default */
 	dev.cfg = &cfg;
@@ -843,6 +1008,9 @@ int main(int argc, char **argv)
 	expect_wc(ca, 0, 1100, IBV_WC_SUCCESS, IBV_WC_SEND, 100);
 	expect_wc(cb, 1, 1101, IBV_WC_SUCCESS, IBV_WC_RECV, 100);
 	printf("rnr ok (rnr naks sent %lu)\n", (unsigned long)dev.cnt.rnr_naks_sent);
+	test_layouts(a, b, ca, cb);
+	if (cfg.loop_direct && loss == 0)
+		test_stale(a, b, ca, cb, ma, mb);
 
 	/* UD */
 	struct ipd_qp *u1 = mk_qp(10, IBV_QPT_UD, ca), *u2 = mk_qp(11, IBV_QPT_UD, cb);
@@ -918,9 +1086,10 @@ int main(int argc, char **argv)
 	printf("errors ok\n");
 	if (loss == 0)
 		test_more_errors(ma, mb);
-	printf("test_engine_loopback: ok; counters: sent %lu rcvd %lu retrans %lu timeouts %lu dup %lu naks %lu drop_seq %lu loopdrop %lu\n",
+	printf("test_engine_loopback: ok; counters: sent %lu rcvd %lu retrans %lu timeouts %lu dup %lu naks %lu drop_seq %lu loopdrop %lu direct %lu stale %lu\n",
 	       (unsigned long)dev.cnt.pkts_sent, (unsigned long)dev.cnt.pkts_rcvd, (unsigned long)dev.cnt.retransmits,
 	       (unsigned long)dev.cnt.timeouts, (unsigned long)dev.cnt.dup_requests, (unsigned long)dev.cnt.naks_sent,
-	       (unsigned long)dev.cnt.drop_seq, (unsigned long)dev.cnt.loop_dropped);
+	       (unsigned long)dev.cnt.drop_seq, (unsigned long)dev.cnt.loop_dropped,
+	       (unsigned long)dev.cnt.loop_direct_pkts, (unsigned long)dev.cnt.loop_direct_stale);
 	return 0;
 }

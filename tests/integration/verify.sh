@@ -2,7 +2,7 @@
 # The data-verifying program (tests/verify.c) with every opcode and QP type
 # on a plain daemon; then RC (every opcode, with and without SRQ) and XRC
 # (every opcode) through the loopback link with 5 % loss, duplication and
-# reordering injected.
+# reordering injected; both also with multi-MiB messages.
 # UC and UD are unreliable by definition (a lost packet loses the message),
 # so they are not part of the lossy run.
 # usage: verify.sh PATH/TO/verify [extra verify options]
@@ -17,6 +17,15 @@ ipd_start plain
 ipd_env plain
 ipd_run "$verify" --all -d "$(ipd_dev)" -g "$(ipd_gid_index)" "$@" ||
 	ipd_fail "verify --all on a plain daemon"
+# Multi-MiB RC/XRC messages: on one daemon these go as direct loopback
+# packets of many PSNs (docs/design.md "Direct loopback"), over SGE lists
+# with odd offsets and gaps.
+ipd_run "$verify" --type rc,xrc --max-size 6291456 --iters 4 -d "$(ipd_dev)" \
+	-g "$(ipd_gid_index)" "$@" ||
+	ipd_fail "verify --max-size 6 MiB on a plain daemon"
+ipd_ctl counters | tee "$IPD_TMP/counters.plain"
+grep -Eq '^loop_direct_pkts +[1-9]' "$IPD_TMP/counters.plain" ||
+	ipd_fail "no direct loopback packet: was the direct path exercised?"
 ipd_stop plain
 
 ipd_start lossy --link loopback --loop-loss 5 --loop-dup 5 --loop-reorder 5
@@ -24,6 +33,9 @@ ipd_env lossy
 # Fewer batches: every loss costs a retransmission timeout.
 ipd_run "$verify" --all --type rc,xrc --iters 30 -d "$(ipd_dev)" -g "$(ipd_gid_index)" "$@" ||
 	ipd_fail "verify --all --type rc,xrc through a lossy loopback link"
+ipd_run "$verify" --type rc,xrc --max-size 3145728 --iters 2 -d "$(ipd_dev)" \
+	-g "$(ipd_gid_index)" "$@" ||
+	ipd_fail "verify --max-size 3 MiB through a lossy loopback link"
 ipd_ctl counters | tee "$IPD_TMP/counters"
 grep -Eq '^loop_(dropped|duplicated|reordered) +[1-9]' "$IPD_TMP/counters" ||
 	ipd_fail "the loopback link injected no faults"
