@@ -26,6 +26,8 @@ static const struct counter_name {
 	CNT(retransmits), CNT(rnr_naks_sent), CNT(rnr_naks_rcvd),
 	CNT(naks_sent), CNT(naks_rcvd), CNT(dup_requests), CNT(timeouts),
 	CNT(read_rerequests), CNT(dup_responses), CNT(tail_probes),
+	CNT(ooo_held), CNT(ooo_dropped), CNT(ooo_executed),
+	CNT(selective_resends),
 	CNT(loop_dropped), CNT(loop_duplicated), CNT(loop_reordered),
 	CNT(bad_ring_index), CNT(clients_cut_off),
 	CNT(udp_tx_errors),
