@@ -636,6 +636,13 @@ static enum comp_state comp_check_nak(struct comp_ctx *c, uint8_t syn)
 	 * progress is a copy; we already went back. */
 	if (!c->progress && e->nak_retried && e->nak_retry_psn == psn)
 		return COMP_ADVANCE;
+	/* Selective recovery: a responder that filled one hole NAKs the next
+	 * at once, which may be a packet resent with it and still on its
+	 * way (ooo.c, req.c); a lost one is found by the tail probe. */
+	if (ipd_ooo_on(c->qp) && ipd_req_resend_in_flight(c->qp, psn)) {
+		comp_advance(c->qp);
+		return COMP_ADVANCE;
+	}
 	e->nak_retried = true;
 	e->nak_retry_psn = psn;
 	comp_advance(c->qp);

@@ -40,6 +40,9 @@
  * window is IPD_MAX_UNACKED_PSNS), and kept packets per device. */
 #define IPD_OOO_WINDOW 128
 #define IPD_OOO_DEV_MAX 4096
+/* Most packets the requester sends again for one NAK of a run of holes
+ * (req.c, selective recovery). */
+#define IPD_SEL_BURST_MAX 64
 
 struct ipd_engine {
 	TAILQ_HEAD(, ipd_pkt) free_pkts;
@@ -103,6 +106,9 @@ struct ipd_engine_qp {
 	uint32_t req_psn;         /* next PSN to send */
 	uint32_t rd_outstanding;  /* READ/atomic requests in flight */
 	uint32_t noack_pkts;      /* packets since the last AckReq */
+	/* selective recovery: the last packets sent again for a NAK,
+	 * [sel_start, sel_next), and how many (0: none since a go back N) */
+	uint32_t sel_start, sel_next, sel_burst;
 
 	/* completer */
 	uint32_t comp_psn;        /* oldest PSN not acknowledged */
@@ -229,9 +235,13 @@ void ipd_req_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe,
 bool ipd_req_probe(struct ipd_qp *qp, uint32_t psn);
 /* Selective recovery: a NAK named psn, the first request the responder
  * lacks while it keeps later ones: send that request alone (a SEND/WRITE
- * packet, or a whole READ/atomic request).  False when psn is no request's
- * first PSN or packet (then go back N). */
+ * packet, or a whole READ/atomic request); for a NAK right after the
+ * previous resend, twice as many SEND/WRITE packets as then.  False when
+ * psn is no request's first PSN or packet (then go back N). */
 bool ipd_req_resend(struct ipd_qp *qp, uint32_t psn);
+/* A NAK named psn, one of the packets the last selective resend sent
+ * after its first: the responder NAKed it before it could arrive. */
+bool ipd_req_resend_in_flight(struct ipd_qp *qp, uint32_t psn);
 void ipd_req_reset(struct ipd_qp *qp);
 
 /* ---- comp.c ---------------------------------------------------------- */

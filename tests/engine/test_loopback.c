@@ -669,6 +669,9 @@ static int test_tail_probe(void)
 static const uint32_t sel_drop[] = { 3, 17, 18, 40, 41, 42, 64, 70, 84, 90,
 				     116 };
 static unsigned int sel_copies[128];
+/* The burst round instead: the first copies of offsets 68..99 (a WRITE's
+ * and a SEND's packets, an atomic between) lost in one run. */
+static bool sel_burst_loss;
 
 static int sel_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 {
@@ -679,9 +682,13 @@ static int sel_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 	if (!(ipd_opcode_info[pkt->hdr[0]].mask & IPD_REQ_MASK) || off >= 128)
 		return wire_link_ops->xmit(link, pkt);
 	nth = ++sel_copies[off];
-	drop = nth == 2 && off == 41;
-	for (size_t i = 0; i < sizeof(sel_drop) / sizeof(sel_drop[0]); i++)
-		drop |= nth == 1 && sel_drop[i] == off;
+	if (sel_burst_loss) {
+		drop = nth == 1 && off >= 68 && off <= 99;
+	} else {
+		drop = nth == 2 && off == 41;
+		for (size_t i = 0; i < sizeof(sel_drop) / sizeof(sel_drop[0]); i++)
+			drop |= nth == 1 && sel_drop[i] == off;
+	}
 	if (drop) {
 		ipd_pkt_free(&dev, pkt);
 		return 0;
@@ -831,6 +838,22 @@ static int test_selective(void)
 	}
 	EXPECT(sent[0] < sent[1]);
 	cfg.selective_retransmit = true;
+
+	/* 32 request PSNs lost in a row: the resends widen (1, 2, 4, ..)
+	 * over the NAKs of the run instead of one round trip per hole. */
+	sel_burst_loss = true;
+	c0 = dev.cnt;
+	sent[0] = sel_round(p, q, c1, c2, ma, mb, 3);
+	uint64_t rounds = dev.cnt.retransmits - c0.retransmits;
+	printf("selective, 32 lost in a row: %u request packets, %lu resend rounds, %lu resent alone, %lu probes, %lu timeouts\n",
+	       sent[0], (unsigned long)rounds,
+	       (unsigned long)(dev.cnt.selective_resends - c0.selective_resends),
+	       (unsigned long)(dev.cnt.tail_probes - c0.tail_probes),
+	       (unsigned long)(dev.cnt.timeouts - c0.timeouts));
+	/* 1+2+4+8+16: 31, then the atomic and the rest; not 32 rounds */
+	EXPECT(rounds <= 10 && dev.cnt.timeouts == c0.timeouts);
+	EXPECT(sent[0] <= npsn - 3 + 2 * 32 + 2 * (dev.cnt.tail_probes - c0.tail_probes));
+	sel_burst_loss = false;
 	printf("test_engine_loopback selective: ok\n");
 	return 0;
 }
