@@ -636,13 +636,6 @@ static enum comp_state comp_check_nak(struct comp_ctx *c, uint8_t syn)
 	 * progress is a copy; we already went back. */
 	if (!c->progress && e->nak_retried && e->nak_retry_psn == psn)
 		return COMP_ADVANCE;
-	/* Selective recovery: a responder that filled one hole NAKs the next
-	 * at once, which may be a packet resent with it and still on its
-	 * way (ooo.c, req.c); a lost one is found by the tail probe. */
-	if (ipd_ooo_on(c->qp) && ipd_req_resend_in_flight(c->qp, psn)) {
-		comp_advance(c->qp);
-		return COMP_ADVANCE;
-	}
 	e->nak_retried = true;
 	e->nak_retry_psn = psn;
 	comp_advance(c->qp);
@@ -769,7 +762,8 @@ static enum comp_state comp_error_retry(struct comp_ctx *c)
 		e->retry_left--;
 	/* A responder that keeps later packets lacks the NAKed one only
 	 * (ooo.c); otherwise go back N. */
-	if (!ipd_ooo_on(c->qp) || !ipd_req_resend(c->qp, c->pkt->psn))
+	if (!ipd_ooo_on(c->qp) ||
+	    !ipd_req_resend(c->qp, c->pkt->psn, ipd_bth_resv7(c->pkt->hdr)))
 		ipd_req_rewind(c->qp);
 	return COMP_DONE;
 }

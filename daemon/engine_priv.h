@@ -40,9 +40,6 @@
  * window is IPD_MAX_UNACKED_PSNS), and kept packets per device. */
 #define IPD_OOO_WINDOW 128
 #define IPD_OOO_DEV_MAX 4096
-/* Most packets the requester sends again for one NAK of a run of holes
- * (req.c, selective recovery). */
-#define IPD_SEL_BURST_MAX 64
 
 struct ipd_engine {
 	TAILQ_HEAD(, ipd_pkt) free_pkts;
@@ -106,9 +103,6 @@ struct ipd_engine_qp {
 	uint32_t req_psn;         /* next PSN to send */
 	uint32_t rd_outstanding;  /* READ/atomic requests in flight */
 	uint32_t noack_pkts;      /* packets since the last AckReq */
-	/* selective recovery: the last packets sent again for a NAK,
-	 * [sel_start, sel_next), and how many (0: none since a go back N) */
-	uint32_t sel_start, sel_next, sel_burst;
 
 	/* completer */
 	uint32_t comp_psn;        /* oldest PSN not acknowledged */
@@ -234,14 +228,11 @@ void ipd_req_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe,
  * there is none (a READ/atomic there, or out of packets). */
 bool ipd_req_probe(struct ipd_qp *qp, uint32_t psn);
 /* Selective recovery: a NAK named psn, the first request the responder
- * lacks while it keeps later ones: send that request alone (a SEND/WRITE
- * packet, or a whole READ/atomic request); for a NAK right after the
- * previous resend, twice as many SEND/WRITE packets as then.  False when
- * psn is no request's first PSN or packet (then go back N). */
-bool ipd_req_resend(struct ipd_qp *qp, uint32_t psn);
-/* A NAK named psn, one of the packets the last selective resend sent
- * after its first: the responder NAKed it before it could arrive. */
-bool ipd_req_resend_in_flight(struct ipd_qp *qp, uint32_t psn);
+ * lacks while it keeps later ones: send again only the requests of the
+ * hole PSNs from psn the NAK says are missing (at least psn's): SEND/WRITE
+ * packets, whole READ/atomic requests.  False when psn is no request's
+ * first PSN or packet (then go back N). */
+bool ipd_req_resend(struct ipd_qp *qp, uint32_t psn, uint32_t hole);
 void ipd_req_reset(struct ipd_qp *qp);
 
 /* ---- comp.c ---------------------------------------------------------- */
@@ -264,8 +255,9 @@ void ipd_comp_set_psn(struct ipd_qp *qp, uint32_t psn);
 
 /* True when the responder kept pkt (ooo.c): the caller must not free it. */
 bool ipd_resp_rx(struct ipd_qp *qp, struct ipd_pkt *pkt);
-/* NAK a PSN sequence error at the expected PSN. */
-void ipd_resp_nak_seq(struct ipd_qp *qp);
+/* NAK a PSN sequence error at the expected PSN; hole: how many PSNs from
+ * it are missing (selective peers only, else 0; hdr.h resv7). */
+void ipd_resp_nak_seq(struct ipd_qp *qp, uint32_t hole);
 /* ACK everything before the expected PSN. */
 void ipd_resp_ack_last(struct ipd_qp *qp);
 /* Complete the receive WQE in hand (and the whole RQ when flushing). */
@@ -293,9 +285,10 @@ struct ipd_pkt *ipd_ooo_take(struct ipd_qp *qp);
 /* An AckReq packet ran while packets are kept: true when its ACK waits
  * for ipd_ooo_settle. */
 bool ipd_ooo_defer_ack(struct ipd_qp *qp);
-/* After kept packets ran: NAK the next hole, or send the owed ACK;
- * stalled: the last one could not run (RNR or error NAK sent). */
-void ipd_ooo_settle(struct ipd_qp *qp, bool stalled);
+/* After an in-order packet (and kept ones, ran) ran: NAK the next hole
+ * behind kept packets that ran, or send the owed ACK; stalled: the last
+ * one could not run (RNR or error NAK sent). */
+void ipd_ooo_settle(struct ipd_qp *qp, bool ran, bool stalled);
 /* Free every kept packet (reset, error, destroy). */
 void ipd_ooo_flush(struct ipd_qp *qp);
 

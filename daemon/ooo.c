@@ -100,6 +100,20 @@ static void ooo_purge_passed(struct ipd_qp *qp)
 			ooo_forget(qp, &e->ooo[i]);
 }
 
+/* PSNs missing from the expected one to the first kept packet. */
+static uint32_t ooo_hole(struct ipd_engine_qp *e)
+{
+	uint32_t d;
+
+	for (d = 1; d < IPD_OOO_WINDOW; d++) {
+		struct ipd_pkt *pkt = *ooo_slot(e, ipd_psn_add(e->rq_psn, d));
+
+		if (pkt && pkt->psn == ipd_psn_add(e->rq_psn, d))
+			return d;
+	}
+	return 0;
+}
+
 bool ipd_ooo_defer_ack(struct ipd_qp *qp)
 {
 	struct ipd_engine_qp *e = qp->eng;
@@ -110,7 +124,7 @@ bool ipd_ooo_defer_ack(struct ipd_qp *qp)
 	return true;
 }
 
-void ipd_ooo_settle(struct ipd_qp *qp, bool stalled)
+void ipd_ooo_settle(struct ipd_qp *qp, bool ran, bool stalled)
 {
 	struct ipd_engine_qp *e = qp->eng;
 	bool owed = e->ooo_ack_owed;
@@ -121,13 +135,15 @@ void ipd_ooo_settle(struct ipd_qp *qp, bool stalled)
 	 * run; it acknowledges everything before it. */
 	if (stalled)
 		return;
-	if (e->ooo_count) {
-		/* IBA 9.7.5.1.2 for the next hole: NAK it once now (it also
-		 * acknowledges what ran), not when a later packet comes: the
-		 * requester may have nothing more to send. */
+	if (e->ooo_count && ran) {
+		/* IBA 9.7.5.1.2 for the next hole behind the kept packets
+		 * that ran: NAK it once now (it also acknowledges them), not
+		 * when a later packet comes: the requester may have nothing
+		 * more to send.  A hole before any kept packet is the one
+		 * the last NAK named: its packets may be on their way. */
 		if (!e->nak_sent) {
 			e->nak_sent = true;
-			ipd_resp_nak_seq(qp);
+			ipd_resp_nak_seq(qp, ooo_hole(e));
 		}
 		return;
 	}

@@ -475,7 +475,6 @@ void ipd_req_rewind(struct ipd_qp *qp)
 	e->req_psn = psn;
 	e->rd_outstanding = rd;
 	e->noack_pkts = 0;
-	e->sel_burst = 0;
 	ipd_comp_rtt_cancel(qp);
 	qp->dev->cnt.retransmits++;
 }
@@ -565,63 +564,45 @@ bool ipd_req_probe(struct ipd_qp *qp, uint32_t psn)
 	return req_resend_pkt(qp, swqe, psn);
 }
 
-/* Holes in a row (a burst was lost, e.g. one GSO datagram): the responder
- * NAKs them one at a time, a round trip each, so a NAK for the PSN right
- * after the previous resend doubles what is sent (up to a cap) instead;
- * what the responder kept already it drops. */
-static uint32_t req_resend_count(struct ipd_engine_qp *e, uint32_t psn)
+/* Send the request at psn again: a SEND/WRITE packet, or a whole READ or
+ * atomic request (not executed: the NAK says so) when psn is its first
+ * PSN.  Returns the PSN after it, or psn when nothing was sent. */
+static uint32_t req_resend_one(struct ipd_qp *qp, uint32_t psn)
 {
-	if (psn != e->sel_next || !e->sel_burst)
-		return e->sel_burst = 1;
-	e->sel_burst *= 2;
-	if (e->sel_burst > IPD_SEL_BURST_MAX)
-		e->sel_burst = IPD_SEL_BURST_MAX;
-	return e->sel_burst;
-}
-
-bool ipd_req_resend(struct ipd_qp *qp, uint32_t psn)
-{
-	struct ipd_engine_qp *e = qp->eng;
 	struct ipd_swqe *swqe = req_sent_wqe(qp, psn);
-	uint32_t i, n;
 
 	if (!swqe)
-		return false;
-	if (swqe->info->mask & IPD_WR_READ_OR_ATOMIC) {
-		/* Not executed (the NAK says so): the whole request. */
-		if (psn != swqe->first_psn)
-			return false;
-		ipd_req_rerequest(qp, swqe, psn,
-				  ipd_psn_diff(swqe->last_psn, psn) + 1);
-		e->sel_burst = 0;
-		qp->dev->cnt.selective_resends++;
-		return true;
-	}
-	n = req_resend_count(e, psn);
-	for (i = 0; i < n; i++) {
-		uint32_t p = ipd_psn_add(psn, i);
-
-		swqe = i ? req_sent_wqe(qp, p) : swqe;
-		if (!swqe || swqe->info->mask & IPD_WR_READ_OR_ATOMIC ||
-		    !req_resend_pkt(qp, swqe, p))
-			break;
-	}
-	if (!i)
-		return false;
-	e->sel_start = psn;
-	e->sel_next = ipd_psn_add(psn, i);
-	qp->dev->cnt.selective_resends += i;
-	qp->dev->cnt.retransmits++;
-	ipd_comp_timer_kick(qp, psn, false);
-	return true;
+		return psn;
+	if (!(swqe->info->mask & IPD_WR_READ_OR_ATOMIC))
+		return req_resend_pkt(qp, swqe, psn) ? ipd_psn_add(psn, 1) : psn;
+	if (psn != swqe->first_psn)
+		return psn;
+	ipd_req_rerequest(qp, swqe, psn, ipd_psn_diff(swqe->last_psn, psn) + 1);
+	return ipd_psn_add(swqe->last_psn, 1);
 }
 
-bool ipd_req_resend_in_flight(struct ipd_qp *qp, uint32_t psn)
+bool ipd_req_resend(struct ipd_qp *qp, uint32_t psn, uint32_t hole)
 {
-	struct ipd_engine_qp *e = qp->eng;
+	uint32_t p = psn, next;
 
-	return e->sel_burst > 1 && ipd_psn_cmp(psn, e->sel_start) > 0 &&
-	       ipd_psn_cmp(psn, e->sel_next) < 0;
+	/* The NAK says how many PSNs are missing before the first packet
+	 * the responder kept (a lost burst: one GSO datagram is up to 64
+	 * packets); at least the NAKed one. */
+	if (hole < 1)
+		hole = 1;
+	while (ipd_psn_diff(p, psn) < hole) {
+		next = req_resend_one(qp, p);
+		if (next == p)
+			break;
+		qp->dev->cnt.selective_resends++;
+		p = next;
+	}
+	if (p == psn)
+		return false;
+	qp->dev->cnt.retransmits++;
+	ipd_comp_rtt_cancel(qp);
+	ipd_comp_timer_kick(qp, psn, false);
+	return true;
 }
 
 void ipd_req_reset(struct ipd_qp *qp)
@@ -634,7 +615,6 @@ void ipd_req_reset(struct ipd_qp *qp)
 	e->rd_outstanding = 0;
 	e->noack_pkts = 0;
 	e->nak_retried = false;
-	e->sel_burst = 0;
 	e->rnr_wait = false;
 	e->srtt = e->rttvar = 0; /* the peer may be another one */
 	ipd_comp_rtt_cancel(qp);

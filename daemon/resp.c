@@ -139,7 +139,9 @@ static void resp_send(struct ipd_qp *qp, struct ipd_pkt *pkt)
 	tail->pkt = pkt;
 }
 
-static void resp_send_ack(struct ipd_qp *qp, uint8_t syn, uint32_t psn)
+/* hole: a PSN sequence NAK's missing PSNs for a selective peer (hdr.h). */
+static void resp_send_ack_hole(struct ipd_qp *qp, uint8_t syn, uint32_t psn,
+			       uint32_t hole)
 {
 	struct ipd_pkt *pkt = resp_pkt(qp, IPD_OP_ACKNOWLEDGE, psn, 0);
 
@@ -148,7 +150,14 @@ static void resp_send_ack(struct ipd_qp *qp, uint8_t syn, uint32_t psn)
 	ipd_aeth_set(pkt->hdr, syn, qp->eng->msn);
 	if ((syn & IPD_AETH_TYPE_MASK) == IPD_AETH_NAK)
 		qp->dev->cnt.naks_sent++;
+	if (hole)
+		ipd_bth_set_resv7(pkt->hdr, hole);
 	resp_send(qp, pkt);
+}
+
+static void resp_send_ack(struct ipd_qp *qp, uint8_t syn, uint32_t psn)
+{
+	resp_send_ack_hole(qp, syn, psn, 0);
 }
 
 static void resp_send_atomic_ack(struct ipd_qp *qp, uint32_t psn,
@@ -867,9 +876,9 @@ static enum resp_state resp_duplicate(struct resp_ctx *c)
 	return RESP_DONE;
 }
 
-void ipd_resp_nak_seq(struct ipd_qp *qp)
+void ipd_resp_nak_seq(struct ipd_qp *qp, uint32_t hole)
 {
-	resp_send_ack(qp, IPD_AETH_NAK_PSN_SEQ, qp->eng->rq_psn);
+	resp_send_ack_hole(qp, IPD_AETH_NAK_PSN_SEQ, qp->eng->rq_psn, hole);
 }
 
 void ipd_resp_ack_last(struct ipd_qp *qp)
@@ -887,7 +896,11 @@ static enum resp_state resp_nak_seq(struct resp_ctx *c)
 	/* IBA 9.7.5.1.2: one NAK per gap, then silence until it is filled. */
 	if (!c->e->nak_sent) {
 		c->e->nak_sent = true;
-		ipd_resp_nak_seq(c->qp);
+		/* the first packet past the gap: all before it are missing */
+		ipd_resp_nak_seq(c->qp, ipd_ooo_on(c->qp) ?
+					       ipd_psn_diff(c->pkt->psn,
+							    c->e->rq_psn) :
+					       0);
 	}
 	return RESP_DONE;
 }
@@ -1002,7 +1015,7 @@ static bool resp_run(struct ipd_qp *qp, struct ipd_pkt *pkt)
 static void resp_run_kept(struct ipd_qp *qp)
 {
 	struct ipd_engine_qp *e = qp->eng;
-	bool stalled = false;
+	bool ran = false, stalled = false;
 	struct ipd_pkt *pkt;
 	uint32_t psn;
 
@@ -1011,11 +1024,12 @@ static void resp_run_kept(struct ipd_qp *qp)
 		psn = e->rq_psn;
 		resp_run(qp, pkt);
 		ipd_pkt_free(qp->dev, pkt);
+		ran = true;
 		stalled = e->rq_psn == psn;
 		if (stalled)
 			break;
 	}
-	ipd_ooo_settle(qp, stalled || e->err_pending);
+	ipd_ooo_settle(qp, ran, stalled || e->err_pending);
 }
 
 bool ipd_resp_rx(struct ipd_qp *qp, struct ipd_pkt *pkt)
