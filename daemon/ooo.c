@@ -9,8 +9,10 @@
  * packets that arrive ahead of the expected PSN, still NAKs the first
  * missing PSN once, and when that packet arrives runs the kept ones in
  * PSN order through the ordinary responder steps (resp.c), as if they
- * had just arrived in order.  A further hole is NAKed at once.  The
- * requester (req.c, comp.c) answers such a NAK with that packet alone.
+ * had just arrived in order.  A further hole behind them is NAKed at once.
+ * The NAK says in the BTH's reserved bits how many PSNs are missing
+ * (hdr.h), and the requester (req.c, comp.c) sends those again, nothing
+ * else.
  *
  * READ and atomic requests are never kept: one arriving early is dropped
  * as before and NAKed in turn, so their execution order and the
