@@ -86,6 +86,9 @@ void ipd_peer_need(struct ipd_dev *dev, const struct ipd_av *av);
  * "" for a QP without a path.  buf has at least 16 bytes. */
 void ipd_peer_addr_form(struct ipd_dev *dev, struct ipd_qp *qp, char *buf,
 			size_t cap);
+/* The host behind av answered the capability exchange and keeps
+ * out-of-order packets (FEATURE_SELECTIVE, daemon/ooo.c). */
+bool ipd_peer_selective(struct ipd_dev *dev, const struct ipd_av *av);
 /* Peers for STATUS: text lines "addr dma=<b> boot=<id> ...". */
 int ipd_peer_count(void);
 int ipd_peer_describe(int i, char *buf, size_t cap);

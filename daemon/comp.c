@@ -807,7 +807,11 @@ static enum comp_state comp_error_retry(struct comp_ctx *c)
 	}
 	if (c->qp->attr.retry_cnt != 7)
 		e->retry_left--;
-	ipd_req_rewind(c->qp);
+	/* A responder that keeps later packets lacks the NAKed one only
+	 * (ooo.c); otherwise go back N. */
+	if (!ipd_ooo_on(c->qp) ||
+	    !ipd_req_resend(c->qp, c->pkt->psn, ipd_bth_resv7(c->pkt->hdr)))
+		ipd_req_rewind(c->qp);
 	return COMP_DONE;
 }
 

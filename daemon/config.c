@@ -99,6 +99,8 @@ static const struct opt_desc opt_table[] = {
 	  0, 4096, 1ull << 48 },
 	{ "engine", "tail_probe", "tail-probe", "yes|no", OPT_BOOL,
 	  CFG_OFF(tail_probe) },
+	{ "engine", "selective_retransmit", "selective-retransmit", "yes|no",
+	  OPT_BOOL, CFG_OFF(selective_retransmit) },
 	{ "daemon", "log_level", "log-level", "err|warn|info|debug", OPT_LEVEL,
 	  CFG_OFF(log_level) },
 	{ "daemon", "spin_us", NULL, NULL, OPT_UINT, CFG_OFF(spin_us),
@@ -150,6 +152,7 @@ void ipd_config_defaults(struct ipd_config *cfg)
 	cfg->max_mr_size = 1ull << 40;
 	cfg->tail_probe = true;
 	cfg->loop_direct = true;
+	cfg->selective_retransmit = true;
 	cfg->log_level = IPD_LOG_INFO;
 	cfg->spin_us = 0;
 }

@@ -50,12 +50,18 @@ struct ipd_timewait {
 	struct ipd_av av;
 	double expires;           /* ev_now() time; 0: unused */
 };
+/* Selective recovery (ooo.c): out-of-order packets a responder QP keeps,
+ * by PSN distance from the expected one (a power of two; the requester's
+ * window is IPD_MAX_UNACKED_PSNS), and kept packets per device. */
+#define IPD_OOO_WINDOW 128
+#define IPD_OOO_DEV_MAX 4096
 
 struct ipd_engine {
 	TAILQ_HEAD(, ipd_pkt) free_pkts;
 	uint32_t nfree;
 	struct ipd_timewait tw[IPD_TIMEWAIT_MAX];
 	uint32_t tw_next;
+	uint32_t ooo_held;        /* packets kept out of order (ooo.c) */
 };
 
 /* ---- send WQEs as the engine keeps them -------------------------- */
@@ -158,6 +164,10 @@ struct ipd_engine_qp {
 	uint32_t res_next;
 	struct ipd_resp_item rsp[IPD_RESP_QUEUE];
 	uint32_t rsp_head, rsp_tail;  /* free-running */
+	/* out-of-order SEND/WRITE packets kept (ooo.c), slot PSN % window */
+	struct ipd_pkt *ooo[IPD_OOO_WINDOW];
+	uint32_t ooo_count;
+	bool ooo_ack_owed;        /* an AckReq ran while packets were kept */
 
 	/* deferred QP error (set where iterating makes it unsafe) */
 	bool err_pending;
@@ -303,6 +313,12 @@ void ipd_req_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe,
  * before, not known to be executed) once more, with AckReq.  False when
  * there is none (a READ/atomic there, or out of packets). */
 bool ipd_req_probe(struct ipd_qp *qp, uint32_t psn);
+/* Selective recovery: a NAK named psn, the first request the responder
+ * lacks while it keeps later ones: send again only the requests of the
+ * hole PSNs from psn the NAK says are missing (at least psn's): SEND/WRITE
+ * packets, whole READ/atomic requests.  False when psn is no request's
+ * first PSN or packet (then go back N). */
+bool ipd_req_resend(struct ipd_qp *qp, uint32_t psn, uint32_t hole);
 void ipd_req_reset(struct ipd_qp *qp);
 
 /* ---- comp.c ---------------------------------------------------------- */
@@ -323,7 +339,13 @@ void ipd_comp_set_psn(struct ipd_qp *qp, uint32_t psn);
 
 /* ---- resp.c ---------------------------------------------------------- */
 
-void ipd_resp_rx(struct ipd_qp *qp, struct ipd_pkt *pkt);
+/* True when the responder kept pkt (ooo.c): the caller must not free it. */
+bool ipd_resp_rx(struct ipd_qp *qp, struct ipd_pkt *pkt);
+/* NAK a PSN sequence error at the expected PSN; hole: how many PSNs from
+ * it are missing (selective peers only, else 0; hdr.h resv7). */
+void ipd_resp_nak_seq(struct ipd_qp *qp, uint32_t hole);
+/* ACK everything before the expected PSN. */
+void ipd_resp_ack_last(struct ipd_qp *qp);
 /* Complete the receive WQE in hand (and the whole RQ when flushing). */
 void ipd_resp_flush(struct ipd_qp *qp);
 void ipd_resp_reset(struct ipd_qp *qp);
@@ -334,6 +356,27 @@ void ipd_resp_srq_gone(struct ipd_qp *qp, struct ipd_srq *srq);
 bool ipd_resp_pump(struct ipd_qp *qp);
 /* Forget queued responses (reset, error, destroy). */
 void ipd_resp_drain(struct ipd_qp *qp);
+
+/* ---- ooo.c: selective recovery ---------------------------------------- */
+
+/* The QP's peer keeps out-of-order packets (and so does this daemon for
+ * it): RC/XRC, [engine] selective_retransmit, and a loopback QP or a peer
+ * that advertised FEATURE_SELECTIVE. */
+bool ipd_ooo_on(const struct ipd_qp *qp);
+/* Keep pkt, a request ahead of the expected PSN, if it is a SEND/WRITE
+ * packet within the window and limits.  True when kept (owned). */
+bool ipd_ooo_hold(struct ipd_qp *qp, struct ipd_pkt *pkt);
+/* The kept packet with the expected PSN, removed (caller frees), or NULL. */
+struct ipd_pkt *ipd_ooo_take(struct ipd_qp *qp);
+/* An AckReq packet ran while packets are kept: true when its ACK waits
+ * for ipd_ooo_settle. */
+bool ipd_ooo_defer_ack(struct ipd_qp *qp);
+/* After an in-order packet (and kept ones, ran) ran: NAK the next hole
+ * behind kept packets that ran, or send the owed ACK; stalled: the last
+ * one could not run (RNR or error NAK sent). */
+void ipd_ooo_settle(struct ipd_qp *qp, bool ran, bool stalled);
+/* Free every kept packet (reset, error, destroy). */
+void ipd_ooo_flush(struct ipd_qp *qp);
 
 /* ---- link_loop.c ------------------------------------------------------ */
 

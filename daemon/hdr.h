@@ -167,6 +167,22 @@ static inline void ipd_bth_set_ackreq(uint8_t *bth, bool ackreq)
 	bth[8] = ackreq ? IPD_BTH_ACKREQ : 0;
 }
 
+/* BTH resv7 (byte 8 below AckReq): reserved by IBA, sent as 0 and ignored.
+ * Between ipathd peers that agreed on selective recovery (daemon/ooo.c) a
+ * PSN sequence NAK carries there how many PSNs from the NAKed one are
+ * missing before the first packet the responder kept (0: not known). */
+#define IPD_BTH_RESV7_MASK 0x7fu
+static inline uint8_t ipd_bth_resv7(const uint8_t *bth)
+{
+	return bth[8] & IPD_BTH_RESV7_MASK;
+}
+static inline void ipd_bth_set_resv7(uint8_t *bth, uint32_t v)
+{
+	if (v > IPD_BTH_RESV7_MASK)
+		v = IPD_BTH_RESV7_MASK;
+	bth[8] = (uint8_t)((bth[8] & ~IPD_BTH_RESV7_MASK) | v);
+}
+
 /* ---- XRCETH (IBA 9.3.9): 8 reserved bits, the 24-bit XRC SRQ number -- */
 
 static inline uint32_t ipd_xrceth_srqn(const uint8_t *bth)

@@ -68,6 +68,9 @@ struct ipd_config {
 	unsigned long long max_mr_size;
 	/* [engine] */
 	bool tail_probe;          /* tail_probe = yes: RC tail loss probe */
+	/* selective_retransmit = yes: keep out-of-order packets, resend
+	 * only NAKed ones, with ipathd peers that advertise it (ooo.c) */
+	bool selective_retransmit;
 	/* [daemon] */
 	int log_level;            /* IPD_LOG_* */
 	unsigned int spin_us;     /* busy-poll this long after work before sleeping */
@@ -458,6 +461,10 @@ struct ipd_counters {
 	uint64_t read_rerequests, dup_responses; /* comp.c: READ recovery */
 	uint64_t tail_probes;            /* comp.c: tail loss probes sent */
 	uint64_t timewait_acks;          /* timewait.c: ACKs for destroyed QPs */
+	/* ooo.c: out-of-order packets kept, ones that could not be kept
+	 * (window or device limit), packets kept that ran once their turn
+	 * came; req.c: packets sent again alone for a NAK */
+	uint64_t ooo_held, ooo_dropped, ooo_executed, selective_resends;
 	uint64_t loop_dropped, loop_duplicated, loop_reordered;
 	/* direct loopback: packets sent by reference, and those dropped on
 	 * arrival because their source had changed meanwhile */

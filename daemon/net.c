@@ -284,8 +284,8 @@ void ipd_engine_rx(struct ipd_dev *dev, struct ipd_pkt *pkt)
 	}
 	if (pkt->mask & IPD_ACK_MASK)
 		ipd_comp_rx(qp, pkt);
-	else
-		ipd_resp_rx(qp, pkt);
+	else if (ipd_resp_rx(qp, pkt))
+		return; /* kept out of order (ooo.c) */
 out:
 	ipd_pkt_free(dev, pkt);
 }

@@ -128,6 +128,8 @@ static int peer_sendto(const struct sockaddr *sa, socklen_t salen, bool reply,
 
 	caps.version = IPD_PEER_VERSION;
 	caps.features = PEER_FEATURES;
+	if (dev->cfg->selective_retransmit)
+		caps.features |= IPD__PEER__FEATURE__FEATURE_SELECTIVE;
 	caps.dma_capable = dev->cfg->dma_capable;
 	caps.boot_id = peers->boot_id;
 	caps.node_guid = dev->node_guid;
@@ -328,6 +330,21 @@ void ipd_peer_addr_form(struct ipd_dev *dev, struct ipd_qp *qp, char *buf,
 	} else {
 		snprintf(buf, cap, "<%d,%d>", l, p->dma_capable);
 	}
+}
+
+bool ipd_peer_selective(struct ipd_dev *dev, const struct ipd_av *av)
+{
+	struct in6_addr ip;
+	struct peer *p;
+
+	if (!peers || !av->dst.ss_family)
+		return false;
+	ip_of(&av->dst, &ip);
+	p = peer_find(&ip);
+	/* A refresh in flight keeps the cached bits: a restarted peer's
+	 * new ones replace them when its answer comes (boot id). */
+	return p && p->state == PEER_KNOWN &&
+	       p->features & IPD__PEER__FEATURE__FEATURE_SELECTIVE;
 }
 
 int ipd_peer_count(void)

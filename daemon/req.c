@@ -591,8 +591,8 @@ void ipd_req_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe,
 	ipd_comp_timer_kick(qp, psn, false);
 }
 
-/* The SEND/WRITE WQE a packet sent with PSN psn belongs to (the message
- * in progress included), or NULL. */
+/* The WQE a packet sent with PSN psn belongs to (the message in progress
+ * included), or NULL. */
 static struct ipd_swqe *req_sent_wqe(struct ipd_qp *qp, uint32_t psn)
 {
 	struct ipd_engine_qp *e = qp->eng;
@@ -611,25 +611,20 @@ static struct ipd_swqe *req_sent_wqe(struct ipd_qp *qp, uint32_t psn)
 			return NULL;
 		if (ipd_psn_cmp(psn, swqe->last_psn) > 0)
 			continue;
-		/* A READ or atomic is not probed: its repair (comp.c)
-		 * waits for the ACK timer. */
-		if (swqe->info->mask & IPD_WR_READ_OR_ATOMIC)
-			return NULL;
 		return swqe;
 	}
 	return NULL;
 }
 
-bool ipd_req_probe(struct ipd_qp *qp, uint32_t psn)
+/* Send the SEND/WRITE packet of swqe with PSN psn once more, with AckReq. */
+static bool req_resend_pkt(struct ipd_qp *qp, struct ipd_swqe *swqe,
+			   uint32_t psn)
 {
-	struct ipd_swqe *swqe = req_sent_wqe(qp, psn);
 	unsigned int mtu = ipd_eng_mtu(qp);
 	const struct ipd_av *av;
 	struct ipd_pkt *pkt;
 	uint32_t off, paylen;
 
-	if (!swqe || ipd_psn_cmp(psn, qp->eng->exec_psn) < 0)
-		return false;
 	off = ipd_psn_diff(psn, swqe->first_psn) * mtu;
 	if (off > swqe->length)
 		return false;
@@ -639,6 +634,59 @@ bool ipd_req_probe(struct ipd_qp *qp, uint32_t psn)
 		return false;
 	ipd_comp_rtt_cancel(qp);
 	ipd_net_xmit(qp->dev, pkt, av);
+	return true;
+}
+
+bool ipd_req_probe(struct ipd_qp *qp, uint32_t psn)
+{
+	struct ipd_swqe *swqe = req_sent_wqe(qp, psn);
+
+	/* A READ or atomic is not probed: its repair (comp.c) waits for
+	 * the ACK timer. */
+	if (!swqe || swqe->info->mask & IPD_WR_READ_OR_ATOMIC ||
+	    ipd_psn_cmp(psn, qp->eng->exec_psn) < 0)
+		return false;
+	return req_resend_pkt(qp, swqe, psn);
+}
+
+/* Send the request at psn again: a SEND/WRITE packet, or a whole READ or
+ * atomic request (not executed: the NAK says so) when psn is its first
+ * PSN.  Returns the PSN after it, or psn when nothing was sent. */
+static uint32_t req_resend_one(struct ipd_qp *qp, uint32_t psn)
+{
+	struct ipd_swqe *swqe = req_sent_wqe(qp, psn);
+
+	if (!swqe)
+		return psn;
+	if (!(swqe->info->mask & IPD_WR_READ_OR_ATOMIC))
+		return req_resend_pkt(qp, swqe, psn) ? ipd_psn_add(psn, 1) : psn;
+	if (psn != swqe->first_psn)
+		return psn;
+	ipd_req_rerequest(qp, swqe, psn, ipd_psn_diff(swqe->last_psn, psn) + 1);
+	return ipd_psn_add(swqe->last_psn, 1);
+}
+
+bool ipd_req_resend(struct ipd_qp *qp, uint32_t psn, uint32_t hole)
+{
+	uint32_t p = psn, next;
+
+	/* The NAK says how many PSNs are missing before the first packet
+	 * the responder kept (a lost burst: one GSO datagram is up to 64
+	 * packets); at least the NAKed one. */
+	if (hole < 1)
+		hole = 1;
+	while (ipd_psn_diff(p, psn) < hole) {
+		next = req_resend_one(qp, p);
+		if (next == p)
+			break;
+		qp->dev->cnt.selective_resends++;
+		p = next;
+	}
+	if (p == psn)
+		return false;
+	qp->dev->cnt.retransmits++;
+	ipd_comp_rtt_cancel(qp);
+	ipd_comp_timer_kick(qp, psn, false);
 	return true;
 }
 

@@ -36,6 +36,7 @@ struct resp_ctx {
 	struct ipd_engine_qp *e;
 	struct ipd_pkt *pkt;
 	void *mem;          /* resolved remote address (atomics) */
+	bool held;          /* pkt was kept out of order (ooo.c) */
 };
 
 static bool is_rc(const struct ipd_qp *qp)
@@ -138,7 +139,9 @@ static void resp_send(struct ipd_qp *qp, struct ipd_pkt *pkt)
 	tail->pkt = pkt;
 }
 
-static void resp_send_ack(struct ipd_qp *qp, uint8_t syn, uint32_t psn)
+/* hole: a PSN sequence NAK's missing PSNs for a selective peer (hdr.h). */
+static void resp_send_ack_hole(struct ipd_qp *qp, uint8_t syn, uint32_t psn,
+			       uint32_t hole)
 {
 	struct ipd_pkt *pkt = resp_pkt(qp, IPD_OP_ACKNOWLEDGE, psn, 0);
 
@@ -147,7 +150,14 @@ static void resp_send_ack(struct ipd_qp *qp, uint8_t syn, uint32_t psn)
 	ipd_aeth_set(pkt->hdr, syn, qp->eng->msn);
 	if ((syn & IPD_AETH_TYPE_MASK) == IPD_AETH_NAK)
 		qp->dev->cnt.naks_sent++;
+	if (hole)
+		ipd_bth_set_resv7(pkt->hdr, hole);
 	resp_send(qp, pkt);
+}
+
+static void resp_send_ack(struct ipd_qp *qp, uint8_t syn, uint32_t psn)
+{
+	resp_send_ack_hole(qp, syn, psn, 0);
 }
 
 static void resp_send_atomic_ack(struct ipd_qp *qp, uint32_t psn,
@@ -255,6 +265,7 @@ void ipd_resp_drain(struct ipd_qp *qp)
 {
 	struct ipd_engine_qp *e = qp->eng;
 
+	ipd_ooo_flush(qp);
 	for (; !rsp_empty(e); e->rsp_head++) {
 		struct ipd_resp_item *it = rsp_at(e, e->rsp_head);
 
@@ -879,8 +890,9 @@ static enum resp_state resp_acknowledge(struct resp_ctx *c)
 		return RESP_DONE;
 	if (pkt->mask & IPD_LAST_MASK)
 		e->msn++;
-	/* IBA 9.7.5.1.1: coalesce, acknowledge when asked. */
-	if (ipd_bth_ackreq(pkt->hdr))
+	/* IBA 9.7.5.1.1: coalesce, acknowledge when asked (after the
+	 * packets kept out of order that run next, ooo.c). */
+	if (ipd_bth_ackreq(pkt->hdr) && !ipd_ooo_defer_ack(qp))
 		resp_send_ack(qp, IPD_AETH_ACK_NO_CREDIT,
 			      ipd_psn_add(pkt->psn, n - 1));
 	return RESP_DONE;
@@ -931,13 +943,31 @@ static enum resp_state resp_duplicate(struct resp_ctx *c)
 	return RESP_DONE;
 }
 
+void ipd_resp_nak_seq(struct ipd_qp *qp, uint32_t hole)
+{
+	resp_send_ack_hole(qp, IPD_AETH_NAK_PSN_SEQ, qp->eng->rq_psn, hole);
+}
+
+void ipd_resp_ack_last(struct ipd_qp *qp)
+{
+	resp_send_ack(qp, IPD_AETH_ACK_NO_CREDIT,
+		      ipd_psn_add(qp->eng->rq_psn, IPD_PSN_MASK));
+}
+
 static enum resp_state resp_nak_seq(struct resp_ctx *c)
 {
-	c->qp->dev->cnt.drop_seq++;
+	/* Kept for later (selective recovery, ooo.c), else dropped. */
+	c->held = ipd_ooo_hold(c->qp, c->pkt);
+	if (!c->held)
+		c->qp->dev->cnt.drop_seq++;
 	/* IBA 9.7.5.1.2: one NAK per gap, then silence until it is filled. */
 	if (!c->e->nak_sent) {
 		c->e->nak_sent = true;
-		resp_send_ack(c->qp, IPD_AETH_NAK_PSN_SEQ, c->e->rq_psn);
+		/* the first packet past the gap: all before it are missing */
+		ipd_resp_nak_seq(c->qp, ipd_ooo_on(c->qp) ?
+					       ipd_psn_diff(c->pkt->psn,
+							    c->e->rq_psn) :
+					       0);
 	}
 	return RESP_DONE;
 }
@@ -1037,18 +1067,53 @@ static bool resp_state_ok(const struct ipd_qp *qp)
 	}
 }
 
-void ipd_resp_rx(struct ipd_qp *qp, struct ipd_pkt *pkt)
+static bool resp_run(struct ipd_qp *qp, struct ipd_pkt *pkt)
 {
 	struct resp_ctx c = { .qp = qp, .e = qp->eng, .pkt = pkt };
 	enum resp_state s = RESP_CHECK_PSN;
 
-	if (!resp_state_ok(qp)) {
-		qp->dev->cnt.drop_bad_state++;
-		return;
-	}
 	while (s != RESP_DONE)
 		s = resp_steps[s](&c);
+	return c.held;
+}
+
+/* Packets kept out of order whose turn came run as if they arrived now,
+ * in PSN order, until a hole, an error or an RNR NAK stops them. */
+static void resp_run_kept(struct ipd_qp *qp)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	bool ran = false, stalled = false;
+	struct ipd_pkt *pkt;
+	uint32_t psn;
+
+	while (resp_state_ok(qp) && !e->err_pending &&
+	       (pkt = ipd_ooo_take(qp))) {
+		psn = e->rq_psn;
+		resp_run(qp, pkt);
+		ipd_pkt_free(qp->dev, pkt);
+		ran = true;
+		stalled = e->rq_psn == psn;
+		if (stalled)
+			break;
+	}
+	ipd_ooo_settle(qp, ran, stalled || e->err_pending);
+}
+
+bool ipd_resp_rx(struct ipd_qp *qp, struct ipd_pkt *pkt)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	uint32_t psn = e->rq_psn;
+	bool held;
+
+	if (!resp_state_ok(qp)) {
+		qp->dev->cnt.drop_bad_state++;
+		return false;
+	}
+	held = resp_run(qp, pkt);
+	if (e->rq_psn != psn && (e->ooo_count || e->ooo_ack_owed))
+		resp_run_kept(qp);
 	ipd_eng_apply_error(qp);
+	return held;
 }
 
 void ipd_resp_flush(struct ipd_qp *qp)

@@ -27,6 +27,8 @@ static const struct counter_name {
 	CNT(naks_sent), CNT(naks_rcvd), CNT(dup_requests), CNT(timeouts),
 	CNT(read_rerequests), CNT(dup_responses), CNT(tail_probes),
 	CNT(timewait_acks),
+	CNT(ooo_held), CNT(ooo_dropped), CNT(ooo_executed),
+	CNT(selective_resends),
 	CNT(loop_dropped), CNT(loop_duplicated), CNT(loop_reordered),
 	CNT(loop_direct_pkts), CNT(loop_direct_stale),
 	CNT(bad_ring_index), CNT(clients_cut_off),

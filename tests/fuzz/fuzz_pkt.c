@@ -360,7 +360,7 @@ static void print_counters(void)
 	printf("fuzz_pkt: %llu packets in, %llu out; dropped: %llu ICRC, "
 	       "%llu malformed, %llu no QP, %llu state, %llu P_Key, "
 	       "%llu Q_Key, %llu sequence; %llu NAKs, %llu RNR NAKs, "
-	       "%llu completions\n",
+	       "%llu completions; %llu kept out of order, %llu ran late\n",
 	       (unsigned long long)c->pkts_rcvd,
 	       (unsigned long long)c->pkts_sent,
 	       (unsigned long long)c->drop_icrc,
@@ -372,7 +372,9 @@ static void print_counters(void)
 	       (unsigned long long)c->drop_seq,
 	       (unsigned long long)c->naks_sent,
 	       (unsigned long long)c->rnr_naks_sent,
-	       (unsigned long long)px.completions);
+	       (unsigned long long)px.completions,
+	       (unsigned long long)c->ooo_held,
+	       (unsigned long long)c->ooo_executed);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

@@ -31,8 +31,10 @@
 #                                  "off" removes it.  tc netem when the kernel
 #                                  has it, else tests/lab/ipl_netem.c
 #   ipathd-lab.sh link K up|down   plug/unplug host K (its bridge port)
-#   ipathd-lab.sh daemon K start|stop|kill|restart
-#                                  control host K's ipathd (kill = SIGKILL)
+#   ipathd-lab.sh daemon K start|stop|kill|restart [-- ARGS...]
+#                                  control host K's ipathd (kill = SIGKILL);
+#                                  ARGS (start/restart): extra ipathd
+#                                  arguments for host K from now on
 #   ipathd-lab.sh ctl K ARGS...    ipathctl against host K's daemon
 #   ipathd-lab.sh status           hosts, addresses, daemons
 #   ipathd-lab.sh log K            host K's daemon log
@@ -122,6 +124,8 @@ daemon_start() {
 	rm -f "$d/ipathd.sock"
 	local extra=()
 	[[ -r $IPL_STATE/daemon-args ]] && mapfile -t extra <"$IPL_STATE/daemon-args"
+	[[ -r $IPL_STATE/daemon-args.$k ]] &&
+		mapfile -t -O "${#extra[@]}" extra <"$IPL_STATE/daemon-args.$k"
 	ip netns exec "$ns" "$IPL_BUILD/daemon/ipathd" \
 		--link udp --netdev eth0 \
 		--sysfs "$d/sysfs" --socket "$d/ipathd.sock" \
@@ -480,6 +484,9 @@ main() {
 		;;
 	daemon)
 		check_host "${1:-}"
+		if [[ ${3:-} == -- ]]; then
+			printf '%s\n' "${@:4}" >"$IPL_STATE/daemon-args.$1"
+		fi
 		case ${2:-} in
 		start) daemon_start "$1" ;;
 		stop) daemon_stop "$1" ;;

@@ -8,13 +8,17 @@
 # delivered twice).  Then the daemons' counters must show that the
 # impairment was met: retransmissions after loss, duplicate requests
 # after duplication, ICRC or UDP checksum drops after corruption.
+# Between two ipathd daemons recovery is selective (daemon/ooo.c): the
+# lossy and reordering profiles also check that out-of-order packets were
+# kept; loss1-gbn runs loss1 with host 2's daemon not advertising it
+# (--selective-retransmit no), so both directions go back N.
 # usage: netem.sh PROFILE [VERIFY]
-#   PROFILE: none loss1 loss10 reorder duplicate corrupt delay, or ipv6:
-#   no impairment, every QP type (RC, UC, UD) over the hosts' IPv6 GIDs,
-#   or packet / packet_cut: no impairment, every QP type, both daemons
-#   receive IPv4 through a packet socket (udp_rx = packet: the ICRC is
-#   checked over the IP header as it arrived) from a peer that sends
-#   multi-packet messages as UDP GSO datagrams (the default): packet
+#   PROFILE: none loss1 loss1-gbn loss10 reorder duplicate corrupt delay,
+#   or ipv6: no impairment, every QP type (RC, UC, UD) over the hosts'
+#   IPv6 GIDs, or packet / packet_cut: no impairment, every QP type, both
+#   daemons receive IPv4 through a packet socket (udp_rx = packet: the
+#   ICRC is checked over the IP header as it arrived) from a peer that
+#   sends multi-packet messages as UDP GSO datagrams (the default): packet
 #   gets them uncut from veth and bridge and cuts them itself, packet_cut
 #   (lab up --cut-gso) gets the kernel's segments with IPv4 IDs 1, 2..
 # Needs root; exit 77 = skipped.
@@ -30,11 +34,13 @@ verify=${2:-$IPATHD_BUILD_DIR/tests/verify}
 case $profile in
 none)      imp=;                     vo="--iters 20";                      must="" ;;
 ipv6)      imp=;                     vo="--iters 10";                      must="" ;;
-loss1)     imp="loss 1%";            vo="--iters 10 --max-size 262144";    must="1:retransmits" ;;
-loss10)    imp="loss 10%";           vo="--iters 5 --max-size 65536";      must="1:retransmits" ;;
+loss1)     imp="loss 1%";            vo="--iters 10 --max-size 262144";    must="1:retransmits 2:ooo_held 1:selective_resends" ;;
+loss1-gbn) imp="loss 1%";            vo="--iters 10 --max-size 262144";    must="1:retransmits" ;;
+loss10)    imp="loss 10%";           vo="--iters 5 --max-size 65536";      must="1:retransmits 2:ooo_held 1:selective_resends" ;;
 # READ responses are placed in any order and only missing ones are asked
 # for again, so READ recovers on reordering paths too.
-reorder)   imp="delay 2ms reorder 25%"; vo="--iters 8 --max-size 262144";  must="2:drop_seq" ;;
+# reordered requests are kept, not dropped
+reorder)   imp="delay 2ms reorder 25%"; vo="--iters 8 --max-size 262144";  must="2:ooo_held" ;;
 duplicate) imp="duplicate 10%";      vo="--iters 8 --max-size 262144";     must="2:dup_requests" ;;
 corrupt)   imp="corrupt 5%";         vo="--iters 8 --max-size 262144";     must="1:corrupt_drops 2:corrupt_drops" ;;
 delay)     imp="delay 5ms 2ms";      vo="--iters 5 --max-size 262144";     must="" ;;
@@ -48,7 +54,7 @@ gidopt= types="--type rc" want=10
 # without impairment every QP type (UC and UD lose messages on a lossy link)
 [[ $profile == none || $profile == packet* ]] && types= want=28
 # XRC is reliable like RC: every opcode under loss in one profile
-[[ $profile == loss1 ]] && types="--type rc,xrc" want=17
+[[ $profile == loss1 || $profile == loss1-gbn ]] && types="--type rc,xrc" want=17
 if [[ $profile == ipv6 ]]; then
 	mh_up 2 --ipv6
 	# every QP type; RoCE v2 over IPv6 (the side channel stays on IPv4)
@@ -65,6 +71,11 @@ if [[ $profile == packet* ]]; then
 		grep -q 'received through a packet socket' "$IPL_STATE/host$k/ipathd.log" ||
 			mh_fail "host $k does not receive through a packet socket"
 	done
+fi
+if [[ $profile == loss1-gbn ]]; then
+	"$LAB" daemon 2 restart -- --selective-retransmit no ||
+		mh_fail "restart host 2's daemon without selective recovery"
+	mh_log "host 2: selective_retransmit = no"
 fi
 declare -A before=()
 # counter K NAME: the daemon's counter NAME, or corrupt_drops (see
@@ -116,6 +127,16 @@ if [[ $profile == packet* ]]; then
 			((v == 0)) || mh_fail "host $k: $c = $v"
 		done
 	done
+fi
+if [[ $profile == loss1-gbn ]]; then
+	# neither side kept a packet nor resent one alone
+	for k in 1 2; do
+		for c in ooo_held selective_resends; do
+			((0 == $(mh_counter "$k" "$c"))) ||
+				mh_fail "host $k: $c rose although host 2 does not advertise selective recovery"
+		done
+	done
+	"$LAB" ctl 1 status | grep -E 'features=0x[0-9a-f]+' >&2 || true
 fi
 mh_daemons_alive
 [[ -z $gidopt ]] || grep -q 'GID fd77::' "$MH_LAST.client" ||
