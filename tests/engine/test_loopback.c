@@ -165,8 +165,9 @@ static void qp_connect(struct ipd_qp *qp, uint32_t dqpn, unsigned mtu)
 	ipd_engine_qp_modified(qp, IBV_QPS_RTR, IBV_QP_STATE | IBV_QP_SQ_PSN | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY);
 }
 static uint32_t sq_prod(struct ipd_qp *qp) { return atomic_load(&qp->sq.hdr->prod); }
-static void post_send(struct ipd_qp *qp, uint64_t id, int op, struct ipd_mr *mr, uint64_t off, uint32_t len,
-		      uint64_t raddr, uint32_t rkey, uint32_t flags)
+/* The next send queue slot, cleared and headed; sq_publish posts it. */
+static struct ipd_send_wqe *sq_next(struct ipd_qp *qp, uint64_t id, int op,
+				    uint32_t flags, int nsge)
 {
 	uint32_t p = sq_prod(qp);
 	struct ipd_send_wqe *w = ipd_ring_slot(qp->sq.hdr, qp->sq.size, qp->sq.slot_size, p);
@@ -175,7 +176,17 @@ static void post_send(struct ipd_qp *qp, uint64_t id, int op, struct ipd_mr *mr,
 	w->wr_id = id;
 	w->opcode = op;
 	w->send_flags = flags | IBV_SEND_SIGNALED;
-	w->num_sge = 1;
+	w->num_sge = (uint32_t)nsge;
+	return w;
+}
+static void sq_publish(struct ipd_qp *qp)
+{
+	ipd_ring_publish(qp->sq.hdr, sq_prod(qp) + 1);
+}
+static void post_send(struct ipd_qp *qp, uint64_t id, int op, struct ipd_mr *mr, uint64_t off, uint32_t len,
+		      uint64_t raddr, uint32_t rkey, uint32_t flags)
+{
+	struct ipd_send_wqe *w = sq_next(qp, id, op, flags, 1);
 	w->imm_data = htonl(0xabc00000 | (uint32_t)id);
 	w->wr.rdma.remote_addr = raddr;
 	w->wr.rdma.rkey = rkey;
@@ -183,18 +194,12 @@ static void post_send(struct ipd_qp *qp, uint64_t id, int op, struct ipd_mr *mr,
 	s->addr = mr->iova + off;
 	s->length = len;
 	s->lkey = mr->lkey;
-	ipd_ring_publish(qp->sq.hdr, p + 1);
+	sq_publish(qp);
 }
 static void post_atomic(struct ipd_qp *qp, uint64_t id, int op, struct ipd_mr *mr, uint64_t off,
 			uint64_t raddr, uint32_t rkey, uint64_t ca, uint64_t sw)
 {
-	uint32_t p = sq_prod(qp);
-	struct ipd_send_wqe *w = ipd_ring_slot(qp->sq.hdr, qp->sq.size, qp->sq.slot_size, p);
-	memset(w, 0, qp->sq.slot_size);
-	w->wr_id = id;
-	w->opcode = op;
-	w->send_flags = IBV_SEND_SIGNALED;
-	w->num_sge = 1;
+	struct ipd_send_wqe *w = sq_next(qp, id, op, 0, 1);
 	w->wr.atomic.remote_addr = raddr;
 	w->wr.atomic.rkey = rkey;
 	w->wr.atomic.compare_add = ca;
@@ -203,7 +208,7 @@ static void post_atomic(struct ipd_qp *qp, uint64_t id, int op, struct ipd_mr *m
 	s->addr = mr->iova + off;
 	s->length = 8;
 	s->lkey = mr->lkey;
-	ipd_ring_publish(qp->sq.hdr, p + 1);
+	sq_publish(qp);
 }
 static void post_recv(struct ipd_qp *qp, uint64_t id, struct ipd_mr *mr, uint64_t off, uint32_t len)
 {
@@ -265,13 +270,7 @@ struct lsge { struct ipd_mr *mr; uint64_t off; uint32_t len; };
 static void post_send_sges(struct ipd_qp *qp, uint64_t id, int op, const struct lsge *l, int n,
 			   uint64_t raddr, uint32_t rkey)
 {
-	uint32_t p = sq_prod(qp);
-	struct ipd_send_wqe *w = ipd_ring_slot(qp->sq.hdr, qp->sq.size, qp->sq.slot_size, p);
-	memset(w, 0, qp->sq.slot_size);
-	w->wr_id = id;
-	w->opcode = op;
-	w->send_flags = IBV_SEND_SIGNALED;
-	w->num_sge = (uint32_t)n;
+	struct ipd_send_wqe *w = sq_next(qp, id, op, 0, n);
 	w->wr.rdma.remote_addr = raddr;
 	w->wr.rdma.rkey = rkey;
 	struct ipd_sge *s = ipd_send_wqe_sge(w);
@@ -280,7 +279,7 @@ static void post_send_sges(struct ipd_qp *qp, uint64_t id, int op, const struct 
 		s[i].length = l[i].len;
 		s[i].lkey = l[i].mr->lkey;
 	}
-	ipd_ring_publish(qp->sq.hdr, p + 1);
+	sq_publish(qp);
 }
 static void post_recv_sges(struct ipd_qp *qp, uint64_t id, const struct lsge *l, int n)
 {
@@ -539,7 +538,33 @@ static void test_more_errors(struct ipd_mr *ma, struct ipd_mr *mb)
 /* The wire double: READ responses pass, vanish or are held back and
  * released in reverse order (when 16 are held, or the engine is idle). */
 enum wire_verdict { WIRE_PASS, WIRE_DROP, WIRE_HOLD };
+/* The wire double: xmit in front of the loopback link's own. */
 static const struct ipd_link_ops *wire_link_ops;
+static void wire_wrap(int (*xmit)(struct ipd_link *, struct ipd_pkt *))
+{
+	static struct ipd_link_ops ops;
+
+	wire_link_ops = dev.loop_link->ops;
+	ops = *wire_link_ops;
+	ops.xmit = xmit;
+	dev.loop_link->ops = &ops;
+}
+
+/* p and q connected to each other (path MTU 1024); p with perftest's ACK
+ * timeout 14 (67 ms) and, unless -1, retry_cnt. */
+static void pair_connect(struct ipd_qp *p, struct ipd_qp *q, int retry_cnt)
+{
+	int mask = IBV_QP_TIMEOUT;
+
+	qp_connect(p, q->qpn, 1024);
+	qp_connect(q, p->qpn, 1024);
+	p->attr.timeout = 14;
+	if (retry_cnt >= 0) {
+		p->attr.retry_cnt = (uint8_t)retry_cnt;
+		mask |= IBV_QP_RETRY_CNT;
+	}
+	ipd_engine_qp_modified(p, IBV_QPS_RTS, mask);
+}
 static enum wire_verdict (*wire_policy)(uint32_t off, unsigned int nth);
 static uint32_t wire_base_psn;        /* offsets count from here */
 static unsigned int wire_sent[4096];  /* READ responses sent per offset */
@@ -641,16 +666,12 @@ static int test_read_recovery(void)
 	struct ipd_mr *ma = mk_mr(5, 1 << 20, acc), *mb = mk_mr(6, 1 << 20, acc);
 	struct ipd_cq *c1 = mk_cq(), *c2 = mk_cq();
 	struct ipd_qp *p = mk_qp(40, IBV_QPT_RC, c1), *q = mk_qp(41, IBV_QPT_RC, c2);
-	static struct ipd_link_ops ops;
 
 	qp_connect(p, 41, 1024);
 	qp_connect(q, 40, 1024);
 	for (size_t i = 0; i < (1 << 20); i++)
 		mb->map[i] = (uint8_t)(i * 13 + 5);
-	wire_link_ops = dev.loop_link->ops;
-	ops = *wire_link_ops;
-	ops.xmit = wire_xmit;
-	dev.loop_link->ops = &ops;
+	wire_wrap(wire_xmit);
 	idle_hook = wire_release;
 
 	uint64_t t0 = dev.cnt.timeouts;
@@ -738,7 +759,6 @@ static int test_tail_probe(void)
 	struct ipd_mr *ma = mk_mr(7, 1 << 20, acc), *mb = mk_mr(8, 1 << 20, acc);
 	struct ipd_cq *c1 = mk_cq(), *c2 = mk_cq();
 	struct ipd_qp *p = mk_qp(42, IBV_QPT_RC, c1), *q = mk_qp(43, IBV_QPT_RC, c2);
-	static struct ipd_link_ops ops;
 	/* perftest's timeout 14: 4.096 us * 2^14 = 67 ms */
 	const double ack_tmo = 4.096e-6 * (1 << 14);
 	static const struct {
@@ -758,17 +778,10 @@ static int test_tail_probe(void)
 		{ 2, false, 64 + 0, "last 2 packets and the NAK lost" },
 	};
 
-	qp_connect(p, 43, 1024);
-	qp_connect(q, 42, 1024);
-	p->attr.timeout = 14;
-	p->attr.retry_cnt = 2;
-	ipd_engine_qp_modified(p, IBV_QPS_RTS, IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT);
+	pair_connect(p, q, 2);
 	for (size_t i = 0; i < (1 << 20); i++)
 		ma->map[i] = (uint8_t)(i * 17 + 9);
-	wire_link_ops = dev.loop_link->ops;
-	ops = *wire_link_ops;
-	ops.xmit = probe_xmit;
-	dev.loop_link->ops = &ops;
+	wire_wrap(probe_xmit);
 
 	/* lossless: an RTT sample, no probe */
 	struct ipd_counters c0 = dev.cnt;
@@ -886,21 +899,13 @@ static int test_timewait(void)
 	struct ipd_mr *ma = mk_mr(9, 1 << 16, acc), *mb = mk_mr(10, 1 << 16, acc);
 	struct ipd_cq *c1 = mk_cq(), *c2 = mk_cq();
 	struct ipd_qp *r = mk_qp(46, IBV_QPT_RC, c1), *s = mk_qp(47, IBV_QPT_RC, c2);
-	static struct ipd_link_ops ops;
 	struct ipd_counters c0;
 	double t0;
 
-	qp_connect(r, 47, 1024);
-	qp_connect(s, 46, 1024);
-	r->attr.timeout = 14;
-	r->attr.retry_cnt = 2;
-	ipd_engine_qp_modified(r, IBV_QPS_RTS, IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT);
+	pair_connect(r, s, 2);
 	for (size_t i = 0; i < (1 << 16); i++)
 		ma->map[i] = (uint8_t)(i * 13 + 5);
-	wire_link_ops = dev.loop_link->ops;
-	ops = *wire_link_ops;
-	ops.xmit = tw_xmit;
-	dev.loop_link->ops = &ops;
+	wire_wrap(tw_xmit);
 	tw_victim = 46;
 
 	/* a WRITE executed at s, every ACK lost */
@@ -1034,21 +1039,14 @@ static int test_selective(void)
 	struct ipd_mr *ma = mk_mr(9, 1 << 20, acc), *mb = mk_mr(10, 1 << 20, acc);
 	struct ipd_cq *c1 = mk_cq(), *c2 = mk_cq();
 	struct ipd_qp *p = mk_qp(44, IBV_QPT_RC, c1), *q = mk_qp(45, IBV_QPT_RC, c2);
-	static struct ipd_link_ops ops;
 	const unsigned int npsn = 117, ndrop = sizeof(sel_drop) / sizeof(sel_drop[0]);
 	unsigned int sent[2];
 	struct ipd_counters c0;
 
-	qp_connect(p, 45, 1024);
-	qp_connect(q, 44, 1024);
-	p->attr.timeout = 14;
-	ipd_engine_qp_modified(p, IBV_QPS_RTS, IBV_QP_TIMEOUT);
+	pair_connect(p, q, -1);
 	for (size_t i = 0; i < (1 << 19); i++)
 		ma->map[i] = (uint8_t)(i * 19 + 7);
-	wire_link_ops = dev.loop_link->ops;
-	ops = *wire_link_ops;
-	ops.xmit = sel_xmit;
-	dev.loop_link->ops = &ops;
+	wire_wrap(sel_xmit);
 
 	for (int k = 0; k < 2; k++) {
 		bool on = k == 0;
