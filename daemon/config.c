@@ -103,7 +103,7 @@ static const struct opt_desc opt_table[] = {
 	  OPT_BOOL, CFG_OFF(selective_retransmit) },
 	{ "daemon", "log_level", "log-level", "err|warn|info|debug", OPT_LEVEL,
 	  CFG_OFF(log_level) },
-	{ "daemon", "spin_us", NULL, NULL, OPT_UINT, CFG_OFF(spin_us),
+	{ "daemon", "spin_us", "spin-us", "US", OPT_UINT, CFG_OFF(spin_us),
 	  0, 0, 10000000 },
 	{ "daemon", "user", "user", "NAME", OPT_STR, CFG_STR(user) },
 };
