@@ -154,7 +154,7 @@ void ipd_config_defaults(struct ipd_config *cfg)
 	cfg->loop_direct = true;
 	cfg->selective_retransmit = true;
 	cfg->log_level = IPD_LOG_INFO;
-	cfg->spin_us = 0;
+	cfg->spin_us = 50;
 }
 
 static int parse_ull(const char *v, unsigned long long *out)
