@@ -800,6 +800,7 @@ static enum comp_state comp_advance_step(struct comp_ctx *c)
 static enum comp_state comp_error_retry(struct comp_ctx *c)
 {
 	struct ipd_engine_qp *e = c->e;
+	uint32_t hole;
 
 	if (!e->retry_left) {
 		comp_fail_oldest(c->qp, IBV_WC_RETRY_EXC_ERR);
@@ -807,10 +808,12 @@ static enum comp_state comp_error_retry(struct comp_ctx *c)
 	}
 	if (c->qp->attr.retry_cnt != 7)
 		e->retry_left--;
-	/* A responder that keeps later packets lacks the NAKed one only
-	 * (ooo.c); otherwise go back N. */
-	if (!ipd_ooo_on(c->qp) ||
-	    !ipd_req_resend(c->qp, c->pkt->psn, ipd_bth_resv7(c->pkt->hdr)))
+	/* A responder that keeps later packets says how many PSNs it lacks
+	 * (ooo.c); a hole of 0 (it kept nothing, or dropped a request
+	 * behind the hole) or a peer without the feature: go back N. */
+	hole = ipd_bth_resv7(c->pkt->hdr);
+	if (!hole || !ipd_ooo_on(c->qp) ||
+	    !ipd_req_resend(c->qp, c->pkt->psn, hole))
 		ipd_req_rewind(c->qp);
 	return COMP_DONE;
 }

@@ -168,6 +168,8 @@ struct ipd_engine_qp {
 	struct ipd_pkt *ooo[IPD_OOO_WINDOW];
 	uint32_t ooo_count;
 	bool ooo_ack_owed;        /* an AckReq ran while packets were kept */
+	bool ooo_lost;            /* a request past the hole was dropped, not
+				   * kept: go back N once the kept ones ran */
 
 	/* deferred QP error (set where iterating makes it unsafe) */
 	bool err_pending;

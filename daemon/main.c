@@ -34,19 +34,19 @@ struct ipd_daemon {
  * libinfinipath (a dependency of libfabric's psm provider, so loaded with
  * the daemon) installs, from a constructor, handlers for SIGSEGV, SIGBUS,
  * SIGILL and SIGABRT that print a backtrace and exit(1): a crashing daemon
- * would leave no core and look like a clean error exit.  Handlers that live
- * in a library other than the daemon are put back to the default, which
- * dumps core (sanitizers install theirs from the daemon's own image, and
- * mr.c's SIGBUS guard is installed later and chains to the default).
+ * would leave no core and look like a clean error exit.  Its handlers are
+ * put back to the default, which dumps core (mr.c's SIGBUS guard is
+ * installed later and chains to the default).  Others (a sanitizer
+ * runtime's) stay.
  */
-static void drop_library_crash_handlers(void)
+static void drop_infinipath_crash_handlers(void)
 {
 	static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
 	struct sigaction sa;
 	Dl_info self, owner;
 	size_t i;
 
-	if (!dladdr((void *)drop_library_crash_handlers, &self))
+	if (!dladdr((void *)drop_infinipath_crash_handlers, &self))
 		return;
 	for (i = 0; i < ARRAY_SIZE(sigs); i++) {
 		if (sigaction(sigs[i], NULL, &sa) < 0)
@@ -55,7 +55,8 @@ static void drop_library_crash_handlers(void)
 						    sa.sa_handler == SIG_IGN))
 			continue;
 		if (!dladdr((void *)sa.sa_handler, &owner) ||
-		    owner.dli_fbase == self.dli_fbase)
+		    owner.dli_fbase == self.dli_fbase || !owner.dli_fname ||
+		    !strstr(owner.dli_fname, "libinfinipath"))
 			continue;
 		ipd_dbg("signal %d: dropping the handler of %s", sigs[i],
 			owner.dli_fname);
@@ -292,7 +293,7 @@ int main(int argc, char **argv)
 		return ret > 0 ? 0 : 2;
 	}
 	ipd_log_level = d->cfg.log_level;
-	drop_library_crash_handlers();
+	drop_infinipath_crash_handlers();
 	ret = run(d);
 	free(d);
 	return ret ? 1 : 0;

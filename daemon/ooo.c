@@ -53,14 +53,19 @@ bool ipd_ooo_hold(struct ipd_qp *qp, struct ipd_pkt *pkt)
 	struct ipd_engine *eng = qp->dev->engine;
 	struct ipd_pkt **slot;
 
-	if (!(pkt->mask & IPD_WRITE_OR_SEND_MASK) || !ipd_ooo_on(qp))
+	if (!ipd_ooo_on(qp))
 		return false;
+	if (!(pkt->mask & IPD_WRITE_OR_SEND_MASK)) {
+		e->ooo_lost = true; /* READ/atomic: resent by going back N */
+		return false;
+	}
 	slot = ooo_slot(e, pkt->psn);
 	if (*slot && (*slot)->psn == pkt->psn)
 		return false; /* kept already: this copy goes */
 	if (ipd_psn_diff(pkt->psn, e->rq_psn) >= IPD_OOO_WINDOW ||
 	    (!*slot && eng->ooo_held >= IPD_OOO_DEV_MAX)) {
 		qp->dev->cnt.ooo_dropped++;
+		e->ooo_lost = true;
 		return false;
 	}
 	if (*slot)
@@ -149,6 +154,17 @@ void ipd_ooo_settle(struct ipd_qp *qp, bool ran, bool stalled)
 		}
 		return;
 	}
+	/* Everything kept ran, but a request behind the hole was dropped
+	 * (a READ/atomic, or no room): the requester resent only the hole,
+	 * so NAK what follows with no hole length, which sends it back N
+	 * from here now instead of after its ACK timeout.  The NAK also
+	 * acknowledges what ran. */
+	if (!e->ooo_count && e->ooo_lost) {
+		e->ooo_lost = false;
+		e->nak_sent = true;
+		ipd_resp_nak_seq(qp, 0);
+		return;
+	}
 	if (owed)
 		ipd_resp_ack_last(qp);
 }
@@ -162,4 +178,5 @@ void ipd_ooo_flush(struct ipd_qp *qp)
 		if (e->ooo[i])
 			ooo_forget(qp, &e->ooo[i]);
 	e->ooo_ack_owed = false;
+	e->ooo_lost = false;
 }

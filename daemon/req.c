@@ -670,11 +670,9 @@ bool ipd_req_resend(struct ipd_qp *qp, uint32_t psn, uint32_t hole)
 {
 	uint32_t p = psn, next;
 
-	/* The NAK says how many PSNs are missing before the first packet
-	 * the responder kept (a lost burst: one GSO datagram is up to 64
-	 * packets); at least the NAKed one. */
-	if (hole < 1)
-		hole = 1;
+	/* The NAK says how many PSNs (>= 1) are missing before the first
+	 * packet the responder kept (a lost burst: one GSO datagram is up to
+	 * 64 packets). */
 	while (ipd_psn_diff(p, psn) < hole) {
 		next = req_resend_one(qp, p);
 		if (next == p)

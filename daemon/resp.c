@@ -1110,7 +1110,8 @@ bool ipd_resp_rx(struct ipd_qp *qp, struct ipd_pkt *pkt)
 		return false;
 	}
 	held = resp_run(qp, pkt);
-	if (e->rq_psn != psn && (e->ooo_count || e->ooo_ack_owed))
+	if (e->rq_psn != psn &&
+	    (e->ooo_count || e->ooo_ack_owed || e->ooo_lost))
 		resp_run_kept(qp);
 	ipd_eng_apply_error(qp);
 	return held;

@@ -164,7 +164,8 @@ int ipd_mem_copy(struct ipd_dev *dev, struct ipd_mem *dst, struct ipd_mem *src,
 		if (!d)
 			return dst->sge && !dst->num_sge ? IBV_WC_LOC_LEN_ERR :
 							   IBV_WC_LOC_PROT_ERR;
-		memcpy(d, s, m);
+		/* a WRITE from an MR into itself may overlap */
+		memmove(d, s, m);
 		ipd_mem_skip(src, m);
 		ipd_mem_skip(dst, m);
 		len -= m;
