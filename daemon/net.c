@@ -141,8 +141,8 @@ struct ipd_pkt *ipd_eng_pkt_new_ref(struct ipd_qp *qp, const struct ipd_av *av,
 				    uint32_t npsn, uint32_t paylen, bool ackreq,
 				    bool se)
 {
-	return eng_pkt_init(qp->dev, qp->qpn, av, opcode, dqpn, psn,
-			    npsn ? npsn : 1, paylen, ackreq, se);
+	return eng_pkt_init(qp->dev, qp->qpn, av, opcode, dqpn, psn, npsn,
+			    paylen, ackreq, se);
 }
 
 int ipd_net_xmit(struct ipd_dev *dev, struct ipd_pkt *pkt,

@@ -686,7 +686,6 @@ static enum resp_state resp_check_write(struct resp_ctx *c)
 {
 	struct ipd_engine_qp *e = c->e;
 	struct ipd_pkt *pkt = c->pkt;
-	unsigned int mtu = ipd_eng_mtu(c->qp);
 
 	if (pkt->mask & IPD_RETH_MASK) {
 		e->write_va = ipd_reth_va(pkt->hdr);
@@ -699,10 +698,8 @@ static enum resp_state resp_check_write(struct resp_ctx *c)
 				  IBV_ACCESS_REMOTE_WRITE))
 			return RESP_ERR_ACCESS;
 	}
-	/* FIRST/MIDDLE carry exactly one MTU (a direct packet npsn); the
-	 * total matches the RETH. */
-	if (!(pkt->mask & IPD_LAST_MASK) && pkt->paylen != pkt->npsn * mtu)
-		return RESP_ERR_INV_REQ;
+	/* FIRST/MIDDLE carry exactly npsn MTUs (pkt_len_ok); the total
+	 * matches the RETH. */
 	if (pkt->paylen > e->write_resid ||
 	    (pkt->mask & IPD_LAST_MASK && pkt->paylen != e->write_resid))
 		return RESP_ERR_INV_REQ;

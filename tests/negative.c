@@ -789,6 +789,20 @@ static int case_reg_mr_remote_write_no_local(void)
 	return 0;
 }
 
+/* A post refused for num_sge > max: EINVAL (ENOMEM tolerated), bad_wr at
+ * the rejected WR. */
+static int expect_sge_refused(const char *what, int ret, bool bad_ok,
+			      int num_sge, uint32_t max)
+{
+	if (ret != EINVAL && ret != ENOMEM)
+		return fail("%s with num_sge %d > max %u returned %d (%s), expected EINVAL",
+			    what, num_sge, max, ret,
+			    ret ? strerror(ret) : "success");
+	if (!bad_ok)
+		return fail("%s: bad_wr does not point at the rejected WR", what);
+	return 0;
+}
+
 /*
  * num_sge above the QP's max: rdma-core providers/rxe/rxe.c
  * validate_send_wr() / rxe_post_one_recv() return EINVAL (mlx5 returns
@@ -808,22 +822,16 @@ static int post_too_many_sge(struct pair *p, struct ibv_sge *sge)
 	wr.sg_list = sge;
 	wr.num_sge = (int)p->a.cap.max_send_sge + 1;
 	ret = ibv_post_send(p->a.qp, &wr, &bad);
-	if (ret != EINVAL && ret != ENOMEM)
-		return fail("post_send with num_sge %d > max_send_sge %u returned %d (%s), expected EINVAL",
-			    wr.num_sge, p->a.cap.max_send_sge, ret,
-			    ret ? strerror(ret) : "success");
-	if (bad != &wr)
-		return fail("post_send: bad_wr does not point at the rejected WR");
+	if (expect_sge_refused("post_send", ret, bad == &wr, wr.num_sge,
+			       p->a.cap.max_send_sge))
+		return 1;
 	memset(&rwr, 0, sizeof(rwr));
 	rwr.sg_list = sge;
 	rwr.num_sge = (int)p->a.cap.max_recv_sge + 1;
 	ret = ibv_post_recv(p->a.qp, &rwr, &rbad);
-	if (ret != EINVAL && ret != ENOMEM)
-		return fail("post_recv with num_sge %d > max_recv_sge %u returned %d (%s), expected EINVAL",
-			    rwr.num_sge, p->a.cap.max_recv_sge, ret,
-			    ret ? strerror(ret) : "success");
-	if (rbad != &rwr)
-		return fail("post_recv: bad_wr does not point at the rejected WR");
+	if (expect_sge_refused("post_recv", ret, rbad == &rwr, rwr.num_sge,
+			       p->a.cap.max_recv_sge))
+		return 1;
 	if (!vt_cq_quiet(p->a.scq, 100, &wc) || !vt_cq_quiet(p->b.rcq, 1, &wc))
 		return fail("a rejected WR produced a completion (status %s)",
 			    ibv_wc_status_str(wc.status));
