@@ -35,10 +35,10 @@
 #include <unistd.h>
 
 #include "engine.h"
-#include "hdr.h"
-#include "icrc.h"
+#include "ipathd/hdr.h"
+#include "ipathd/icrc.h"
 #include "objects.h"
-#include "opcode.h"
+#include "ipathd/opcode.h"
 
 #define SLL_HDR_BYTES	  16u
 #define SLL_HOST	  0 /* "to us" */

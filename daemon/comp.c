@@ -101,6 +101,10 @@ void ipd_comp_retire(struct ipd_qp *qp)
 			 e->rd_outstanding)
 			e->rd_outstanding--;
 		e->comp_idx++;
+		/* Idle now: tell the client before it sees the completion
+		 * and posts again (app_tx.c). */
+		if (!error && e->comp_idx == e->sq_head)
+			ipd_app_tx_publish(qp);
 		/* comp_post posts for errors and signaled WQEs only. */
 		ipd_queue_retire_begin(&qp->sq, e->comp_idx, swqe->wr->wr_id,
 				       (error || swqe->signaled) && qp->scq ?
@@ -607,8 +611,10 @@ static enum comp_state comp_check_psn(struct comp_ctx *c)
 	struct ipd_engine_qp *e = c->e;
 	uint32_t psn = c->pkt->psn;
 
-	/* Never acknowledge what was never sent. */
-	if (ipd_psn_cmp(psn, e->req_psn) >= 0)
+	/* Never acknowledge what was never sent (but the client may have
+	 * sent a WQE we have not taken yet, app_tx.c). */
+	if (ipd_psn_cmp(psn, e->req_psn) >= 0 &&
+	    (!ipd_app_tx_catch_up(c->qp) || ipd_psn_cmp(psn, e->req_psn) >= 0))
 		return COMP_DONE;
 	if (ipd_psn_cmp(psn, e->comp_psn) < 0) {
 		if (c->pkt->mask & (IPD_READ_MASK | IPD_ATOMIC_MASK))

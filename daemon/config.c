@@ -101,6 +101,7 @@ static const struct opt_desc opt_table[] = {
 	  CFG_OFF(tail_probe) },
 	{ "engine", "selective_retransmit", "selective-retransmit", "yes|no",
 	  OPT_BOOL, CFG_OFF(selective_retransmit) },
+	{ "engine", "app_tx", "app-tx", "yes|no", OPT_BOOL, CFG_OFF(app_tx) },
 	{ "daemon", "log_level", "log-level", "err|warn|info|debug", OPT_LEVEL,
 	  CFG_OFF(log_level) },
 	{ "daemon", "spin_us", "spin-us", "US", OPT_UINT, CFG_OFF(spin_us),
@@ -153,6 +154,7 @@ void ipd_config_defaults(struct ipd_config *cfg)
 	cfg->tail_probe = true;
 	cfg->loop_direct = true;
 	cfg->selective_retransmit = true;
+	cfg->app_tx = true;
 	cfg->log_level = IPD_LOG_INFO;
 	cfg->spin_us = 50;
 }

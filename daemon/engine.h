@@ -68,6 +68,9 @@ struct ipd_link {
 	/* The link hands sent packets to ipd_capture_pkt itself, once it
 	 * knows their IP ID (link_udp.c with GSO); else ipd_net_xmit does. */
 	bool tx_capture;
+	/* Clients may send this link's packets from their own sockets
+	 * (app_tx.c): a UDP link. */
+	bool app_tx;
 };
 
 /* Links hand every received packet (ICRC checked and stripped) here. */

@@ -12,8 +12,8 @@
 #include <stdint.h>
 
 #include "engine.h"
-#include "hdr.h"
-#include "opcode.h"
+#include "ipathd/hdr.h"
+#include "ipathd/opcode.h"
 
 /* Tunables (rxe's values, FACTS.md "Wire and reliability facts"). */
 #define IPD_MAX_UNACKED_PSNS 128   /* requester window */
@@ -171,6 +171,10 @@ struct ipd_engine_qp {
 	bool ooo_lost;            /* a request past the hole was dropped, not
 				   * kept: go back N once the kept ones ran */
 
+	/* app_tx.c: the word in the ring header now, and the last valid one
+	 * (a WQE the client sent is matched against it) */
+	uint64_t app_tx_pub, app_tx_last;
+
 	/* deferred QP error (set where iterating makes it unsafe) */
 	bool err_pending;
 	enum ibv_event_type err_event;
@@ -280,6 +284,8 @@ struct ipd_pkt *ipd_eng_pkt_build(struct ipd_dev *dev, uint32_t lqpn,
 				  uint32_t dqpn, uint32_t psn, uint32_t paylen,
 				  bool ackreq, bool se);
 /* Did pkt come from peer (the address a connected QP sends to)? */
+/* An address as 16 bytes, IPv4 in its IPv4-mapped form; false if unset. */
+bool ipd_eng_addr_key(const struct sockaddr_storage *ss, uint8_t key[16]);
 bool ipd_eng_src_ok(const struct sockaddr_storage *peer,
 		    const struct ipd_pkt *pkt);
 
@@ -301,6 +307,20 @@ void ipd_eng_cq_post(struct ipd_qp *qp, struct ipd_cq *cq,
 /* ---- req.c ---------------------------------------------------------- */
 
 /* Send what the window allows.  True when a packet went out. */
+/* ---- app_tx.c: the client sends an idle RC QP's next packet -------- */
+
+/* Publish or withdraw the next WQE's index and PSN (every poll of an RTS
+ * QP, and on every state change). */
+void ipd_app_tx_publish(struct ipd_qp *qp);
+void ipd_app_tx_clear(struct ipd_qp *qp);
+/* swqe (ring index idx, first and only packet psn) was sent by the client
+ * as published: take it as sent. */
+bool ipd_app_tx_sent(struct ipd_qp *qp, const struct ipd_swqe *swqe,
+		     uint32_t idx, uint32_t psn);
+/* An acknowledgement beyond what was sent: take WQEs the client sent
+ * itself and has posted since (true if the requester moved). */
+bool ipd_app_tx_catch_up(struct ipd_qp *qp);
+
 bool ipd_req_run(struct ipd_qp *qp);
 /* Copy newly posted WQEs from the ring; returns how many. */
 uint32_t ipd_req_fetch(struct ipd_qp *qp);

@@ -40,7 +40,7 @@
 #include <isa-l/crc.h>
 #endif
 
-#include "icrc.h"
+#include "ipathd/icrc.h"
 
 #define PSEUDO_LRH_BYTES 8u
 #define PSEUDO_MAX (PSEUDO_LRH_BYTES + IPD_IPV6_HDR_BYTES + \

@@ -71,6 +71,9 @@ struct ipd_config {
 	/* selective_retransmit = yes: keep out-of-order packets, resend
 	 * only NAKed ones, with ipathd peers that advertise it (ooo.c) */
 	bool selective_retransmit;
+	/* app_tx = yes: clients send an idle RC QP's single-packet inline
+	 * SEND/WRITE themselves (app_tx.c) */
+	bool app_tx;
 	/* [daemon] */
 	int log_level;            /* IPD_LOG_* */
 	unsigned int spin_us;     /* busy-poll this long after work before sleeping */
@@ -469,6 +472,9 @@ struct ipd_counters {
 	/* direct loopback: packets sent by reference, and those dropped on
 	 * arrival because their source had changed meanwhile */
 	uint64_t loop_direct_pkts, loop_direct_stale;
+	/* app_tx.c: packets clients sent themselves, and marked WQEs not
+	 * taken as sent (sent again by the daemon) */
+	uint64_t app_tx_pkts, app_tx_refused;
 	uint64_t bad_ring_index, clients_cut_off;
 	uint64_t udp_tx_errors;          /* link_udp.c: datagrams the kernel refused */
 	/* link_udp.c: GSO datagrams the kernel took, and the packets in them */

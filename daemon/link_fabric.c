@@ -80,7 +80,7 @@
 #include <rdma/fi_errno.h>
 
 #include "engine.h"
-#include "icrc.h"   /* IPD_BTH_BYTES, IPD_ROCE_UDP_PORT */
+#include "ipathd/icrc.h"   /* IPD_BTH_BYTES, IPD_ROCE_UDP_PORT */
 #include "ipathd.h"
 
 #define FAB_API_VERSION FI_VERSION(1, 10)

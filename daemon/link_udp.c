@@ -104,7 +104,7 @@
 #include <unistd.h>
 
 #include "engine.h"
-#include "icrc.h"
+#include "ipathd/icrc.h"
 #include "ipathd.h"
 
 #ifndef UDP_NO_CHECK6_TX
@@ -1297,6 +1297,7 @@ struct ipd_link *ipd_link_udp_create(struct ipd_dev *dev)
 		.dev = dev,
 		.priv = ul,
 		.tx_capture = true,
+		.app_tx = true,
 	};
 	ul->gso = env_word("IPATHD_UDP_GSO", "yes", dev->cfg->udp_gso);
 	ul->gro = env_word("IPATHD_UDP_GRO", "yes", dev->cfg->udp_gro);

@@ -202,8 +202,7 @@ static bool rx_pkey_ok(const struct ipd_pkt *pkt)
 	return (ipd_bth_pkey(pkt->hdr) & 0x7fff) == 0x7fff;
 }
 
-/* An address as 16 bytes, IPv4 in its IPv4-mapped form; false if unset. */
-static bool addr_key(const struct sockaddr_storage *ss, uint8_t key[16])
+bool ipd_eng_addr_key(const struct sockaddr_storage *ss, uint8_t key[16])
 {
 	const struct sockaddr_in *s4 = (const void *)ss;
 	const struct sockaddr_in6 *s6 = (const void *)ss;
@@ -233,7 +232,7 @@ bool ipd_eng_src_ok(const struct sockaddr_storage *peer,
 			       ->sin_addr.s_addr ==
 		       ((const struct sockaddr_in *)(const void *)peer)
 			       ->sin_addr.s_addr;
-	if (!addr_key(&pkt->src, a) || !addr_key(peer, b))
+	if (!ipd_eng_addr_key(&pkt->src, a) || !ipd_eng_addr_key(peer, b))
 		return true;
 	return !memcmp(a, b, 16);
 }
@@ -332,6 +331,7 @@ void ipd_eng_qp_error(struct ipd_qp *qp, enum ibv_event_type ev)
 		return;
 	e->err_pending = true;
 	e->err_event = ev;
+	ipd_app_tx_clear(qp);
 }
 
 void ipd_eng_apply_error(struct ipd_qp *qp)
@@ -509,6 +509,9 @@ void ipd_engine_qp_modified(struct ipd_qp *qp, enum ibv_qp_state old,
 
 	if (!e)
 		return;
+	/* Withdrawn on every change, published again (with the new path)
+	 * by the next poll of an idle RTS QP. */
+	ipd_app_tx_clear(qp);
 	err_rq_timer_set(qp, qp->attr.qp_state == IBV_QPS_ERR);
 	switch (qp->attr.qp_state) {
 	case IBV_QPS_RESET:
@@ -517,6 +520,7 @@ void ipd_engine_qp_modified(struct ipd_qp *qp, enum ibv_qp_state old,
 		ipd_resp_reset(qp);
 		qp_discard_posted(qp);
 		ipd_req_reset(qp);
+		e->app_tx_last = 0;
 		e->err_pending = false;
 		break;
 	case IBV_QPS_ERR:
@@ -587,6 +591,7 @@ static bool qp_poll(struct ipd_qp *qp)
 		/* both run: responses and requests share the poll round */
 		progress = ipd_resp_pump(qp);
 		progress |= ipd_req_run(qp);
+		ipd_app_tx_publish(qp);
 		if (qp->attr.qp_state == IBV_QPS_SQD && qp->sq.size)
 			qp_check_drained(qp);
 		return progress;

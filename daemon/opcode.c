@@ -8,7 +8,7 @@
  */
 #include <infiniband/verbs.h>
 
-#include "opcode.h"
+#include "ipathd/opcode.h"
 
 #define HLEN(m, bit, len) (((m) & (bit)) ? (len) : 0)
 #define O_XRCETH(m) IPD_BTH_BYTES

@@ -390,7 +390,14 @@ static int req_send_pkt(struct ipd_qp *qp, struct ipd_engine_qp *e,
 			e->rd_outstanding++;
 		e->req_idx++;
 	}
-	ipd_net_xmit(qp->dev, pkt, av);
+	if (first && last && ipd_app_tx_sent(qp, swqe, e->req_idx - 1, psn)) {
+		/* the client sent it (app_tx.c): count it as ours */
+		qp->dev->cnt.pkts_sent++;
+		qp->dev->cnt.bytes_sent += pkt->len;
+		ipd_pkt_free(qp->dev, pkt);
+	} else {
+		ipd_net_xmit(qp->dev, pkt, av);
+	}
 	if (qpt_is_rc(qp))
 		ipd_comp_timer_kick(
 			qp, direct ? ipd_psn_add(psn, npsn - 1) : psn, ackreq);

@@ -31,6 +31,7 @@ static const struct counter_name {
 	CNT(selective_resends),
 	CNT(loop_dropped), CNT(loop_duplicated), CNT(loop_reordered),
 	CNT(loop_direct_pkts), CNT(loop_direct_stale),
+	CNT(app_tx_pkts), CNT(app_tx_refused),
 	CNT(bad_ring_index), CNT(clients_cut_off),
 	CNT(udp_tx_errors), CNT(udp_gso_sends), CNT(udp_gso_pkts),
 	CNT(fabric_tx_dropped), CNT(fabric_tx_errors), CNT(fabric_rx_errors),

@@ -230,6 +230,7 @@ static struct verbs_context *ipd_alloc_context(struct ibv_device *ibdev,
 		&((struct ipd_context *)NULL)->vctx, RDMA_DRIVER_UNKNOWN);
 	if (!ctx)
 		return NULL;
+	pthread_spin_init(&ctx->mr_lock, PTHREAD_PROCESS_PRIVATE);
 	err = ipd_ctl_connect(ctx, vdev->sysfs ? vdev->sysfs->ibdev_path :
 				   ibdev->ibdev_path);
 	if (err)

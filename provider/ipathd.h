@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "ipathd/ctl.h"
@@ -52,6 +53,9 @@ struct ipd_context {
 	int mon_stop;			/* eventfd: stop the monitor */
 	pthread_mutex_t qp_lock;	/* guards qps */
 	struct ipd_qp *qps;		/* linked by fatal_next */
+	/* app_tx.c: registered MRs by lkey, for SGEs sent from here */
+	pthread_spinlock_t mr_lock;
+	struct ipd_mr *mr_hash[64];
 };
 
 /* A ring as the client maps it (layout in ipathd/ring.h). */
@@ -98,6 +102,12 @@ struct ipd_qp {
 	struct ipd_wr_defer *defer;
 	unsigned int ndefer;
 	bool opened;			/* ibv_open_qp: a use of a TGT QP */
+	/* app_tx.c: the socket this QP's packets go out on (tx_state 1),
+	 * bound to tx_src; tx_state 0 = not opened yet, -1 = cannot */
+	int tx_state;
+	int tx_fd;
+	uint16_t tx_sport;
+	uint8_t tx_src[16];
 	struct ipd_qp *fatal_next;	/* fatal.c: the context's QPs */
 };
 
@@ -107,6 +117,8 @@ struct ipd_ah {
 
 struct ipd_mr {
 	struct verbs_mr vmr;		/* ibv_mr.handle = daemon handle */
+	struct ipd_mr *hnext;		/* app_tx.c: the context's lkey table */
+	uint64_t iova;			/* the address SGEs use for addr */
 };
 
 /* ibv_context sits at the end of verbs_context (which grows downwards). */
@@ -243,6 +255,28 @@ struct ibv_ah *ipd_create_ah(struct ibv_pd *pd, struct ibv_ah_attr *attr);
 int ipd_destroy_ah(struct ibv_ah *ah);
 
 /* post.c: data path */
+/* app_tx.c: an idle RC QP's single-packet inline SEND/WRITE sent from
+ * the application (docs/design.md "Application transmit") */
+#define IPD_APP_TX_PAYLOAD 4096u
+struct ipd_app_pkt {
+	uint32_t len;
+	socklen_t dlen;
+	struct sockaddr_storage dst;
+	/* BTH, RETH, ImmDt, payload, pad, ICRC */
+	uint8_t buf[32 + IPD_APP_TX_PAYLOAD + 3 + 4];
+};
+/* Under the SQ lock, WQE w (ring index idx) built: true when it may go
+ * from here; then p holds its packet and w is marked. */
+bool ipd_app_tx_prepare(struct ipd_qp *qp, struct ipd_send_wqe *w,
+			uint32_t idx, struct ipd_app_pkt *p);
+/* After the WQE was published. */
+void ipd_app_tx_send(struct ipd_qp *qp, const struct ipd_app_pkt *p);
+void ipd_app_tx_close(struct ipd_qp *qp);
+/* The context's MRs by lkey (added once registered, removed before
+ * deregistration). */
+void ipd_app_tx_mr_add(struct ipd_context *ctx, struct ipd_mr *mr);
+void ipd_app_tx_mr_del(struct ipd_context *ctx, struct ipd_mr *mr);
+
 int ipd_post_send(struct ibv_qp *qp, struct ibv_send_wr *wr,
 		  struct ibv_send_wr **bad_wr);
 int ipd_post_recv(struct ibv_qp *qp, struct ibv_recv_wr *wr,

@@ -210,6 +210,8 @@ int ipd_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr,
 		  struct ibv_send_wr **bad_wr)
 {
 	struct ipd_qp *qp = to_iqp(ibqp);
+	struct ipd_app_pkt pkt;
+	bool app_tx = false;
 	uint32_t prod, start;
 	int err = 0;
 
@@ -247,10 +249,15 @@ int ipd_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr,
 		err = build_send(qp, sq_slot(qp, prod), wr);
 		if (err)
 			break;
+		if (prod == start && !wr->next)
+			app_tx = ipd_app_tx_prepare(qp, sq_slot(qp, prod), prod,
+						    &pkt);
 		prod++;
 	}
 	if (prod != start) {
 		ipd_ring_publish(qp->sq.hdr, prod);
+		if (app_tx)
+			ipd_app_tx_send(qp, &pkt);
 		ring_doorbell(qp);
 	}
 out:

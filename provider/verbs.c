@@ -150,6 +150,8 @@ struct ibv_mr *ipd_reg_mr(struct ibv_pd *pd, void *addr, size_t length,
 		goto err_mem;
 	mr->vmr.mr_type = IBV_MR_TYPE_MR;
 	mr->vmr.access = access;
+	mr->iova = hca_va;
+	ipd_app_tx_mr_add(pd_ctx(pd), mr);
 	return &mr->vmr.ibv_mr;
 
 err_mem:
@@ -163,12 +165,16 @@ err_free:
 int ipd_dereg_mr(struct verbs_mr *vmr)
 {
 	struct ibv_mr *mr = &vmr->ibv_mr;
+	struct ipd_mr *imr = (struct ipd_mr *)vmr;
 	int err;
 
+	ipd_app_tx_mr_del(pd_ctx(mr->pd), imr);
 	err = ipd_ctl_destroy(pd_ctx(mr->pd), IPD__OBJ_TYPE__OBJ_MR,
 			      mr->handle);
-	if (err)
+	if (err) {
+		ipd_app_tx_mr_add(pd_ctx(mr->pd), imr);
 		return err;
+	}
 	/* Only now that the daemon dropped its mapping. */
 	ipd_mem_unregister(mr->addr, mr->length);
 	free(vmr);
@@ -1153,6 +1159,7 @@ int ipd_destroy_qp(struct ibv_qp *ibqp)
 	if (err)
 		return err;
 	ipd_fatal_qp_del(qp);
+	ipd_app_tx_close(qp);
 	ipd_uring_unmap(&qp->sq);
 	ipd_uring_unmap(&qp->rq);
 	free(qp->defer);

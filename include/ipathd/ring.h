@@ -43,7 +43,21 @@ struct ipd_ring_hdr {
 	 * IPD_CQ_ARM_NEXT, IPD_CQ_ARM_SOLICITED.
 	 */
 	_Atomic uint32_t arm;
-	uint8_t pad2[IPD_CACHELINE - 12];
+	/*
+	 * SQ only: application transmit (docs/design.md "Application
+	 * transmit"), written by the daemon.  app_tx is 0, or
+	 * IPD_APP_TX_VALID | the ring index of the next WQE << 24 | its PSN
+	 * while the send queue is idle (every WQE sent and completed) and
+	 * the client may send that WQE's single packet itself; the fields
+	 * after it, written before app_tx turns valid, say where to.
+	 */
+	uint32_t app_tx_dqpn;    /* destination QP */
+	_Atomic uint64_t app_tx;
+	uint8_t app_tx_src[16];  /* IPv6 or IPv4-mapped source address */
+	uint8_t app_tx_dst[16];  /* destination address, the same forms */
+	uint16_t app_tx_mtu;     /* path MTU in bytes */
+	uint16_t app_tx_dport;   /* the peer's UDP port */
+	uint8_t pad2[IPD_CACHELINE - 60];
 	/*
 	 * SQ and RQ only: the WQE the daemon is retiring, for a client whose
 	 * daemon died (docs/design.md "Daemon failure").  The daemon frees a
@@ -115,11 +129,32 @@ struct ipd_sge {
 	uint32_t lkey;
 };
 
+#define IPD_APP_TX_VALID (1ull << 63)
+
+static inline uint64_t ipd_app_tx_word(uint32_t idx, uint32_t psn)
+{
+	return IPD_APP_TX_VALID | (uint64_t)idx << 24 | (psn & 0xffffffu);
+}
+
+static inline uint32_t ipd_app_tx_idx(uint64_t w)
+{
+	return (uint32_t)(w >> 24);
+}
+
+static inline uint32_t ipd_app_tx_psn(uint64_t w)
+{
+	return (uint32_t)w & 0xffffffu;
+}
+
+/* ipd_send_wqe.flags: the client sent this WQE's packet with PSN
+ * app_psn (application transmit). */
+#define IPD_WQE_F_APP_SENT 0x01u
+
 /* Send queue slot: 64-byte header, then sge[num_sge] or inline data. */
 struct ipd_send_wqe {
 	uint64_t wr_id;
 	uint8_t opcode;       /* enum ibv_wr_opcode */
-	uint8_t reserved0;
+	uint8_t flags;        /* IPD_WQE_F_* */
 	uint16_t num_sge;
 	uint32_t send_flags;  /* IBV_SEND_* */
 	uint32_t imm_data;    /* imm_data or invalidate_rkey, network order */
@@ -145,7 +180,7 @@ struct ipd_send_wqe {
 		} ud;
 	} wr;
 	uint32_t xrc_srqn;    /* XRC_SEND: the remote XRC SRQ (XRCETH) */
-	uint8_t reserved1[4];
+	uint32_t app_psn;     /* IPD_WQE_F_APP_SENT: the PSN it went with */
 	/* sge[num_sge] (struct ipd_sge), or inline_len bytes of data */
 	uint8_t payload[];
 };

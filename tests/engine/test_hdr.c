@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "hdr.h"
+#include "ipathd/hdr.h"
 
 static void test_bth(void)
 {

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "opcode.h"
+#include "ipathd/opcode.h"
 
 static const unsigned int hdr_len[IPD_NUM_HDR_TYPES] = {
 	[IPD_HDR_BTH] = IPD_BTH_BYTES,     [IPD_HDR_XRCETH] = IPD_XRCETH_BYTES,

@@ -27,7 +27,7 @@
 
 #include "engine_priv.h"
 #include "fuzz_dev.h"
-#include "icrc.h"
+#include "ipathd/icrc.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -11,7 +11,11 @@
 # Between two ipathd daemons recovery is selective (daemon/ooo.c): the
 # lossy and reordering profiles also check that out-of-order packets were
 # kept; loss1-gbn runs loss1 with host 2's daemon not advertising it
-# (--selective-retransmit no), so both directions go back N.
+# (--selective-retransmit no), so both directions go back N, and with
+# host 2's clients sending nothing themselves (--app-tx no).  Clients send
+# RC single-packet SENDs and WRITEs themselves while their QP is idle
+# (docs/design.md "Application transmit"): app_tx_pkts must rise, under
+# loss too (a lost one is sent again by the daemon).
 # usage: netem.sh PROFILE [VERIFY]
 #   PROFILE: none loss1 loss1-gbn loss10 reorder duplicate corrupt delay,
 #   or ipv6: no impairment, every QP type (RC, UC, UD) over the hosts'
@@ -32,10 +36,10 @@ verify=${2:-$IPATHD_BUILD_DIR/tests/verify}
 
 # impairment, verify options, counter that must rise ("HOST:NAME ...")
 case $profile in
-none)      imp=;                     vo="--iters 20";                      must="" ;;
-ipv6)      imp=;                     vo="--iters 10";                      must="" ;;
-loss1)     imp="loss 1%";            vo="--iters 10 --max-size 262144";    must="1:retransmits 2:ooo_held 1:selective_resends" ;;
-loss1-gbn) imp="loss 1%";            vo="--iters 10 --max-size 262144";    must="1:retransmits" ;;
+none)      imp=;                     vo="--iters 20";                      must="1:app_tx_pkts" ;;
+ipv6)      imp=;                     vo="--iters 10";                      must="1:app_tx_pkts" ;;
+loss1)     imp="loss 1%";            vo="--iters 10 --max-size 262144";    must="1:retransmits 2:ooo_held 1:selective_resends 1:app_tx_pkts" ;;
+loss1-gbn) imp="loss 1%";            vo="--iters 10 --max-size 262144";    must="1:retransmits 1:app_tx_pkts" ;;
 loss10)    imp="loss 10%";           vo="--iters 5 --max-size 65536";      must="1:retransmits 2:ooo_held 1:selective_resends" ;;
 # READ responses are placed in any order and only missing ones are asked
 # for again, so READ recovers on reordering paths too.
@@ -73,9 +77,9 @@ if [[ $profile == packet* ]]; then
 	done
 fi
 if [[ $profile == loss1-gbn ]]; then
-	"$LAB" daemon 2 restart -- --selective-retransmit no ||
+	"$LAB" daemon 2 restart -- --selective-retransmit no --app-tx no ||
 		mh_fail "restart host 2's daemon without selective recovery"
-	mh_log "host 2: selective_retransmit = no"
+	mh_log "host 2: selective_retransmit = no, app_tx = no"
 fi
 declare -A before=()
 # counter K NAME: the daemon's counter NAME, or corrupt_drops (see
@@ -136,6 +140,9 @@ if [[ $profile == loss1-gbn ]]; then
 				mh_fail "host $k: $c rose although host 2 does not advertise selective recovery"
 		done
 	done
+	# host 2's daemon never let its clients send (app_tx = no)
+	((0 == $(mh_counter 2 app_tx_pkts))) ||
+		mh_fail "host 2: app_tx_pkts rose with app_tx = no"
 	"$LAB" ctl 1 status | grep -E 'features=0x[0-9a-f]+' >&2 || true
 fi
 mh_daemons_alive

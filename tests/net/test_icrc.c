@@ -17,7 +17,7 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "icrc.h"
+#include "ipathd/icrc.h"
 #include "icrc_vectors.h"
 
 static int failures;

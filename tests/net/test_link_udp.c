@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "engine.h"
-#include "icrc.h"
+#include "ipathd/icrc.h"
 #include "ipathd.h"
 
 static int failures;

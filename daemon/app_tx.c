@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Application transmit (docs/design.md "Application transmit").
+ *
+ * While an RC send queue is idle (every WQE sent and acknowledged), the
+ * daemon publishes in the ring header the ring index and the PSN the next
+ * WQE will get, and where its packet goes.  The provider may then send a
+ * single-packet inline SEND or WRITE itself, from its own UDP socket, and
+ * post the WQE marked with the PSN it used: the daemon takes that WQE like
+ * any other but does not transmit it again.  Everything else (ACKs,
+ * retransmission, completions) stays here.  The round trip loses one
+ * hand-over (application to daemon) per message.
+ *
+ * The daemon trusts nothing of it: a WQE marked sent is taken as sent only
+ * when its index and PSN are the ones published; otherwise it is sent as
+ * usual and whatever the client sent is a stray packet for the peer.
+ */
+#include <stdatomic.h>
+#include <string.h>
+
+#include "engine_priv.h"
+#include "ipathd/icrc.h"
+
+/* The QP's packets may go out from its client: RC over the UDP link to
+ * another host, nothing capturing (a capture shows what the daemon sends). */
+static bool app_tx_eligible(const struct ipd_qp *qp)
+{
+	const struct ipd_dev *dev = qp->dev;
+
+	return dev->cfg->app_tx && qp->type == IBV_QPT_RC && qp->sq.size &&
+	       qp->sq.hdr && !qp->av.local && dev->net_link &&
+	       dev->net_link->app_tx && !dev->captures &&
+	       qp->attr.qp_state == IBV_QPS_RTS;
+}
+
+static bool app_tx_idle(struct ipd_qp *qp, const struct ipd_engine_qp *e)
+{
+	return e->comp_idx == e->sq_head && e->req_idx == e->sq_head &&
+	       e->req_psn == e->comp_psn && !e->rnr_wait && !e->err_pending &&
+	       qp->sq.cons == e->sq_head && !ipd_queue_ready(&qp->sq);
+}
+
+static void app_tx_store(struct ipd_qp *qp, uint64_t w)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	struct ipd_ring_hdr *h = qp->sq.hdr;
+
+	if (e->app_tx_pub == w)
+		return;
+	if (w && !e->app_tx_pub) {
+		ipd_eng_addr_key(&qp->av.src, h->app_tx_src);
+		ipd_eng_addr_key(&qp->av.dst, h->app_tx_dst);
+		h->app_tx_dqpn = qp->attr.dest_qp_num;
+		h->app_tx_mtu = (uint16_t)ipd_eng_mtu(qp);
+		h->app_tx_dport = qp->dev->cfg->udp_port
+					  ? (uint16_t)qp->dev->cfg->udp_port
+					  : IPD_ROCE_UDP_PORT;
+	}
+	atomic_store_explicit(&h->app_tx, w, memory_order_release);
+	e->app_tx_pub = w;
+	if (w)
+		e->app_tx_last = w;
+}
+
+void ipd_app_tx_publish(struct ipd_qp *qp)
+{
+	struct ipd_engine_qp *e = qp->eng;
+
+	if (!e || !qp->sq.hdr)
+		return;
+	if (app_tx_eligible(qp) && app_tx_idle(qp, e))
+		app_tx_store(qp, ipd_app_tx_word(e->sq_head, e->req_psn));
+	else
+		app_tx_store(qp, 0);
+}
+
+void ipd_app_tx_clear(struct ipd_qp *qp)
+{
+	if (qp->eng && qp->sq.hdr)
+		app_tx_store(qp, 0);
+}
+
+bool ipd_app_tx_sent(struct ipd_qp *qp, const struct ipd_swqe *swqe,
+		     uint32_t idx, uint32_t psn)
+{
+	struct ipd_engine_qp *e = qp->eng;
+	uint64_t w = e->app_tx_last;
+
+	if (!(swqe->wr->flags & IPD_WQE_F_APP_SENT) || !w)
+		return false;
+	/* One WQE per publication: the next needs a new one. */
+	e->app_tx_last = 0;
+	if (ipd_app_tx_idx(w) != idx || ipd_app_tx_psn(w) != psn ||
+	    swqe->wr->app_psn != psn) {
+		qp->dev->cnt.app_tx_refused++;
+		return false;
+	}
+	qp->dev->cnt.app_tx_pkts++;
+	return true;
+}
+
+bool ipd_app_tx_catch_up(struct ipd_qp *qp)
+{
+	struct ipd_engine_qp *e = qp->eng;
+
+	if (!e->app_tx_last || !ipd_queue_ready(&qp->sq))
+		return false;
+	return ipd_req_run(qp);
+}

@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Application transmit (docs/design.md "Application transmit"): while the
+ * daemon publishes an RC send queue as idle, a single-packet inline SEND
+ * or WRITE is sent from here, from the application's own UDP socket, and
+ * posted marked with the PSN it went with.  The daemon takes it as sent
+ * and does the rest (ACKs, retransmission, completion); a packet sent here
+ * that the daemon does not accept is sent again by it.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "ipathd/hdr.h"
+#include "ipathd/icrc.h"
+#include "ipathd.h"
+
+static bool addr_is_v4(const uint8_t a[16])
+{
+	static const uint8_t mapped[12] = {[10] = 0xff, [11] = 0xff};
+
+	return !memcmp(a, mapped, sizeof(mapped));
+}
+
+/* a as a socket address with port. */
+static socklen_t addr_make(const uint8_t a[16], uint16_t port,
+			   struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (addr_is_v4(a)) {
+		struct sockaddr_in *s4 = (void *)ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		memcpy(&s4->sin_addr, a + 12, 4);
+		return sizeof(*s4);
+	}
+	struct sockaddr_in6 *s6 = (void *)ss;
+
+	s6->sin6_family = AF_INET6;
+	s6->sin6_port = htons(port);
+	memcpy(&s6->sin6_addr, a, 16);
+	return sizeof(*s6);
+}
+
+/* As the daemon's sockets (link_udp.c): don't fragment, which also makes
+ * the kernel send IPv4 ID 0 from an unconnected socket (the ICRC covers
+ * the ID). */
+static int sock_open(const uint8_t src[16], uint16_t *sport)
+{
+	struct sockaddr_storage ss, got;
+	socklen_t len = addr_make(src, 0, &ss), glen = sizeof(got);
+	int one = 1, fd, pmtu;
+
+	fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (ss.ss_family == AF_INET) {
+		pmtu = IP_PMTUDISC_DO;
+		if (setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu,
+			       sizeof(pmtu)))
+			goto fail;
+	} else {
+		pmtu = IPV6_PMTUDISC_DO;
+		if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
+			       sizeof(one)) ||
+		    setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &pmtu,
+			       sizeof(pmtu)))
+			goto fail;
+	}
+	if (bind(fd, (struct sockaddr *)&ss, len) ||
+	    getsockname(fd, (struct sockaddr *)&got, &glen))
+		goto fail;
+	*sport = ntohs(got.ss_family == AF_INET
+			       ? ((struct sockaddr_in *)&got)->sin_port
+			       : ((struct sockaddr_in6 *)&got)->sin6_port);
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+/* The QP's socket for packets from src (reopened when the path moved). */
+static bool tx_sock(struct ipd_qp *qp, const uint8_t src[16])
+{
+	if (qp->tx_state == 1 && !memcmp(qp->tx_src, src, 16))
+		return true;
+	if (qp->tx_state < 0)
+		return false;
+	ipd_app_tx_close(qp);
+	qp->tx_fd = sock_open(src, &qp->tx_sport);
+	if (qp->tx_fd < 0) {
+		/* e.g. the application lives in another network namespace
+		 * than the daemon: everything goes through the daemon. */
+		qp->tx_state = -1;
+		return false;
+	}
+	memcpy(qp->tx_src, src, 16);
+	qp->tx_state = 1;
+	return true;
+}
+
+/* ---- the lkeys SGEs are read through --------------------------------- */
+
+static struct ipd_mr **mr_bucket(struct ipd_context *ctx, uint32_t lkey)
+{
+	return &ctx->mr_hash[(lkey ^ lkey >> 8) %
+			     (sizeof(ctx->mr_hash) / sizeof(ctx->mr_hash[0]))];
+}
+
+void ipd_app_tx_mr_add(struct ipd_context *ctx, struct ipd_mr *mr)
+{
+	struct ipd_mr **b = mr_bucket(ctx, mr->vmr.ibv_mr.lkey);
+
+	pthread_spin_lock(&ctx->mr_lock);
+	mr->hnext = *b;
+	*b = mr;
+	pthread_spin_unlock(&ctx->mr_lock);
+}
+
+void ipd_app_tx_mr_del(struct ipd_context *ctx, struct ipd_mr *mr)
+{
+	struct ipd_mr **p;
+
+	pthread_spin_lock(&ctx->mr_lock);
+	for (p = mr_bucket(ctx, mr->vmr.ibv_mr.lkey); *p; p = &(*p)->hnext) {
+		if (*p == mr) {
+			*p = mr->hnext;
+			break;
+		}
+	}
+	pthread_spin_unlock(&ctx->mr_lock);
+}
+
+/* The checks the daemon makes of a local SGE (daemon/sge.c) that can
+ * fail for a read: the lkey is a live MR of this PD covering the bytes.
+ * Where they are in this process, or NULL. */
+static const void *sge_mem(struct ipd_qp *qp, const struct ipd_sge *s)
+{
+	struct ipd_context *ctx = to_ictx(qp->vqp.qp.context);
+	const void *p = NULL;
+	struct ipd_mr *mr;
+
+	pthread_spin_lock(&ctx->mr_lock);
+	for (mr = *mr_bucket(ctx, s->lkey); mr; mr = mr->hnext) {
+		const struct ibv_mr *m = &mr->vmr.ibv_mr;
+
+		if (m->lkey != s->lkey)
+			continue;
+		if (m->pd == qp->vqp.qp.pd && s->addr >= mr->iova &&
+		    s->length <= m->length &&
+		    s->addr - mr->iova <= m->length - s->length)
+			p = (const uint8_t *)m->addr + (s->addr - mr->iova);
+		break;
+	}
+	pthread_spin_unlock(&ctx->mr_lock);
+	return p;
+}
+
+/* The WQE's payload into dst (at most max bytes): false when it is more,
+ * or an SGE would fail the daemon's checks. */
+static bool payload_fill(struct ipd_qp *qp, struct ipd_send_wqe *w,
+			 uint8_t *dst, uint32_t max, uint32_t *len)
+{
+	const struct ipd_sge *s = ipd_send_wqe_sge(w);
+	uint32_t i, n = 0;
+
+	if (w->send_flags & IBV_SEND_INLINE) {
+		if (w->inline_len > max)
+			return false;
+		memcpy(dst, w->payload, w->inline_len);
+		*len = w->inline_len;
+		return true;
+	}
+	for (i = 0; i < w->num_sge; i++) {
+		const void *src;
+
+		if (s[i].length > max - n)
+			return false;
+		src = sge_mem(qp, &s[i]);
+		if (!src)
+			return false;
+		memcpy(dst + n, src, s[i].length);
+		n += s[i].length;
+	}
+	*len = n;
+	return true;
+}
+
+/* ---- packets ----------------------------------------------------------- */
+
+static bool op_ok(const struct ipd_send_wqe *w)
+{
+	switch (w->opcode) {
+	case IBV_WR_SEND:
+	case IBV_WR_SEND_WITH_IMM:
+	case IBV_WR_RDMA_WRITE:
+	case IBV_WR_RDMA_WRITE_WITH_IMM:
+		return true;
+	default:
+		return false;
+	}
+}
+
+bool ipd_app_tx_prepare(struct ipd_qp *qp, struct ipd_send_wqe *w, uint32_t idx,
+			struct ipd_app_pkt *p)
+{
+	struct ipd_ring_hdr *h = qp->sq.hdr;
+	uint64_t word = atomic_load_explicit(&h->app_tx, memory_order_acquire);
+	const struct ipd_wr_opcode_info *info;
+	struct ipd_icrc_flow flow;
+	struct sockaddr_storage src;
+	uint32_t len, hlen, psn, max = h->app_tx_mtu;
+	uint8_t op, pad;
+
+	if (!(word & IPD_APP_TX_VALID) || ipd_app_tx_idx(word) != idx ||
+	    qp->vqp.qp.qp_type != IBV_QPT_RC || !op_ok(w) ||
+	    atomic_load(&to_ictx(qp->vqp.qp.context)->dead))
+		return false;
+	info = ipd_wr_opcode_get(w->opcode, IBV_QPT_RC);
+	if (!info || !info->name)
+		return false;
+	op = ipd_qpt_opcode_base(IBV_QPT_RC) | info->op_only;
+	hlen = ipd_opcode_info[op].length;
+	if (max > IPD_APP_TX_PAYLOAD)
+		max = IPD_APP_TX_PAYLOAD;
+	if (!payload_fill(qp, w, p->buf + hlen, max, &len) ||
+	    !tx_sock(qp, h->app_tx_src))
+		return false;
+	psn = ipd_app_tx_psn(word);
+	pad = (uint8_t)(-len & 3);
+	memset(p->buf, 0, hlen);
+	ipd_bth_init(p->buf, op, w->send_flags & IBV_SEND_SOLICITED, pad,
+		     IPD_DEFAULT_PKEY, h->app_tx_dqpn, true, psn);
+	if (ipd_opcode_info[op].mask & IPD_RETH_MASK)
+		ipd_reth_set(p->buf, w->wr.rdma.remote_addr, w->wr.rdma.rkey,
+			     len);
+	if (ipd_opcode_info[op].mask & IPD_IMMDT_MASK)
+		ipd_immdt_set_raw(p->buf, w->imm_data);
+	memset(p->buf + hlen + len, 0, pad);
+	p->dlen = addr_make(h->app_tx_dst, h->app_tx_dport, &p->dst);
+	addr_make(h->app_tx_src, 0, &src);
+	flow = (struct ipd_icrc_flow){
+		.src = (struct sockaddr *)&src,
+		.dst = (struct sockaddr *)&p->dst,
+		.sport = qp->tx_sport,
+		.dport = h->app_tx_dport,
+		.ip_id = 0,
+		.ip_df = true,
+	};
+	if (ipd_icrc_append(&flow, p->buf, hlen + len + pad))
+		return false;
+	p->len = hlen + len + pad + IPD_ICRC_BYTES;
+	w->flags |= IPD_WQE_F_APP_SENT;
+	w->app_psn = psn;
+	return true;
+}
+
+void ipd_app_tx_send(struct ipd_qp *qp, const struct ipd_app_pkt *p)
+{
+	/* Lost or refused: the daemon's retransmission timer sends it. */
+	if (sendto(qp->tx_fd, p->buf, p->len, MSG_DONTWAIT,
+		   (const struct sockaddr *)&p->dst, p->dlen) < 0) {
+	}
+}
+
+void ipd_app_tx_close(struct ipd_qp *qp)
+{
+	if (qp->tx_state == 1)
+		close(qp->tx_fd);
+	qp->tx_state = 0;
+}
