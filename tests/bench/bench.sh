@@ -508,6 +508,10 @@ stop_daemon() {
 	local name=$1
 	[[ -n ${D_PID[$name]:-} ]] || return 0
 	cp "${D_LOG[$name]}" "$RAW/daemon_$name.log" 2>/dev/null
+	# what the daemon did (retransmissions, packets the applications
+	# sent themselves: app_tx_pkts, ...)
+	"$BUILD/daemon/ipathctl" --socket "${D_DIR[$name]}/ipathd.sock" counters \
+		>"$RAW/counters_$name.txt" 2>&1 || true
 	[[ " ${LAB_DAEMONS[*]} " == *" $name "* ]] && return 0   # lab down stops it
 	stop_pid "${D_PID[$name]}"
 	wait "${D_PID[$name]}" 2>/dev/null
