@@ -624,8 +624,9 @@ static struct ipd_swqe *req_sent_wqe(struct ipd_qp *qp, uint32_t psn)
 }
 
 /* Send the SEND/WRITE packet of swqe with PSN psn once more, with AckReq. */
+/* ackreq: ask for an ACK (the last packet of a run sent again; a probe). */
 static bool req_resend_pkt(struct ipd_qp *qp, struct ipd_swqe *swqe,
-			   uint32_t psn)
+			   uint32_t psn, bool ackreq)
 {
 	unsigned int mtu = ipd_eng_mtu(qp);
 	const struct ipd_av *av;
@@ -637,7 +638,8 @@ static bool req_resend_pkt(struct ipd_qp *qp, struct ipd_swqe *swqe,
 		return false;
 	paylen = swqe->length - off < mtu ? swqe->length - off : mtu;
 	if (req_pkt_build(qp, swqe, psn, off, paylen, 0, off == 0,
-			  psn == swqe->last_psn, true, &pkt, &av))
+			  psn == swqe->last_psn,
+			  ackreq || psn == swqe->last_psn, &pkt, &av))
 		return false;
 	ipd_comp_rtt_cancel(qp);
 	ipd_net_xmit(qp->dev, pkt, av);
@@ -653,20 +655,21 @@ bool ipd_req_probe(struct ipd_qp *qp, uint32_t psn)
 	if (!swqe || swqe->info->mask & IPD_WR_READ_OR_ATOMIC ||
 	    ipd_psn_cmp(psn, qp->eng->exec_psn) < 0)
 		return false;
-	return req_resend_pkt(qp, swqe, psn);
+	return req_resend_pkt(qp, swqe, psn, true);
 }
 
 /* Send the request at psn again: a SEND/WRITE packet, or a whole READ or
  * atomic request (not executed: the NAK says so) when psn is its first
  * PSN.  Returns the PSN after it, or psn when nothing was sent. */
-static uint32_t req_resend_one(struct ipd_qp *qp, uint32_t psn)
+static uint32_t req_resend_one(struct ipd_qp *qp, uint32_t psn, bool ackreq)
 {
 	struct ipd_swqe *swqe = req_sent_wqe(qp, psn);
 
 	if (!swqe)
 		return psn;
 	if (!(swqe->info->mask & IPD_WR_READ_OR_ATOMIC))
-		return req_resend_pkt(qp, swqe, psn) ? ipd_psn_add(psn, 1) : psn;
+		return req_resend_pkt(qp, swqe, psn, ackreq) ?
+			       ipd_psn_add(psn, 1) : psn;
 	if (psn != swqe->first_psn)
 		return psn;
 	ipd_req_rerequest(qp, swqe, psn, ipd_psn_diff(swqe->last_psn, psn) + 1);
@@ -679,9 +682,10 @@ bool ipd_req_resend(struct ipd_qp *qp, uint32_t psn, uint32_t hole)
 
 	/* The NAK says how many PSNs (>= 1) are missing before the first
 	 * packet the responder kept (a lost burst: one GSO datagram is up to
-	 * 64 packets). */
+	 * 64 packets).  One ACK for the run: AckReq on its last packet (and
+	 * on message ends, as when they were first sent). */
 	while (ipd_psn_diff(p, psn) < hole) {
-		next = req_resend_one(qp, p);
+		next = req_resend_one(qp, p, ipd_psn_diff(p, psn) + 1 == hole);
 		if (next == p)
 			break;
 		qp->dev->cnt.selective_resends++;

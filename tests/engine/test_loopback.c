@@ -865,6 +865,8 @@ static unsigned int sel_copies[128];
 static bool sel_burst_loss;
 /* Or only the first copy of offset 0 lost (sel_first_only). */
 static bool sel_first_only;
+/* Copies after the first that asked for an ACK (AckReq). */
+static unsigned int sel_resent_ackreq;
 
 static int sel_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 {
@@ -875,6 +877,8 @@ static int sel_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 	if (!(ipd_opcode_info[pkt->hdr[0]].mask & IPD_REQ_MASK) || off >= 128)
 		return wire_link_ops->xmit(link, pkt);
 	nth = ++sel_copies[off];
+	if (nth > 1 && ipd_bth_ackreq(pkt->hdr))
+		sel_resent_ackreq++;
 	if (sel_first_only) {
 		drop = nth == 1 && off == 0;
 	} else if (sel_burst_loss) {
@@ -1090,14 +1094,18 @@ static int test_selective(void)
 
 	/* 32 request PSNs lost in a row (as one lost GSO datagram). */
 	sel_burst_loss = true;
+	sel_resent_ackreq = 0;
 	c0 = dev.cnt;
 	sent[0] = sel_round(p, q, c1, c2, ma, mb, 3);
 	uint64_t rounds = dev.cnt.retransmits - c0.retransmits;
-	printf("selective, 32 lost in a row: %u request packets, %lu resend rounds, %lu resent alone, %lu probes, %lu timeouts\n",
+	printf("selective, 32 lost in a row: %u request packets, %lu resend rounds, %lu resent alone (%u asking for an ACK), %lu probes, %lu timeouts\n",
 	       sent[0], (unsigned long)rounds,
 	       (unsigned long)(dev.cnt.selective_resends - c0.selective_resends),
+	       sel_resent_ackreq,
 	       (unsigned long)(dev.cnt.tail_probes - c0.tail_probes),
 	       (unsigned long)(dev.cnt.timeouts - c0.timeouts));
+	/* one ACK asked for per resent run and message end, not per packet */
+	EXPECT(sel_resent_ackreq <= 2 * rounds + 3);
 	/* the NAKs name the missing run (BTH resv7): the WRITE's part, the
 	 * atomic, the SEND's part; not a round per packet */
 	EXPECT(rounds <= 4 && dev.cnt.timeouts == c0.timeouts);
