@@ -22,7 +22,9 @@
 #include "ipathd/icrc.h"
 
 /* The QP's packets may go out from its client: RC over the UDP link to
- * another host, nothing capturing (a capture shows what the daemon sends). */
+ * another host, nothing capturing (a capture shows what the daemon sends),
+ * an ACK timeout set (a packet the client could not send is sent again
+ * only by the retransmission timer). */
 static bool app_tx_eligible(const struct ipd_qp *qp)
 {
 	const struct ipd_dev *dev = qp->dev;
@@ -30,7 +32,7 @@ static bool app_tx_eligible(const struct ipd_qp *qp)
 	return dev->cfg->app_tx && qp->type == IBV_QPT_RC && qp->sq.size &&
 	       qp->sq.hdr && !qp->av.local && dev->net_link &&
 	       dev->net_link->app_tx && !dev->captures &&
-	       qp->attr.qp_state == IBV_QPS_RTS;
+	       qp->attr.qp_state == IBV_QPS_RTS && qp->attr.timeout;
 }
 
 static bool app_tx_idle(struct ipd_qp *qp, const struct ipd_engine_qp *e)
@@ -103,7 +105,9 @@ bool ipd_app_tx_catch_up(struct ipd_qp *qp)
 {
 	struct ipd_engine_qp *e = qp->eng;
 
-	if (!e->app_tx_last || !ipd_queue_ready(&qp->sq))
+	/* posted since, or taken but not sent yet (out of packets) */
+	if (!e->app_tx_last ||
+	    (!ipd_queue_ready(&qp->sq) && e->req_idx == e->sq_head))
 		return false;
 	return ipd_req_run(qp);
 }

@@ -510,8 +510,10 @@ void ipd_engine_qp_modified(struct ipd_qp *qp, enum ibv_qp_state old,
 	if (!e)
 		return;
 	/* Withdrawn on every change, published again (with the new path)
-	 * by the next poll of an idle RTS QP. */
+	 * by the next poll of an idle RTS QP; a WQE the client marked with
+	 * the old publication is sent again (a duplicate for the peer). */
 	ipd_app_tx_clear(qp);
+	e->app_tx_last = 0;
 	err_rq_timer_set(qp, qp->attr.qp_state == IBV_QPS_ERR);
 	switch (qp->attr.qp_state) {
 	case IBV_QPS_RESET:
@@ -520,7 +522,6 @@ void ipd_engine_qp_modified(struct ipd_qp *qp, enum ibv_qp_state old,
 		ipd_resp_reset(qp);
 		qp_discard_posted(qp);
 		ipd_req_reset(qp);
-		e->app_tx_last = 0;
 		e->err_pending = false;
 		break;
 	case IBV_QPS_ERR:

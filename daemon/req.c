@@ -391,10 +391,12 @@ static int req_send_pkt(struct ipd_qp *qp, struct ipd_engine_qp *e,
 		e->req_idx++;
 	}
 	if (first && last && ipd_app_tx_sent(qp, swqe, e->req_idx - 1, psn)) {
-		/* the client sent it (app_tx.c): count it as ours */
+		/* the client sent it (app_tx.c), earlier than now: count it
+		 * as ours, but take no RTT sample from it */
 		qp->dev->cnt.pkts_sent++;
 		qp->dev->cnt.bytes_sent += pkt->len;
 		ipd_pkt_free(qp->dev, pkt);
+		ackreq = false;
 	} else {
 		ipd_net_xmit(qp->dev, pkt, av);
 	}

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -82,24 +83,53 @@ fail:
 	return -1;
 }
 
-/* The QP's socket for packets from src (reopened when the path moved). */
-static bool tx_sock(struct ipd_qp *qp, const uint8_t src[16])
+void ipd_app_tx_ctx_init(struct ipd_context *ctx)
 {
-	if (qp->tx_state == 1 && !memcmp(qp->tx_src, src, 16))
-		return true;
-	if (qp->tx_state < 0)
-		return false;
-	ipd_app_tx_close(qp);
-	qp->tx_fd = sock_open(src, &qp->tx_sport);
-	if (qp->tx_fd < 0) {
-		/* e.g. the application lives in another network namespace
-		 * than the daemon: everything goes through the daemon. */
-		qp->tx_state = -1;
-		return false;
+	pthread_spin_init(&ctx->mr_lock, PTHREAD_PROCESS_PRIVATE);
+	pthread_mutex_init(&ctx->tx_lock, NULL);
+}
+
+void ipd_app_tx_ctx_fini(struct ipd_context *ctx)
+{
+	struct ipd_tx_sock *t;
+
+	while ((t = ctx->tx_socks)) {
+		ctx->tx_socks = t->next;
+		if (t->fd >= 0)
+			close(t->fd);
+		free(t);
 	}
-	memcpy(qp->tx_src, src, 16);
-	qp->tx_state = 1;
-	return true;
+	pthread_mutex_destroy(&ctx->tx_lock);
+	pthread_spin_destroy(&ctx->mr_lock);
+}
+
+/* The context's socket for packets from src, opened at first use (one per
+ * source address, shared by the QPs); NULL when it cannot be bound (an
+ * application in another network namespace than the daemon's address, an
+ * IPv6 link-local address): everything goes through the daemon then. */
+static struct ipd_tx_sock *tx_sock(struct ipd_qp *qp, const uint8_t src[16])
+{
+	struct ipd_context *ctx = to_ictx(qp->vqp.qp.context);
+	struct ipd_tx_sock *t = qp->tx;
+
+	if (t && !memcmp(t->src, src, 16))
+		return t->fd >= 0 ? t : NULL;
+	pthread_mutex_lock(&ctx->tx_lock);
+	for (t = ctx->tx_socks; t; t = t->next)
+		if (!memcmp(t->src, src, 16))
+			break;
+	if (!t) {
+		t = calloc(1, sizeof(*t));
+		if (t) {
+			memcpy(t->src, src, 16);
+			t->fd = sock_open(src, &t->sport);
+			t->next = ctx->tx_socks;
+			ctx->tx_socks = t;
+		}
+	}
+	pthread_mutex_unlock(&ctx->tx_lock);
+	qp->tx = t;
+	return t && t->fd >= 0 ? t : NULL;
 }
 
 /* ---- the lkeys SGEs are read through --------------------------------- */
@@ -145,14 +175,12 @@ static const void *sge_mem(struct ipd_qp *qp, const struct ipd_sge *s)
 
 	pthread_spin_lock(&ctx->mr_lock);
 	for (mr = *mr_bucket(ctx, s->lkey); mr; mr = mr->hnext) {
-		const struct ibv_mr *m = &mr->vmr.ibv_mr;
-
-		if (m->lkey != s->lkey)
+		if (mr->vmr.ibv_mr.lkey != s->lkey)
 			continue;
-		if (m->pd == qp->vqp.qp.pd && s->addr >= mr->iova &&
-		    s->length <= m->length &&
-		    s->addr - mr->iova <= m->length - s->length)
-			p = (const uint8_t *)m->addr + (s->addr - mr->iova);
+		if (mr->pd == qp->vqp.qp.pd && s->addr >= mr->iova &&
+		    s->length <= mr->length &&
+		    s->addr - mr->iova <= mr->length - s->length)
+			p = mr->addr + (s->addr - mr->iova);
 		break;
 	}
 	pthread_spin_unlock(&ctx->mr_lock);
@@ -213,10 +241,11 @@ bool ipd_app_tx_prepare(struct ipd_qp *qp, struct ipd_send_wqe *w, uint32_t idx,
 	struct ipd_icrc_flow flow;
 	struct sockaddr_storage src;
 	uint32_t len, hlen, psn, max = h->app_tx_mtu;
+	struct ipd_tx_sock *t;
 	uint8_t op, pad;
 
 	if (!(word & IPD_APP_TX_VALID) || ipd_app_tx_idx(word) != idx ||
-	    qp->vqp.qp.qp_type != IBV_QPT_RC || !op_ok(w) ||
+	    qp->vqp.qp.qp_type != IBV_QPT_RC || !op_ok(w) || qp->tx_off ||
 	    atomic_load(&to_ictx(qp->vqp.qp.context)->dead))
 		return false;
 	info = ipd_wr_opcode_get(w->opcode, IBV_QPT_RC);
@@ -226,8 +255,10 @@ bool ipd_app_tx_prepare(struct ipd_qp *qp, struct ipd_send_wqe *w, uint32_t idx,
 	hlen = ipd_opcode_info[op].length;
 	if (max > IPD_APP_TX_PAYLOAD)
 		max = IPD_APP_TX_PAYLOAD;
-	if (!payload_fill(qp, w, p->buf + hlen, max, &len) ||
-	    !tx_sock(qp, h->app_tx_src))
+	if (!payload_fill(qp, w, p->buf + hlen, max, &len))
+		return false;
+	t = tx_sock(qp, h->app_tx_src);
+	if (!t)
 		return false;
 	psn = ipd_app_tx_psn(word);
 	pad = (uint8_t)(-len & 3);
@@ -245,7 +276,7 @@ bool ipd_app_tx_prepare(struct ipd_qp *qp, struct ipd_send_wqe *w, uint32_t idx,
 	flow = (struct ipd_icrc_flow){
 		.src = (struct sockaddr *)&src,
 		.dst = (struct sockaddr *)&p->dst,
-		.sport = qp->tx_sport,
+		.sport = t->sport,
 		.dport = h->app_tx_dport,
 		.ip_id = 0,
 		.ip_df = true,
@@ -260,15 +291,11 @@ bool ipd_app_tx_prepare(struct ipd_qp *qp, struct ipd_send_wqe *w, uint32_t idx,
 
 void ipd_app_tx_send(struct ipd_qp *qp, const struct ipd_app_pkt *p)
 {
-	/* Lost or refused: the daemon's retransmission timer sends it. */
-	if (sendto(qp->tx_fd, p->buf, p->len, MSG_DONTWAIT,
-		   (const struct sockaddr *)&p->dst, p->dlen) < 0) {
-	}
-}
-
-void ipd_app_tx_close(struct ipd_qp *qp)
-{
-	if (qp->tx_state == 1)
-		close(qp->tx_fd);
-	qp->tx_state = 0;
+	/* Refused (the WQE is posted as sent already): the daemon's
+	 * retransmission sends it, and this QP sends nothing itself any
+	 * more, so that a lasting refusal (a filter, a route) costs one
+	 * retransmission, not one per message. */
+	if (sendto(qp->tx->fd, p->buf, p->len, MSG_DONTWAIT,
+		   (const struct sockaddr *)&p->dst, p->dlen) < 0)
+		qp->tx_off = true;
 }

@@ -141,6 +141,7 @@ static void ipd_free_context(struct ibv_context *ibctx)
 
 	ipd_chan_ctx_del(ctx);
 	ipd_ctl_disconnect(ctx);
+	ipd_app_tx_ctx_fini(ctx);
 	verbs_uninit_context(&ctx->vctx);
 	free(ctx);
 }
@@ -230,7 +231,7 @@ static struct verbs_context *ipd_alloc_context(struct ibv_device *ibdev,
 		&((struct ipd_context *)NULL)->vctx, RDMA_DRIVER_UNKNOWN);
 	if (!ctx)
 		return NULL;
-	pthread_spin_init(&ctx->mr_lock, PTHREAD_PROCESS_PRIVATE);
+	ipd_app_tx_ctx_init(ctx);
 	err = ipd_ctl_connect(ctx, vdev->sysfs ? vdev->sysfs->ibdev_path :
 				   ibdev->ibdev_path);
 	if (err)
@@ -242,6 +243,7 @@ static struct verbs_context *ipd_alloc_context(struct ibv_device *ibdev,
 	return &ctx->vctx;
 
 err_uninit:
+	ipd_app_tx_ctx_fini(ctx);
 	verbs_uninit_context(&ctx->vctx);
 	free(ctx);
 	errno = err;

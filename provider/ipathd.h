@@ -56,6 +56,17 @@ struct ipd_context {
 	/* app_tx.c: registered MRs by lkey, for SGEs sent from here */
 	pthread_spinlock_t mr_lock;
 	struct ipd_mr *mr_hash[64];
+	/* app_tx.c: UDP sockets by source address, shared by the QPs */
+	pthread_mutex_t tx_lock;
+	struct ipd_tx_sock *tx_socks;
+};
+
+/* app_tx.c: a UDP socket bound to one source address (port: sport). */
+struct ipd_tx_sock {
+	struct ipd_tx_sock *next;
+	uint8_t src[16];
+	int fd;				/* -1: cannot be bound */
+	uint16_t sport;
 };
 
 /* A ring as the client maps it (layout in ipathd/ring.h). */
@@ -102,12 +113,10 @@ struct ipd_qp {
 	struct ipd_wr_defer *defer;
 	unsigned int ndefer;
 	bool opened;			/* ibv_open_qp: a use of a TGT QP */
-	/* app_tx.c: the socket this QP's packets go out on (tx_state 1),
-	 * bound to tx_src; tx_state 0 = not opened yet, -1 = cannot */
-	int tx_state;
-	int tx_fd;
-	uint16_t tx_sport;
-	uint8_t tx_src[16];
+	/* app_tx.c: the context's socket this QP's packets go out on; off:
+	 * a send failed, leave everything to the daemon */
+	struct ipd_tx_sock *tx;
+	bool tx_off;
 	struct ipd_qp *fatal_next;	/* fatal.c: the context's QPs */
 };
 
@@ -117,7 +126,12 @@ struct ipd_ah {
 
 struct ipd_mr {
 	struct verbs_mr vmr;		/* ibv_mr.handle = daemon handle */
-	struct ipd_mr *hnext;		/* app_tx.c: the context's lkey table */
+	/* app_tx.c: the context's lkey table; the registration as made
+	 * (libibverbs fills ibv_mr's pd, addr, length only after reg_mr) */
+	struct ipd_mr *hnext;
+	struct ibv_pd *pd;
+	const uint8_t *addr;
+	uint64_t length;
 	uint64_t iova;			/* the address SGEs use for addr */
 };
 
@@ -271,7 +285,9 @@ bool ipd_app_tx_prepare(struct ipd_qp *qp, struct ipd_send_wqe *w,
 			uint32_t idx, struct ipd_app_pkt *p);
 /* After the WQE was published. */
 void ipd_app_tx_send(struct ipd_qp *qp, const struct ipd_app_pkt *p);
-void ipd_app_tx_close(struct ipd_qp *qp);
+/* At context creation and release. */
+void ipd_app_tx_ctx_init(struct ipd_context *ctx);
+void ipd_app_tx_ctx_fini(struct ipd_context *ctx);
 /* The context's MRs by lkey (added once registered, removed before
  * deregistration). */
 void ipd_app_tx_mr_add(struct ipd_context *ctx, struct ipd_mr *mr);

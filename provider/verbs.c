@@ -150,6 +150,9 @@ struct ibv_mr *ipd_reg_mr(struct ibv_pd *pd, void *addr, size_t length,
 		goto err_mem;
 	mr->vmr.mr_type = IBV_MR_TYPE_MR;
 	mr->vmr.access = access;
+	mr->pd = pd;
+	mr->addr = addr;
+	mr->length = length;
 	mr->iova = hca_va;
 	ipd_app_tx_mr_add(pd_ctx(pd), mr);
 	return &mr->vmr.ibv_mr;
@@ -1159,7 +1162,6 @@ int ipd_destroy_qp(struct ibv_qp *ibqp)
 	if (err)
 		return err;
 	ipd_fatal_qp_del(qp);
-	ipd_app_tx_close(qp);
 	ipd_uring_unmap(&qp->sq);
 	ipd_uring_unmap(&qp->rq);
 	free(qp->defer);
