@@ -88,11 +88,11 @@ bool ipd_app_tx_sent(struct ipd_qp *qp, const struct ipd_swqe *swqe,
 	struct ipd_engine_qp *e = qp->eng;
 	uint64_t w = e->app_tx_last;
 
-	if (!(swqe->wr->flags & IPD_WQE_F_APP_SENT) || !w)
+	if (!(swqe->wr->flags & IPD_WQE_F_APP_SENT))
 		return false;
 	/* One WQE per publication: the next needs a new one. */
 	e->app_tx_last = 0;
-	if (ipd_app_tx_idx(w) != idx || ipd_app_tx_psn(w) != psn ||
+	if (!w || ipd_app_tx_idx(w) != idx || ipd_app_tx_psn(w) != psn ||
 	    swqe->wr->app_psn != psn) {
 		qp->dev->cnt.app_tx_refused++;
 		return false;

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "engine_priv.h"
+#include "ipathd/icrc.h"
 
 static struct ipd_dev dev;
 static struct ipd_config cfg;
@@ -956,6 +957,167 @@ static int test_timewait(void)
 	return 0;
 }
 
+/* ---- app_tx.c: WQEs the client marked as sent by itself ---- */
+
+/* The network link double: the loopback link's delivery, counting the
+ * request packets with PSN at_psn the daemon sends. */
+static struct ipd_link at_link;
+static struct ipd_link_ops at_ops;
+static uint32_t at_psn;
+static unsigned int at_sent;
+
+static int at_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
+{
+	if (ipd_opcode_info[pkt->hdr[0]].mask & IPD_REQ_MASK &&
+	    pkt->psn == at_psn)
+		at_sent++;
+	return dev.loop_link->ops->xmit(dev.loop_link, pkt);
+}
+
+/* The word in qp's SQ header after a few polls of the engine. */
+static uint64_t at_word(struct ipd_qp *qp)
+{
+	for (int i = 0; i < 8; i++) {
+		ipd_engine_poll(&dev);
+		ev_run(dev.loop, EVRUN_NOWAIT);
+	}
+	return atomic_load(&qp->sq.hdr->app_tx);
+}
+
+/* An inline SEND of len bytes of mr, marked (mark) as sent with psn. */
+static void at_post(struct ipd_qp *qp, uint64_t id, struct ipd_mr *mr,
+		    uint32_t len, bool mark, uint32_t psn)
+{
+	struct ipd_send_wqe *w = sq_next(qp, id, IBV_WR_SEND, IBV_SEND_INLINE, 0);
+
+	memcpy(w->payload, mr->map + id, len);
+	w->inline_len = len;
+	if (mark) {
+		w->flags = IPD_WQE_F_APP_SENT;
+		w->app_psn = psn;
+	}
+	sq_publish(qp);
+}
+
+/* The daemon skips only the packet of a WQE marked with exactly the index
+ * and PSN it published, sends every other one itself, and recovers a
+ * skipped one the client failed to deliver by its timers. */
+static int test_app_tx(void)
+{
+	uint32_t acc = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
+	struct ipd_mr *ma = mk_mr(11, 1 << 16, acc), *mb = mk_mr(12, 1 << 16, acc);
+	struct ipd_cq *c1 = mk_cq(), *c2 = mk_cq();
+	struct ipd_qp *p = mk_qp(50, IBV_QPT_RC, c1), *q = mk_qp(51, IBV_QPT_RC, c2);
+	struct ipd_counters c0;
+	uint64_t w;
+	uint32_t idx;
+	double t0;
+
+	cfg.app_tx = true;
+	for (size_t i = 0; i < (1 << 16); i++)
+		ma->map[i] = (uint8_t)(i * 11 + 1);
+	at_ops = *dev.loop_link->ops;
+	at_ops.xmit = at_xmit;
+	at_link = (struct ipd_link){ .ops = &at_ops, .dev = &dev, .app_tx = true };
+	dev.net_link = &at_link;
+	pair_connect(p, q, 7);
+	p->av.local = false; /* another host: through dev.net_link */
+	for (int i = 1; i <= 4; i++)
+		post_recv(q, 1000 + i, mb, (uint64_t)i * 1024, 1024);
+
+	/* idle: the next WQE's index and PSN, and where its packet goes */
+	w = at_word(p);
+	EXPECT(w & IPD_APP_TX_VALID);
+	EXPECT(ipd_app_tx_idx(w) == sq_prod(p));
+	EXPECT(ipd_app_tx_psn(w) == p->eng->req_psn);
+	EXPECT(p->sq.hdr->app_tx_dqpn == 51 && p->sq.hdr->app_tx_mtu == 1024 &&
+	       p->sq.hdr->app_tx_dport == IPD_ROCE_UDP_PORT);
+	EXPECT(!(atomic_load(&q->sq.hdr->app_tx) & IPD_APP_TX_VALID)); /* loopback */
+
+	/* marked as published: the daemon does not send it; the client's
+	 * packet is lost here, the daemon's timers send it again */
+	c0 = dev.cnt;
+	at_psn = ipd_app_tx_psn(w);
+	at_sent = 0;
+	idx = p->eng->req_idx;
+	at_post(p, 1, ma, 64, true, at_psn);
+	t0 = ev_time();
+	while (p->eng->req_idx == idx && ev_time() - t0 < 2) {
+		ipd_engine_poll(&dev);
+		ev_run(dev.loop, EVRUN_NOWAIT);
+	}
+	EXPECT(p->eng->req_idx == idx + 1);
+	EXPECT(at_sent == 0 && dev.cnt.app_tx_pkts == c0.app_tx_pkts + 1);
+	EXPECT(!(atomic_load(&p->sq.hdr->app_tx) & IPD_APP_TX_VALID));
+	expect_wc(c1, 0, 1, IBV_WC_SUCCESS, IBV_WC_SEND, 64);
+	expect_wc(c2, 1, 1001, IBV_WC_SUCCESS, IBV_WC_RECV, 64);
+	EXPECT(at_sent >= 1 && !memcmp(mb->map + 1024, ma->map + 1, 64));
+	printf("app_tx: a WQE marked as published is not sent by the daemon; lost, it is recovered (%u resent, %lu probes, %lu timeouts)\n",
+	       at_sent, (unsigned long)(dev.cnt.tail_probes - c0.tail_probes),
+	       (unsigned long)(dev.cnt.timeouts - c0.timeouts));
+
+	/* marked with another PSN: refused, sent at once */
+	w = at_word(p);
+	EXPECT(w & IPD_APP_TX_VALID);
+	c0 = dev.cnt;
+	at_psn = ipd_app_tx_psn(w);
+	at_sent = 0;
+	at_post(p, 2, ma, 100, true, ipd_psn_add(at_psn, 1));
+	expect_wc(c1, 0, 2, IBV_WC_SUCCESS, IBV_WC_SEND, 100);
+	expect_wc(c2, 1, 1002, IBV_WC_SUCCESS, IBV_WC_RECV, 100);
+	EXPECT(at_sent == 1 && dev.cnt.app_tx_refused == c0.app_tx_refused + 1);
+	EXPECT(dev.cnt.timeouts == c0.timeouts && dev.cnt.tail_probes == c0.tail_probes);
+	EXPECT(!memcmp(mb->map + 2048, ma->map + 2, 100));
+
+	/* marked at another index (behind an unmarked WQE): refused */
+	w = at_word(p);
+	c0 = dev.cnt;
+	at_psn = ipd_psn_add(ipd_app_tx_psn(w), 1);
+	at_sent = 0;
+	at_post(p, 3, ma, 10, false, 0);
+	at_post(p, 4, ma, 20, true, at_psn);
+	expect_wc(c1, 0, 3, IBV_WC_SUCCESS, IBV_WC_SEND, 10);
+	expect_wc(c1, 0, 4, IBV_WC_SUCCESS, IBV_WC_SEND, 20);
+	expect_wc(c2, 1, 1003, IBV_WC_SUCCESS, IBV_WC_RECV, 10);
+	expect_wc(c2, 1, 1004, IBV_WC_SUCCESS, IBV_WC_RECV, 20);
+	printf("app_tx: behind an unmarked WQE: %u sent, %lu refused, %lu taken, %lu probes\n", at_sent,
+	       (unsigned long)(dev.cnt.app_tx_refused - c0.app_tx_refused),
+	       (unsigned long)(dev.cnt.app_tx_pkts - c0.app_tx_pkts),
+	       (unsigned long)(dev.cnt.tail_probes - c0.tail_probes));
+	EXPECT(at_sent == 1 && dev.cnt.app_tx_refused == c0.app_tx_refused + 1);
+
+	/* a publication read before a modify is void after it */
+	w = at_word(p);
+	EXPECT(w & IPD_APP_TX_VALID);
+	ipd_engine_qp_modified(p, IBV_QPS_RTS, IBV_QP_TIMEOUT);
+	EXPECT(atomic_load(&p->sq.hdr->app_tx) == 0);
+	post_recv(q, 1005, mb, 5 * 1024, 1024);
+	c0 = dev.cnt;
+	at_psn = ipd_app_tx_psn(w);
+	at_sent = 0;
+	at_post(p, 5, ma, 30, true, at_psn);
+	expect_wc(c1, 0, 5, IBV_WC_SUCCESS, IBV_WC_SEND, 30);
+	expect_wc(c2, 1, 1005, IBV_WC_SUCCESS, IBV_WC_RECV, 30);
+	EXPECT(at_sent == 1 && dev.cnt.app_tx_refused == c0.app_tx_refused + 1);
+
+	/* nothing published without an ACK timeout, towards loopback, or
+	 * with app_tx off */
+	p->attr.timeout = 0;
+	ipd_engine_qp_modified(p, IBV_QPS_RTS, IBV_QP_TIMEOUT);
+	EXPECT(at_word(p) == 0);
+	p->attr.timeout = 14;
+	ipd_engine_qp_modified(p, IBV_QPS_RTS, IBV_QP_TIMEOUT);
+	EXPECT(at_word(p) & IPD_APP_TX_VALID);
+	p->av.local = true;
+	EXPECT(at_word(p) == 0);
+	p->av.local = false;
+	EXPECT(at_word(p) & IPD_APP_TX_VALID);
+	cfg.app_tx = false;
+	EXPECT(at_word(p) == 0);
+	printf("test_engine_loopback app_tx: ok\n");
+	return 0;
+}
+
 /* One burst; returns the request packets sent.  Every byte, immediate
  * and completion is checked. */
 static unsigned int sel_round(struct ipd_qp *p, struct ipd_qp *q,
@@ -1167,6 +1329,8 @@ int main(int argc, char **argv)
 		return test_timewait();
 	if (argc > 1 && !strcmp(argv[1], "selective"))
 		return test_selective();
+	if (argc > 1 && !strcmp(argv[1], "app_tx"))
+		return test_app_tx();
 	/* "gbn": the impaired run with go back N only */
 	if (argc > 3 && !strcmp(argv[3], "gbn"))
 		cfg.selective_retransmit = false;
