@@ -12,10 +12,12 @@
 # lossy and reordering profiles also check that out-of-order packets were
 # kept; loss1-gbn runs loss1 with host 2's daemon not advertising it
 # (--selective-retransmit no), so both directions go back N, and with
-# host 2's clients sending nothing themselves (--app-tx no).  Clients send
-# RC single-packet SENDs and WRITEs themselves while their QP is idle
-# (docs/design.md "Application transmit"): app_tx_pkts must rise, under
-# loss too (a lost one is sent again by the daemon).
+# host 2's clients sending nothing themselves (--app-tx no: app_tx_pkts
+# must stay 0 there).  Clients of the other daemons send RC single-packet
+# SENDs and WRITEs themselves whenever their QP is idle (docs/design.md
+# "Application transmit"), so every profile runs with that on; how many
+# depends on timing (tools.sh checks the latency tests, where every
+# message goes that way).
 # usage: netem.sh PROFILE [VERIFY]
 #   PROFILE: none loss1 loss1-gbn loss10 reorder duplicate corrupt delay,
 #   or ipv6: no impairment, every QP type (RC, UC, UD) over the hosts'
@@ -36,10 +38,10 @@ verify=${2:-$IPATHD_BUILD_DIR/tests/verify}
 
 # impairment, verify options, counter that must rise ("HOST:NAME ...")
 case $profile in
-none)      imp=;                     vo="--iters 20";                      must="1:app_tx_pkts" ;;
-ipv6)      imp=;                     vo="--iters 10";                      must="1:app_tx_pkts" ;;
-loss1)     imp="loss 1%";            vo="--iters 10 --max-size 262144";    must="1:retransmits 2:ooo_held 1:selective_resends 1:app_tx_pkts" ;;
-loss1-gbn) imp="loss 1%";            vo="--iters 10 --max-size 262144";    must="1:retransmits 1:app_tx_pkts" ;;
+none)      imp=;                     vo="--iters 20";                      must="" ;;
+ipv6)      imp=;                     vo="--iters 10";                      must="" ;;
+loss1)     imp="loss 1%";            vo="--iters 10 --max-size 262144";    must="1:retransmits 2:ooo_held 1:selective_resends" ;;
+loss1-gbn) imp="loss 1%";            vo="--iters 10 --max-size 262144";    must="1:retransmits" ;;
 loss10)    imp="loss 10%";           vo="--iters 5 --max-size 65536";      must="1:retransmits 2:ooo_held 1:selective_resends" ;;
 # READ responses are placed in any order and only missing ones are asked
 # for again, so READ recovers on reordering paths too.
