@@ -71,8 +71,8 @@ struct ipd_config {
 	/* selective_retransmit = yes: keep out-of-order packets, resend
 	 * only NAKed ones, with ipathd peers that advertise it (ooo.c) */
 	bool selective_retransmit;
-	/* app_tx = yes: clients send an idle RC QP's single-packet inline
-	 * SEND/WRITE themselves (app_tx.c) */
+	/* app_tx = yes: clients send an idle RC QP's single-packet
+	 * SEND/WRITE themselves (app_tx.c); off by default */
 	bool app_tx;
 	/* [daemon] */
 	int log_level;            /* IPD_LOG_* */

@@ -13,11 +13,11 @@
 # kept; loss1-gbn runs loss1 with host 2's daemon not advertising it
 # (--selective-retransmit no), so both directions go back N, and with
 # host 2's clients sending nothing themselves (--app-tx no: app_tx_pkts
-# must stay 0 there).  Clients of the other daemons send RC single-packet
-# SENDs and WRITEs themselves whenever their QP is idle (docs/design.md
-# "Application transmit"), so every profile runs with that on; how many
-# depends on timing (tools.sh checks the latency tests, where every
-# message goes that way).
+# must stay 0 there).  Every profile runs with application transmit on
+# (--app-tx yes, docs/design.md "Application transmit": clients send RC
+# single-packet SENDs and WRITEs themselves whenever their QP is idle);
+# how many go that way depends on timing (tools.sh checks the latency
+# tests, where every message does).
 # usage: netem.sh PROFILE [VERIFY]
 #   PROFILE: none loss1 loss1-gbn loss10 reorder duplicate corrupt delay,
 #   or ipv6: no impairment, every QP type (RC, UC, UD) over the hosts'
@@ -62,15 +62,15 @@ gidopt= types="--type rc" want=10
 # XRC is reliable like RC: every opcode under loss in one profile
 [[ $profile == loss1 || $profile == loss1-gbn ]] && types="--type rc,xrc" want=17
 if [[ $profile == ipv6 ]]; then
-	mh_up 2 --ipv6
+	mh_up 2 --ipv6 -- --app-tx yes
 	# every QP type; RoCE v2 over IPv6 (the side channel stays on IPv4)
 	gidopt='-g "$IPL_GID6"' types= want=28
 elif [[ $profile == packet ]]; then
-	mh_up 2 -- --udp-rx packet
+	mh_up 2 -- --udp-rx packet --app-tx yes
 elif [[ $profile == packet_cut ]]; then
-	mh_up 2 --cut-gso -- --udp-rx packet
+	mh_up 2 --cut-gso -- --udp-rx packet --app-tx yes
 else
-	mh_up 2
+	mh_up 2 -- --app-tx yes
 fi
 if [[ $profile == packet* ]]; then
 	for k in 1 2; do
