@@ -83,7 +83,14 @@ IPD_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ipathd-test.XXXXXX")
 declare -A IPD_PID=() IPD_SOCK=() IPD_SYSFS=() IPD_DIR=() IPD_NODE=()
 IPD_CUR=
 IPD_BG_PIDS=()
-IPD_PORT_NEXT=$((20000 + RANDOM % 20000))
+# TCP side-channel ports below the kernel's ephemeral range: a port in it
+# may be the local port of any outgoing connection (a test's own client
+# a moment ago, in TIME_WAIT), and a tool's bind() fails on it ("Couldn't
+# listen to port": xsrq_pingpong and kill_client failed so in CI).
+IPD_EPH_LO=32768
+read -r IPD_EPH_LO _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+((IPD_EPH_LO > 14000)) || IPD_EPH_LO=32768
+IPD_PORT_NEXT=$((10000 + RANDOM % (IPD_EPH_LO - 12000)))
 IPD_KEEP_TMP=${IPD_KEEP_TMP:-0}
 
 ipd_cleanup() {
@@ -263,15 +270,18 @@ ipd_cpu_ticks() {
 
 # ---- tools ----------------------------------------------------------------
 
-# ipd_port: a TCP port nobody listens on, different at every call (the
-# counter lives in a file: callers use $(ipd_port), a subshell).
+# ipd_port: a TCP port nobody uses, below the ephemeral range, different
+# at every call (the counter lives in a file: callers use $(ipd_port), a
+# subshell).
 ipd_port() {
 	local i p f=$IPD_TMP/next-port
 	[[ -f $f ]] || echo "$IPD_PORT_NEXT" >"$f"
 	for ((i = 0; i < 100; i++)); do
 		p=$(<"$f")
+		((p < IPD_EPH_LO)) || p=10000
 		echo $((p + 1)) >"$f"
-		if ! ss -Hltn "sport = :$p" | grep -q .; then
+		# in use in any state (listening, connected, TIME_WAIT)
+		if ! ss -Htan "sport = :$p" | grep -q .; then
 			echo "$p"
 			return 0
 		fi

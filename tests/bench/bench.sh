@@ -177,7 +177,8 @@ trap 'exit 143' TERM
 
 nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
-PORT_NEXT=$((20000 + RANDOM % 20000))
+# below the ephemeral range (tests/lib.sh ipd_port says why)
+PORT_NEXT=$((10000 + RANDOM % 20000))
 next_port() { PORT_NEXT=$((PORT_NEXT + 1)); echo "$PORT_NEXT"; }
 
 # wait_listen NS tcp|udp PORT PID: bounded wait for a listener; 1 if PID died
