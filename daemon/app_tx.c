@@ -5,7 +5,8 @@
  * While an RC send queue is idle (every WQE sent and acknowledged), the
  * daemon publishes in the ring header the ring index and the PSN the next
  * WQE will get, and where its packet goes.  The provider may then send a
- * single-packet inline SEND or WRITE itself, from its own UDP socket, and
+ * single-packet SEND or WRITE (inline or from its SGEs) itself, from a UDP
+ * socket of its own, and
  * post the WQE marked with the PSN it used: the daemon takes that WQE like
  * any other but does not transmit it again.  Everything else (ACKs,
  * retransmission, completions) stays here.  The round trip loses one
