@@ -83,23 +83,30 @@ void ipd_app_tx_clear(struct ipd_qp *qp)
 		app_tx_store(qp, 0);
 }
 
-bool ipd_app_tx_sent(struct ipd_qp *qp, const struct ipd_swqe *swqe,
-		     uint32_t idx, uint32_t psn)
+enum ipd_app_tx_verdict ipd_app_tx_judge(const struct ipd_qp *qp,
+					 const struct ipd_swqe *swqe,
+					 uint32_t idx, uint32_t psn)
 {
-	struct ipd_engine_qp *e = qp->eng;
-	uint64_t w = e->app_tx_last;
+	uint64_t w = qp->eng->app_tx_last;
 
 	if (!(swqe->wr->flags & IPD_WQE_F_APP_SENT))
-		return false;
-	/* One WQE per publication: the next needs a new one. */
-	e->app_tx_last = 0;
+		return IPD_APP_TX_NONE;
 	if (!w || ipd_app_tx_idx(w) != idx || ipd_app_tx_psn(w) != psn ||
-	    swqe->wr->app_psn != psn) {
+	    swqe->wr->app_psn != psn)
+		return IPD_APP_TX_REFUSE;
+	return IPD_APP_TX_TAKE;
+}
+
+void ipd_app_tx_settle(struct ipd_qp *qp, enum ipd_app_tx_verdict v)
+{
+	if (v == IPD_APP_TX_NONE)
+		return;
+	/* One WQE per publication: the next needs a new one. */
+	qp->eng->app_tx_last = 0;
+	if (v == IPD_APP_TX_TAKE)
+		qp->dev->cnt.app_tx_pkts++;
+	else
 		qp->dev->cnt.app_tx_refused++;
-		return false;
-	}
-	qp->dev->cnt.app_tx_pkts++;
-	return true;
 }
 
 bool ipd_app_tx_catch_up(struct ipd_qp *qp)

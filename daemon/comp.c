@@ -606,15 +606,24 @@ static void comp_retry(struct ipd_qp *qp)
 
 /* ---- the state machine ---------------------------------------------- */
 
+/* psn is beyond everything sent, even after taking the WQEs the client
+ * sent itself and we have not taken yet (app_tx.c). */
+static bool comp_psn_unsent(struct comp_ctx *c, uint32_t psn)
+{
+	if (ipd_psn_cmp(psn, c->e->req_psn) < 0)
+		return false;
+	if (!ipd_app_tx_catch_up(c->qp))
+		return true;
+	return ipd_psn_cmp(psn, c->e->req_psn) >= 0;
+}
+
 static enum comp_state comp_check_psn(struct comp_ctx *c)
 {
 	struct ipd_engine_qp *e = c->e;
 	uint32_t psn = c->pkt->psn;
 
-	/* Never acknowledge what was never sent (but the client may have
-	 * sent a WQE we have not taken yet, app_tx.c). */
-	if (ipd_psn_cmp(psn, e->req_psn) >= 0 &&
-	    (!ipd_app_tx_catch_up(c->qp) || ipd_psn_cmp(psn, e->req_psn) >= 0))
+	/* Never acknowledge what was never sent. */
+	if (comp_psn_unsent(c, psn))
 		return COMP_DONE;
 	if (ipd_psn_cmp(psn, e->comp_psn) < 0) {
 		if (c->pkt->mask & (IPD_READ_MASK | IPD_ATOMIC_MASK))

@@ -313,10 +313,20 @@ void ipd_eng_cq_post(struct ipd_qp *qp, struct ipd_cq *cq,
  * QP, and on every state change). */
 void ipd_app_tx_publish(struct ipd_qp *qp);
 void ipd_app_tx_clear(struct ipd_qp *qp);
-/* swqe (ring index idx, first and only packet psn) was sent by the client
- * as published: take it as sent. */
-bool ipd_app_tx_sent(struct ipd_qp *qp, const struct ipd_swqe *swqe,
-		     uint32_t idx, uint32_t psn);
+/* What the requester does with swqe (ring index idx, first and only
+ * packet psn): not marked, marked and sent by the client exactly as
+ * published (take it as sent, build nothing), or marked otherwise (send
+ * it as usual). */
+enum ipd_app_tx_verdict {
+	IPD_APP_TX_NONE,
+	IPD_APP_TX_TAKE,
+	IPD_APP_TX_REFUSE,
+};
+enum ipd_app_tx_verdict ipd_app_tx_judge(const struct ipd_qp *qp,
+					 const struct ipd_swqe *swqe,
+					 uint32_t idx, uint32_t psn);
+/* The packet is accounted for: count the verdict, forget the publication. */
+void ipd_app_tx_settle(struct ipd_qp *qp, enum ipd_app_tx_verdict v);
 /* An acknowledgement beyond what was sent: take WQEs the client sent
  * itself and has posted since (true if the requester moved). */
 bool ipd_app_tx_catch_up(struct ipd_qp *qp);

@@ -358,25 +358,42 @@ static int req_pkt_build(struct ipd_qp *qp, struct ipd_swqe *swqe, uint32_t psn,
 	return IBV_WC_SUCCESS;
 }
 
-/* Build and send the next packet of swqe.  Returns an ibv_wc_status. */
+/* The length of swqe's only packet, as the client built it (app_tx.c). */
+static uint32_t req_only_pkt_len(struct ipd_qp *qp, struct ipd_swqe *swqe,
+				 uint32_t paylen)
+{
+	uint8_t op = pkt_opcode(qp, swqe, true, true);
+
+	return ipd_opcode_info[op].length + paylen + ((4 - (paylen & 3)) & 3);
+}
+
+/* Build and send the next packet of swqe (or, when the client sent it,
+ * account for it only).  Returns an ibv_wc_status. */
 static int req_send_pkt(struct ipd_qp *qp, struct ipd_engine_qp *e,
 			struct ipd_swqe *swqe)
 {
 	unsigned int mtu = ipd_eng_mtu(qp);
 	uint32_t off = swqe->sent, paylen, npsn, psn = e->req_psn;
-	const struct ipd_av *av;
-	struct ipd_pkt *pkt;
+	const struct ipd_av *av = NULL;
+	struct ipd_pkt *pkt = NULL;
 	bool first = off == 0, last, ackreq;
 	bool direct = req_direct(qp, swqe);
+	enum ipd_app_tx_verdict app = IPD_APP_TX_NONE;
 	int status;
 
 	pkt_extent(swqe, mtu, direct ? req_direct_psns(e) : 1, &paylen, &npsn,
 		   &last);
 	ackreq = req_ackreq(qp, e, last, npsn);
-	status = req_pkt_build(qp, swqe, psn, off, paylen, direct ? npsn : 0,
-			       first, last, ackreq, &pkt, &av);
-	if (status)
-		return status;
+	if (first && last)
+		app = ipd_app_tx_judge(qp, swqe, e->req_idx, psn);
+	if (app != IPD_APP_TX_TAKE) {
+		status = req_pkt_build(qp, swqe, psn, off, paylen,
+				       direct ? npsn : 0, first, last, ackreq,
+				       &pkt, &av);
+		if (status)
+			return status;
+	}
+	ipd_app_tx_settle(qp, app);
 	if (first) {
 		swqe->first_psn = psn;
 		swqe->last_psn = ipd_psn_add(psn, wqe_npkts(swqe, mtu) - 1);
@@ -390,12 +407,11 @@ static int req_send_pkt(struct ipd_qp *qp, struct ipd_engine_qp *e,
 			e->rd_outstanding++;
 		e->req_idx++;
 	}
-	if (first && last && ipd_app_tx_sent(qp, swqe, e->req_idx - 1, psn)) {
+	if (app == IPD_APP_TX_TAKE) {
 		/* the client sent it (app_tx.c), earlier than now: count it
 		 * as ours, but take no RTT sample from it */
 		qp->dev->cnt.pkts_sent++;
-		qp->dev->cnt.bytes_sent += pkt->len;
-		ipd_pkt_free(qp->dev, pkt);
+		qp->dev->cnt.bytes_sent += req_only_pkt_len(qp, swqe, paylen);
 		ackreq = false;
 	} else {
 		ipd_net_xmit(qp->dev, pkt, av);
