@@ -588,8 +588,10 @@ void ipd_req_rewind(struct ipd_qp *qp)
 	qp->dev->cnt.retransmits++;
 }
 
-void ipd_req_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe,
-		       uint32_t psn, uint32_t npsn)
+/* Send a READ's or atomic's request again for npsn of its responses from
+ * psn on.  False when out of packets. */
+static bool req_rerequest_xmit(struct ipd_qp *qp, struct ipd_swqe *swqe,
+			       uint32_t psn, uint32_t npsn)
 {
 	unsigned int mtu = ipd_eng_mtu(qp);
 	uint32_t off = ipd_psn_diff(psn, swqe->first_psn) * mtu;
@@ -598,11 +600,10 @@ void ipd_req_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe,
 	uint64_t len;
 
 	if (off > swqe->length)
-		return;
-	/* out of packets: the next timeout asks again */
+		return false;
 	if (req_pkt_build(qp, swqe, psn, off, 0, 0, true, true, true, &pkt,
 			  &av))
-		return;
+		return false;
 	if (swqe->info->mask & IPD_WR_READ) {
 		len = (uint64_t)npsn * mtu;
 		if (len > swqe->length - off)
@@ -610,9 +611,18 @@ void ipd_req_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe,
 		ipd_reth_set(pkt->hdr, swqe->wr->wr.rdma.remote_addr + off,
 			     swqe->wr->wr.rdma.rkey, (uint32_t)len);
 	}
+	ipd_net_xmit(qp->dev, pkt, av);
+	return true;
+}
+
+void ipd_req_rerequest(struct ipd_qp *qp, struct ipd_swqe *swqe,
+		       uint32_t psn, uint32_t npsn)
+{
+	/* out of packets: the next timeout asks again */
+	if (!req_rerequest_xmit(qp, swqe, psn, npsn))
+		return;
 	qp->dev->cnt.retransmits++;
 	ipd_comp_rtt_cancel(qp);
-	ipd_net_xmit(qp->dev, pkt, av);
 	ipd_comp_timer_kick(qp, psn, false);
 }
 
@@ -688,9 +698,11 @@ static uint32_t req_resend_one(struct ipd_qp *qp, uint32_t psn, bool ackreq)
 	if (!(swqe->info->mask & IPD_WR_READ_OR_ATOMIC))
 		return req_resend_pkt(qp, swqe, psn, ackreq) ?
 			       ipd_psn_add(psn, 1) : psn;
-	if (psn != swqe->first_psn)
+	/* one retransmission with the rest of the run (ipd_req_resend) */
+	if (psn != swqe->first_psn ||
+	    !req_rerequest_xmit(qp, swqe, psn,
+				ipd_psn_diff(swqe->last_psn, psn) + 1))
 		return psn;
-	ipd_req_rerequest(qp, swqe, psn, ipd_psn_diff(swqe->last_psn, psn) + 1);
 	return ipd_psn_add(swqe->last_psn, 1);
 }
 
