@@ -247,13 +247,22 @@ void ipd_mem_skip(struct ipd_mem *m, uint32_t n);
  * memory: the sender's SGE list trimmed to the payload (SEND, WRITE), or
  * the READ's remote range (READ responses).  Carried inside pkt->buf. */
 struct ipd_pkt_ref {
-	uint64_t gen;              /* dev->loop_gen when sent */
-	struct ipd_mem src;        /* src.sge, if any, points at sge[] */
+	/* The source PD (and QP, for a READ response's rkey) by handle and
+	 * serial: looked up again on delivery, so one that went away in
+	 * between (or whose handle was reused) makes the packet stale. */
+	uint64_t pd_serial, qp_serial; /* qp_serial 0: no QP */
+	uint32_t pd_handle, qpn;
+	struct ipd_mem src;        /* src.sge, if any, points at sge[];
+				    * src.pd and src.qp set on delivery */
 	struct ipd_sge sge[IPD_MAX_SGE];
 };
 
 /* Make pkt a direct packet and return its (blank) reference. */
 struct ipd_pkt_ref *ipd_pkt_ref_init(struct ipd_pkt *pkt);
+/* The objects r's payload is read through (qp: NULL, or the responder
+ * QP of a READ response). */
+void ipd_pkt_ref_bind(struct ipd_pkt_ref *r, const struct ipd_pd *pd,
+		      const struct ipd_qp *qp);
 /* Give c (a fresh packet) the reference pkt carries. */
 void ipd_pkt_ref_copy(struct ipd_pkt *c, const struct ipd_pkt *pkt);
 /* May a packet of qp towards av carry its payload by reference, spanning

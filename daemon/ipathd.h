@@ -168,6 +168,7 @@ struct ipd_pd {
 	uint32_t handle;
 	struct ipd_client *client;
 	unsigned int refcnt;       /* objects created on this PD */
+	uint64_t serial;           /* unique for the daemon's lifetime */
 };
 
 struct ipd_mr {
@@ -306,6 +307,7 @@ int ipd_av_resolve(struct ipd_dev *dev, const struct ibv_ah_attr *attr,
 
 struct ipd_qp {
 	uint32_t qpn;
+	uint64_t serial;              /* unique for the daemon's lifetime */
 	struct ipd_client *client;
 	struct ipd_dev *dev;
 	struct ipd_pd *pd;
@@ -342,6 +344,8 @@ struct ipd_qp_open {
 };
 
 struct ipd_qp *ipd_qp_lookup(struct ipd_dev *dev, uint32_t qpn);
+/* Any client's PD by handle (the engine's direct packets, link_loop.c). */
+struct ipd_pd *ipd_pd_lookup(struct ipd_dev *dev, uint32_t handle);
 /* Raise an async event on qp for its creator and every opener. */
 void ipd_qp_async_event(struct ipd_qp *qp, enum ibv_event_type ev);
 /* Free a QP nobody holds any more (no creator, no opens). */
@@ -512,9 +516,9 @@ struct ipd_dev {
 	uint32_t next_channel;
 	struct ipd_table *mws;             /* mw.c: windows, while any exist */
 	struct ipd_capture *captures;      /* capture.c: running captures */
-	/* Bumped when a PD or QP goes away: a direct loopback packet sent
-	 * before then no longer trusts the pointers it carries. */
-	uint64_t loop_gen;
+	/* The last serial given to a PD or QP: a direct loopback packet
+	 * names its source objects by handle and serial (link_loop.c). */
+	uint64_t obj_serial;
 };
 
 /* Infrastructure called from main.c.  0 or -errno. */

@@ -67,6 +67,34 @@ bool ipd_eng_direct_ok(const struct ipd_qp *qp, const struct ipd_av *av)
 	       ipd_qpt_reliable(qp->type);
 }
 
+void ipd_pkt_ref_bind(struct ipd_pkt_ref *r, const struct ipd_pd *pd,
+		      const struct ipd_qp *qp)
+{
+	r->pd_handle = pd->handle;
+	r->pd_serial = pd->serial;
+	r->qpn = qp ? qp->qpn : 0;
+	r->qp_serial = qp ? qp->serial : 0;
+}
+
+/* The source objects of r as they were when it was sent, or false. */
+static bool ref_resolve(struct ipd_dev *dev, const struct ipd_pkt_ref *r,
+			struct ipd_mem *src)
+{
+	struct ipd_pd *pd = ipd_pd_lookup(dev, r->pd_handle);
+	struct ipd_qp *qp = NULL;
+
+	if (!pd || pd->serial != r->pd_serial)
+		return false;
+	if (r->qp_serial) {
+		qp = ipd_qp_lookup(dev, r->qpn);
+		if (!qp || qp->serial != r->qp_serial)
+			return false;
+	}
+	src->pd = pd;
+	src->qp = qp;
+	return true;
+}
+
 int ipd_pkt_ref_copy_out(struct ipd_dev *dev, const struct ipd_pkt *pkt,
 			 uint32_t skip, uint32_t len, struct ipd_mem *dst,
 			 uint32_t msg_off, unsigned int mtu)
@@ -74,7 +102,7 @@ int ipd_pkt_ref_copy_out(struct ipd_dev *dev, const struct ipd_pkt *pkt,
 	struct ipd_mem src = pkt->ref->src;
 	int status = -1;
 
-	if (pkt->ref->gen == dev->loop_gen) {
+	if (ref_resolve(dev, pkt->ref, &src)) {
 		ipd_mem_skip(&src, skip);
 		status = ipd_mem_copy(dev, dst, &src, len, msg_off, mtu);
 	}

@@ -107,7 +107,7 @@ static struct ipd_pkt *eng_pkt_init(struct ipd_dev *dev, uint32_t lqpn,
 	pkt->paylen = paylen;
 	if (npsn) {
 		pkt->npsn = npsn;
-		ipd_pkt_ref_init(pkt)->gen = dev->loop_gen;
+		ipd_pkt_ref_init(pkt);
 	} else {
 		/* IBA 9.2.3: pad bytes are 0 */
 		memset(pkt->payload + paylen, 0, pad);
@@ -463,7 +463,6 @@ void ipd_engine_qp_fini(struct ipd_qp *qp)
 	ipd_comp_timers_stop(qp);
 	err_rq_timer_set(qp, false);
 	ipd_resp_drain(qp);
-	qp->dev->loop_gen++; /* direct loopback packets may name the QP */
 	free(e->swqe);
 	free(e->sq_copy);
 	free(e->rq_slot);

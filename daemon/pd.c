@@ -16,6 +16,11 @@ struct ipd_pd *ipd_pd_get(struct ipd_client *c, uint32_t handle)
 	return pd && pd->client == c ? pd : NULL;
 }
 
+struct ipd_pd *ipd_pd_lookup(struct ipd_dev *dev, uint32_t handle)
+{
+	return ipd_table_get(&dev->pds, handle);
+}
+
 int ipd_handle_alloc_pd(struct ipd_req_ctx *ctx)
 {
 	struct ipd_dev *dev = ctx->client->dev;
@@ -28,6 +33,7 @@ int ipd_handle_alloc_pd(struct ipd_req_ctx *ctx)
 	if (!pd->handle)
 		goto err_nomem;
 	pd->client = ctx->client;
+	pd->serial = ++dev->obj_serial;
 
 	ipd__alloc_pd_resp__init(r);
 	r->handle = pd->handle;
@@ -46,7 +52,6 @@ int ipd_pd_destroy(struct ipd_pd *pd)
 	if (pd->refcnt)
 		return -EBUSY;
 	ipd_table_remove(&pd->client->dev->pds, pd->handle);
-	pd->client->dev->loop_gen++; /* direct loopback packets name it */
 	free(pd);
 	return 0;
 }

@@ -271,6 +271,7 @@ int ipd_handle_create_qp(struct ipd_req_ctx *ctx)
 		return ipd_req_fail(ctx, ENOMEM, "create_qp: out of memory");
 	qp->client = ctx->client;
 	qp->dev = dev;
+	qp->serial = ++dev->obj_serial;
 	qp->pd = refs.pd;
 	qp->scq = refs.scq;
 	qp->rcq = refs.rcq;

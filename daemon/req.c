@@ -186,7 +186,7 @@ static void pkt_fill_ref(struct ipd_qp *qp, struct ipd_swqe *swqe,
 		len -= s.length;
 		r->sge[n++] = s;
 	}
-	r->src.pd = qp->pd;
+	ipd_pkt_ref_bind(r, qp->pd, NULL);
 	r->src.sge = r->sge;
 	r->src.num_sge = n;
 }

@@ -191,10 +191,12 @@ static struct ipd_pkt *resp_read_direct(struct ipd_qp *qp,
 		qp, &qp->av, ipd_qpt_opcode_base(qp->type) | op,
 		qp->attr.dest_qp_num, it->psn, npsn, chunk, false, false);
 
-	if (pkt)
-		pkt->ref->src = (struct ipd_mem){
-			.pd = pd, .access = IBV_ACCESS_REMOTE_READ, .qp = qp,
-			.rkey = it->rkey, .va = it->va };
+	if (pkt) {
+		pkt->ref->src = (struct ipd_mem){ .access = IBV_ACCESS_REMOTE_READ,
+						  .rkey = it->rkey,
+						  .va = it->va };
+		ipd_pkt_ref_bind(pkt->ref, pd, qp);
+	}
 	return pkt;
 }
 

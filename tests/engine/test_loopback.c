@@ -72,6 +72,10 @@ struct ipd_qp *ipd_qp_lookup(struct ipd_dev *d, uint32_t qpn)
 {
 	return qpn < 64 ? qps[qpn] : NULL;
 }
+struct ipd_pd *ipd_pd_lookup(struct ipd_dev *d, uint32_t handle)
+{
+	return handle == pd.handle ? &pd : NULL;
+}
 void ipd_qp_set_error(struct ipd_qp *qp, enum ibv_event_type ev)
 {
 	enum ibv_qp_state old = qp->attr.qp_state;
@@ -126,6 +130,7 @@ static struct ipd_qp *mk_qp(uint32_t qpn, enum ibv_qp_type t, struct ipd_cq *cq)
 	struct ipd_qp *qp = calloc(1, sizeof(*qp));
 	int fd;
 	qp->qpn = qpn;
+	qp->serial = ++dev.obj_serial;
 	qp->client = &client;
 	qp->dev = &dev;
 	qp->pd = &pd;
@@ -371,17 +376,22 @@ static void test_layouts(struct ipd_qp *a, struct ipd_qp *b, struct ipd_cq *ca, 
 /* ---- a direct packet whose reference went stale ---- */
 static const struct ipd_link_ops *stale_real_ops;
 static int stale_left;
-/* Send, then make the packet stale (as if a PD or QP went away before it
- * was delivered) for the first stale_left direct packets. */
+/* Send, then make the packet stale for the first stale_left direct
+ * packets: its source PD (or, for a READ response, QP) is replaced by
+ * another under the same handle before it is delivered. */
 static int stale_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 {
-	bool direct = pkt->ref != NULL;
-	int rc = stale_real_ops->xmit(link, pkt);
+	struct ipd_pkt_ref *r = pkt->ref;
+	uint64_t *serial = NULL;
+	int rc;
 
-	if (direct && stale_left > 0) {
+	if (r && stale_left > 0) {
 		stale_left--;
-		dev.loop_gen++;
+		serial = r->qp_serial ? &qps[r->qpn]->serial : &pd.serial;
 	}
+	rc = stale_real_ops->xmit(link, pkt);
+	if (serial)
+		*serial = ++dev.obj_serial;
 	return rc;
 }
 
@@ -420,6 +430,50 @@ static void test_stale(struct ipd_qp *a, struct ipd_qp *b, struct ipd_cq *ca, st
 	EXPECT(dev.cnt.loop_direct_stale - st >= 3);
 	printf("stale ok (%lu stale direct packets dropped)\n",
 	       (unsigned long)(dev.cnt.loop_direct_stale - st));
+}
+
+/* Another QP destroyed while direct packets are in flight: they are not
+ * stale (only their own PD and QP matter), nothing is sent again. */
+static struct ipd_qp *churn_qp;
+static int churn_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
+{
+	bool direct = pkt->ref != NULL;
+	int rc = stale_real_ops->xmit(link, pkt);
+
+	if (direct) {
+		ipd_engine_qp_fini(churn_qp);
+		EXPECT(!ipd_engine_qp_init(churn_qp));
+	}
+	return rc;
+}
+
+static void test_churn(struct ipd_qp *a, struct ipd_qp *b, struct ipd_cq *ca,
+		       struct ipd_cq *cb, struct ipd_mr *ma, struct ipd_mr *mb)
+{
+	struct ipd_link_ops ops = *dev.loop_link->ops;
+	struct ipd_counters c0 = dev.cnt;
+
+	churn_qp = mk_qp(60, IBV_QPT_RC, ca);
+	stale_real_ops = dev.loop_link->ops;
+	ops.xmit = churn_xmit;
+	dev.loop_link->ops = &ops;
+	memset(mb->map, 0, 1 << 22);
+	post_send(a, 7100, IBV_WR_RDMA_WRITE, ma, 1, 600000, mb->iova + 3, mb->rkey, 0);
+	expect_wc(ca, 0, 7100, IBV_WC_SUCCESS, IBV_WC_RDMA_WRITE, 600000);
+	post_recv(b, 7101, mb, 1000000, 300000);
+	post_send(a, 7102, IBV_WR_SEND, ma, 5, 250000, 0, 0, 0);
+	expect_wc(ca, 0, 7102, IBV_WC_SUCCESS, IBV_WC_SEND, 250000);
+	expect_wc(cb, 1, 7101, IBV_WC_SUCCESS, IBV_WC_RECV, 250000);
+	dev.loop_link->ops = stale_real_ops;
+	printf("churn: %lu direct packets, each followed by a QP destroyed elsewhere: %lu stale, %lu retransmissions\n",
+	       (unsigned long)(dev.cnt.loop_direct_pkts - c0.loop_direct_pkts),
+	       (unsigned long)(dev.cnt.loop_direct_stale - c0.loop_direct_stale),
+	       (unsigned long)(dev.cnt.retransmits - c0.retransmits));
+	EXPECT(!memcmp(mb->map + 3, ma->map + 1, 600000));
+	EXPECT(!memcmp(mb->map + 1000000, ma->map + 5, 250000));
+	EXPECT(dev.cnt.loop_direct_pkts - c0.loop_direct_pkts >= 4);
+	EXPECT(dev.cnt.loop_direct_stale == c0.loop_direct_stale);
+	EXPECT(dev.cnt.retransmits == c0.retransmits);
 }
 
 /* Deterministic error paths (clean link only): each pair starts fresh. */
@@ -1318,6 +1372,8 @@ int main(int argc, char **argv)
 	cfg.tail_probe = true; /* the daemon's defaults */
 	cfg.selective_retransmit = true;
 	dev.cfg = &cfg;
+	pd.handle = 1;
+	pd.serial = ++dev.obj_serial;
 	dev.loop = ev_default_loop(0);
 	dev.active_mtu = 4096;
 	TAILQ_INIT(&dev.qps_list);
@@ -1419,8 +1475,10 @@ int main(int argc, char **argv)
 	expect_wc(cb, 1, 1101, IBV_WC_SUCCESS, IBV_WC_RECV, 100);
 	printf("rnr ok (rnr naks sent %lu)\n", (unsigned long)dev.cnt.rnr_naks_sent);
 	test_layouts(a, b, ca, cb);
-	if (cfg.loop_direct && loss == 0)
+	if (cfg.loop_direct && loss == 0) {
 		test_stale(a, b, ca, cb, ma, mb);
+		test_churn(a, b, ca, cb, ma, mb);
+	}
 
 	/* UD */
 	struct ipd_qp *u1 = mk_qp(10, IBV_QPT_UD, ca), *u2 = mk_qp(11, IBV_QPT_UD, cb);
