@@ -105,6 +105,7 @@
 
 #include "engine.h"
 #include "ipathd/icrc.h"
+#include "ipathd/sockopt.h"
 #include "ipathd.h"
 
 #ifndef UDP_NO_CHECK6_TX
@@ -331,23 +332,17 @@ static void sock_bufs(int fd)
  * csum: send UDP checksums (GSO needs them). */
 static int sock_setup(int fd, int family, bool csum)
 {
-	int one = 1, pmtu;
+	int one = 1, ret = ipd_sock_roce_opts(fd, family);
 
+	if (ret)
+		return ret;
 	if (family == AF_INET) {
-		pmtu = IP_PMTUDISC_DO;
-		if (setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu,
-			       sizeof(pmtu)) ||
-		    setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)) ||
+		if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)) ||
 		    (!csum && setsockopt(fd, SOL_SOCKET, SO_NO_CHECK, &one,
 					 sizeof(one))))
 			return -errno;
 	} else {
-		pmtu = IPV6_PMTUDISC_DO;
-		if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
-			       sizeof(one)) ||
-		    setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &pmtu,
-			       sizeof(pmtu)) ||
-		    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one,
+		if (setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one,
 			       sizeof(one)))
 			return -errno;
 		/* Zero checksums out and in (rxe sends zero); not fatal on

@@ -16,6 +16,7 @@
 
 #include "ipathd/hdr.h"
 #include "ipathd/icrc.h"
+#include "ipathd/sockopt.h"
 #include "ipathd.h"
 
 static bool addr_is_v4(const uint8_t a[16])
@@ -53,25 +54,13 @@ static int sock_open(const uint8_t src[16], uint16_t *sport)
 {
 	struct sockaddr_storage ss, got;
 	socklen_t len = addr_make(src, 0, &ss), glen = sizeof(got);
-	int one = 1, fd, pmtu;
+	int fd;
 
 	fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	if (ss.ss_family == AF_INET) {
-		pmtu = IP_PMTUDISC_DO;
-		if (setsockopt(fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtu,
-			       sizeof(pmtu)))
-			goto fail;
-	} else {
-		pmtu = IPV6_PMTUDISC_DO;
-		if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one,
-			       sizeof(one)) ||
-		    setsockopt(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, &pmtu,
-			       sizeof(pmtu)))
-			goto fail;
-	}
-	if (bind(fd, (struct sockaddr *)&ss, len) ||
+	if (ipd_sock_roce_opts(fd, ss.ss_family) ||
+	    bind(fd, (struct sockaddr *)&ss, len) ||
 	    getsockname(fd, (struct sockaddr *)&got, &glen))
 		goto fail;
 	*sport = ntohs(got.ss_family == AF_INET
