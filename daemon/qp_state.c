@@ -28,6 +28,14 @@ struct qp_transition {
 #define RTS_OPT_UD (IBV_QP_CUR_STATE | IBV_QP_QKEY)
 #define RTS_OPT_UC (IBV_QP_CUR_STATE | PATH_OPT)
 #define RTS_OPT_RC (IBV_QP_CUR_STATE | PATH_OPT | IBV_QP_MIN_RNR_TIMER)
+/* What every move into RTS may change (an XRC INI QP receives nothing,
+ * so no RNR timer; a TGT QP receives as RC does). */
+#define RTS_OPTS                                                           \
+	{                                                                  \
+		[QPT_RC] = RTS_OPT_RC, [QPT_UC] = RTS_OPT_UC,              \
+		[QPT_UD] = RTS_OPT_UD, [QPT_INI] = RTS_OPT_UC,             \
+		[QPT_TGT] = RTS_OPT_RC,                                    \
+	}
 #define INIT_ATTRS (IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS)
 #define RTR_REQ_UC                                                         \
 	(IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN)
@@ -112,26 +120,14 @@ static const struct qp_transition qp_table[ST_N][ST_N] = {
 					    IBV_QP_MAX_QP_RD_ATOMIC,
 				[QPT_TGT] = IBV_QP_SQ_PSN | IBV_QP_TIMEOUT,
 			},
-			.opt = {
-				[QPT_RC] = RTS_OPT_RC,
-				[QPT_UC] = RTS_OPT_UC,
-				[QPT_UD] = RTS_OPT_UD,
-				[QPT_INI] = RTS_OPT_UC,
-				[QPT_TGT] = RTS_OPT_RC,
-			},
+			.opt = RTS_OPTS,
 		},
 	},
 	[IBV_QPS_RTS] = {
 		TO_RESET_OR_ERR,
 		[IBV_QPS_RTS] = {
 			.types = ALL_TYPES,
-			.opt = {
-				[QPT_RC] = RTS_OPT_RC,
-				[QPT_UC] = RTS_OPT_UC,
-				[QPT_UD] = RTS_OPT_UD,
-				[QPT_INI] = RTS_OPT_UC,
-				[QPT_TGT] = RTS_OPT_RC,
-			},
+			.opt = RTS_OPTS,
 		},
 		[IBV_QPS_SQD] = {
 			.types = ALL_TYPES,
@@ -148,13 +144,7 @@ static const struct qp_transition qp_table[ST_N][ST_N] = {
 		TO_RESET_OR_ERR,
 		[IBV_QPS_RTS] = {
 			.types = ALL_TYPES,
-			.opt = {
-				[QPT_RC] = RTS_OPT_RC,
-				[QPT_UC] = RTS_OPT_UC,
-				[QPT_UD] = RTS_OPT_UD,
-				[QPT_INI] = RTS_OPT_UC,
-				[QPT_TGT] = RTS_OPT_RC,
-			},
+			.opt = RTS_OPTS,
 		},
 		/* While drained, the path itself may change (IBA 11.2.4.2). */
 		[IBV_QPS_SQD] = {
