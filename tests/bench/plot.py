@@ -38,6 +38,7 @@ import json
 import math
 import os
 import re
+import statistics
 import sys
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -348,6 +349,35 @@ def load(outdir):
     return ms
 
 
+DUEL_IPD = "duel/ib_send_lat/RC/2"
+DUEL_FI = "duel/fi_pingpong-udp_ofi_rxd/2"
+
+
+def duel(ms):
+    """bench.sh latency_duel: the pairs (duelK/...) both measured, as two
+    measurements holding the medians of their means and every round."""
+    byid = {m["id"]: m for m in ms}
+    ipd, fi = [], []
+    k = 1
+    while ("duel%d/ib_send_lat/RC/2" % k) in byid:
+        a = value(byid["duel%d/ib_send_lat/RC/2" % k], "lat_us")
+        b = value(byid.get("duel%d/fi_pingpong-udp_ofi_rxd/2" % k), "lat_us")
+        if a is not None and b is not None:
+            ipd.append(a)
+            fi.append(b)
+        k += 1
+    if not ipd:
+        return []
+    out = []
+    for mid, label, v in ((DUEL_IPD, "ib_send_lat RC", ipd),
+                          (DUEL_FI, "fi_pingpong udp;ofi_rxd", fi)):
+        out.append({"id": mid, "scope": "duel", "size": 2, "status": "ok",
+                    "label": "%s, median of %d alternated runs" % (label,
+                                                                  len(v)),
+                    "lat_us": statistics.median(v), "rounds_lat_us": v})
+    return out
+
+
 def value(m, metric):
     if m is None or m.get("status") != "ok":
         return None
@@ -368,9 +398,9 @@ def comparisons(quick):
     add(("hosts: ib_send_lat 2 B vs sockperf UDP (medians)",
          "hosts/ib_send_lat/RC/2", "median_us",
          "veth/sockperf/14", "median_us", 1, ("<=", 1.3)))
-    add(("hosts: ib_send_lat 2 B vs fi_pingpong udp;ofi_rxd (means)",
-         "hosts/ib_send_lat/RC/2", "lat_us",
-         "veth/fi_pingpong-udp_ofi_rxd/2", "lat_us", 1, ("<", 1.0)))
+    add(("hosts: ib_send_lat 2 B vs fi_pingpong udp;ofi_rxd (means, "
+         "median of the alternations)",
+         DUEL_IPD, "lat_us", DUEL_FI, "lat_us", 1, ("<", 1.0)))
     add(("one host: ib_write_bw 1 MiB vs memcpy 1 MiB (hot)",
          "onehost/ib_write_bw/RC/1048576", "gbps",
          "memory/memcpy/hot/1048576", "gbps", 1, (">=", 0.5)))
@@ -382,6 +412,10 @@ def comparisons(quick):
     add(("idle daemon CPU % (host A) vs 1 %",
          "hosts/cpu_idle", "cpu_percent", None, None, 1.0, ("<", 1.0)))
     # informative
+    add(("hosts: ib_send_lat 2 B vs fi_pingpong udp;ofi_rxd (means, "
+         "one run each)",
+         "hosts/ib_send_lat/RC/2", "lat_us",
+         "veth/fi_pingpong-udp_ofi_rxd/2", "lat_us", 1, None))
     for scope, link in (("onehost", "loopback"), ("hosts", "veth")):
         who = "one host" if scope == "onehost" else "hosts"
         add(("%s: ib_write_bw 64 KiB vs iperf3 TCP" % who,
@@ -619,6 +653,7 @@ def machine_info():
 
 def report(outdir):
     ms = load(outdir)
+    ms += duel(ms)
     meta = {}
     mp = os.path.join(outdir, "raw", "meta.json")
     if os.path.exists(mp):
@@ -651,6 +686,12 @@ def report(outdir):
     with open(os.path.join(outdir, "results.json"), "w") as f:
         json.dump(res, f, indent=1, sort_keys=False)
     print_table(rows, ms)
+    d = {m["id"]: m for m in ms}
+    if DUEL_IPD in d:
+        print("latency alternations (us, mean of each run): ib_send_lat %s; "
+              "fi_pingpong %s" % (
+                  " ".join(fmt(v) for v in d[DUEL_IPD]["rounds_lat_us"]),
+                  " ".join(fmt(v) for v in d[DUEL_FI]["rounds_lat_us"])))
     for n in notes:
         print(("plot: " + n) if n.endswith(".png") else n)
     print("results: %s" % os.path.join(outdir, "results.json"))
@@ -745,6 +786,20 @@ def selftest(d):
     check("iperf3 JSON after a warning", r["gbps"] > 0, r)
     r = parse_memcpy("memcpy mode=hot size=1048576 bytes_per_sec=1e10\n")
     check("memcpy", r[("hot", 1048576)] == 80.0, r)
+    dm = [{"id": "duel%d/%s" % (k, t), "status": st, "lat_us": v}
+          for k, t, st, v in (
+              (1, "ib_send_lat/RC/2", "ok", 15.0),
+              (1, "fi_pingpong-udp_ofi_rxd/2", "ok", 13.0),
+              (2, "ib_send_lat/RC/2", "ok", 20.0),
+              (2, "fi_pingpong-udp_ofi_rxd/2", "failed", None),
+              (3, "ib_send_lat/RC/2", "ok", 12.0),
+              (3, "fi_pingpong-udp_ofi_rxd/2", "ok", 14.0))]
+    r = {m["id"]: m for m in duel(dm)}
+    check("latency alternations: medians of the complete pairs",
+          r[DUEL_IPD]["rounds_lat_us"] == [15.0, 12.0] and
+          r[DUEL_IPD]["lat_us"] == 13.5 and r[DUEL_FI]["lat_us"] == 13.5, r)
+    check("no complete pair, no duel measurements", duel(dm[:1]) == [],
+          duel(dm[:1]))
     print("%d passed, %d failed" % (passes, fails))
     return 1 if fails else 0
 
