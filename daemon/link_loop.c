@@ -67,6 +67,7 @@ bool ipd_eng_direct_ok(const struct ipd_qp *qp, const struct ipd_av *av)
 	       ipd_qpt_reliable(qp->type);
 }
 
+/* Serials start at 1 (++dev->obj_serial), so qp_serial 0 means "no QP". */
 void ipd_pkt_ref_bind(struct ipd_pkt_ref *r, const struct ipd_pd *pd,
 		      const struct ipd_qp *qp)
 {

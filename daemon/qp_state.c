@@ -28,8 +28,8 @@ struct qp_transition {
 #define RTS_OPT_UD (IBV_QP_CUR_STATE | IBV_QP_QKEY)
 #define RTS_OPT_UC (IBV_QP_CUR_STATE | PATH_OPT)
 #define RTS_OPT_RC (IBV_QP_CUR_STATE | PATH_OPT | IBV_QP_MIN_RNR_TIMER)
-/* What every move into RTS may change (an XRC INI QP receives nothing,
- * so no RNR timer; a TGT QP receives as RC does). */
+/* What a move into RTS from RTR, RTS or SQD may change (an XRC INI QP
+ * receives nothing, so no RNR timer; a TGT QP receives as RC does). */
 #define RTS_OPTS                                                           \
 	{                                                                  \
 		[QPT_RC] = RTS_OPT_RC, [QPT_UC] = RTS_OPT_UC,              \

@@ -732,7 +732,7 @@ ipathd_part() {
 # one run of each taken minutes apart.  Needs the floors and the hosts.
 latency_duel() {
 	local i
-	[[ $ONLY == all ]] || return 0
+	[[ $ONLY == all && -z ${SCOPE_DEAD[hosts]:-} ]] || return 0
 	log "latency: $DUEL_ROUNDS alternations of fi_pingpong and ib_send_lat"
 	for ((i = 1; i <= DUEL_ROUNDS; i++)); do
 		floor_fi "duel$i" "$NS_B" "$NS_A" "$IP_B" "udp;ofi_rxd" 2

@@ -688,10 +688,11 @@ def report(outdir):
     print_table(rows, ms)
     d = {m["id"]: m for m in ms}
     if DUEL_IPD in d:
+        a, b = d[DUEL_IPD]["rounds_lat_us"], d[DUEL_FI]["rounds_lat_us"]
         print("latency alternations (us, mean of each run): ib_send_lat %s; "
-              "fi_pingpong %s" % (
-                  " ".join(fmt(v) for v in d[DUEL_IPD]["rounds_lat_us"]),
-                  " ".join(fmt(v) for v in d[DUEL_FI]["rounds_lat_us"])))
+              "fi_pingpong %s; ratios %s" % (
+                  " ".join(fmt(v) for v in a), " ".join(fmt(v) for v in b),
+                  " ".join(fmt(x / y) for x, y in zip(a, b))))
     for n in notes:
         print(("plot: " + n) if n.endswith(".png") else n)
     print("results: %s" % os.path.join(outdir, "results.json"))

@@ -401,7 +401,7 @@ static void test_stale(struct ipd_qp *a, struct ipd_qp *b, struct ipd_cq *ca, st
 		       struct ipd_mr *ma, struct ipd_mr *mb)
 {
 	struct ipd_link_ops ops = *dev.loop_link->ops;
-	uint64_t st = dev.cnt.loop_direct_stale;
+	uint64_t st = dev.cnt.loop_direct_stale, op0;
 
 	stale_real_ops = dev.loop_link->ops;
 	ops.xmit = stale_xmit;
@@ -409,21 +409,30 @@ static void test_stale(struct ipd_qp *a, struct ipd_qp *b, struct ipd_cq *ca, st
 	for (int i = 0; i < (1 << 22); i++)
 		ma->map[i] = (uint8_t)(i * 29 + 1);
 	memset(mb->map, 0, 1 << 22);
+	/* each operation has at least one stale packet (the next one, out of
+	 * sequence, is NAKed before its payload is looked at): the WRITE's
+	 * and SEND's through their PD, the READ responses' through the
+	 * responder QP */
 	stale_left = 2;
 	post_send(a, 7000, IBV_WR_RDMA_WRITE, ma, 1, 300000, mb->iova + 5, mb->rkey, 0);
 	expect_wc(ca, 0, 7000, IBV_WC_SUCCESS, IBV_WC_RDMA_WRITE, 300000);
 	EXPECT(!memcmp(mb->map + 5, ma->map + 1, 300000) && mb->map[300005] == 0);
+	EXPECT(dev.cnt.loop_direct_stale - st >= 1);
+	op0 = dev.cnt.loop_direct_stale;
 	stale_left = 2;
 	post_recv(b, 7001, mb, 1000000, 300000);
 	post_send(a, 7002, IBV_WR_SEND, ma, 3, 250000, 0, 0, 0);
 	expect_wc(ca, 0, 7002, IBV_WC_SUCCESS, IBV_WC_SEND, 250000);
 	expect_wc(cb, 1, 7001, IBV_WC_SUCCESS, IBV_WC_RECV, 250000);
 	EXPECT(!memcmp(mb->map + 1000000, ma->map + 3, 250000));
+	EXPECT(dev.cnt.loop_direct_stale - op0 >= 1);
+	op0 = dev.cnt.loop_direct_stale;
 	stale_left = 2;
 	memset(ma->map, 0, 1 << 22);
 	post_send(a, 7003, IBV_WR_RDMA_READ, ma, 7, 280000, mb->iova + 11, mb->rkey, 0);
 	expect_wc(ca, 0, 7003, IBV_WC_SUCCESS, IBV_WC_RDMA_READ, 280000);
 	EXPECT(!memcmp(ma->map + 7, mb->map + 11, 280000) && ma->map[6] == 0);
+	EXPECT(dev.cnt.loop_direct_stale - op0 >= 1);
 	dev.loop_link->ops = stale_real_ops;
 	/* at least one per operation (the next one, out of sequence, is
 	 * NAKed before its payload is looked at) */
@@ -432,8 +441,9 @@ static void test_stale(struct ipd_qp *a, struct ipd_qp *b, struct ipd_cq *ca, st
 	       (unsigned long)(dev.cnt.loop_direct_stale - st));
 }
 
-/* Another QP destroyed while direct packets are in flight: they are not
- * stale (only their own PD and QP matter), nothing is sent again. */
+/* Another QP destroyed and created again (under the same QPN, with a new
+ * serial) while direct packets are in flight: they are not stale (only
+ * their own PD and QP matter), nothing is sent again. */
 static struct ipd_qp *churn_qp;
 static int churn_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 {
@@ -442,6 +452,9 @@ static int churn_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 
 	if (direct) {
 		ipd_engine_qp_fini(churn_qp);
+		qps[churn_qp->qpn] = NULL;
+		churn_qp->serial = ++dev.obj_serial;
+		qps[churn_qp->qpn] = churn_qp;
 		EXPECT(!ipd_engine_qp_init(churn_qp));
 	}
 	return rc;
@@ -464,14 +477,18 @@ static void test_churn(struct ipd_qp *a, struct ipd_qp *b, struct ipd_cq *ca,
 	post_send(a, 7102, IBV_WR_SEND, ma, 5, 250000, 0, 0, 0);
 	expect_wc(ca, 0, 7102, IBV_WC_SUCCESS, IBV_WC_SEND, 250000);
 	expect_wc(cb, 1, 7101, IBV_WC_SUCCESS, IBV_WC_RECV, 250000);
+	memset(ma->map + (1 << 21), 0, 300000);
+	post_send(a, 7103, IBV_WR_RDMA_READ, ma, 1 << 21, 280000, mb->iova + 7, mb->rkey, 0);
+	expect_wc(ca, 0, 7103, IBV_WC_SUCCESS, IBV_WC_RDMA_READ, 280000);
 	dev.loop_link->ops = stale_real_ops;
-	printf("churn: %lu direct packets, each followed by a QP destroyed elsewhere: %lu stale, %lu retransmissions\n",
+	printf("churn: %lu direct packets, each followed by another QP replaced: %lu stale, %lu retransmissions\n",
 	       (unsigned long)(dev.cnt.loop_direct_pkts - c0.loop_direct_pkts),
 	       (unsigned long)(dev.cnt.loop_direct_stale - c0.loop_direct_stale),
 	       (unsigned long)(dev.cnt.retransmits - c0.retransmits));
 	EXPECT(!memcmp(mb->map + 3, ma->map + 1, 600000));
 	EXPECT(!memcmp(mb->map + 1000000, ma->map + 5, 250000));
-	EXPECT(dev.cnt.loop_direct_pkts - c0.loop_direct_pkts >= 4);
+	EXPECT(!memcmp(ma->map + (1 << 21), mb->map + 7, 280000));
+	EXPECT(dev.cnt.loop_direct_pkts - c0.loop_direct_pkts >= 6);
 	EXPECT(dev.cnt.loop_direct_stale == c0.loop_direct_stale);
 	EXPECT(dev.cnt.retransmits == c0.retransmits);
 }
