@@ -1071,8 +1071,9 @@ static void at_post(struct ipd_qp *qp, uint64_t id, struct ipd_mr *mr,
 }
 
 /* The daemon skips only the packet of a WQE marked with exactly the index
- * and PSN it published, sends every other one itself, and recovers a
- * skipped one the client failed to deliver by its timers. */
+ * and PSN it published, sends every other one itself, recovers a skipped
+ * one the client failed to deliver by its timers, and takes a WQE whose
+ * ACK comes before it took it (catch-up). */
 static int test_app_tx(void)
 {
 	uint32_t acc = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE;
@@ -1170,6 +1171,40 @@ static int test_app_tx(void)
 	expect_wc(c1, 0, 5, IBV_WC_SUCCESS, IBV_WC_SEND, 30);
 	expect_wc(c2, 1, 1005, IBV_WC_SUCCESS, IBV_WC_RECV, 30);
 	EXPECT(at_sent == 1 && dev.cnt.app_tx_refused == c0.app_tx_refused + 1);
+
+	/* the client was faster: the peer's ACK arrives before the daemon
+	 * took the WQE (no engine poll in between, only deliveries); the
+	 * completer takes it first instead of ignoring an ACK for a PSN
+	 * never sent, sends nothing itself, and completes it */
+	w = at_word(p);
+	EXPECT(w & IPD_APP_TX_VALID);
+	post_recv(q, 1006, mb, 6 * 1024, 1024);
+	c0 = dev.cnt;
+	at_psn = ipd_app_tx_psn(w);
+	at_sent = 0;
+	idx = p->eng->req_idx;
+	at_post(p, 6, ma, 40, true, at_psn);
+	{
+		/* the client's packet, straight onto the wire */
+		struct ipd_pkt *cp = ipd_eng_pkt_new(
+			p, &p->av, IPD_OP_RC | IPD_OP_SEND_ONLY, 51, at_psn, 40,
+			true, false);
+
+		EXPECT(cp);
+		memcpy(cp->payload, ma->map + 6, 40);
+		EXPECT(!dev.loop_link->ops->xmit(dev.loop_link, cp));
+	}
+	for (int i = 0; i < 8 && p->eng->req_idx == idx; i++)
+		ipd_link_loop_poll(dev.loop_link);
+	EXPECT(p->eng->req_idx == idx + 1);
+	EXPECT(dev.cnt.app_tx_pkts == c0.app_tx_pkts + 1);
+	expect_wc(c1, 0, 6, IBV_WC_SUCCESS, IBV_WC_SEND, 40);
+	expect_wc(c2, 1, 1006, IBV_WC_SUCCESS, IBV_WC_RECV, 40);
+	EXPECT(!memcmp(mb->map + 6 * 1024, ma->map + 6, 40));
+	EXPECT(at_sent == 0 && dev.cnt.timeouts == c0.timeouts &&
+	       dev.cnt.tail_probes == c0.tail_probes);
+	printf("app_tx: an ACK before the daemon took the WQE: taken by the completer, %u sent by the daemon\n",
+	       at_sent);
 
 	/* nothing published without an ACK timeout, towards loopback, or
 	 * with app_tx off */
