@@ -9,16 +9,16 @@
 
 #include "objects.h"
 
-struct ipd_pd *ipd_pd_get(struct ipd_client *c, uint32_t handle)
-{
-	struct ipd_pd *pd = ipd_table_get(&c->dev->pds, handle);
-
-	return pd && pd->client == c ? pd : NULL;
-}
-
 struct ipd_pd *ipd_pd_lookup(struct ipd_dev *dev, uint32_t handle)
 {
 	return ipd_table_get(&dev->pds, handle);
+}
+
+struct ipd_pd *ipd_pd_get(struct ipd_client *c, uint32_t handle)
+{
+	struct ipd_pd *pd = ipd_pd_lookup(c->dev, handle);
+
+	return pd && pd->client == c ? pd : NULL;
 }
 
 int ipd_handle_alloc_pd(struct ipd_req_ctx *ctx)
