@@ -1082,7 +1082,7 @@ static int test_app_tx(void)
 	struct ipd_qp *p = mk_qp(50, IBV_QPT_RC, c1), *q = mk_qp(51, IBV_QPT_RC, c2);
 	struct ipd_counters c0;
 	uint64_t w;
-	uint32_t idx;
+	uint32_t idx, cp_len = 0;
 	double t0;
 
 	cfg.app_tx = true;
@@ -1192,6 +1192,7 @@ static int test_app_tx(void)
 
 		EXPECT(cp);
 		memcpy(cp->payload, ma->map + 6, 40);
+		cp_len = cp ? cp->len : 0;
 		EXPECT(!dev.loop_link->ops->xmit(dev.loop_link, cp));
 	}
 	for (int i = 0; i < 8 && p->eng->req_idx == idx; i++)
@@ -1203,8 +1204,14 @@ static int test_app_tx(void)
 	EXPECT(!memcmp(mb->map + 6 * 1024, ma->map + 6, 40));
 	EXPECT(at_sent == 0 && dev.cnt.timeouts == c0.timeouts &&
 	       dev.cnt.tail_probes == c0.tail_probes);
-	printf("app_tx: an ACK before the daemon took the WQE: taken by the completer, %u sent by the daemon\n",
-	       at_sent);
+	/* the taken WQE counts as the packet the client sent (the only
+	 * other packet is q's ACK) */
+	EXPECT(dev.cnt.pkts_sent == c0.pkts_sent + 2);
+	EXPECT(dev.cnt.bytes_sent ==
+	       c0.bytes_sent + cp_len +
+		       ipd_opcode_info[IPD_OP_RC | IPD_OP_ACKNOWLEDGE].length);
+	printf("app_tx: an ACK before the daemon took the WQE: taken by the completer, %u sent by the daemon, %lu bytes counted\n",
+	       at_sent, (unsigned long)(dev.cnt.bytes_sent - c0.bytes_sent));
 
 	/* nothing published without an ACK timeout, towards loopback, or
 	 * with app_tx off */
