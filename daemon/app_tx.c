@@ -36,11 +36,15 @@ static bool app_tx_eligible(const struct ipd_qp *qp)
 	       qp->attr.qp_state == IBV_QPS_RTS && qp->attr.timeout;
 }
 
+/* Idle: every WQE sent and acknowledged, and no response of the
+ * responder waiting behind READ data (the client's request must not
+ * overtake it, resp.c resp_send). */
 static bool app_tx_idle(struct ipd_qp *qp, const struct ipd_engine_qp *e)
 {
 	return e->comp_idx == e->sq_head && e->req_idx == e->sq_head &&
 	       e->req_psn == e->comp_psn && !e->rnr_wait && !e->err_pending &&
-	       qp->sq.cons == e->sq_head && !ipd_queue_ready(&qp->sq);
+	       qp->sq.cons == e->sq_head && !ipd_queue_ready(&qp->sq) &&
+	       ipd_resp_quiet(qp);
 }
 
 static void app_tx_store(struct ipd_qp *qp, uint64_t w)
@@ -51,6 +55,8 @@ static void app_tx_store(struct ipd_qp *qp, uint64_t w)
 	if (e->app_tx_pub == w)
 		return;
 	if (w && !e->app_tx_pub) {
+		/* responses queued earlier leave first (resp.c resp_send) */
+		ipd_net_flush(qp->dev);
 		ipd_eng_addr_key(&qp->av.src, h->app_tx_src);
 		ipd_eng_addr_key(&qp->av.dst, h->app_tx_dst);
 		h->app_tx_dqpn = qp->attr.dest_qp_num;
@@ -81,6 +87,12 @@ void ipd_app_tx_clear(struct ipd_qp *qp)
 {
 	if (qp->eng && qp->sq.hdr)
 		app_tx_store(qp, 0);
+}
+
+void ipd_app_tx_responded(struct ipd_qp *qp)
+{
+	if (qp->eng->app_tx_pub)
+		ipd_net_flush(qp->dev);
 }
 
 enum ipd_app_tx_verdict ipd_app_tx_judge(const struct ipd_qp *qp,

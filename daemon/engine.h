@@ -58,6 +58,9 @@ struct ipd_link_ops {
 	/* Take ownership of pkt and send it (pkt->dst says where).  The
 	 * link adds and checks the ICRC where the medium needs one. */
 	int (*xmit)(struct ipd_link *link, struct ipd_pkt *pkt);
+	/* Optional: hand what xmit queued to the medium now, not at the
+	 * end of the loop iteration. */
+	void (*flush)(struct ipd_link *link);
 	void (*destroy)(struct ipd_link *link);
 };
 
@@ -79,6 +82,8 @@ void ipd_engine_rx(struct ipd_dev *dev, struct ipd_pkt *pkt);
  * link (dropped and counted when there is none). */
 int ipd_net_xmit(struct ipd_dev *dev, struct ipd_pkt *pkt,
 		 const struct ipd_av *av);
+/* Hand what the network link queued to the medium now. */
+void ipd_net_flush(struct ipd_dev *dev);
 
 /* capture.c: write pkt (BTH .. pad, tx: being sent, else received) to
  * every running capture.  Callers test dev->captures first, so a daemon

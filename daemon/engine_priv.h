@@ -322,6 +322,10 @@ void ipd_eng_cq_post(struct ipd_qp *qp, struct ipd_cq *cq,
  * QP, and on every state change). */
 void ipd_app_tx_publish(struct ipd_qp *qp);
 void ipd_app_tx_clear(struct ipd_qp *qp);
+/* The responder handed the link a response of qp: while the client may
+ * send qp's next request itself, it goes out now, before the completion
+ * the client would post that request upon. */
+void ipd_app_tx_responded(struct ipd_qp *qp);
 /* What the requester does with swqe (ring index idx, first and only
  * packet psn): not marked, marked and sent by the client exactly as
  * published (take it as sent, build nothing), or marked otherwise (send
@@ -397,6 +401,8 @@ void ipd_resp_srq_gone(struct ipd_qp *qp, struct ipd_srq *srq);
 bool ipd_resp_pump(struct ipd_qp *qp);
 /* Forget queued responses (reset, error, destroy). */
 void ipd_resp_drain(struct ipd_qp *qp);
+/* No response is queued behind READ data. */
+bool ipd_resp_quiet(const struct ipd_qp *qp);
 
 /* ---- ooo.c: selective recovery ---------------------------------------- */
 

@@ -1257,9 +1257,18 @@ static void udp_destroy(struct ipd_link *link)
 	free(ul);
 }
 
+static void udp_flush(struct ipd_link *link)
+{
+	struct udp_link *ul = link->priv;
+
+	if (ul->ntx)
+		tx_flush(ul);
+}
+
 static const struct ipd_link_ops udp_link_ops = {
 	.name = "udp",
 	.xmit = udp_xmit,
+	.flush = udp_flush,
 	.destroy = udp_destroy,
 };
 

@@ -167,6 +167,14 @@ int ipd_net_xmit(struct ipd_dev *dev, struct ipd_pkt *pkt,
 	return link->ops->xmit(link, pkt);
 }
 
+void ipd_net_flush(struct ipd_dev *dev)
+{
+	struct ipd_link *link = dev->net_link;
+
+	if (link && link->ops->flush)
+		link->ops->flush(link);
+}
+
 /* ---- packets in ------------------------------------------------------ */
 
 /* Checks every receiver makes before looking at the QP (IBA 9.6.1,

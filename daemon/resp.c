@@ -18,8 +18,8 @@ enum resp_state {
 	RESP_CHECK_RESOURCE,
 	RESP_CHECK_RKEY,
 	RESP_EXECUTE,
-	RESP_COMPLETE,
 	RESP_ACKNOWLEDGE,
+	RESP_COMPLETE,
 	RESP_DUPLICATE,
 	RESP_NAK_SEQ,
 	RESP_RNR,
@@ -102,6 +102,11 @@ static bool rsp_empty(const struct ipd_engine_qp *e)
 	return e->rsp_head == e->rsp_tail;
 }
 
+bool ipd_resp_quiet(const struct ipd_qp *qp)
+{
+	return rsp_empty(qp->eng);
+}
+
 static struct ipd_resp_item *rsp_at(struct ipd_engine_qp *e, uint32_t i)
 {
 	return &e->rsp[i % IPD_RESP_QUEUE];
@@ -114,7 +119,12 @@ static bool is_plain_ack(const struct ipd_pkt *pkt)
 }
 
 /* Send now when nothing is queued, else queue behind the READ data.  ACKs
- * and NAKs are cumulative: a newer one replaces a queued one at the tail. */
+ * and NAKs are cumulative: a newer one replaces a queued one at the tail.
+ * While the client may send this QP's next request itself (app_tx.c), a
+ * response leaves at once, not at the end of the batch: the client may
+ * post that request as soon as it sees the completion that follows, and
+ * a peer must see the ACK before it (as from a NIC; perftest's latency
+ * tests in event mode depend on it). */
 static void resp_send(struct ipd_qp *qp, struct ipd_pkt *pkt)
 {
 	struct ipd_engine_qp *e = qp->eng;
@@ -122,8 +132,12 @@ static void resp_send(struct ipd_qp *qp, struct ipd_pkt *pkt)
 
 	if (rsp_empty(e)) {
 		ipd_net_xmit(qp->dev, pkt, &qp->av);
+		ipd_app_tx_responded(qp);
 		return;
 	}
+	/* behind READ data: no client request before it (published again
+	 * once the queue drained) */
+	ipd_app_tx_clear(qp);
 	tail = rsp_at(e, e->rsp_tail - 1);
 	if (is_plain_ack(pkt) && is_plain_ack(tail->pkt)) {
 		ipd_pkt_free(qp->dev, tail->pkt);
@@ -780,7 +794,7 @@ static enum resp_state resp_exec_send(struct resp_ctx *c)
 						      RESP_ERR_LOCAL;
 	e->recv_off += pkt->paylen;
 	e->in_send = !(pkt->mask & IPD_LAST_MASK);
-	return pkt->mask & IPD_COMP_MASK ? RESP_COMPLETE : RESP_ACKNOWLEDGE;
+	return RESP_ACKNOWLEDGE;
 }
 
 static enum resp_state resp_exec_write(struct resp_ctx *c)
@@ -816,7 +830,7 @@ static enum resp_state resp_exec_write(struct resp_ctx *c)
 	e->write_va += pkt->paylen;
 	e->write_resid -= pkt->paylen;
 	e->in_write = !(pkt->mask & IPD_LAST_MASK);
-	return pkt->mask & IPD_COMP_MASK ? RESP_COMPLETE : RESP_ACKNOWLEDGE;
+	return RESP_ACKNOWLEDGE;
 }
 
 static enum resp_state resp_exec_read(struct resp_ctx *c)
@@ -866,27 +880,26 @@ static enum resp_state resp_execute(struct resp_ctx *c)
 	return resp_exec_atomic(c);
 }
 
-static enum resp_state resp_complete(struct resp_ctx *c)
-{
-	rwqe_complete(c->qp, c->pkt, IBV_WC_SUCCESS);
-	return RESP_ACKNOWLEDGE;
-}
-
+/* The ACK goes before the receive completion, as a NIC's would: a client
+ * sending from its own socket (app_tx.c) once it sees the completion
+ * must not overtake it (resp_send). */
 static enum resp_state resp_acknowledge(struct resp_ctx *c)
 {
 	struct ipd_qp *qp = c->qp;
 	struct ipd_engine_qp *e = c->e;
 	struct ipd_pkt *pkt = c->pkt;
+	enum resp_state next =
+		pkt->mask & IPD_COMP_MASK ? RESP_COMPLETE : RESP_DONE;
 	uint32_t n = pkt->npsn;
 
 	if (qp->type == IBV_QPT_UD)
-		return RESP_DONE;
+		return next;
 	if (pkt->mask & IPD_READ_MASK)
 		n = read_npsn(qp, ipd_reth_len(pkt->hdr));
 	e->rq_psn = ipd_psn_add(pkt->psn, n);
 	e->nak_sent = false;
 	if (!is_rc(qp) || !(pkt->mask & IPD_WRITE_OR_SEND_MASK))
-		return RESP_DONE;
+		return next;
 	if (pkt->mask & IPD_LAST_MASK)
 		e->msn++;
 	/* IBA 9.7.5.1.1: coalesce, acknowledge when asked (after the
@@ -894,6 +907,12 @@ static enum resp_state resp_acknowledge(struct resp_ctx *c)
 	if (ipd_bth_ackreq(pkt->hdr) && !ipd_ooo_defer_ack(qp))
 		resp_send_ack(qp, IPD_AETH_ACK_NO_CREDIT,
 			      ipd_psn_add(pkt->psn, n - 1));
+	return next;
+}
+
+static enum resp_state resp_complete(struct resp_ctx *c)
+{
+	rwqe_complete(c->qp, c->pkt, IBV_WC_SUCCESS);
 	return RESP_DONE;
 }
 
@@ -1039,8 +1058,8 @@ static enum resp_state (*const resp_steps[])(struct resp_ctx *) = {
 	[RESP_CHECK_RESOURCE] = resp_check_resource,
 	[RESP_CHECK_RKEY] = resp_check_rkey,
 	[RESP_EXECUTE] = resp_execute,
-	[RESP_COMPLETE] = resp_complete,
 	[RESP_ACKNOWLEDGE] = resp_acknowledge,
+	[RESP_COMPLETE] = resp_complete,
 	[RESP_DUPLICATE] = resp_duplicate,
 	[RESP_NAK_SEQ] = resp_nak_seq,
 	[RESP_RNR] = resp_rnr,

@@ -1037,12 +1037,28 @@ static struct ipd_link_ops at_ops;
 static uint32_t at_psn;
 static unsigned int at_sent;
 
+/* An ACK handed to the link, and the receive CQ's producer index when
+ * the first flush after it came. */
+static bool at_ack_xmit, at_ack_flushed;
+static struct ipd_cq *at_cq;
+static uint32_t at_prod_at_flush;
+
 static int at_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 {
 	if (ipd_opcode_info[pkt->hdr[0]].mask & IPD_REQ_MASK &&
 	    pkt->psn == at_psn)
 		at_sent++;
+	if (pkt->opcode == (IPD_OP_RC | IPD_OP_ACKNOWLEDGE))
+		at_ack_xmit = true;
 	return dev.loop_link->ops->xmit(dev.loop_link, pkt);
+}
+
+static void at_flush(struct ipd_link *link)
+{
+	if (at_ack_xmit && !at_ack_flushed && at_cq) {
+		at_ack_flushed = true;
+		at_prod_at_flush = atomic_load(&at_cq->q.hdr->prod);
+	}
 }
 
 /* The word in qp's SQ header after a few polls of the engine. */
@@ -1082,7 +1098,7 @@ static int test_app_tx(void)
 	struct ipd_qp *p = mk_qp(50, IBV_QPT_RC, c1), *q = mk_qp(51, IBV_QPT_RC, c2);
 	struct ipd_counters c0;
 	uint64_t w;
-	uint32_t idx, cp_len = 0;
+	uint32_t idx, cp_len = 0, prod;
 	double t0;
 
 	cfg.app_tx = true;
@@ -1090,6 +1106,7 @@ static int test_app_tx(void)
 		ma->map[i] = (uint8_t)(i * 11 + 1);
 	at_ops = *dev.loop_link->ops;
 	at_ops.xmit = at_xmit;
+	at_ops.flush = at_flush;
 	at_link = (struct ipd_link){ .ops = &at_ops, .dev = &dev, .app_tx = true };
 	dev.net_link = &at_link;
 	pair_connect(p, q, 7);
@@ -1212,6 +1229,32 @@ static int test_app_tx(void)
 		       ipd_opcode_info[IPD_OP_RC | IPD_OP_ACKNOWLEDGE].length);
 	printf("app_tx: an ACK before the daemon took the WQE: taken by the completer, %u sent by the daemon, %lu bytes counted\n",
 	       at_sent, (unsigned long)(dev.cnt.bytes_sent - c0.bytes_sent));
+
+	/* while p is published, the ACK of a SEND it receives is handed to
+	 * the medium before the receive completion shows: a client posting
+	 * upon that completion from its own socket cannot overtake it */
+	w = at_word(p);
+	EXPECT(w & IPD_APP_TX_VALID);
+	post_recv(p, 2001, ma, 60 * 1024, 1024);
+	at_cq = c1;
+	at_ack_xmit = at_ack_flushed = false;
+	prod = atomic_load(&c1->q.hdr->prod);
+	{
+		struct ipd_send_wqe *sw =
+			sq_next(q, 3001, IBV_WR_SEND, IBV_SEND_INLINE, 0);
+
+		memcpy(sw->payload, mb->map + 100, 24);
+		sw->inline_len = 24;
+		sq_publish(q);
+	}
+	expect_wc(c1, 0, 2001, IBV_WC_SUCCESS, IBV_WC_RECV, 24);
+	expect_wc(c2, 1, 3001, IBV_WC_SUCCESS, IBV_WC_SEND, 24);
+	EXPECT(!memcmp(ma->map + 60 * 1024, mb->map + 100, 24));
+	printf("app_tx: p's ACK flushed before its receive completion: %s (CQ producer %u at the flush, %u before)\n",
+	       at_ack_flushed && at_prod_at_flush == prod ? "yes" : "NO",
+	       at_prod_at_flush, prod);
+	EXPECT(at_ack_flushed && at_prod_at_flush == prod);
+	at_cq = NULL;
 
 	/* nothing published without an ACK timeout, towards loopback, or
 	 * with app_tx off */
