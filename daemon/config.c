@@ -154,7 +154,7 @@ void ipd_config_defaults(struct ipd_config *cfg)
 	cfg->tail_probe = true;
 	cfg->loop_direct = true;
 	cfg->selective_retransmit = true;
-	cfg->app_tx = false;
+	cfg->app_tx = true;
 	cfg->log_level = IPD_LOG_INFO;
 	cfg->spin_us = 50;
 }
