@@ -212,7 +212,8 @@ wait_bounded() {
 install_missing() {
 	local pkgs=() c
 	declare -A want=([iperf3]=iperf3 [sockperf]=sockperf [fi_pingpong]=libfabric-bin
-		[ib_write_bw]=perftest [tc]=iproute2 [cc]=gcc [iptables]=iptables)
+		[ib_write_bw]=perftest [tc]=iproute2 [cc]=gcc [iptables]=iptables
+		[perf]=linux-perf [taskset]=util-linux)
 	for c in "${!want[@]}"; do
 		command -v "$c" >/dev/null || pkgs+=("${want[$c]}")
 	done
@@ -380,6 +381,26 @@ floor_memcpy() {
 		cat "$RAW/memcpy_cc.log" >"$OUT/$f" 2>/dev/null; rc=127
 	fi
 	rec8 memory/memcpy memcpy memory memcpy - "$rc" "$f"
+}
+
+# What a system call and a context switch cost on this machine (perf
+# bench): every across-hosts latency with a daemon on the path pays them,
+# and they differ several-fold between VMs of the same kind, so each run
+# states them.  sched pipe on one CPU: two processes hand a token back and
+# forth, two context switches per operation; unpinned: the scheduler's
+# placement (usually a wake-up on the other CPU).
+floor_machine() {
+	local what f rc cmd
+	for what in syscall pipe-1cpu pipe; do
+		case $what in
+		syscall) cmd=(perf bench syscall basic -l 1000000) ;;
+		pipe-1cpu) cmd=(taskset -c 0 perf bench sched pipe -l 20000) ;;
+		pipe) cmd=(perf bench sched pipe -l 20000) ;;
+		esac
+		f=raw/machine_$what.txt rc=0
+		timeout 60 "${cmd[@]}" >"$OUT/$f" 2>&1 || rc=$?
+		rec8 "machine/$what" perfbench machine "perf bench $what" - "$rc" "$f"
+	done
 }
 
 # floor_iperf3 SCOPE SNS CNS IP MODE(tcp|SIZE)
@@ -778,6 +799,7 @@ fi
 
 if [[ $ONLY != ipathd ]]; then
 	floor_memcpy
+	floor_machine
 	floors_on loopback "$NS_O" "$NS_O" "$IP_O"
 	floors_on veth "$NS_B" "$NS_A" "$IP_B"
 	if set_loss on; then

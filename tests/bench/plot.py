@@ -12,14 +12,15 @@ PNG plots (a missing matplotlib gives a note, not a failure).
                            DIR (default: samples/ beside this file)
   plot.py parse KIND FILE  print what one parser makes of FILE (debugging);
                            KIND: memcpy iperf3 sockperf fi_pingpong perftest
+                           perfbench
 
 index.tsv: one measurement a line, tab-separated:
   id  parser  scope  label  size  rc  file  extra
     id      unique key, e.g. hosts/ib_write_bw/RC/65536
     parser  memcpy | iperf3 | sockperf | fi_pingpong | perftest |
-            cpu_idle | cpu_gb | skipped
-    scope   memory | loopback | veth | veth-loss1 | onehost | hosts |
-            hosts-loss1
+            perfbench | cpu_idle | cpu_gb | skipped
+    scope   memory | machine | loopback | veth | veth-loss1 | onehost |
+            hosts | hosts-loss1
     label   series name, e.g. "ib_write_bw RC", "iperf3 UDP 4K"
     size    message size in bytes, or -
     rc      exit status of the tool (0 = ran); non-zero makes a failed entry
@@ -216,8 +217,17 @@ def parse_perftest(text):
     return {"kind": "bw" if kind == "bw" else "lat", "rows": rows}
 
 
+def parse_perfbench(text):
+    """perf bench (syscall basic, sched pipe) -> microseconds per op."""
+    m = re.search(r"([0-9.]+)\s+usecs/op", text)
+    if not m:
+        raise ParseError("no usecs/op: " + tail(text))
+    return {"us_per_op": float(m.group(1))}
+
+
 PARSERS = {
     "memcpy": parse_memcpy,
+    "perfbench": parse_perfbench,
     "iperf3": parse_iperf3,
     "sockperf": parse_sockperf,
     "fi_pingpong": parse_fi_pingpong,
@@ -687,6 +697,13 @@ def report(outdir):
         json.dump(res, f, indent=1, sort_keys=False)
     print_table(rows, ms)
     d = {m["id"]: m for m in ms}
+    mc = [(w, value(d.get("machine/" + k), "us_per_op")) for w, k in (
+        ("system call", "syscall"),
+        ("pipe round trip on one CPU (2 context switches)", "pipe-1cpu"),
+        ("unpinned", "pipe"))]
+    if any(v is not None for _, v in mc):
+        print("machine (perf bench, us per operation): " + "; ".join(
+            "%s %s" % (w, fmt(v)) for w, v in mc))
     if DUEL_IPD in d:
         a, b = d[DUEL_IPD]["rounds_lat_us"], d[DUEL_FI]["rounds_lat_us"]
         print("latency alternations (us, mean of each run): ib_send_lat %s; "
@@ -770,6 +787,13 @@ def selftest(d):
         check("iperf3 error rejected", True, None)
     r = parse_sockperf(rd("sockperf_pp.txt"))
     check("sockperf latency", r["lat_us"] > 0 and "p99_us" in r, r)
+    r = parse_perfbench(rd("perf_bench_pipe.txt"))
+    check("perf bench sched pipe", r["us_per_op"] > 0, r)
+    try:
+        parse_perfbench("perf: 'bench' is not a perf-command\n")
+        check("perf bench without a figure fails", False, "parsed")
+    except ParseError:
+        check("perf bench without a figure fails", True, None)
     r = parse_fi_pingpong(rd("fi_pingpong_rxd.txt"))
     check("fi_pingpong", 2 in r and r[2]["lat_us"] > 0, r)
     try:
