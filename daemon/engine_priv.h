@@ -401,7 +401,7 @@ void ipd_resp_srq_gone(struct ipd_qp *qp, struct ipd_srq *srq);
 bool ipd_resp_pump(struct ipd_qp *qp);
 /* Forget queued responses (reset, error, destroy). */
 void ipd_resp_drain(struct ipd_qp *qp);
-/* No response is queued behind READ data. */
+/* The responder's queue (READ data and what waits behind it) is empty. */
 bool ipd_resp_quiet(const struct ipd_qp *qp);
 
 /* ---- ooo.c: selective recovery ---------------------------------------- */

@@ -72,7 +72,7 @@ struct ipd_config {
 	 * only NAKed ones, with ipathd peers that advertise it (ooo.c) */
 	bool selective_retransmit;
 	/* app_tx = yes: clients send an idle RC QP's single-packet
-	 * SEND/WRITE themselves (app_tx.c); off by default */
+	 * SEND/WRITE themselves (app_tx.c); on by default */
 	bool app_tx;
 	/* [daemon] */
 	int log_level;            /* IPD_LOG_* */

@@ -555,12 +555,19 @@ static void tx_flush(struct udp_link *ul)
 	ul->ntx = 0;
 }
 
+static void udp_flush(struct ipd_link *link)
+{
+	struct udp_link *ul = link->priv;
+
+	if (ul->ntx)
+		tx_flush(ul);
+}
+
 static void flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
 	struct udp_link *ul = container_of(w, struct udp_link, flush_w);
 
-	if (ul->ntx)
-		tx_flush(ul);
+	udp_flush(&ul->link);
 }
 
 static void tx_pktinfo(union udp_cmsg *cm, const struct sockaddr_storage *src)
@@ -1238,8 +1245,7 @@ static void udp_destroy(struct ipd_link *link)
 	struct udp_link *ul = link->priv;
 	int i;
 
-	if (ul->ntx)
-		tx_flush(ul);
+	udp_flush(link);
 	ev_prepare_stop(ul->dev->loop, &ul->flush_w);
 	if (ul->raw_fd >= 0) {
 		ev_io_stop(ul->dev->loop, &ul->raw_w);
@@ -1255,14 +1261,6 @@ static void udp_destroy(struct ipd_link *link)
 		ipd_info("udp: %llu datagrams could not be sent",
 			 (unsigned long long)ul->tx_errors);
 	free(ul);
-}
-
-static void udp_flush(struct ipd_link *link)
-{
-	struct udp_link *ul = link->priv;
-
-	if (ul->ntx)
-		tx_flush(ul);
 }
 
 static const struct ipd_link_ops udp_link_ops = {

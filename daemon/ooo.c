@@ -128,6 +128,9 @@ bool ipd_ooo_defer_ack(struct ipd_qp *qp)
 	if (!e->ooo_count)
 		return false;
 	e->ooo_ack_owed = true;
+	/* completions come before that ACK: no client request may overtake
+	 * it (app_tx.c; published again, after a flush, by the next poll) */
+	ipd_app_tx_clear(qp);
 	return true;
 }
 

@@ -3,7 +3,8 @@
  * The responder: request packets become memory writes, receive completions,
  * READ responses and ACKs (IBA 9.7.4, 9.7.5.1).  One state per check, in the
  * order of the IBA responder flow: PSN, opcode sequence, opcode validity,
- * resources (receive WQE), R_Key, execute, complete, acknowledge.  Errors
+ * resources (receive WQE), R_Key, execute, acknowledge, complete (the ACK
+ * first, as a NIC's leaves when the data is placed: resp_acknowledge).  Errors
  * become NAKs on RC and silent drops on UC/UD.
  */
 #include <string.h>
@@ -1008,6 +1009,10 @@ static enum resp_state resp_fail(struct resp_ctx *c, uint8_t nak,
 	struct ipd_qp *qp = c->qp;
 	struct ipd_engine_qp *e = c->e;
 
+	/* the QP errs: the client must not send past the NAK that follows
+	 * the error completion (resp_send) */
+	if (is_rc(qp))
+		ipd_app_tx_clear(qp);
 	if (e->have_rwqe)
 		rwqe_complete(qp, NULL, wc_status);
 	resp_abort_msg(e);

@@ -1232,7 +1232,7 @@ static int test_app_tx(void)
 
 	/* while p is published, the ACK of a SEND it receives is handed to
 	 * the medium before the receive completion shows: a client posting
-	 * upon that completion from its own socket cannot overtake it */
+	 * upon that completion from its own socket sends after it */
 	w = at_word(p);
 	EXPECT(w & IPD_APP_TX_VALID);
 	post_recv(p, 2001, ma, 60 * 1024, 1024);

@@ -33,8 +33,19 @@ SO_RCVBUFFORCE = 33
 
 
 def sh(*args):
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, timeout=10)
+    r = subprocess.run(args, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, timeout=10)
+    if r.returncode:
+        raise RuntimeError("%s: %s" % (" ".join(args), r.stderr.strip()))
+
+
+def ns_del():
+    for ns in (NS_A, NS_B):
+        try:
+            subprocess.run(["ip", "netns", "del", ns], timeout=10,
+                           stderr=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            print("steering-probe: could not remove netns", ns)
 
 
 def setns(name):
@@ -97,6 +108,7 @@ def probe():
 def main():
     if os.geteuid():
         sys.exit("steering-probe: run as root (it creates namespaces)")
+    ns_del()  # left by a killed run
     try:
         sh("ip", "netns", "add", NS_A)
         sh("ip", "netns", "add", NS_B)
@@ -107,10 +119,11 @@ def main():
         sh("ip", "-n", NS_A, "link", "set", "ipdst0", "up")
         sh("ip", "-n", NS_B, "link", "set", "ipdst1", "up")
         return probe()
+    except RuntimeError as e:
+        print("steering-probe:", e)
+        return 1
     finally:
-        for ns in (NS_A, NS_B):
-            subprocess.run(["ip", "netns", "del", ns], timeout=10,
-                           stderr=subprocess.DEVNULL)
+        ns_del()
 
 
 if __name__ == "__main__":

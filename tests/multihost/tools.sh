@@ -25,8 +25,9 @@ for a in "$@"; do
 done
 ((${#tools[@]})) || mh_fail "nothing to run"
 
-# with application transmit (docs/design.md), off by default: the latency
-# runs check that the applications sent their messages themselves
+# with application transmit (docs/design.md; the default, named anyway):
+# the latency runs check that the applications sent their messages
+# themselves
 mh_up 2 -- --app-tx yes
 mtu=$(mh_sh 1 'ibv_devinfo -d "$IPL_DEV"' | awk '/active_mtu:/ { print $2; exit }')
 [[ $mtu =~ ^[0-9]+$ ]] || mh_fail "no active_mtu from ibv_devinfo on host 1"
