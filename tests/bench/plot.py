@@ -367,11 +367,15 @@ def duel(ms):
     """bench.sh latency_duel: the pairs (duelK/...) both measured, as two
     measurements holding the medians of their means and every round."""
     byid = {m["id"]: m for m in ms}
+
+    def round_id(k, mid):  # "duel/X" -> "duelK/X", as bench.sh names them
+        return "duel%d/%s" % (k, mid.split("/", 1)[1])
+
     ipd, fi = [], []
     k = 1
-    while ("duel%d/ib_send_lat/RC/2" % k) in byid:
-        a = value(byid["duel%d/ib_send_lat/RC/2" % k], "lat_us")
-        b = value(byid.get("duel%d/fi_pingpong-udp_ofi_rxd/2" % k), "lat_us")
+    while round_id(k, DUEL_IPD) in byid:
+        a = value(byid[round_id(k, DUEL_IPD)], "lat_us")
+        b = value(byid.get(round_id(k, DUEL_FI)), "lat_us")
         if a is not None and b is not None:
             ipd.append(a)
             fi.append(b)
