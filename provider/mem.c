@@ -224,6 +224,37 @@ static size_t smaps_page(uintptr_t start)
 	return page;
 }
 
+/*
+ * A mapping of a file: device 0 and inode 0 is anonymous memory.  The inode
+ * alone does not tell: a SysV shm segment's inode number is its id, and
+ * the first segment a machine creates has id 0.
+ */
+static bool vma_has_file(const struct mem_vma *v)
+{
+	return v->dev || v->ino;
+}
+
+static size_t seg_lower_bound(uintptr_t addr);
+
+/*
+ * The page size of our own arena pages at v, 0 if v is not ours: v maps
+ * an arena file and an arena segment of moved pages holds its start.  The
+ * file alone does not tell either: a SysV shm segment's inode number (its
+ * id) may equal an arena memfd's on the same internal mount.
+ */
+static size_t vma_arena_page(const struct mem_vma *v)
+{
+	size_t page = arena_page(v->dev, v->ino), i;
+
+	if (!page)
+		return 0;
+	i = seg_lower_bound(v->start);
+	if (i == arena.nsegs || arena.segs[i].start > v->start ||
+	    arena.segs[i].direct)
+		return 0;
+	return page;
+}
+
 /* Parse one line of /proc/self/maps; false if it is not one. */
 static bool vma_parse(const char *line, struct mem_vma *v, char *path,
 		      size_t pathlen)
@@ -250,9 +281,9 @@ static bool vma_parse(const char *line, struct mem_vma *v, char *path,
 			(perms[2] == 'x' ? PROT_EXEC : 0),
 	};
 	/* Pages moved earlier: hugetlb ones keep their huge page size. */
-	if (arena_page(v->dev, v->ino)) {
+	if (vma_arena_page(v)) {
 		v->arena = true;
-		v->page = arena_page(v->dev, v->ino);
+		v->page = vma_arena_page(v);
 	}
 	return true;
 }
@@ -299,9 +330,9 @@ static int vmas_read(uintptr_t begin, uintptr_t end, struct mem_vma **out,
 			}
 			v = nv;
 		}
-		if (cur.ino && !cur.arena)
+		if (vma_has_file(&cur) && !cur.arena)
 			vma_open(&cur, path);
-		if (cur.ino && !cur.arena && cur.fd < 0)
+		if (vma_has_file(&cur) && !cur.arena && cur.fd < 0)
 			cur.page = smaps_page(cur.start);
 		v[n++] = cur;
 		next = cur.end;

@@ -32,6 +32,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdarg.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -344,12 +345,27 @@ static int run_hugetlb(void)
 	shmctl(id, IPC_RMID, NULL);
 	if (p == (void *)-1)
 		return -2;
+	printf("SysV shm segment id %d\n", id);
 	fails += report("hugetlb-sysv-shm", huge_case(p));
 	shmdt(p);
 	return fails;
 }
 
 /* ---- shared mappings ---------------------------------------------- */
+
+/* Two views a and b of the same pages: RDMA through a shows in b, and
+ * they stay the same pages (a write through b shows in a). */
+static int views_case(uint8_t *a, uint8_t *b)
+{
+	int err = rw_check(a + 100, b + 100, LEN);
+
+	if (!err) {
+		b[5] ^= 0x5a;
+		if (a[5] != b[5])
+			err = fail("the mapping is no longer the file's");
+	}
+	return err;
+}
 
 /* A file of 4 pages mapped shared twice: RDMA lands in the file. */
 static int file_case(int fd)
@@ -365,16 +381,10 @@ static int file_case(int fd)
 	back = malloc(sz);
 	if (a == MAP_FAILED || b == MAP_FAILED || !back)
 		return fail("mmap: %s", strerror(errno));
-	err = rw_check(a + 100, b + 100, LEN);
+	err = views_case(a, b);
 	if (!err &&
 	    (pread(fd, back, LEN, 100) != LEN || memcmp(back, lbuf, LEN)))
 		err = fail("read(2) of the file does not show the data");
-	/* Still the file's pages: a write through the other view shows. */
-	if (!err) {
-		b[5] ^= 0x5a;
-		if (a[5] != b[5])
-			err = fail("the mapping is no longer the file's");
-	}
 	munmap(a, sz);
 	munmap(b, sz);
 	free(back);
@@ -413,10 +423,117 @@ static int fork_case(void)
 	return err;
 }
 
+/* A SysV shm segment attached twice.  Run first, so that with
+ * kernel.shm_next_id set to 0 (mr-mappings.sh) it is segment 0, whose
+ * /proc/self/maps line shows inode 0 as anonymous memory does. */
+static int sysv_case(void)
+{
+	int id = shmget(IPC_PRIVATE, 4 * 4096, IPC_CREAT | 0600), err;
+	uint8_t *a, *b;
+
+	if (id < 0)
+		return fail("shmget: %s", strerror(errno));
+	printf("SysV shm segment id %d\n", id);
+	a = shmat(id, NULL, 0);
+	b = shmat(id, NULL, 0);
+	shmctl(id, IPC_RMID, NULL);
+	if (a == (void *)-1 || b == (void *)-1)
+		return fail("shmat: %s", strerror(errno));
+	err = views_case(a, b);
+	shmdt(a);
+	shmdt(b);
+	return err;
+}
+
+/* The inode number /proc/self/maps gives the mapping holding p. */
+static int inode_of(const void *p, unsigned long *ino)
+{
+	char line[4096 + 128];
+	FILE *f = fopen("/proc/self/maps", "re");
+	int ret = -1;
+
+	if (!f)
+		return -1;
+	while (ret && fgets(line, sizeof(line), f)) {
+		unsigned long s, e;
+
+		if (sscanf(line, "%lx-%lx %*s %*x %*x:%*x %lu", &s, &e, ino) ==
+			    3 &&
+		    s <= (uintptr_t)p && (uintptr_t)p < e)
+			ret = 0;
+	}
+	fclose(f);
+	return ret;
+}
+
+/*
+ * A SysV shm segment whose id, hence inode number, is that of the
+ * provider's arena memfd (same internal shmem mount): it is still the
+ * application's memory, not arena pages.  Needs root to set
+ * kernel.shm_next_id; 1 when it could not be staged (skipped).
+ */
+static int sysv_arena_ino_case(int *err)
+{
+	size_t sz = 4 * 4096;
+	uint8_t *priv = mmap(NULL, sz, PROT_READ | PROT_WRITE,
+			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint8_t *a, *b;
+	struct ibv_mr *mr;
+	unsigned long ino = 0;
+	FILE *f;
+	int id;
+
+	*err = 0;
+	if (priv == MAP_FAILED)
+		return *err = fail("mmap: %s", strerror(errno)), 0;
+	/* Registering a private mapping moves it onto the arena. */
+	mr = ibv_reg_mr(dev.pd, priv, sz, full);
+	if (!mr || inode_of(priv, &ino) || !ino) {
+		*err = fail("a registered private mapping is not on the arena");
+		goto out;
+	}
+	f = fopen("/proc/sys/kernel/shm_next_id", "we");
+	if (!f || ino > INT_MAX) {
+		if (f)
+			fclose(f);
+		printf("SKIP shared-sysv-shm-arena-inode: no segment %lu\n",
+		       ino);
+		ibv_dereg_mr(mr);
+		munmap(priv, sz);
+		return 1;
+	}
+	fprintf(f, "%lu", ino);
+	fclose(f);
+	id = shmget(IPC_PRIVATE, sz, IPC_CREAT | 0600);
+	if (id < 0 || (unsigned long)id != ino) {
+		*err = fail("shmget gave segment %d, not %lu (%s)", id, ino,
+			    strerror(errno));
+		if (id >= 0)
+			shmctl(id, IPC_RMID, NULL);
+		goto out;
+	}
+	a = shmat(id, NULL, 0);
+	b = shmat(id, NULL, 0);
+	shmctl(id, IPC_RMID, NULL);
+	if (a == (void *)-1 || b == (void *)-1)
+		*err = fail("shmat: %s", strerror(errno));
+	else
+		*err = views_case(a, b);
+	if (a != (void *)-1)
+		shmdt(a);
+	if (b != (void *)-1)
+		shmdt(b);
+out:
+	if (mr)
+		ibv_dereg_mr(mr);
+	munmap(priv, sz);
+	return 0;
+}
+
 static int run_shared(void)
 {
 	char path[512];
-	int fails = 0, fd;
+	int fails = report("shared-sysv-shm", sysv_case()), fd;
 
 	snprintf(path, sizeof(path), "%s/mr_mappings.XXXXXX", tmpdir);
 	fd = mkstemp(path);
@@ -438,6 +555,8 @@ static int run_shared(void)
 	fails += report("shared-memfd", file_case(fd));
 	close(fd);
 	fails += report("shared-anon-fork", fork_case());
+	if (!sysv_arena_ino_case(&fd))
+		fails += report("shared-sysv-shm-arena-inode", fd);
 	return fails;
 }
 

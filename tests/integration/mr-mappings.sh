@@ -26,6 +26,19 @@ ipd_start d
 ipd_env
 dev=$(ipd_dev)
 gid=$(ipd_gid_index)
+# The first SysV shm segment a machine creates has id 0, which
+# /proc/self/maps shows as inode 0, like anonymous memory (the provider
+# once moved such a segment off its pages).  As root the next id is set
+# to 0 before each program run that attaches one, when no segment 0 exists.
+shm_id0() {
+	local f=/proc/sys/kernel/shm_next_id
+	if awk 'NR > 1 && $2 == 0 { found = 1 } END { exit !found }' /proc/sysvipc/shm 2>/dev/null; then
+		ipd_log "SysV shm segment 0 exists: the next segment gets another id"
+	elif ! { [[ -w $f ]] && echo 0 >"$f"; } 2>/dev/null; then
+		ipd_log "cannot set $f: the next SysV shm segment gets any id"
+	fi
+}
+shm_id0
 ipd_run "$prog" -d "$dev" -g "$gid" -t "$IPD_TMP" shared readonly race ||
 	ipd_fail "mr_mappings shared readonly race"
 
@@ -56,6 +69,7 @@ if (($(free_huge) < 8)); then
 	ipd_stop
 	exit 77
 fi
+shm_id0
 ipd_run "$prog" -d "$dev" -g "$gid" -t "$IPD_TMP" hugetlb ||
 	ipd_fail "mr_mappings hugetlb"
 # Without CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE /proc/self/map_files
