@@ -150,8 +150,11 @@ static bool comp_outstanding(const struct ipd_engine_qp *e)
  * across a packet sent again (Karn).
  * A probe is no retry: retry_left and the ACK timer are left alone, so a
  * dead peer still fails with RETRY_EXC_ERR when the QP attributes say.
- * At most one probe per ACK timeout period (until progress or a
- * timeout). */
+ * A probe without progress is followed by another after twice the delay
+ * (PTO, 2 PTO, 4 PTO, ...) while that delay is at most half the ACK
+ * timeout: a probe or its answer can be lost too, and one probe per ACK
+ * timeout period left about one tail loss in thirty to the ACK timer at
+ * 1 % loss.  Progress or a timeout starts over at one PTO. */
 
 static bool comp_probe_on(const struct ipd_qp *qp)
 {
@@ -176,7 +179,7 @@ static void comp_probe_arm(struct ipd_qp *qp, double tmo)
 {
 	struct ipd_engine_qp *e = qp->eng;
 
-	if (!comp_probe_on(qp) || e->probed || e->rnr_wait || !tmo)
+	if (!comp_probe_on(qp) || e->probes || e->rnr_wait || !tmo)
 		return;
 	e->probe_timer.repeat = comp_pto_s(qp, tmo);
 	ev_timer_again(qp->dev->loop, &e->probe_timer);
@@ -185,7 +188,7 @@ static void comp_probe_arm(struct ipd_qp *qp, double tmo)
 /* A new ACK timeout period: a probe may go out again. */
 static void comp_probe_reset(struct ipd_qp *qp)
 {
-	qp->eng->probed = false;
+	qp->eng->probes = 0;
 	ev_timer_stop(qp->dev->loop, &qp->eng->probe_timer);
 }
 
@@ -316,12 +319,12 @@ static void comp_probe_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
 	struct ipd_qp *qp = w->data;
 	struct ipd_engine_qp *e = qp->eng;
+	double tmo = comp_timeout_s(qp), next;
 	uint32_t last;
 	bool sent;
 
 	ev_timer_stop(loop, w);
-	if (!comp_qp_active(qp) || !comp_outstanding(e) || e->rnr_wait ||
-	    e->probed)
+	if (!comp_qp_active(qp) || !comp_outstanding(e) || e->rnr_wait)
 		return;
 	/* The oldest packet not known to be executed, then the last one
 	 * sent.  The responder NAKs a gap once and is then silent until the
@@ -334,9 +337,14 @@ static void comp_probe_cb(struct ev_loop *loop, ev_timer *w, int revents)
 	sent = ipd_req_probe(qp, e->exec_psn);
 	if (last != e->exec_psn)
 		sent |= ipd_req_probe(qp, last);
-	if (sent) {
-		e->probed = true;
-		qp->dev->cnt.tail_probes++;
+	if (!sent)
+		return;
+	qp->dev->cnt.tail_probes++;
+	next = comp_pto_s(qp, tmo) * (double)(2u << e->probes);
+	e->probes++;
+	if (next <= tmo / 2 && e->probes < IPD_PROBE_MAX) {
+		w->repeat = next;
+		ev_timer_again(loop, w);
 	}
 }
 

@@ -35,6 +35,9 @@
  * most half the ACK timeout (without an RTT sample yet: half the ACK
  * timeout). */
 #define IPD_PROBE_MIN_S 0.001
+/* Probes without progress per ACK timeout period (comp.c doubles the
+ * delay each time; the ACK timeout bounds it first unless it is huge). */
+#define IPD_PROBE_MAX 8
 /* A direct loopback packet stands for at most this many PSNs, and direct
  * SEND/WRITE packets have this window of unacknowledged PSNs (req.c):
  * the engine then takes a few poll rounds per MiB instead of dozens. */
@@ -136,10 +139,10 @@ struct ipd_engine_qp {
 	uint32_t nak_retry_psn;
 	ev_timer retrans_timer;
 	ev_timer rnr_timer;
-	/* tail loss probe: the last packet sent goes again once when
-	 * nothing was acknowledged for a probe timeout */
+	/* tail loss probe: the last packet sent goes again when nothing
+	 * was acknowledged for a probe timeout (then 2x, 4x, ... later) */
 	ev_timer probe_timer;
-	bool probed;              /* a probe went out this ACK timeout period */
+	uint8_t probes;           /* probes since progress or a timeout */
 	bool rtt_timing;          /* rtt_psn's ACK is awaited */
 	uint32_t rtt_psn;
 	double rtt_start;         /* ev_time() when rtt_psn was sent */

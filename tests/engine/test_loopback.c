@@ -757,9 +757,10 @@ static int test_read_recovery(void)
 
 /* The first copy of the WRITE packets at the offsets in probe_drop (from
  * the message's first PSN) vanishes, the second copy of probe_drop2's
- * too, and with probe_drop_ack the first ACK of the message's last PSN. */
+ * too (of every packet with probe_drop2_all), and with probe_drop_ack the
+ * first ACK of the message's last PSN. */
 static uint32_t probe_drop[4], probe_ndrop, probe_last_off, probe_drop2;
-static bool probe_drop_ack, probe_drop_nak;
+static bool probe_drop_ack, probe_drop_nak, probe_drop2_all;
 static unsigned int probe_copies[64];
 
 static int probe_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
@@ -782,7 +783,7 @@ static int probe_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 	if (op >= (IPD_OP_RC | IPD_OP_WRITE_FIRST) &&
 	    op <= (IPD_OP_RC | IPD_OP_WRITE_ONLY_IMM) && off < 64) {
 		unsigned int nth = ++probe_copies[off];
-		bool drop = nth == 2 && off == probe_drop2;
+		bool drop = nth == 2 && (off == probe_drop2 || probe_drop2_all);
 
 		for (uint32_t i = 0; i < probe_ndrop && nth == 1; i++)
 			drop |= probe_drop[i] == off;
@@ -813,6 +814,7 @@ static double probe_round(struct ipd_qp *p, struct ipd_cq *cq,
 	probe_drop_ack = drop_ack;
 	probe_drop2 = drop2 & 63 ? drop2 & 63 : 64;
 	probe_drop_nak = drop2 & 64;
+	probe_drop2_all = drop2 & 128;
 	t0 = ev_time();
 	post_send(p, id, IBV_WR_RDMA_WRITE, ma, id % 7, len, mb->iova + 5,
 		  mb->rkey, 0);
@@ -835,7 +837,7 @@ static int test_tail_probe(void)
 		uint32_t ndrop;
 		bool drop_ack;
 		uint32_t drop2; /* its second copy lost too (0: none); +64:
-				 * the NAK too */
+				 * the NAK too; 128: every second copy */
 		const char *what;
 	} cases[] = {
 		{ 1, false, 0, "last packet lost" },
@@ -846,6 +848,9 @@ static int test_tail_probe(void)
 		 * PSN it named arrives: lost again, or the NAK lost */
 		{ 2, false, 62, "last 2 packets lost, the first again" },
 		{ 2, false, 64 + 0, "last 2 packets and the NAK lost" },
+		/* the first probe's packets lost as well: more probes, each
+		 * later, before the ACK timeout */
+		{ 1, false, 128, "last packet lost, and the first probe" },
 	};
 
 	pair_connect(p, q, 2);
@@ -899,9 +904,15 @@ static int test_tail_probe(void)
 	       (unsigned long)(dev.cnt.tail_probes - c0.tail_probes));
 	EXPECT(dev.cnt.timeouts - c0.timeouts == 3);
 	EXPECT(t1 >= 3 * ack_tmo * 0.95);
-	/* at most one probe per ACK timeout period */
-	EXPECT(dev.cnt.tail_probes - c0.tail_probes >= 1 &&
-	       dev.cnt.tail_probes - c0.tail_probes <= 3);
+	/* probes back off: the delays double from at least
+	 * IPD_PROBE_MIN_S up to half the ACK timeout, so an ACK timeout
+	 * period has at most 1 + log2(ack_tmo / 2 / IPD_PROBE_MIN_S) */
+	uint64_t per_period = 1;
+	for (double d = 2 * IPD_PROBE_MIN_S; d <= ack_tmo / 2; d *= 2)
+		per_period++;
+	EXPECT(per_period == 6);
+	EXPECT(dev.cnt.tail_probes - c0.tail_probes >= 3 &&
+	       dev.cnt.tail_probes - c0.tail_probes <= 3 * per_period);
 	EXPECT(p->attr.qp_state == IBV_QPS_ERR);
 	EXPECT(!ev_is_active(&p->eng->probe_timer));
 	printf("test_engine_loopback probe: ok\n");
