@@ -93,9 +93,16 @@ read -r IPD_EPH_LO _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
 IPD_PORT_NEXT=$((10000 + RANDOM % (IPD_EPH_LO - 12000)))
 IPD_KEEP_TMP=${IPD_KEEP_TMP:-0}
 
+# Functions ipd_cleanup calls first (a test's own restores; its own EXIT
+# trap would replace ipd_cleanup's).
+IPD_CLEANUP_HOOKS=()
+
 ipd_cleanup() {
 	local rc=$? name p
 	set +e
+	for p in "${IPD_CLEANUP_HOOKS[@]}"; do
+		"$p"
+	done
 	for p in "${IPD_BG_PIDS[@]}"; do
 		kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null
 	done

@@ -20,7 +20,7 @@ huge_restore() {
 	[[ -n $huge_old ]] && echo "$huge_old" >"$nr" 2>/dev/null
 	return 0
 }
-trap 'rc=$?; huge_restore; (exit $rc); ipd_cleanup' EXIT
+IPD_CLEANUP_HOOKS+=(huge_restore)
 
 ipd_start d
 ipd_env
@@ -30,14 +30,23 @@ gid=$(ipd_gid_index)
 # /proc/self/maps shows as inode 0, like anonymous memory (the provider
 # once moved such a segment off its pages).  As root the next id is set
 # to 0 before each program run that attaches one, when no segment 0 exists.
+shm_next=/proc/sys/kernel/shm_next_id
+shm_set=
 shm_id0() {
-	local f=/proc/sys/kernel/shm_next_id
 	if awk 'NR > 1 && $2 == 0 { found = 1 } END { exit !found }' /proc/sysvipc/shm 2>/dev/null; then
 		ipd_log "SysV shm segment 0 exists: the next segment gets another id"
-	elif ! { [[ -w $f ]] && echo 0 >"$f"; } 2>/dev/null; then
-		ipd_log "cannot set $f: the next SysV shm segment gets any id"
+	elif { [[ -w $shm_next ]] && echo 0 >"$shm_next"; } 2>/dev/null; then
+		shm_set=1
+	else
+		ipd_log "cannot set $shm_next: the next SysV shm segment gets any id"
 	fi
 }
+# The kernel resets it (-1) when a segment takes the id; if none did.
+shm_restore() {
+	[[ -n $shm_set ]] && echo -1 >"$shm_next" 2>/dev/null
+	return 0
+}
+IPD_CLEANUP_HOOKS+=(shm_restore)
 shm_id0
 ipd_run "$prog" -d "$dev" -g "$gid" -t "$IPD_TMP" shared readonly race ||
 	ipd_fail "mr_mappings shared readonly race"
