@@ -85,8 +85,10 @@ void ipd_qp_set_error(struct ipd_qp *qp, enum ibv_event_type ev)
 	ipd_engine_qp_modified(qp, old, IBV_QP_STATE);
 }
 struct ipd_link *ipd_link_udp_create(struct ipd_dev *d) { return NULL; }
-/* Every QP here is a loopback one: no peer is asked. */
-bool ipd_peer_selective(struct ipd_dev *d, const struct ipd_av *av) { return false; }
+/* No peer is asked: selective recovery towards another host only where a
+ * test says the peer has it. */
+static bool peer_selective;
+bool ipd_peer_selective(struct ipd_dev *d, const struct ipd_av *av) { return peer_selective; }
 struct ipd_link *ipd_link_fabric_create(struct ipd_dev *d) { return NULL; }
 /* No capture runs here (dev.captures stays NULL). */
 void ipd_capture_pkt(struct ipd_dev *d, const struct ipd_pkt *p, bool tx) {}
@@ -1054,8 +1056,36 @@ static uint32_t at_prod_at_flush;
 static struct ipd_qp *at_qp;         /* and its word then */
 static uint64_t at_word_at_flush;
 
+/* ACKs/NAKs of at_watch handed to the link after a completion of
+ * at_watch_cq showed (since at_step began), and how often at_watch's word
+ * was found published while such a completion showed and no ACK of
+ * at_watch had been flushed yet (checked at those hand-overs and after
+ * every delivered batch): a client could have answered that completion
+ * from its own socket ahead of the ACK. */
+static struct ipd_qp *at_watch;
+static struct ipd_cq *at_watch_cq;
+static uint32_t at_step_prod;
+static unsigned int at_late_acks, at_late_bad, at_watch_xmit;
+static bool at_watch_flushed;
+
+static bool at_watch_exposed(void)
+{
+	return atomic_load(&at_watch_cq->q.hdr->prod) != at_step_prod &&
+	       !at_watch_flushed &&
+	       atomic_load(&at_watch->sq.hdr->app_tx) & IPD_APP_TX_VALID;
+}
+
 static int at_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 {
+	if (at_watch && pkt->opcode == (IPD_OP_RC | IPD_OP_ACKNOWLEDGE) &&
+	    pkt->qpn == at_watch->attr.dest_qp_num &&
+	    atomic_load(&at_watch_cq->q.hdr->prod) != at_step_prod) {
+		at_late_acks++;
+		at_late_bad += at_watch_exposed();
+	}
+	if (at_watch && pkt->opcode == (IPD_OP_RC | IPD_OP_ACKNOWLEDGE) &&
+	    pkt->qpn == at_watch->attr.dest_qp_num)
+		at_watch_xmit++;
 	if (ipd_opcode_info[pkt->hdr[0]].mask & IPD_REQ_MASK &&
 	    pkt->psn == at_psn)
 		at_sent++;
@@ -1066,6 +1096,8 @@ static int at_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 
 static void at_flush(struct ipd_link *link)
 {
+	if (at_watch && at_watch_xmit)
+		at_watch_flushed = true;
 	if (at_ack_xmit && !at_ack_flushed && at_cq) {
 		at_ack_flushed = true;
 		at_prod_at_flush = atomic_load(&at_cq->q.hdr->prod);
@@ -1076,15 +1108,22 @@ static void at_flush(struct ipd_link *link)
 
 /* A SEND_ONLY of len bytes from src, as from's client or peer would put
  * it straight onto the wire (no requester involved); its length. */
+static struct ipd_pkt *at_pkt(struct ipd_qp *from, uint8_t op, uint32_t dqpn,
+			      uint32_t psn, uint32_t len)
+{
+	struct ipd_pkt *sp = ipd_eng_pkt_new(from, &from->av, IPD_OP_RC | op,
+					     dqpn, psn, len, true, false);
+
+	EXPECT(sp);
+	return sp;
+}
+
 static uint32_t at_inject(struct ipd_qp *from, uint32_t dqpn, uint32_t psn,
 			  const uint8_t *src, uint32_t len)
 {
-	struct ipd_pkt *sp = ipd_eng_pkt_new(from, &from->av,
-					     IPD_OP_RC | IPD_OP_SEND_ONLY,
-					     dqpn, psn, len, true, false);
+	struct ipd_pkt *sp = at_pkt(from, IPD_OP_SEND_ONLY, dqpn, psn, len);
 	uint32_t plen;
 
-	EXPECT(sp);
 	memcpy(sp->payload, src, len);
 	plen = sp->len;
 	EXPECT(!dev.loop_link->ops->xmit(dev.loop_link, sp));
@@ -1099,6 +1138,115 @@ static uint64_t at_word(struct ipd_qp *qp)
 		ev_run(dev.loop, EVRUN_NOWAIT);
 	}
 	return atomic_load(&qp->sq.hdr->app_tx);
+}
+
+/* Deliveries and polls with at_watch = qp, completions on cq counted from
+ * now. */
+static void at_step(struct ipd_qp *qp, struct ipd_cq *cq)
+{
+	at_watch = qp;
+	at_watch_cq = cq;
+	at_step_prod = atomic_load(&cq->q.hdr->prod);
+	at_late_acks = at_late_bad = at_watch_xmit = 0;
+	at_watch_flushed = false;
+	for (int i = 0; i < 16; i++) {
+		ipd_engine_poll(&dev);
+		ipd_link_loop_poll(dev.loop_link);
+		at_late_bad += at_watch_exposed();
+		ev_run(dev.loop, EVRUN_NOWAIT);
+	}
+}
+
+/* Where a responder's ACK must follow completions (behind READ data,
+ * deferred for kept out-of-order packets, the NAK after an error
+ * completion), the word is withdrawn first (a new pair, r responding to
+ * s, after the cases above). */
+static void test_app_tx_withdraw(void)
+{
+	uint32_t acc = IBV_ACCESS_LOCAL_WRITE | IBV_ACCESS_REMOTE_WRITE |
+		       IBV_ACCESS_REMOTE_READ;
+	uint32_t rlen = 256 * 1024, e;
+	struct ipd_mr *mr = mk_mr(13, 1 << 20, acc), *ms = mk_mr(14, 1 << 20, acc);
+	struct ipd_cq *cr = mk_cq(), *cs = mk_cq();
+	struct ipd_qp *r = mk_qp(54, IBV_QPT_RC, cr), *s = mk_qp(55, IBV_QPT_RC, cs);
+
+	for (size_t i = 0; i < (1 << 20); i++) {
+		mr->map[i] = (uint8_t)(i * 13 + 7);
+		ms->map[i] = (uint8_t)(i * 5 + 3);
+	}
+	pair_connect(r, s, 7);
+	r->av.local = s->av.local = false;
+	post_recv(r, 4001, mr, 900 * 1024, 1024);
+
+	/* s READs 256 KiB of r and SENDs: r's ACK of the SEND waits behind
+	 * the READ data, after the receive completion */
+	EXPECT(at_word(r) & IPD_APP_TX_VALID);
+	post_send(s, 5001, IBV_WR_RDMA_READ, ms, 0, rlen, mr->iova, mr->rkey, 0);
+	post_send(s, 5002, IBV_WR_SEND, ms, 512 * 1024, 32, 0, 0, 0);
+	at_step(r, cr);
+	printf("app_tx: ACK behind READ data: %u after the completion, word published %u times while exposed\n",
+	       at_late_acks, at_late_bad);
+	EXPECT(at_late_acks >= 1 && at_late_bad == 0);
+	expect_wc(cs, 3, 5001, IBV_WC_SUCCESS, IBV_WC_RDMA_READ, rlen);
+	expect_wc(cs, 3, 5002, IBV_WC_SUCCESS, IBV_WC_SEND, 32);
+	expect_wc(cr, 2, 4001, IBV_WC_SUCCESS, IBV_WC_RECV, 32);
+	EXPECT(!memcmp(ms->map, mr->map, rlen));
+	EXPECT(!memcmp(mr->map + 900 * 1024, ms->map + 512 * 1024, 32));
+
+	/* the same with the READ request and the SEND in one batch (one
+	 * recvmmsg): the word is still published when the SEND's ACK is
+	 * queued behind the READ data (s's requester never learns of
+	 * either: the cases below inject at r's expected PSN) */
+	post_recv(r, 4005, mr, 904 * 1024, 1024);
+	EXPECT(at_word(r) & IPD_APP_TX_VALID);
+	e = r->eng->rq_psn;
+	{
+		struct ipd_pkt *rd = at_pkt(s, IPD_OP_READ_REQUEST, r->qpn, e, 0);
+
+		ipd_reth_set(rd->hdr, mr->iova, mr->rkey, rlen);
+		EXPECT(!dev.loop_link->ops->xmit(dev.loop_link, rd));
+	}
+	at_inject(s, r->qpn, ipd_psn_add(e, rlen / 1024), ms->map + 700 * 1024, 24);
+	at_step(r, cr);
+	printf("app_tx: ACK behind READ data, one batch: %u after the completion, word published %u times while exposed\n",
+	       at_late_acks, at_late_bad);
+	EXPECT(at_late_acks >= 1 && at_late_bad == 0);
+	expect_wc(cr, 2, 4005, IBV_WC_SUCCESS, IBV_WC_RECV, 24);
+	EXPECT(!memcmp(mr->map + 904 * 1024, ms->map + 700 * 1024, 24));
+
+	/* kept out of order (selective recovery with this peer): PSN e+1
+	 * first, then e; both complete before the one ACK for them */
+	peer_selective = true;
+	post_recv(r, 4002, mr, 901 * 1024, 1024);
+	post_recv(r, 4003, mr, 902 * 1024, 1024);
+	EXPECT(at_word(r) & IPD_APP_TX_VALID);
+	e = r->eng->rq_psn;
+	at_inject(s, r->qpn, ipd_psn_add(e, 1), ms->map + 600 * 1024, 48);
+	at_step(r, cr);
+	EXPECT(r->eng->ooo_count == 1);
+	at_inject(s, r->qpn, e, ms->map + 601 * 1024, 40);
+	at_step(r, cr);
+	printf("app_tx: ACK deferred for kept packets: %u after the completions, word published %u times while exposed\n",
+	       at_late_acks, at_late_bad);
+	EXPECT(at_late_acks >= 1 && at_late_bad == 0);
+	expect_wc(cr, 2, 4002, IBV_WC_SUCCESS, IBV_WC_RECV, 40);
+	expect_wc(cr, 2, 4003, IBV_WC_SUCCESS, IBV_WC_RECV, 48);
+	EXPECT(!memcmp(mr->map + 901 * 1024, ms->map + 601 * 1024, 40));
+	EXPECT(!memcmp(mr->map + 902 * 1024, ms->map + 600 * 1024, 48));
+	peer_selective = false;
+
+	/* a SEND longer than the receive buffer: the error completion, then
+	 * the NAK */
+	post_recv(r, 4004, mr, 903 * 1024, 16);
+	EXPECT(at_word(r) & IPD_APP_TX_VALID);
+	at_inject(s, r->qpn, ipd_psn_add(e, 2), ms->map, 100);
+	at_step(r, cr);
+	printf("app_tx: NAK after an error completion: %u after the completion, word published %u times while exposed\n",
+	       at_late_acks, at_late_bad);
+	EXPECT(at_late_acks >= 1 && at_late_bad == 0);
+	expect_wc(cr, 2, 4004, IBV_WC_LOC_LEN_ERR, -1, ~0u);
+	EXPECT(r->attr.qp_state == IBV_QPS_ERR);
+	at_watch = NULL;
 }
 
 /* An inline SEND of len bytes of mr, marked (mark) as sent with psn. */
@@ -1299,6 +1447,7 @@ static int test_app_tx(void)
 	EXPECT(!memcmp(ma->map + 61 * 1024, mb->map + 200, 16));
 	at_cq = NULL;
 	at_qp = NULL;
+	test_app_tx_withdraw();
 
 	/* nothing published without an ACK timeout, towards loopback, or
 	 * with app_tx off */
