@@ -36,7 +36,8 @@
  * timeout). */
 #define IPD_PROBE_MIN_S 0.001
 /* Probes without progress per ACK timeout period (comp.c doubles the
- * delay each time; the ACK timeout bounds it first unless it is huge). */
+ * delay each time, up to half the ACK timeout: with the 1 ms minimum
+ * PTO this cap binds from timeout 17, about 0.5 s). */
 #define IPD_PROBE_MAX 8
 /* A direct loopback packet stands for at most this many PSNs, and direct
  * SEND/WRITE packets have this window of unacknowledged PSNs (req.c):

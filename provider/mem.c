@@ -149,16 +149,6 @@ static int arena_open(void)
 	return arena_file(arena.page, &idx);
 }
 
-/* The page size of the arena file dev:ino, 0 if it is none of ours. */
-static size_t arena_page(dev_t dev, ino_t ino)
-{
-	for (unsigned int i = 0; i < ARENA_FILES; i++)
-		if (arena.f[i].fd >= 0 && arena.f[i].dev == dev &&
-		    arena.f[i].ino == ino)
-			return arena.f[i].page;
-	return 0;
-}
-
 /*
  * Open the file a shared mapping maps: /proc/self/map_files needs
  * CAP_SYS_ADMIN (or CAP_CHECKPOINT_RESTORE); otherwise the path maps
@@ -237,22 +227,27 @@ static bool vma_has_file(const struct mem_vma *v)
 static size_t seg_lower_bound(uintptr_t addr);
 
 /*
- * The page size of our own arena pages at v, 0 if v is not ours: v maps
- * an arena file and an arena segment of moved pages holds its start.  The
- * file alone does not tell either: a SysV shm segment's inode number (its
- * id) may equal an arena memfd's on the same internal mount.
+ * The page size of our own arena pages at v, 0 if v is not ours: a segment
+ * of moved pages holds v's start, and v maps that segment's arena file at
+ * its offset.  The file alone does not tell: a SysV shm segment's inode
+ * number (its id) may equal an arena memfd's on the same internal mount.
  */
 static size_t vma_arena_page(const struct mem_vma *v)
 {
-	size_t page = arena_page(v->dev, v->ino), i;
+	size_t i = seg_lower_bound(v->start);
+	const struct mem_seg *sg;
+	const struct arena_file *af;
 
-	if (!page)
+	if (i == arena.nsegs)
 		return 0;
-	i = seg_lower_bound(v->start);
-	if (i == arena.nsegs || arena.segs[i].start > v->start ||
-	    arena.segs[i].direct)
+	sg = &arena.segs[i];
+	if (sg->start > v->start || sg->direct)
 		return 0;
-	return page;
+	af = &arena.f[sg->file];
+	if (af->fd < 0 || af->dev != v->dev || af->ino != v->ino ||
+	    v->pgoff != sg->off + (v->start - sg->start))
+		return 0;
+	return af->page;
 }
 
 /* Parse one line of /proc/self/maps; false if it is not one. */
@@ -262,6 +257,7 @@ static bool vma_parse(const char *line, struct mem_vma *v, char *path,
 	unsigned long start, end, pgoff, ino;
 	unsigned int maj, min;
 	char perms[5];
+	size_t page;
 	int n = 0;
 
 	if (sscanf(line, "%lx-%lx %4s %lx %x:%x %lu %n", &start, &end, perms,
@@ -281,9 +277,10 @@ static bool vma_parse(const char *line, struct mem_vma *v, char *path,
 			(perms[2] == 'x' ? PROT_EXEC : 0),
 	};
 	/* Pages moved earlier: hugetlb ones keep their huge page size. */
-	if (vma_arena_page(v)) {
+	page = vma_arena_page(v);
+	if (page) {
 		v->arena = true;
-		v->page = vma_arena_page(v);
+		v->page = page;
 	}
 	return true;
 }

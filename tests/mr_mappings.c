@@ -11,7 +11,9 @@
  *               SHM_HUGETLB SysV memory (needs reserved huge pages)
  *     shared    MAP_SHARED file, shm_open, own memfd: RDMA writes reach
  *               the file; MAP_SHARED anonymous memory stays shared with a
- *               fork()ed child
+ *               fork()ed child; a SysV shm segment attached twice (segment
+ *               0 with IPD_EXPECT_SHM_ID0=1), and one whose id is the
+ *               provider's arena memfd's inode number (as root)
  *     readonly  read-only mappings stay read-only; write access is
  *               refused with EFAULT (ib_umem_get pins with FOLL_WRITE),
  *               read access works
@@ -29,10 +31,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdarg.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -279,6 +281,24 @@ static int run_truncate(void)
 	return fails;
 }
 
+/* SysV shm: a segment of len bytes; with IPD_EXPECT_SHM_ID0=1 (when
+ * mr-mappings.sh set kernel.shm_next_id to 0) it must be segment 0, whose
+ * /proc/self/maps line shows inode 0 as anonymous memory does. */
+static int sysv_get(size_t len, int flags, int *id)
+{
+	const char *want0 = getenv("IPD_EXPECT_SHM_ID0");
+
+	*id = shmget(IPC_PRIVATE, len, flags | IPC_CREAT | 0600);
+	if (*id < 0)
+		return fail("shmget: %s", strerror(errno));
+	printf("SysV shm segment id %d\n", *id);
+	if (want0 && !strcmp(want0, "1") && *id != 0) {
+		shmctl(*id, IPC_RMID, NULL);
+		return fail("SysV shm segment %d, not 0 as set", *id);
+	}
+	return 0;
+}
+
 /* ---- hugetlb ------------------------------------------------------ */
 
 /*
@@ -338,14 +358,12 @@ static int run_hugetlb(void)
 	munmap(p, 2 * HUGE);
 	close(fd);
 	/* What perftest --use_hugepages does. */
-	id = shmget(IPC_PRIVATE, 2 * HUGE, SHM_HUGETLB | IPC_CREAT | 0600);
-	if (id < 0)
-		return -2;
+	if (sysv_get(2 * HUGE, SHM_HUGETLB, &id))
+		return fails + report("hugetlb-sysv-shm", 1);
 	p = shmat(id, NULL, 0);
 	shmctl(id, IPC_RMID, NULL);
 	if (p == (void *)-1)
 		return -2;
-	printf("SysV shm segment id %d\n", id);
 	fails += report("hugetlb-sysv-shm", huge_case(p));
 	shmdt(p);
 	return fails;
@@ -423,17 +441,14 @@ static int fork_case(void)
 	return err;
 }
 
-/* A SysV shm segment attached twice.  Run first, so that with
- * kernel.shm_next_id set to 0 (mr-mappings.sh) it is segment 0, whose
- * /proc/self/maps line shows inode 0 as anonymous memory does. */
+/* A SysV shm segment attached twice (run first: segment 0, see above). */
 static int sysv_case(void)
 {
-	int id = shmget(IPC_PRIVATE, 4 * 4096, IPC_CREAT | 0600), err;
 	uint8_t *a, *b;
+	int id, err = sysv_get(4 * 4096, 0, &id);
 
-	if (id < 0)
-		return fail("shmget: %s", strerror(errno));
-	printf("SysV shm segment id %d\n", id);
+	if (err)
+		return err;
 	a = shmat(id, NULL, 0);
 	b = shmat(id, NULL, 0);
 	shmctl(id, IPC_RMID, NULL);
@@ -445,8 +460,10 @@ static int sysv_case(void)
 	return err;
 }
 
-/* The inode number /proc/self/maps gives the mapping holding p. */
-static int inode_of(const void *p, unsigned long *ino)
+/* The device and inode number /proc/self/maps gives the mapping holding
+ * p. */
+static int file_of(const void *p, unsigned int *maj, unsigned int *min,
+		   unsigned long *ino)
 {
 	char line[4096 + 128];
 	FILE *f = fopen("/proc/self/maps", "re");
@@ -457,8 +474,8 @@ static int inode_of(const void *p, unsigned long *ino)
 	while (ret && fgets(line, sizeof(line), f)) {
 		unsigned long s, e;
 
-		if (sscanf(line, "%lx-%lx %*s %*x %*x:%*x %lu", &s, &e, ino) ==
-			    3 &&
+		if (sscanf(line, "%lx-%lx %*s %*x %x:%x %lu", &s, &e, maj, min,
+			   ino) == 5 &&
 		    s <= (uintptr_t)p && (uintptr_t)p < e)
 			ret = 0;
 	}
@@ -479,31 +496,39 @@ static int sysv_arena_ino_case(int *err)
 			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	uint8_t *a, *b;
 	struct ibv_mr *mr;
-	unsigned long ino = 0;
+	unsigned long ino = 0, sino = 0;
+	unsigned int maj, min, smaj, smin;
+	const char *skip = NULL;
 	FILE *f;
-	int id;
+	int id, werr;
 
 	*err = 0;
 	if (priv == MAP_FAILED)
 		return *err = fail("mmap: %s", strerror(errno)), 0;
 	/* Registering a private mapping moves it onto the arena. */
 	mr = ibv_reg_mr(dev.pd, priv, sz, full);
-	if (!mr || inode_of(priv, &ino) || !ino) {
+	if (!mr || file_of(priv, &maj, &min, &ino) || !ino) {
 		*err = fail("a registered private mapping is not on the arena");
 		goto out;
 	}
 	f = fopen("/proc/sys/kernel/shm_next_id", "we");
-	if (!f || ino > INT_MAX) {
-		if (f)
-			fclose(f);
-		printf("SKIP shared-sysv-shm-arena-inode: no segment %lu\n",
-		       ino);
+	if (!f)
+		skip = strerror(errno);
+	else if (ino > INT_MAX)
+		skip = "the inode number is no SysV shm id";
+	if (f) {
+		werr = fprintf(f, "%lu", ino) < 0;
+		werr |= fclose(f) != 0;
+		if (werr && !skip)
+			skip = strerror(errno);
+	}
+	if (skip) {
+		printf("SKIP shared-sysv-shm-arena-inode: segment %lu: %s\n",
+		       ino, skip);
 		ibv_dereg_mr(mr);
 		munmap(priv, sz);
 		return 1;
 	}
-	fprintf(f, "%lu", ino);
-	fclose(f);
 	id = shmget(IPC_PRIVATE, sz, IPC_CREAT | 0600);
 	if (id < 0 || (unsigned long)id != ino) {
 		*err = fail("shmget gave segment %d, not %lu (%s)", id, ino,
@@ -517,6 +542,11 @@ static int sysv_arena_ino_case(int *err)
 	shmctl(id, IPC_RMID, NULL);
 	if (a == (void *)-1 || b == (void *)-1)
 		*err = fail("shmat: %s", strerror(errno));
+	else if (file_of(a, &smaj, &smin, &sino) || smaj != maj ||
+		 smin != min || sino != ino)
+		*err = fail("segment %d is %u:%u %lu, the arena %u:%u %lu: "
+			    "nothing staged",
+			    id, smaj, smin, sino, maj, min, ino);
 	else
 		*err = views_case(a, b);
 	if (a != (void *)-1)
@@ -555,8 +585,10 @@ static int run_shared(void)
 	fails += report("shared-memfd", file_case(fd));
 	close(fd);
 	fails += report("shared-anon-fork", fork_case());
-	if (!sysv_arena_ino_case(&fd))
-		fails += report("shared-sysv-shm-arena-inode", fd);
+	int err;
+
+	if (!sysv_arena_ino_case(&err))
+		fails += report("shared-sysv-shm-arena-inode", err);
 	return fails;
 }
 

@@ -841,6 +841,7 @@ static int test_tail_probe(void)
 		uint32_t drop2; /* its second copy lost too (0: none); +64:
 				 * the NAK too; 128: every second copy */
 		const char *what;
+		unsigned int min_probes;
 	} cases[] = {
 		{ 1, false, 0, "last packet lost" },
 		{ 3, false, 0, "last 3 packets lost" },
@@ -852,7 +853,7 @@ static int test_tail_probe(void)
 		{ 2, false, 64 + 0, "last 2 packets and the NAK lost" },
 		/* the first probe's packets lost as well: more probes, each
 		 * later, before the ACK timeout */
-		{ 1, false, 128, "last packet lost, and the first probe" },
+		{ 1, false, 128, "last packet lost, and the first probe", 2 },
 	};
 
 	pair_connect(p, q, 2);
@@ -877,7 +878,8 @@ static int test_tail_probe(void)
 		       (unsigned long)tmos, (unsigned long)dups,
 		       p->eng->srtt * 1e3);
 		/* repaired by the probe, not by the ACK timer */
-		EXPECT(probes >= 1 && tmos == 0 && t < ack_tmo);
+		EXPECT(probes >= 1 && probes >= cases[k].min_probes &&
+		       tmos == 0 && t < ack_tmo);
 		/* the lost ACK: the probe was a duplicate, answered */
 		EXPECT(!cases[k].drop_ack || cases[k].ndrop || dups >= 1);
 		EXPECT(p->eng->retry_left == 2);
@@ -906,14 +908,16 @@ static int test_tail_probe(void)
 	       (unsigned long)(dev.cnt.tail_probes - c0.tail_probes));
 	EXPECT(dev.cnt.timeouts - c0.timeouts == 3);
 	EXPECT(t1 >= 3 * ack_tmo * 0.95);
-	/* probes back off: the delays double from at least
+	/* probes repeat and back off: the delays double from at least
 	 * IPD_PROBE_MIN_S up to half the ACK timeout, so an ACK timeout
-	 * period has at most 1 + log2(ack_tmo / 2 / IPD_PROBE_MIN_S) */
+	 * period has at most 1 + log2(ack_tmo / 2 / IPD_PROBE_MIN_S) (6
+	 * here), and at most IPD_PROBE_MAX; at least two per period */
 	uint64_t per_period = 1;
 	for (double d = 2 * IPD_PROBE_MIN_S; d <= ack_tmo / 2; d *= 2)
 		per_period++;
-	EXPECT(per_period == 6);
-	EXPECT(dev.cnt.tail_probes - c0.tail_probes >= 3 &&
+	if (per_period > IPD_PROBE_MAX)
+		per_period = IPD_PROBE_MAX;
+	EXPECT(dev.cnt.tail_probes - c0.tail_probes >= 3 * 2 &&
 	       dev.cnt.tail_probes - c0.tail_probes <= 3 * per_period);
 	EXPECT(p->attr.qp_state == IBV_QPS_ERR);
 	EXPECT(!ev_is_active(&p->eng->probe_timer));
@@ -1060,8 +1064,9 @@ static uint64_t at_word_at_flush;
  * at_watch_cq showed (since at_step began), and how often at_watch's word
  * was found published while such a completion showed and no ACK of
  * at_watch had been flushed yet (checked at those hand-overs and after
- * every delivered batch): a client could have answered that completion
- * from its own socket ahead of the ACK. */
+ * every delivered batch; a publication withdrawn again within one batch
+ * would go unseen): a client could have answered that completion from its
+ * own socket ahead of the ACK. */
 static struct ipd_qp *at_watch;
 static struct ipd_cq *at_watch_cq;
 static uint32_t at_step_prod;

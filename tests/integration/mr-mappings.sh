@@ -32,11 +32,15 @@ gid=$(ipd_gid_index)
 # to 0 before each program run that attaches one, when no segment 0 exists.
 shm_next=/proc/sys/kernel/shm_next_id
 shm_set=
+# The program then requires id 0 (IPD_EXPECT_SHM_ID0).
 shm_id0() {
-	if awk 'NR > 1 && $2 == 0 { found = 1 } END { exit !found }' /proc/sysvipc/shm 2>/dev/null; then
-		ipd_log "SysV shm segment 0 exists: the next segment gets another id"
+	export IPD_EXPECT_SHM_ID0=0
+	# slot 0 (ids 0, 32768, ...) taken: the next segment gets another id
+	if awk 'NR > 1 && $2 % 32768 == 0 { found = 1 } END { exit !found }' /proc/sysvipc/shm 2>/dev/null; then
+		ipd_log "SysV shm slot 0 is taken: the next segment gets another id"
 	elif { [[ -w $shm_next ]] && echo 0 >"$shm_next"; } 2>/dev/null; then
 		shm_set=1
+		IPD_EXPECT_SHM_ID0=1
 	else
 		ipd_log "cannot set $shm_next: the next SysV shm segment gets any id"
 	fi
@@ -85,6 +89,7 @@ ipd_run "$prog" -d "$dev" -g "$gid" -t "$IPD_TMP" hugetlb ||
 # cannot be opened (an unprivileged application): hugetlb mappings whose
 # file has no path are then moved onto the hugetlb arena instead.
 if [[ $(id -u) == 0 ]] && command -v setpriv >/dev/null; then
+	shm_id0
 	ipd_run setpriv --bounding-set=-sys_admin,-checkpoint_restore \
 		"$prog" -d "$dev" -g "$gid" -t "$IPD_TMP" hugetlb readonly ||
 		ipd_fail "mr_mappings hugetlb readonly without map_files"
