@@ -441,29 +441,13 @@ static int fork_case(void)
 	return err;
 }
 
-/* A SysV shm segment attached twice (run first: segment 0, see above). */
-static int sysv_case(void)
-{
-	uint8_t *a, *b;
-	int id, err = sysv_get(4 * 4096, 0, &id);
+/* The device and inode number /proc/self/maps gives a mapping. */
+struct map_file {
+	unsigned int maj, min;
+	unsigned long ino;
+};
 
-	if (err)
-		return err;
-	a = shmat(id, NULL, 0);
-	b = shmat(id, NULL, 0);
-	shmctl(id, IPC_RMID, NULL);
-	if (a == (void *)-1 || b == (void *)-1)
-		return fail("shmat: %s", strerror(errno));
-	err = views_case(a, b);
-	shmdt(a);
-	shmdt(b);
-	return err;
-}
-
-/* The device and inode number /proc/self/maps gives the mapping holding
- * p. */
-static int file_of(const void *p, unsigned int *maj, unsigned int *min,
-		   unsigned long *ino)
+static int file_of(const void *p, struct map_file *mf)
 {
 	char line[4096 + 128];
 	FILE *f = fopen("/proc/self/maps", "re");
@@ -474,13 +458,47 @@ static int file_of(const void *p, unsigned int *maj, unsigned int *min,
 	while (ret && fgets(line, sizeof(line), f)) {
 		unsigned long s, e;
 
-		if (sscanf(line, "%lx-%lx %*s %*x %x:%x %lu", &s, &e, maj, min,
-			   ino) == 5 &&
+		if (sscanf(line, "%lx-%lx %*s %*x %x:%x %lu", &s, &e, &mf->maj,
+			   &mf->min, &mf->ino) == 5 &&
 		    s <= (uintptr_t)p && (uintptr_t)p < e)
 			ret = 0;
 	}
 	fclose(f);
 	return ret;
+}
+
+/* Segment id attached twice and removed: views_case on the two views;
+ * with want, only once the segment is found to be that file. */
+static int sysv_views(int id, const struct map_file *want)
+{
+	uint8_t *a = shmat(id, NULL, 0), *b = shmat(id, NULL, 0);
+	struct map_file got = {0};
+	int err;
+
+	shmctl(id, IPC_RMID, NULL);
+	if (a == (void *)-1 || b == (void *)-1)
+		err = fail("shmat: %s", strerror(errno));
+	else if (want && (file_of(a, &got) || got.maj != want->maj ||
+			  got.min != want->min || got.ino != want->ino))
+		err = fail("segment %d is %u:%u %lu, the arena %u:%u %lu: "
+			   "nothing staged",
+			   id, got.maj, got.min, got.ino, want->maj, want->min,
+			   want->ino);
+	else
+		err = views_case(a, b);
+	if (a != (void *)-1)
+		shmdt(a);
+	if (b != (void *)-1)
+		shmdt(b);
+	return err;
+}
+
+/* A SysV shm segment attached twice (run first: segment 0, see above). */
+static int sysv_case(void)
+{
+	int id, err = sysv_get(4 * 4096, 0, &id);
+
+	return err ? err : sysv_views(id, NULL);
 }
 
 /*
@@ -494,10 +512,9 @@ static int sysv_arena_ino_case(int *err)
 	size_t sz = 4 * 4096;
 	uint8_t *priv = mmap(NULL, sz, PROT_READ | PROT_WRITE,
 			     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	uint8_t *a, *b;
 	struct ibv_mr *mr;
-	unsigned long ino = 0, sino = 0;
-	unsigned int maj, min, smaj, smin;
+	struct map_file arena_mf = {0};
+	unsigned long ino;
 	const char *skip = NULL;
 	FILE *f;
 	int id, werr;
@@ -507,10 +524,11 @@ static int sysv_arena_ino_case(int *err)
 		return *err = fail("mmap: %s", strerror(errno)), 0;
 	/* Registering a private mapping moves it onto the arena. */
 	mr = ibv_reg_mr(dev.pd, priv, sz, full);
-	if (!mr || file_of(priv, &maj, &min, &ino) || !ino) {
+	if (!mr || file_of(priv, &arena_mf) || !arena_mf.ino) {
 		*err = fail("a registered private mapping is not on the arena");
 		goto out;
 	}
+	ino = arena_mf.ino;
 	f = fopen("/proc/sys/kernel/shm_next_id", "we");
 	if (!f)
 		skip = strerror(errno);
@@ -537,22 +555,7 @@ static int sysv_arena_ino_case(int *err)
 			shmctl(id, IPC_RMID, NULL);
 		goto out;
 	}
-	a = shmat(id, NULL, 0);
-	b = shmat(id, NULL, 0);
-	shmctl(id, IPC_RMID, NULL);
-	if (a == (void *)-1 || b == (void *)-1)
-		*err = fail("shmat: %s", strerror(errno));
-	else if (file_of(a, &smaj, &smin, &sino) || smaj != maj ||
-		 smin != min || sino != ino)
-		*err = fail("segment %d is %u:%u %lu, the arena %u:%u %lu: "
-			    "nothing staged",
-			    id, smaj, smin, sino, maj, min, ino);
-	else
-		*err = views_case(a, b);
-	if (a != (void *)-1)
-		shmdt(a);
-	if (b != (void *)-1)
-		shmdt(b);
+	*err = sysv_views(id, &arena_mf);
 out:
 	if (mr)
 		ibv_dereg_mr(mr);
