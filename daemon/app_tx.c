@@ -6,11 +6,11 @@
  * daemon publishes in the ring header the ring index and the PSN the next
  * WQE will get, and where its packet goes.  The provider may then send a
  * single-packet SEND or WRITE (inline or from its SGEs) itself, from a UDP
- * socket of its own, and
- * post the WQE marked with the PSN it used: the daemon takes that WQE like
- * any other but does not transmit it again.  Everything else (ACKs,
- * retransmission, completions) stays here.  The round trip loses one
- * hand-over (application to daemon) per message.
+ * socket of its own bound to the QP's source port where it can (the flow
+ * stays one, whoever sends), and post the WQE marked with the PSN it used:
+ * the daemon takes that WQE like any other but does not transmit it again.
+ * Everything else (ACKs, retransmission, completions) stays here.  The
+ * round trip loses one hand-over (application to daemon) per message.
  *
  * The daemon trusts nothing of it: a WQE marked sent is taken as sent only
  * when its index and PSN are the ones published; otherwise it is sent as
@@ -47,6 +47,19 @@ static bool app_tx_idle(struct ipd_qp *qp, const struct ipd_engine_qp *e)
 	       ipd_resp_quiet(qp);
 }
 
+/* The source port the daemon's packets of the QP leave from, if the
+ * client may bind it too (net.c derives each packet's). */
+static uint16_t app_tx_flow_port(struct ipd_qp *qp)
+{
+	struct ipd_link *link = qp->dev->net_link;
+
+	if (!link->ops->flow_port)
+		return 0;
+	return link->ops->flow_port(link, &qp->av.dst,
+				    ipd_udp_sport(qp->av.flow_label, qp->qpn,
+						  qp->attr.dest_qp_num));
+}
+
 static void app_tx_store(struct ipd_qp *qp, uint64_t w)
 {
 	struct ipd_engine_qp *e = qp->eng;
@@ -64,6 +77,7 @@ static void app_tx_store(struct ipd_qp *qp, uint64_t w)
 		h->app_tx_dport = qp->dev->cfg->udp_port
 					  ? (uint16_t)qp->dev->cfg->udp_port
 					  : IPD_ROCE_UDP_PORT;
+		h->app_tx_sport = app_tx_flow_port(qp);
 	}
 	atomic_store_explicit(&h->app_tx, w, memory_order_release);
 	e->app_tx_pub = w;

@@ -19,10 +19,13 @@
  *    A UDP socket cannot pick its source port per datagram, so the link
  *    keeps one unconnected socket bound to each source port in use (up
  *    to UDP_SPORT_MAX per family, opened on first use) and the port on
- *    the wire is exactly pkt->sport, as with rxe.  When a port cannot be
- *    bound (taken by another program) or the table is full, the packet
- *    leaves from one of UDP_TX_SOCKS sockets on ephemeral ports chosen
- *    by hashing pkt->sport: a QP's packets still stay in one flow.
+ *    the wire is exactly pkt->sport, as with rxe.  These sockets set
+ *    SO_REUSEPORT so that a client's application transmit (app_tx.c)
+ *    can bind the same port and a QP's packets keep one flow whoever
+ *    sends them (udp_flow_port).  When a port cannot be bound (taken by
+ *    another program) or the table is full, the packet leaves from one
+ *    of UDP_TX_SOCKS sockets on ephemeral ports chosen by hashing
+ *    pkt->sport: the daemon's packets of a QP still stay in one flow.
  *    Receivers accept any source port.
  *  - UDP checksum: computed when udp_gso is on (the default: GSO needs
  *    it, see below); otherwise 0 on IPv4 (SO_NO_CHECK) and IPv6
@@ -356,17 +359,22 @@ static int sock_setup(int fd, int family, bool csum)
 	return 0;
 }
 
-/* A socket of family bound to port (0 = ephemeral); *bound gets the port. */
-static int sock_open(int family, uint16_t port, uint16_t *bound, bool csum)
+/* A socket of family bound to port (0 = ephemeral); *bound gets the port.
+ * shared: other sockets of the daemon's user may bind the port too. */
+static int sock_open(int family, uint16_t port, uint16_t *bound, bool csum,
+		     bool shared)
 {
 	struct sockaddr_storage ss = { .ss_family = (sa_family_t)family };
 	socklen_t len = sizeof(ss);
-	int fd, ret;
+	int fd, ret, one = 1;
 
 	fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	ret = sock_setup(fd, family, csum);
+	if (!ret && shared &&
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)))
+		ret = -errno;
 	if (ret)
 		goto err_close;
 	addr_set_port(&ss, port);
@@ -597,8 +605,10 @@ static void tx_pktinfo(union udp_cmsg *cm, const struct sockaddr_storage *src)
 }
 
 /* The socket a flow leaves from and the source port it gets on the wire:
- * a socket bound to sport itself when possible (see the top). */
-static int tx_sock(struct udp_family *uf, uint16_t sport, uint16_t *wire)
+ * a socket bound to sport itself when possible (see the top; *own says
+ * which). */
+static int tx_sock(struct udp_family *uf, uint16_t sport, uint16_t *wire,
+		   bool *own)
 {
 	unsigned int h = (sport * 2654435761u) >> 26, i, idx;   /* 0..63 */
 	int fd;
@@ -609,6 +619,7 @@ static int tx_sock(struct udp_family *uf, uint16_t sport, uint16_t *wire)
 			if (uf->sport[idx].fd < 0)
 				break;
 			*wire = sport;
+			*own = true;
 			return uf->sport[idx].fd;
 		}
 		if (uf->sport[idx].port)
@@ -617,18 +628,47 @@ static int tx_sock(struct udp_family *uf, uint16_t sport, uint16_t *wire)
 		 * that lookups always terminate). */
 		if (uf->nsport + 1 >= UDP_SPORT_MAX)
 			break;
-		fd = sock_open(uf->family, sport, NULL, uf->ul->gso);
+		fd = sock_open(uf->family, sport, NULL, uf->ul->gso, true);
 		uf->sport[idx].port = sport;
 		uf->sport[idx].fd = fd < 0 ? -1 : fd;
 		uf->nsport++;
 		if (fd < 0)
 			break;
 		*wire = sport;
+		*own = true;
 		return fd;
 	}
 	idx = (unsigned int)(sport ^ (sport >> 8)) % UDP_TX_SOCKS;
 	*wire = uf->tx_port[idx];
+	*own = false;
 	return uf->tx_fd[idx];
+}
+
+/* The sockets of the family of an address normalized to family. */
+static struct udp_family *udp_fam(struct udp_link *ul, int family)
+{
+	struct udp_family *uf = family == AF_INET    ? &ul->fam[0]
+			      : family == AF_INET6 ? &ul->fam[1]
+						   : NULL;
+
+	return uf && uf->family ? uf : NULL;
+}
+
+/* A client sends the QP's packets from this port too (app_tx.c): opening
+ * the socket here, ahead of the client, keeps the port the daemon's. */
+static uint16_t udp_flow_port(struct ipd_link *link,
+			      const struct sockaddr_storage *dst, uint16_t sport)
+{
+	struct udp_link *ul = link->priv;
+	struct sockaddr_storage to;
+	struct udp_family *uf = udp_fam(ul, addr_normalize(dst, &to));
+	uint16_t wire;
+	bool own;
+
+	if (!uf)
+		return 0;
+	tx_sock(uf, sport, &wire, &own);
+	return own ? wire : 0;
 }
 
 static int udp_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
@@ -640,11 +680,11 @@ static int udp_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 	struct ipd_icrc_flow flow;
 	uint16_t wire_sport;
 	int family, ret, fd;
+	bool own;
 
 	family = addr_normalize(&pkt->dst, &s->to);
-	uf = family == AF_INET ? &ul->fam[0]
-	   : family == AF_INET6 ? &ul->fam[1] : NULL;
-	if (!uf || !uf->family) {
+	uf = udp_fam(ul, family);
+	if (!uf) {
 		ret = -EAFNOSUPPORT;
 		goto err_drop;
 	}
@@ -658,7 +698,7 @@ static int udp_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 		if (ret)
 			goto err_drop;
 	}
-	fd = tx_sock(uf, pkt->sport, &wire_sport);
+	fd = tx_sock(uf, pkt->sport, &wire_sport, &own);
 	addr_set_port(&s->to, ul->port);
 	tx_pktinfo(&s->cmsg, &src);
 	s->iov.iov_base = pkt->hdr;
@@ -1196,7 +1236,7 @@ static int family_open(struct udp_link *ul, struct udp_family *uf, int family)
 	for (i = 0; i < UDP_TX_SOCKS; i++)
 		uf->tx_fd[i] = -1;
 	uf->family = family;
-	fd = sock_open(family, ul->port, NULL, ul->gso);
+	fd = sock_open(family, ul->port, NULL, ul->gso, false);
 	if (fd < 0)
 		goto err;
 	uf->rx_fd = fd;
@@ -1206,7 +1246,7 @@ static int family_open(struct udp_link *ul, struct udp_family *uf, int family)
 		ul->gro = false;
 	}
 	for (i = 0; i < UDP_TX_SOCKS; i++) {
-		fd = sock_open(family, 0, &uf->tx_port[i], ul->gso);
+		fd = sock_open(family, 0, &uf->tx_port[i], ul->gso, false);
 		if (fd < 0)
 			goto err;
 		uf->tx_fd[i] = fd;
@@ -1267,6 +1307,7 @@ static const struct ipd_link_ops udp_link_ops = {
 	.name = "udp",
 	.xmit = udp_xmit,
 	.flush = udp_flush,
+	.flow_port = udp_flow_port,
 	.destroy = udp_destroy,
 };
 

@@ -2,10 +2,12 @@
 /*
  * Application transmit (docs/design.md "Application transmit"): while the
  * daemon publishes an RC send queue as idle, a single-packet inline SEND
- * or WRITE is sent from here, from the application's own UDP socket, and
- * posted marked with the PSN it went with.  The daemon takes it as sent
- * and does the rest (ACKs, retransmission, completion); a packet sent here
- * that the daemon does not accept is sent again by it.
+ * or WRITE is sent from here, from the application's own UDP socket (bound
+ * to the source port the daemon sends the QP's packets from, where it
+ * can: one flow for the network's ECMP hashing), and posted marked with the
+ * PSN it went with.  The daemon takes it as sent and does the rest (ACKs,
+ * retransmission, completion); a packet sent here that the daemon does not
+ * accept is sent again by it.
  */
 #include <errno.h>
 #include <netinet/in.h>
@@ -49,17 +51,20 @@ static socklen_t addr_make(const uint8_t a[16], uint16_t port,
 
 /* As the daemon's sockets (link_udp.c): don't fragment, which also makes
  * the kernel send IPv4 ID 0 from an unconnected socket (the ICRC covers
- * the ID). */
-static int sock_open(const uint8_t src[16], uint16_t *sport)
+ * the ID).  A port other than 0 is the daemon's, shared with it
+ * (SO_REUSEPORT: only a process of the daemon's user can). */
+static int sock_open(const uint8_t src[16], uint16_t port, uint16_t *sport)
 {
 	struct sockaddr_storage ss, got;
-	socklen_t len = addr_make(src, 0, &ss), glen = sizeof(got);
-	int fd;
+	socklen_t len = addr_make(src, port, &ss), glen = sizeof(got);
+	int fd, one = 1;
 
 	fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
 	if (ipd_sock_roce_opts(fd, ss.ss_family) ||
+	    (port &&
+	     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one))) ||
 	    bind(fd, (struct sockaddr *)&ss, len) ||
 	    getsockname(fd, (struct sockaddr *)&got, &glen))
 		goto fail;
@@ -92,32 +97,53 @@ void ipd_app_tx_ctx_fini(struct ipd_context *ctx)
 	pthread_spin_destroy(&ctx->mr_lock);
 }
 
-/* The context's socket for packets from src, opened at first use (one per
- * source address, shared by the QPs); NULL when it cannot be bound (an
- * application in another network namespace than the daemon's address, an
- * IPv6 link-local address): everything goes through the daemon then. */
-static struct ipd_tx_sock *tx_sock(struct ipd_qp *qp, const uint8_t src[16])
+/* The context's socket for (src, want), opened at first use; NULL when
+ * none may be opened (IPD_APP_TX_PORTS) or memory is short.  Called with
+ * tx_lock held. */
+static struct ipd_tx_sock *tx_sock_get(struct ipd_context *ctx,
+				       const uint8_t src[16], uint16_t want)
+{
+	struct ipd_tx_sock *t;
+
+	for (t = ctx->tx_socks; t; t = t->next)
+		if (t->want == want && !memcmp(t->src, src, 16))
+			return t;
+	if (want && ctx->tx_ports >= IPD_APP_TX_PORTS)
+		return NULL;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	memcpy(t->src, src, 16);
+	t->want = want;
+	t->fd = sock_open(src, want, &t->sport);
+	t->next = ctx->tx_socks;
+	ctx->tx_socks = t;
+	ctx->tx_ports += want != 0;
+	return t;
+}
+
+/* The socket for the QP's packets from src: bound to want, the port the
+ * daemon published, or else (none published, not bindable: an application
+ * of another user than the daemon's; too many) the context's one on an
+ * ephemeral port for src, shared by its QPs.  NULL when src cannot be
+ * bound (an application in another network namespace than the daemon's
+ * address, an IPv6 link-local address): everything goes through the
+ * daemon then. */
+static struct ipd_tx_sock *tx_sock(struct ipd_qp *qp, const uint8_t src[16],
+				   uint16_t want)
 {
 	struct ipd_context *ctx = to_ictx(qp->vqp.qp.context);
 	struct ipd_tx_sock *t = qp->tx;
 
-	if (t && !memcmp(t->src, src, 16))
+	if (t && qp->tx_want == want && !memcmp(t->src, src, 16))
 		return t->fd >= 0 ? t : NULL;
 	pthread_mutex_lock(&ctx->tx_lock);
-	for (t = ctx->tx_socks; t; t = t->next)
-		if (!memcmp(t->src, src, 16))
-			break;
-	if (!t) {
-		t = calloc(1, sizeof(*t));
-		if (t) {
-			memcpy(t->src, src, 16);
-			t->fd = sock_open(src, &t->sport);
-			t->next = ctx->tx_socks;
-			ctx->tx_socks = t;
-		}
-	}
+	t = want ? tx_sock_get(ctx, src, want) : NULL;
+	if (!t || t->fd < 0)
+		t = tx_sock_get(ctx, src, 0);
 	pthread_mutex_unlock(&ctx->tx_lock);
 	qp->tx = t;
+	qp->tx_want = want;
 	return t && t->fd >= 0 ? t : NULL;
 }
 
@@ -246,7 +272,7 @@ bool ipd_app_tx_prepare(struct ipd_qp *qp, struct ipd_send_wqe *w, uint32_t idx,
 		max = IPD_APP_TX_PAYLOAD;
 	if (!payload_fill(qp, w, p->buf + hlen, max, &len))
 		return false;
-	t = tx_sock(qp, h->app_tx_src);
+	t = tx_sock(qp, h->app_tx_src, h->app_tx_sport);
 	if (!t)
 		return false;
 	psn = ipd_app_tx_psn(word);

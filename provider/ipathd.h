@@ -59,15 +59,23 @@ struct ipd_context {
 	/* app_tx.c: UDP sockets by source address, shared by the QPs */
 	pthread_mutex_t tx_lock;
 	struct ipd_tx_sock *tx_socks;
+	unsigned int tx_ports;		/* of them bound to a QP's port */
 };
 
-/* app_tx.c: a UDP socket bound to one source address (port: sport). */
+/* app_tx.c: a UDP socket bound to one source address and port: the
+ * port a QP's packets leave from (want), or 0 for an ephemeral one. */
 struct ipd_tx_sock {
 	struct ipd_tx_sock *next;
 	uint8_t src[16];
 	int fd;				/* -1: cannot be bound */
-	uint16_t sport;
+	uint16_t want;
+	uint16_t sport;			/* the port bound */
 };
+
+/* app_tx.c: at most this many sockets per context bound to a QP's port
+ * (as many as the daemon binds, daemon/link_udp.c); QPs beyond them send
+ * from the ephemeral one. */
+#define IPD_APP_TX_PORTS 64
 
 /* A ring as the client maps it (layout in ipathd/ring.h). */
 struct ipd_uring {
@@ -116,6 +124,7 @@ struct ipd_qp {
 	/* app_tx.c: the context's socket this QP's packets go out on; off:
 	 * a send failed, leave everything to the daemon */
 	struct ipd_tx_sock *tx;
+	uint16_t tx_want;		/* the port tx was looked up for */
 	bool tx_off;
 	struct ipd_qp *fatal_next;	/* fatal.c: the context's QPs */
 };

@@ -57,7 +57,10 @@ struct ipd_ring_hdr {
 	uint8_t app_tx_dst[16];  /* destination address, the same forms */
 	uint16_t app_tx_mtu;     /* path MTU in bytes */
 	uint16_t app_tx_dport;   /* the peer's UDP port */
-	uint8_t pad2[IPD_CACHELINE - 60];
+	/* The UDP source port of the daemon's packets of this QP, which the
+	 * client may bind too (SO_REUSEPORT); 0: any port. */
+	uint16_t app_tx_sport;
+	uint8_t pad2[IPD_CACHELINE - 62];
 	/*
 	 * SQ and RQ only: the WQE the daemon is retiring, for a client whose
 	 * daemon died (docs/design.md "Daemon failure").  The daemon frees a
