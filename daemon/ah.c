@@ -82,58 +82,6 @@ int ipd_av_resolve(struct ipd_dev *dev, const struct ibv_ah_attr *attr,
 	return 0;
 }
 
-void ipd_ah_attr_from_msg(const Ipd__AhAttr *m, struct ibv_ah_attr *a)
-{
-	memset(a, 0, sizeof(*a));
-	if (!m)
-		return;
-	a->dlid = (uint16_t)m->dlid;
-	a->sl = (uint8_t)m->sl;
-	a->src_path_bits = (uint8_t)m->src_path_bits;
-	a->static_rate = (uint8_t)m->static_rate;
-	a->port_num = (uint8_t)m->port_num;
-	/* A GRH without a 16-byte dgid is no GRH. */
-	if (!m->is_global || !m->grh || m->grh->dgid.len != 16)
-		return;
-	a->is_global = 1;
-	memcpy(a->grh.dgid.raw, m->grh->dgid.data, 16);
-	a->grh.flow_label = m->grh->flow_label;
-	a->grh.sgid_index = (uint8_t)m->grh->sgid_index;
-	a->grh.hop_limit = (uint8_t)m->grh->hop_limit;
-	a->grh.traffic_class = (uint8_t)m->grh->traffic_class;
-}
-
-int ipd_ah_attr_to_msg(struct ipd_req_ctx *ctx, const struct ibv_ah_attr *a,
-		       Ipd__AhAttr *m)
-{
-	Ipd__GlobalRoute *g;
-	uint8_t *dgid;
-
-	ipd__ah_attr__init(m);
-	m->dlid = a->dlid;
-	m->sl = a->sl;
-	m->src_path_bits = a->src_path_bits;
-	m->static_rate = a->static_rate;
-	m->is_global = a->is_global;
-	m->port_num = a->port_num;
-	if (!a->is_global)
-		return 0;
-	g = ipd_req_alloc(ctx, sizeof(*g));
-	dgid = ipd_req_alloc(ctx, 16);
-	if (!g || !dgid)
-		return -ENOMEM;
-	ipd__global_route__init(g);
-	memcpy(dgid, a->grh.dgid.raw, 16);
-	g->dgid.data = dgid;
-	g->dgid.len = 16;
-	g->flow_label = a->grh.flow_label;
-	g->sgid_index = a->grh.sgid_index;
-	g->hop_limit = a->grh.hop_limit;
-	g->traffic_class = a->grh.traffic_class;
-	m->grh = g;
-	return 0;
-}
-
 struct ipd_ah *ipd_ah_get(struct ipd_client *c, uint32_t handle)
 {
 	struct ipd_ah *ah = ipd_table_get(&c->dev->ahs, handle);
@@ -154,7 +102,7 @@ int ipd_handle_create_ah(struct ipd_req_ctx *ctx)
 	pd = ipd_pd_get(ctx->client, m->pd);
 	if (!pd)
 		return ipd_req_fail(ctx, EINVAL, "create_ah: no PD %u", m->pd);
-	ipd_ah_attr_from_msg(m->attr, &attr);
+	ipd_ah_attr_from_msg(&attr, m->attr);
 	if (ipd_av_resolve(dev, &attr, &av))
 		return ipd_req_fail(ctx, EINVAL,
 				    "create_ah: unusable address (GRH required, sgid index 1..%d)",

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ipathd.h"
+#include "ipathd/verbs_msg.h"
 
 /* Objects of this client by handle; NULL when missing or another
  * client's (the caller answers EINVAL either way, as design.md says). */
@@ -33,12 +34,6 @@ int ipd_srq_destroy(struct ipd_srq *srq);
 int ipd_qp_destroy(struct ipd_qp *qp);
 int ipd_ah_destroy(struct ipd_ah *ah);
 int ipd_xrcd_destroy(struct ipd_xrcd *xrcd);
-
-/* The AhAttr message as a struct ibv_ah_attr (missing GRH: is_global 0). */
-void ipd_ah_attr_from_msg(const Ipd__AhAttr *m, struct ibv_ah_attr *a);
-/* Fill an AhAttr message (nested GRH allocated from ctx) from av/attr. */
-int ipd_ah_attr_to_msg(struct ipd_req_ctx *ctx, const struct ibv_ah_attr *a,
-		       Ipd__AhAttr *m);
 
 /* Registered-memory access flags a verbs consumer may pass (reg_mr and
  * modify_qp share the check); 0 or -EINVAL. */

@@ -185,16 +185,6 @@ static int qp_create_rings(struct ipd_qp *qp, const Ipd__QpCap *cap,
 	return 0;
 }
 
-static void qp_cap_to_msg(const struct ibv_qp_cap *cap, Ipd__QpCap *m)
-{
-	ipd__qp_cap__init(m);
-	m->max_send_wr = cap->max_send_wr;
-	m->max_recv_wr = cap->max_recv_wr;
-	m->max_send_sge = cap->max_send_sge;
-	m->max_recv_sge = cap->max_recv_sge;
-	m->max_inline_data = cap->max_inline_data;
-}
-
 /* References on what the QP uses (each may be absent for XRC). */
 static void qp_refs_add(struct ipd_qp *qp, int d)
 {
@@ -219,7 +209,7 @@ static int qp_create_reply(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
 	if (!r || !cap)
 		return -ENOMEM;
 	ipd__create_qp_resp__init(r);
-	qp_cap_to_msg(&qp->cap, cap);
+	ipd_qp_cap_to_msg(cap, &qp->cap);
 	r->qpn = qp->qpn;
 	r->cap = cap;
 	r->sq_size = qp->sq.size;
@@ -407,7 +397,7 @@ static int qp_check_avs(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
 	struct ipd_av alt_av;
 
 	if (mask & IBV_QP_AV) {
-		ipd_ah_attr_from_msg(a->ah_attr, ah);
+		ipd_ah_attr_from_msg(ah, a->ah_attr);
 		if (ipd_av_resolve(qp->dev, ah, av))
 			return ipd_req_fail(ctx, EINVAL,
 					    "modify_qp: bad AV (needs a GRH, sgid index 1..%d)",
@@ -416,7 +406,7 @@ static int qp_check_avs(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
 	if (mask & IBV_QP_ALT_PATH) {
 		/* Path migration is not implemented; the alternate path is
 		 * checked and remembered for query only. */
-		ipd_ah_attr_from_msg(a->alt_ah_attr, &alt);
+		ipd_ah_attr_from_msg(&alt, a->alt_ah_attr);
 		if (ipd_av_resolve(qp->dev, &alt, &alt_av))
 			return ipd_req_fail(ctx, EINVAL,
 					    "modify_qp: unusable alternate path");
@@ -466,7 +456,7 @@ static void qp_apply(struct ipd_qp *qp, const Ipd__QpAttr *a, unsigned int mask,
 	if (mask & IBV_QP_MAX_DEST_RD_ATOMIC)
 		q->max_dest_rd_atomic = (uint8_t)a->max_dest_rd_atomic;
 	if (mask & IBV_QP_ALT_PATH) {
-		ipd_ah_attr_from_msg(a->alt_ah_attr, &q->alt_ah_attr);
+		ipd_ah_attr_from_msg(&q->alt_ah_attr, a->alt_ah_attr);
 		q->alt_pkey_index = (uint16_t)a->alt_pkey_index;
 		q->alt_port_num = (uint8_t)a->alt_port_num;
 		q->alt_timeout = (uint8_t)a->alt_timeout;
@@ -540,15 +530,16 @@ static int qp_attr_to_msg(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
 			  Ipd__QpAttr *m)
 {
 	const struct ibv_qp_attr *q = &qp->attr;
-	Ipd__AhAttr *ah = ipd_req_alloc(ctx, sizeof(*ah));
-	Ipd__AhAttr *alt = ipd_req_alloc(ctx, sizeof(*alt));
+	Ipd__AhAttr *ah = ipd_req_alloc(ctx, 2 * sizeof(*ah));
+	Ipd__GlobalRoute *g = ipd_req_alloc(ctx, 2 * sizeof(*g));
 	Ipd__QpCap *cap = ipd_req_alloc(ctx, sizeof(*cap));
 
-	if (!ah || !alt || !cap || ipd_ah_attr_to_msg(ctx, &q->ah_attr, ah) ||
-	    ipd_ah_attr_to_msg(ctx, &q->alt_ah_attr, alt))
+	if (!ah || !g || !cap)
 		return -ENOMEM;
+	ipd_ah_attr_to_msg(&ah[0], &g[0], &q->ah_attr);
+	ipd_ah_attr_to_msg(&ah[1], &g[1], &q->alt_ah_attr);
 	ipd__qp_attr__init(m);
-	qp_cap_to_msg(&qp->cap, cap);
+	ipd_qp_cap_to_msg(cap, &qp->cap);
 	m->qp_state = q->qp_state;
 	m->cur_qp_state = q->qp_state;
 	m->path_mtu = q->path_mtu;
@@ -561,8 +552,8 @@ static int qp_attr_to_msg(struct ipd_req_ctx *ctx, struct ipd_qp *qp,
 	m->dest_qp_num = q->dest_qp_num;
 	m->qp_access_flags = q->qp_access_flags;
 	m->cap = cap;
-	m->ah_attr = ah;
-	m->alt_ah_attr = alt;
+	m->ah_attr = &ah[0];
+	m->alt_ah_attr = &ah[1];
 	m->pkey_index = q->pkey_index;
 	m->alt_pkey_index = q->alt_pkey_index;
 	m->en_sqd_async_notify = q->en_sqd_async_notify;
@@ -595,7 +586,7 @@ int ipd_handle_query_qp(struct ipd_req_ctx *ctx)
 	if (!r || !a || !cap || qp_attr_to_msg(ctx, qp, a))
 		return ipd_req_fail(ctx, ENOMEM, "query_qp: out of memory");
 	ipd__query_qp_resp__init(r);
-	qp_cap_to_msg(&qp->cap, cap);
+	ipd_qp_cap_to_msg(cap, &qp->cap);
 	r->attr = a;
 	r->init_cap = cap;
 	r->sq_sig_all = qp->sq_sig_all;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ipathd.h"
+#include "ipathd/verbs_msg.h"
 #include "mem.h"
 
 static struct ipd_context *pd_ctx(struct ibv_pd *pd)
@@ -631,49 +632,6 @@ int ipd_destroy_srq(struct ibv_srq *ibsrq)
 /* ------------------------------------------------------------------ */
 /* Address handles                                                     */
 
-static void ah_attr_to_msg(Ipd__AhAttr *m, Ipd__GlobalRoute *g,
-			   const struct ibv_ah_attr *a)
-{
-	ipd__ah_attr__init(m);
-	ipd__global_route__init(g);
-	g->dgid.data = (uint8_t *)a->grh.dgid.raw;
-	g->dgid.len = sizeof(a->grh.dgid.raw);
-	g->flow_label = a->grh.flow_label;
-	g->sgid_index = a->grh.sgid_index;
-	g->hop_limit = a->grh.hop_limit;
-	g->traffic_class = a->grh.traffic_class;
-	m->grh = g;
-	m->dlid = a->dlid;
-	m->sl = a->sl;
-	m->src_path_bits = a->src_path_bits;
-	m->static_rate = a->static_rate;
-	m->is_global = a->is_global;
-	m->port_num = a->port_num;
-}
-
-static void ah_attr_from_msg(struct ibv_ah_attr *a, const Ipd__AhAttr *m)
-{
-	memset(a, 0, sizeof(*a));
-	if (!m)
-		return;
-	if (m->grh) {
-		const Ipd__GlobalRoute *g = m->grh;
-
-		if (g->dgid.len == sizeof(a->grh.dgid.raw))
-			memcpy(a->grh.dgid.raw, g->dgid.data, g->dgid.len);
-		a->grh.flow_label = g->flow_label;
-		a->grh.sgid_index = (uint8_t)g->sgid_index;
-		a->grh.hop_limit = (uint8_t)g->hop_limit;
-		a->grh.traffic_class = (uint8_t)g->traffic_class;
-	}
-	a->dlid = (uint16_t)m->dlid;
-	a->sl = (uint8_t)m->sl;
-	a->src_path_bits = (uint8_t)m->src_path_bits;
-	a->static_rate = (uint8_t)m->static_rate;
-	a->is_global = m->is_global;
-	a->port_num = (uint8_t)m->port_num;
-}
-
 struct ibv_ah *ipd_create_ah(struct ibv_pd *pd, struct ibv_ah_attr *attr)
 {
 	Ipd__Request req = IPD__REQUEST__INIT;
@@ -689,7 +647,7 @@ struct ibv_ah *ipd_create_ah(struct ibv_pd *pd, struct ibv_ah_attr *attr)
 		errno = ENOMEM;
 		return NULL;
 	}
-	ah_attr_to_msg(&aa, &gr, attr);
+	ipd_ah_attr_to_msg(&aa, &gr, attr);
 	ca.pd = pd->handle;
 	ca.attr = &aa;
 	req.op_case = IPD__REQUEST__OP_CREATE_AH;
@@ -724,28 +682,6 @@ int ipd_destroy_ah(struct ibv_ah *ah)
 
 /* ------------------------------------------------------------------ */
 /* QP                                                                  */
-
-static Ipd__QpCap *cap_to_msg(Ipd__QpCap *m, const struct ibv_qp_cap *c)
-{
-	ipd__qp_cap__init(m);
-	m->max_send_wr = c->max_send_wr;
-	m->max_recv_wr = c->max_recv_wr;
-	m->max_send_sge = c->max_send_sge;
-	m->max_recv_sge = c->max_recv_sge;
-	m->max_inline_data = c->max_inline_data;
-	return m;
-}
-
-static void cap_from_msg(struct ibv_qp_cap *c, const Ipd__QpCap *m)
-{
-	if (!m)
-		return;
-	c->max_send_wr = m->max_send_wr;
-	c->max_recv_wr = m->max_recv_wr;
-	c->max_send_sge = m->max_send_sge;
-	c->max_recv_sge = m->max_recv_sge;
-	c->max_inline_data = m->max_inline_data;
-}
 
 /* Which rings a QP gets: XRC_RECV (TGT) none, XRC_SEND (INI) and QPs on
  * an SRQ only the send queue. */
@@ -829,7 +765,7 @@ static int qp_create(struct ibv_context *context, struct ipd_qp *qp,
 	cq.srq = attr->srq ? attr->srq->handle : 0;
 	if (attr->qp_type == IBV_QPT_XRC_RECV)
 		cq.xrcd = to_vxrcd(attr->xrcd)->handle;
-	cq.cap = cap_to_msg(&cap, &attr->cap);
+	cq.cap = ipd_qp_cap_to_msg(&cap, &attr->cap);
 	cq.sq_sig_all = attr->sq_sig_all != 0;
 	cq.user_handle = (uintptr_t)&qp->vqp.qp;
 	req.op_case = IPD__REQUEST__OP_CREATE_QP;
@@ -843,7 +779,7 @@ static int qp_create(struct ibv_context *context, struct ipd_qp *qp,
 		goto out;
 	}
 	qp->cap = attr->cap;
-	cap_from_msg(&qp->cap, resp->create_qp->cap);
+	ipd_qp_cap_from_msg(&qp->cap, resp->create_qp->cap);
 	err = qp_map_rings(qp, resp->create_qp, rfds, nrfds,
 			   qpt_has_sq(attr->qp_type), qp_attr_has_rq(attr));
 	if (err) {
@@ -973,13 +909,13 @@ static void qp_attr_to_msg(Ipd__QpAttr *m, Ipd__QpCap *cap, Ipd__AhAttr *ah,
 	m->dest_qp_num = a->dest_qp_num;
 	m->qp_access_flags = (uint32_t)a->qp_access_flags;
 	if (mask & IBV_QP_CAP)
-		m->cap = cap_to_msg(cap, &a->cap);
+		m->cap = ipd_qp_cap_to_msg(cap, &a->cap);
 	if (mask & IBV_QP_AV) {
-		ah_attr_to_msg(ah, g, &a->ah_attr);
+		ipd_ah_attr_to_msg(ah, g, &a->ah_attr);
 		m->ah_attr = ah;
 	}
 	if (mask & IBV_QP_ALT_PATH) {
-		ah_attr_to_msg(alt, altg, &a->alt_ah_attr);
+		ipd_ah_attr_to_msg(alt, altg, &a->alt_ah_attr);
 		m->alt_ah_attr = alt;
 	}
 	m->pkey_index = a->pkey_index;
@@ -1034,9 +970,9 @@ static void qp_attr_from_msg(struct ibv_qp_attr *a, const Ipd__QpAttr *m)
 	a->sq_psn = m->sq_psn;
 	a->dest_qp_num = m->dest_qp_num;
 	a->qp_access_flags = (unsigned int)m->qp_access_flags;
-	cap_from_msg(&a->cap, m->cap);
-	ah_attr_from_msg(&a->ah_attr, m->ah_attr);
-	ah_attr_from_msg(&a->alt_ah_attr, m->alt_ah_attr);
+	ipd_qp_cap_from_msg(&a->cap, m->cap);
+	ipd_ah_attr_from_msg(&a->ah_attr, m->ah_attr);
+	ipd_ah_attr_from_msg(&a->alt_ah_attr, m->alt_ah_attr);
 	a->pkey_index = (uint16_t)m->pkey_index;
 	a->alt_pkey_index = (uint16_t)m->alt_pkey_index;
 	a->en_sqd_async_notify = (uint8_t)m->en_sqd_async_notify;
@@ -1088,7 +1024,7 @@ int ipd_query_qp(struct ibv_qp *ibqp, struct ibv_qp_attr *attr, int mask,
 	init_attr->srq = ibqp->srq;
 	init_attr->qp_type = ibqp->qp_type;
 	init_attr->cap = qp->cap;
-	cap_from_msg(&init_attr->cap, r->init_cap);
+	ipd_qp_cap_from_msg(&init_attr->cap, r->init_cap);
 	init_attr->sq_sig_all = r->sq_sig_all;
 	ipd_ctl_free(resp);
 	return 0;

@@ -54,18 +54,7 @@ frames() { tsh "$@" | wc -l; }
 
 wire=$MH_WORK/wire.pcapng
 cap=$MH_WORK/daemon.pcap
-dpid=
-if ((wired)); then
-	ip netns exec "${IPL_PREFIX}1" dumpcap -q -i eth0 -f 'udp port 4791' \
-		-w "$wire" >"$MH_WORK/dumpcap.log" 2>&1 &
-	dpid=$!
-	for ((i = 0; i < 100; i++)); do
-		[[ -s $wire ]] && break
-		kill -0 "$dpid" 2>/dev/null || { cat "$MH_WORK/dumpcap.log" >&2; mh_fail "dumpcap"; }
-		sleep 0.1
-	done
-	((i < 100)) || mh_fail "dumpcap did not start"
-fi
+((!wired)) || mh_dumpcap 1 "$wire"
 
 sent0=$(mh_counter 1 pkts_sent)
 rcvd0=$(mh_counter 1 pkts_rcvd)
@@ -98,10 +87,7 @@ sent=$(($(mh_counter 1 pkts_sent) - sent0))
 rcvd=$(($(mh_counter 1 pkts_rcvd) - rcvd0))
 gso=$(($(mh_counter 1 udp_gso_sends) - gso0))
 ((!wired || gso > 0)) || mh_fail "host 1 sent no GSO datagram"
-if [[ -n $dpid ]]; then
-	kill -INT "$dpid"
-	wait "$dpid" || true
-fi
+((!wired)) || mh_dumpcap_stop
 
 f=$(frames "$cap")
 mh_log "ipathctl: $n packets; tshark: $f frames; daemon counted $sent sent + $rcvd received"

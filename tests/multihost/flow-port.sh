@@ -26,15 +26,7 @@ ipv6) mh_up 2 --ipv6; gid=IPL_GID6 ip=ipv6 ;;
 esac
 
 wire=$MH_WORK/wire.pcapng
-ip netns exec "${IPL_PREFIX}1" dumpcap -q -i eth0 -f 'udp port 4791' \
-	-w "$wire" >"$MH_WORK/dumpcap.log" 2>&1 &
-dpid=$!
-for ((i = 0; i < 100; i++)); do
-	[[ -s $wire ]] && break
-	kill -0 "$dpid" 2>/dev/null || { cat "$MH_WORK/dumpcap.log" >&2; mh_fail "dumpcap"; }
-	sleep 0.1
-done
-((i < 100)) || mh_fail "dumpcap did not start"
+mh_dumpcap 1 "$wire"
 
 n=200
 for t in ib_send_lat ib_write_lat; do
@@ -50,8 +42,7 @@ for t in ib_send_lat ib_write_lat; do
 done
 # the last ACKs are on their way when the tools exit
 sleep 1
-kill -INT "$dpid"
-wait "$dpid" || true
+mh_dumpcap_stop
 
 tshark -r "$wire" -Y infiniband -T fields -e $ip.src \
 	-e infiniband.bth.destqp -e udp.srcport -e infiniband.bth.opcode \

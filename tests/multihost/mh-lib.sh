@@ -16,6 +16,8 @@
 #                              $SRV is the server's address.  Output in
 #                              $MH_WORK/NAME.{server,client}
 #   mh_counter K NAME          a counter of host K's daemon (0 when absent)
+#   mh_dumpcap K FILE          capture host K's eth0 (UDP 4791) into FILE;
+#                              mh_dumpcap_stop ends it
 #
 # Knobs: IPATHD_BUILD_DIR, IPD_TOOL_TIMEOUT (seconds per tool, default 120),
 # IPL_PREFIX / IPL_SUBNET / IPL_STATE (default: per run).
@@ -161,6 +163,29 @@ mh_pair() {
 		return 1
 	fi
 	return 0
+}
+
+# mh_dumpcap K FILE: dumpcap captures host K's eth0 (UDP port 4791) into
+# FILE, started (bounded) when it returns; mh_dumpcap_stop ends it.
+mh_dumpcap() {
+	local i
+	ip netns exec "${IPL_PREFIX}$1" dumpcap -q -i eth0 -f 'udp port 4791' \
+		-w "$2" >"$MH_WORK/dumpcap.log" 2>&1 &
+	MH_DUMPCAP=$!
+	for ((i = 0; i < 100; i++)); do
+		[[ -s $2 ]] && return 0
+		kill -0 "$MH_DUMPCAP" 2>/dev/null || {
+			cat "$MH_WORK/dumpcap.log" >&2
+			mh_fail "dumpcap"
+		}
+		sleep 0.1
+	done
+	mh_fail "dumpcap did not start"
+}
+
+mh_dumpcap_stop() {
+	kill -INT "$MH_DUMPCAP"
+	wait "$MH_DUMPCAP" || true
 }
 
 # mh_counter K NAME: ipathctl omits counters still at 0.
