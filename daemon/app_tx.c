@@ -109,6 +109,27 @@ void ipd_app_tx_responded(struct ipd_qp *qp)
 		ipd_net_flush(qp->dev);
 }
 
+/* The receive completion may show before its ACK is handed to the kernel,
+ * and the client react to it at once, while the ACK's sendto runs: the
+ * client waits for the flag to drop before it sends (provider/app_tx.c),
+ * so its next request still leaves after the ACK, as from a NIC. */
+bool ipd_app_tx_owe_ack(struct ipd_qp *qp)
+{
+	if (!qp->eng->app_tx_pub)
+		return false;
+	/* published to the client by the completion's release */
+	atomic_store_explicit(&qp->sq.hdr->app_tx_ack_owed, 1,
+			      memory_order_relaxed);
+	return true;
+}
+
+void ipd_app_tx_ack_paid(struct ipd_qp *qp)
+{
+	ipd_net_flush(qp->dev);
+	atomic_store_explicit(&qp->sq.hdr->app_tx_ack_owed, 0,
+			      memory_order_release);
+}
+
 enum ipd_app_tx_verdict ipd_app_tx_judge(const struct ipd_qp *qp,
 					 const struct ipd_swqe *swqe,
 					 uint32_t idx, uint32_t psn)

@@ -330,6 +330,11 @@ void ipd_app_tx_clear(struct ipd_qp *qp);
  * send qp's next request itself, it goes out now, before the completion
  * the client would post that request upon. */
 void ipd_app_tx_responded(struct ipd_qp *qp);
+/* resp.c: a receive completion is about to show before its ACK leaves;
+ * false (nothing raised) unless the word is published. */
+bool ipd_app_tx_owe_ack(struct ipd_qp *qp);
+/* ... and the ACK was sent: hand it to the kernel, lower the flag. */
+void ipd_app_tx_ack_paid(struct ipd_qp *qp);
 /* What the requester does with swqe (ring index idx, first and only
  * packet psn): not marked, marked and sent by the client exactly as
  * published (take it as sent, build nothing), or marked otherwise (send

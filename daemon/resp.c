@@ -881,9 +881,18 @@ static enum resp_state resp_execute(struct resp_ctx *c)
 	return resp_exec_atomic(c);
 }
 
-/* The ACK goes before the receive completion, as a NIC's would: a client
- * sending from its own socket (app_tx.c) once it sees the completion
- * must not overtake it (resp_send). */
+static enum resp_state resp_complete(struct resp_ctx *c)
+{
+	rwqe_complete(c->qp, c->pkt, IBV_WC_SUCCESS);
+	return RESP_DONE;
+}
+
+/* A client sending from its own socket (app_tx.c) once it sees the
+ * receive completion must not overtake the ACK (as from a NIC; resp_send).
+ * While it may (the word published) the completion shows first, under
+ * the client-visible flag that holds its packets back until the ACK is
+ * handed to the kernel, so that the ACK's sendto overlaps the client's
+ * reaction; otherwise the ACK is queued first. */
 static enum resp_state resp_acknowledge(struct resp_ctx *c)
 {
 	struct ipd_qp *qp = c->qp;
@@ -905,16 +914,17 @@ static enum resp_state resp_acknowledge(struct resp_ctx *c)
 		e->msn++;
 	/* IBA 9.7.5.1.1: coalesce, acknowledge when asked (after the
 	 * packets kept out of order that run next, ooo.c). */
-	if (ipd_bth_ackreq(pkt->hdr) && !ipd_ooo_defer_ack(qp))
+	if (!ipd_bth_ackreq(pkt->hdr) || ipd_ooo_defer_ack(qp))
+		return next;
+	if (next == RESP_COMPLETE && ipd_app_tx_owe_ack(qp)) {
+		next = resp_complete(c);
 		resp_send_ack(qp, IPD_AETH_ACK_NO_CREDIT,
 			      ipd_psn_add(pkt->psn, n - 1));
+		ipd_app_tx_ack_paid(qp);
+		return next;
+	}
+	resp_send_ack(qp, IPD_AETH_ACK_NO_CREDIT, ipd_psn_add(pkt->psn, n - 1));
 	return next;
-}
-
-static enum resp_state resp_complete(struct resp_ctx *c)
-{
-	rwqe_complete(c->qp, c->pkt, IBV_WC_SUCCESS);
-	return RESP_DONE;
 }
 
 /* IBA 9.7.5.1.4 / 9.7.5.2.x: duplicates are answered, never re-executed

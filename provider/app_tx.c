@@ -10,10 +10,12 @@
  * accept is sent again by it.
  */
 #include <errno.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ipathd/hdr.h"
@@ -304,8 +306,40 @@ bool ipd_app_tx_prepare(struct ipd_qp *qp, struct ipd_send_wqe *w, uint32_t idx,
 	return true;
 }
 
+/* The daemon may have shown the completion this request answers before
+ * it handed that completion's ACK to the kernel (ring.h app_tx_ack_owed):
+ * wait for it, so that the ACK leaves first, as from a NIC.  It is a
+ * sendto away; false after IPD_APP_TX_ACK_WAIT_NS (a daemon that stopped:
+ * the packet is left to its retransmission) or when it is gone. */
+static bool ack_wait(struct ipd_qp *qp)
+{
+	const _Atomic uint16_t *owed = &qp->sq.hdr->app_tx_ack_owed;
+	struct ipd_context *ctx = to_ictx(qp->vqp.qp.context);
+	uint64_t start = 0, now;
+	struct timespec ts;
+	unsigned int i;
+
+	for (i = 0; atomic_load_explicit(owed, memory_order_acquire); i++) {
+		if (i < IPD_APP_TX_ACK_SPINS)
+			continue;
+		if (atomic_load(&ctx->dead))
+			return false;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		if (!start)
+			start = now;
+		else if (now - start > IPD_APP_TX_ACK_WAIT_NS)
+			return false;
+		/* the daemon may be waiting for this CPU */
+		sched_yield();
+	}
+	return true;
+}
+
 void ipd_app_tx_send(struct ipd_qp *qp, const struct ipd_app_pkt *p)
 {
+	if (!ack_wait(qp))
+		return;
 	/* Refused (the WQE is posted as sent already): the daemon's
 	 * retransmission sends it, and this QP sends nothing itself any
 	 * more, so that a lasting refusal (a filter, a route) costs one

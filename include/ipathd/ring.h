@@ -60,7 +60,11 @@ struct ipd_ring_hdr {
 	/* The UDP source port of the daemon's packets of this QP, which the
 	 * client may bind too (SO_REUSEPORT); 0: any port. */
 	uint16_t app_tx_sport;
-	uint8_t pad2[IPD_CACHELINE - 62];
+	/* 1 from just before the daemon shows a receive completion whose
+	 * ACK it has not handed to the kernel yet until it has: meanwhile
+	 * the client sends nothing itself (docs/design.md "ACKs before the
+	 * requests that follow them"). */
+	_Atomic uint16_t app_tx_ack_owed;
 	/*
 	 * SQ and RQ only: the WQE the daemon is retiring, for a client whose
 	 * daemon died (docs/design.md "Daemon failure").  The daemon frees a

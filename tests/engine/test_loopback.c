@@ -1057,8 +1057,9 @@ static unsigned int at_sent;
 static bool at_ack_xmit, at_ack_flushed;
 static struct ipd_cq *at_cq;
 static uint32_t at_prod_at_flush;
-static struct ipd_qp *at_qp;         /* and its word then */
+static struct ipd_qp *at_qp;         /* and its word and ACK flag then */
 static uint64_t at_word_at_flush;
+static uint16_t at_owed_at_flush;
 
 /* ACKs/NAKs of at_watch handed to the link after a completion of
  * at_watch_cq showed (since at_step began), and how often at_watch's word
@@ -1077,7 +1078,8 @@ static bool at_watch_exposed(void)
 {
 	return atomic_load(&at_watch_cq->q.hdr->prod) != at_step_prod &&
 	       !at_watch_flushed &&
-	       atomic_load(&at_watch->sq.hdr->app_tx) & IPD_APP_TX_VALID;
+	       atomic_load(&at_watch->sq.hdr->app_tx) & IPD_APP_TX_VALID &&
+	       !atomic_load(&at_watch->sq.hdr->app_tx_ack_owed);
 }
 
 static int at_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
@@ -1106,8 +1108,11 @@ static void at_flush(struct ipd_link *link)
 	if (at_ack_xmit && !at_ack_flushed && at_cq) {
 		at_ack_flushed = true;
 		at_prod_at_flush = atomic_load(&at_cq->q.hdr->prod);
-		if (at_qp)
+		if (at_qp) {
 			at_word_at_flush = atomic_load(&at_qp->sq.hdr->app_tx);
+			at_owed_at_flush =
+				atomic_load(&at_qp->sq.hdr->app_tx_ack_owed);
+		}
 	}
 }
 
@@ -1160,6 +1165,8 @@ static void at_step(struct ipd_qp *qp, struct ipd_cq *cq)
 		at_late_bad += at_watch_exposed();
 		ev_run(dev.loop, EVRUN_NOWAIT);
 	}
+	/* the ACK flag never stays raised */
+	EXPECT(!atomic_load(&qp->sq.hdr->app_tx_ack_owed));
 }
 
 /* Where a responder's ACK must follow completions (behind READ data,
@@ -1403,13 +1410,17 @@ static int test_app_tx(void)
 	printf("app_tx: an ACK before the daemon took the WQE: taken by the completer, %u sent by the daemon, %lu bytes counted\n",
 	       at_sent, (unsigned long)(dev.cnt.bytes_sent - c0.bytes_sent));
 
-	/* while p is published, the ACK of a SEND it receives is handed to
-	 * the medium before the receive completion shows: a client posting
-	 * upon that completion from its own socket sends after it */
+	/* while p is published, the receive completion of a SEND it
+	 * receives shows before the ACK is handed to the medium, but under
+	 * the ACK flag, raised before the completion showed and lowered once
+	 * the ACK was flushed: a client posting upon that completion from its
+	 * own socket waits for the flag (provider/app_tx.c), so it sends after
+	 * the ACK */
 	w = at_word(p);
 	EXPECT(w & IPD_APP_TX_VALID);
 	post_recv(p, 2001, ma, 60 * 1024, 1024);
 	at_cq = c1;
+	at_qp = p;
 	at_ack_xmit = at_ack_flushed = false;
 	prod = atomic_load(&c1->q.hdr->prod);
 	{
@@ -1423,10 +1434,14 @@ static int test_app_tx(void)
 	expect_wc(c1, 0, 2001, IBV_WC_SUCCESS, IBV_WC_RECV, 24);
 	expect_wc(c2, 1, 3001, IBV_WC_SUCCESS, IBV_WC_SEND, 24);
 	EXPECT(!memcmp(ma->map + 60 * 1024, mb->map + 100, 24));
-	printf("app_tx: p's ACK flushed before its receive completion: %s (CQ producer %u at the flush, %u before)\n",
-	       at_ack_flushed && at_prod_at_flush == prod ? "yes" : "NO",
-	       at_prod_at_flush, prod);
-	EXPECT(at_ack_flushed && at_prod_at_flush == prod);
+	printf("app_tx: p's receive completion showed before its ACK was flushed, under the ACK flag: %s (CQ producer %u at the flush, %u before; flag %u then, %u after)\n",
+	       at_ack_flushed && at_prod_at_flush == prod + 1 &&
+			       at_owed_at_flush == 1 ? "yes" : "NO",
+	       at_prod_at_flush, prod, at_owed_at_flush,
+	       atomic_load(&p->sq.hdr->app_tx_ack_owed));
+	EXPECT(at_ack_flushed && at_prod_at_flush == prod + 1 &&
+	       at_owed_at_flush == 1);
+	EXPECT(!atomic_load(&p->sq.hdr->app_tx_ack_owed));
 
 	/* an ACK sent while the word was withdrawn is flushed before the
 	 * word turns valid again (the peer's SEND injected straight onto
