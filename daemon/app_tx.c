@@ -115,7 +115,9 @@ void ipd_app_tx_responded(struct ipd_qp *qp)
  * so its next request still leaves after the ACK, as from a NIC. */
 bool ipd_app_tx_owe_ack(struct ipd_qp *qp)
 {
-	if (!qp->eng->app_tx_pub)
+	/* Behind queued READ data the ACK waits, and resp_send withdraws
+	 * the word before the completion shows. */
+	if (!qp->eng->app_tx_pub || !ipd_resp_quiet(qp))
 		return false;
 	/* published to the client by the completion's release */
 	atomic_store_explicit(&qp->sq.hdr->app_tx_ack_owed, 1,

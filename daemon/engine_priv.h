@@ -327,8 +327,9 @@ void ipd_eng_cq_post(struct ipd_qp *qp, struct ipd_cq *cq,
 void ipd_app_tx_publish(struct ipd_qp *qp);
 void ipd_app_tx_clear(struct ipd_qp *qp);
 /* The responder handed the link a response of qp: while the client may
- * send qp's next request itself, it goes out now, before the completion
- * the client would post that request upon. */
+ * send qp's next request itself, it goes out now, before the client can
+ * post that request upon the completion it follows (or precedes, under
+ * the ACK flag: ipd_app_tx_owe_ack). */
 void ipd_app_tx_responded(struct ipd_qp *qp);
 /* resp.c: a receive completion is about to show before its ACK leaves;
  * false (nothing raised) unless the word is published. */

@@ -123,9 +123,10 @@ static bool is_plain_ack(const struct ipd_pkt *pkt)
  * and NAKs are cumulative: a newer one replaces a queued one at the tail.
  * While the client may send this QP's next request itself (app_tx.c), a
  * response leaves at once, not at the end of the batch: the client may
- * post that request as soon as it sees the completion that follows, and
- * a peer must see the ACK before it (as from a NIC; perftest's latency
- * tests in event mode depend on it). */
+ * post that request as soon as it sees the completion (which, under the
+ * ACK flag, may show just before: resp_acknowledge), and a peer must see
+ * the ACK before it (as from a NIC; perftest's latency tests in event
+ * mode depend on it). */
 static void resp_send(struct ipd_qp *qp, struct ipd_pkt *pkt)
 {
 	struct ipd_engine_qp *e = qp->eng;

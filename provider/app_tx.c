@@ -120,7 +120,7 @@ static struct ipd_tx_sock *tx_sock_get(struct ipd_context *ctx,
 	t->fd = sock_open(src, want, &t->sport);
 	t->next = ctx->tx_socks;
 	ctx->tx_socks = t;
-	ctx->tx_ports += want != 0;
+	ctx->tx_ports += want && t->fd >= 0;
 	return t;
 }
 
@@ -249,6 +249,41 @@ static bool op_ok(const struct ipd_send_wqe *w)
 	}
 }
 
+/* The daemon may have shown a completion this post answers before it
+ * handed that completion's ACK to the kernel (ring.h app_tx_ack_owed):
+ * wait for it, so that the ACK leaves before a request sent from here, as
+ * from a NIC.  The flag went up before that completion showed, so before
+ * this post began: checked once, before the send queue's lock.  It is a
+ * sendto away; false after IPD_APP_TX_ACK_WAIT_NS (a daemon that stopped)
+ * or when the daemon is gone: this post then goes through the daemon. */
+bool ipd_app_tx_ack_wait(struct ipd_qp *qp)
+{
+	const _Atomic uint16_t *owed;
+	struct ipd_context *ctx = to_ictx(qp->vqp.qp.context);
+	uint64_t start = 0, now;
+	struct timespec ts;
+	unsigned int i;
+
+	if (!qp->sq.hdr)
+		return true;
+	owed = &qp->sq.hdr->app_tx_ack_owed;
+	for (i = 0; atomic_load_explicit(owed, memory_order_acquire); i++) {
+		if (i < IPD_APP_TX_ACK_SPINS)
+			continue;
+		if (atomic_load(&ctx->dead))
+			return false;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+		if (!start)
+			start = now;
+		else if (now - start > IPD_APP_TX_ACK_WAIT_NS)
+			return false;
+		/* the daemon may be waiting for this CPU */
+		sched_yield();
+	}
+	return true;
+}
+
 bool ipd_app_tx_prepare(struct ipd_qp *qp, struct ipd_send_wqe *w, uint32_t idx,
 			struct ipd_app_pkt *p)
 {
@@ -306,40 +341,8 @@ bool ipd_app_tx_prepare(struct ipd_qp *qp, struct ipd_send_wqe *w, uint32_t idx,
 	return true;
 }
 
-/* The daemon may have shown the completion this request answers before
- * it handed that completion's ACK to the kernel (ring.h app_tx_ack_owed):
- * wait for it, so that the ACK leaves first, as from a NIC.  It is a
- * sendto away; false after IPD_APP_TX_ACK_WAIT_NS (a daemon that stopped:
- * the packet is left to its retransmission) or when it is gone. */
-static bool ack_wait(struct ipd_qp *qp)
-{
-	const _Atomic uint16_t *owed = &qp->sq.hdr->app_tx_ack_owed;
-	struct ipd_context *ctx = to_ictx(qp->vqp.qp.context);
-	uint64_t start = 0, now;
-	struct timespec ts;
-	unsigned int i;
-
-	for (i = 0; atomic_load_explicit(owed, memory_order_acquire); i++) {
-		if (i < IPD_APP_TX_ACK_SPINS)
-			continue;
-		if (atomic_load(&ctx->dead))
-			return false;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-		if (!start)
-			start = now;
-		else if (now - start > IPD_APP_TX_ACK_WAIT_NS)
-			return false;
-		/* the daemon may be waiting for this CPU */
-		sched_yield();
-	}
-	return true;
-}
-
 void ipd_app_tx_send(struct ipd_qp *qp, const struct ipd_app_pkt *p)
 {
-	if (!ack_wait(qp))
-		return;
 	/* Refused (the WQE is posted as sent already): the daemon's
 	 * retransmission sends it, and this QP sends nothing itself any
 	 * more, so that a lasting refusal (a filter, a route) costs one

@@ -292,6 +292,9 @@ struct ipd_app_pkt {
 	/* BTH, RETH, ImmDt, payload, pad, ICRC */
 	uint8_t buf[32 + IPD_APP_TX_PAYLOAD + 3 + 4];
 };
+/* Before the SQ lock: false when a post must go through the daemon (its
+ * ACK flag stayed up, the daemon is gone). */
+bool ipd_app_tx_ack_wait(struct ipd_qp *qp);
 /* Under the SQ lock, WQE w (ring index idx) built: true when it may go
  * from here; then p holds its packet and w is marked. */
 bool ipd_app_tx_prepare(struct ipd_qp *qp, struct ipd_send_wqe *w,

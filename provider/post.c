@@ -211,7 +211,7 @@ int ipd_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr,
 {
 	struct ipd_qp *qp = to_iqp(ibqp);
 	struct ipd_app_pkt pkt;
-	bool app_tx = false;
+	bool app_tx = false, app_ok;
 	uint32_t prod, start;
 	int err = 0;
 
@@ -219,6 +219,7 @@ int ipd_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr,
 		*bad_wr = wr;
 		return EINVAL;
 	}
+	app_ok = ipd_app_tx_ack_wait(qp);
 	pthread_spin_lock(&qp->sq.lock);
 	if (!sq_accepts(ibqp)) {
 		err = EINVAL;
@@ -249,7 +250,7 @@ int ipd_post_send(struct ibv_qp *ibqp, struct ibv_send_wr *wr,
 		err = build_send(qp, sq_slot(qp, prod), wr);
 		if (err)
 			break;
-		if (prod == start && !wr->next)
+		if (app_ok && prod == start && !wr->next)
 			app_tx = ipd_app_tx_prepare(qp, sq_slot(qp, prod), prod,
 						    &pkt);
 		prod++;

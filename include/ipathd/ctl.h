@@ -12,7 +12,9 @@
 
 #include "ipathd_ctl.pb-c.h"
 
-#define IPD_CTL_ABI_VERSION 1
+/* 2: the SQ ring header's app_tx_sport and app_tx_ack_owed (a provider
+ * that ignores the flag would break the order of ACKs and requests). */
+#define IPD_CTL_ABI_VERSION 2
 #define IPD_CTL_MAX_MSG (256u * 1024u)
 #define IPD_CTL_MAX_FDS 4
 #define IPD_DEFAULT_SOCKET "/run/ipathd/ipathd.sock"

@@ -49,7 +49,8 @@ struct ipd_ring_hdr {
 	 * IPD_APP_TX_VALID | the ring index of the next WQE << 24 | its PSN
 	 * while the send queue is idle (every WQE sent and completed) and
 	 * the client may send that WQE's single packet itself; the fields
-	 * after it, written before app_tx turns valid, say where to.
+	 * after it up to app_tx_sport, written before app_tx turns valid,
+	 * say where to.
 	 */
 	uint32_t app_tx_dqpn;    /* destination QP */
 	_Atomic uint64_t app_tx;

@@ -1103,6 +1103,11 @@ static int at_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 
 static void at_flush(struct ipd_link *link)
 {
+	/* The ACK flag comes down right after a flush (app_tx.c): the ACK
+	 * it stood for must be in the link by then, not queued. */
+	if (at_watch && atomic_load(&at_watch->sq.hdr->app_tx_ack_owed) &&
+	    !at_watch_xmit)
+		at_late_bad++;
 	if (at_watch && at_watch_xmit)
 		at_watch_flushed = true;
 	if (at_ack_xmit && !at_ack_flushed && at_cq) {
