@@ -254,31 +254,39 @@ static bool op_ok(const struct ipd_send_wqe *w)
  * wait for it, so that the ACK leaves before a request sent from here, as
  * from a NIC.  The flag went up before that completion showed, so before
  * this post began: checked once, before the send queue's lock.  It is a
- * sendto away; false after IPD_APP_TX_ACK_WAIT_NS (a daemon that stopped)
- * or when the daemon is gone: this post then goes through the daemon. */
+ * sendto away on another CPU: spin for up to IPD_APP_TX_ACK_SPIN_NS (a
+ * yield would hand this CPU to another busy process for far longer), then
+ * yield (the daemon may be waiting for this CPU); false after
+ * IPD_APP_TX_ACK_WAIT_NS (a daemon that stopped) or when the daemon is
+ * gone: this post then goes through the daemon. */
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 bool ipd_app_tx_ack_wait(struct ipd_qp *qp)
 {
 	const _Atomic uint16_t *owed;
 	struct ipd_context *ctx = to_ictx(qp->vqp.qp.context);
-	uint64_t start = 0, now;
-	struct timespec ts;
+	uint64_t start = 0, waited;
 	unsigned int i;
 
 	if (!qp->sq.hdr)
 		return true;
 	owed = &qp->sq.hdr->app_tx_ack_owed;
-	for (i = 0; atomic_load_explicit(owed, memory_order_acquire); i++) {
-		if (i < IPD_APP_TX_ACK_SPINS)
+	for (i = 1; atomic_load_explicit(owed, memory_order_acquire); i++) {
+		if (i % 64)
 			continue;
-		if (atomic_load(&ctx->dead))
-			return false;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 		if (!start)
-			start = now;
-		else if (now - start > IPD_APP_TX_ACK_WAIT_NS)
+			start = mono_ns();
+		waited = mono_ns() - start;
+		if (waited < IPD_APP_TX_ACK_SPIN_NS)
+			continue;
+		if (waited > IPD_APP_TX_ACK_WAIT_NS || atomic_load(&ctx->dead))
 			return false;
-		/* the daemon may be waiting for this CPU */
 		sched_yield();
 	}
 	return true;

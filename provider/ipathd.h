@@ -76,9 +76,9 @@ struct ipd_tx_sock {
  * (as many as the daemon binds, daemon/link_udp.c); QPs beyond them send
  * from the ephemeral one. */
 #define IPD_APP_TX_PORTS 64
-/* app_tx.c: polls of the daemon's ACK flag before yielding, and how long
- * to wait for it at most. */
-#define IPD_APP_TX_ACK_SPINS 256
+/* app_tx.c: how long to spin on the daemon's ACK flag before yielding,
+ * and to wait for it at most. */
+#define IPD_APP_TX_ACK_SPIN_NS 20000u
 #define IPD_APP_TX_ACK_WAIT_NS 100000000u
 
 /* A ring as the client maps it (layout in ipathd/ring.h). */
