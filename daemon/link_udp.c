@@ -605,8 +605,8 @@ static void tx_pktinfo(union udp_cmsg *cm, const struct sockaddr_storage *src)
 }
 
 /* The socket a flow leaves from and the source port it gets on the wire:
- * a socket bound to sport itself when possible (see the top; *own says
- * which). */
+ * a socket bound to sport itself when possible (see the top; *own, when
+ * asked, says which). */
 static int tx_sock(struct udp_family *uf, uint16_t sport, uint16_t *wire,
 		   bool *own)
 {
@@ -619,7 +619,8 @@ static int tx_sock(struct udp_family *uf, uint16_t sport, uint16_t *wire,
 			if (uf->sport[idx].fd < 0)
 				break;
 			*wire = sport;
-			*own = true;
+			if (own)
+				*own = true;
 			return uf->sport[idx].fd;
 		}
 		if (uf->sport[idx].port)
@@ -635,12 +636,14 @@ static int tx_sock(struct udp_family *uf, uint16_t sport, uint16_t *wire,
 		if (fd < 0)
 			break;
 		*wire = sport;
-		*own = true;
+		if (own)
+			*own = true;
 		return fd;
 	}
 	idx = (unsigned int)(sport ^ (sport >> 8)) % UDP_TX_SOCKS;
 	*wire = uf->tx_port[idx];
-	*own = false;
+	if (own)
+		*own = false;
 	return uf->tx_fd[idx];
 }
 
@@ -680,7 +683,6 @@ static int udp_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 	struct ipd_icrc_flow flow;
 	uint16_t wire_sport;
 	int family, ret, fd;
-	bool own;
 
 	family = addr_normalize(&pkt->dst, &s->to);
 	uf = udp_fam(ul, family);
@@ -698,7 +700,7 @@ static int udp_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 		if (ret)
 			goto err_drop;
 	}
-	fd = tx_sock(uf, pkt->sport, &wire_sport, &own);
+	fd = tx_sock(uf, pkt->sport, &wire_sport, NULL);
 	addr_set_port(&s->to, ul->port);
 	tx_pktinfo(&s->cmsg, &src);
 	s->iov.iov_base = pkt->hdr;
