@@ -62,9 +62,9 @@ struct ipd_link_ops {
 	 * end of the loop iteration. */
 	void (*flush)(struct ipd_link *link);
 	/* Optional: the UDP source port this link's packets of flow sport
-	 * towards dst leave from, when it is the flow's own and its socket
-	 * lets other sockets of the daemon's user bind it too
-	 * (SO_REUSEPORT); 0 when they leave from a port other flows share. */
+	 * towards dst leave from (the flow's own, or one it shares with
+	 * other flows), its socket letting other sockets of the daemon's
+	 * user bind it too (SO_REUSEPORT); 0 when there is none. */
 	uint16_t (*flow_port)(struct ipd_link *link,
 			      const struct sockaddr_storage *dst, uint16_t sport);
 	void (*destroy)(struct ipd_link *link);

@@ -483,6 +483,8 @@ struct ipd_counters {
 	uint64_t udp_tx_errors;          /* link_udp.c: datagrams the kernel refused */
 	/* link_udp.c: GSO datagrams the kernel took, and the packets in them */
 	uint64_t udp_gso_sends, udp_gso_pkts;
+	/* link_udp.c: per-port sockets closed to make room (UDP_SPORT_IDLE) */
+	uint64_t udp_sport_evictions;
 	/* link_fabric.c: sends dropped (backlog full, no address), sends
 	 * and receives the provider failed, malformed messages */
 	uint64_t fabric_tx_dropped, fabric_tx_errors, fabric_rx_errors,

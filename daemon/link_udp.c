@@ -19,13 +19,18 @@
  *    A UDP socket cannot pick its source port per datagram, so the link
  *    keeps one unconnected socket bound to each source port in use (up
  *    to UDP_SPORT_MAX per family, opened on first use) and the port on
- *    the wire is exactly pkt->sport, as with rxe.  These sockets set
- *    SO_REUSEPORT so that a client's application transmit (app_tx.c)
- *    can bind the same port and a QP's packets keep one flow whoever
- *    sends them (udp_flow_port).  When a port cannot be bound (taken by
- *    another program) or the table is full, the packet leaves from one
- *    of UDP_TX_SOCKS sockets on ephemeral ports chosen by hashing
- *    pkt->sport: the daemon's packets of a QP still stay in one flow.
+ *    the wire is exactly pkt->sport, as with rxe.  When the table is
+ *    full, the socket unused longest goes if it has been unused for
+ *    UDP_SPORT_IDLE (reopened when its flow sends again), so a daemon
+ *    that runs for months keeps exact ports for the flows of now.  These
+ *    sockets set SO_REUSEPORT so that a client's application transmit
+ *    (app_tx.c) can bind the same port and a QP's packets keep one flow
+ *    whoever sends them (udp_flow_port).  When a port cannot be bound
+ *    (taken by another program) or more flows than the table holds are
+ *    busy, the packet leaves from one of UDP_TX_SOCKS sockets on
+ *    ephemeral ports chosen by hashing pkt->sport: the daemon's packets
+ *    of a QP still stay in one flow, and those sockets set SO_REUSEPORT
+ *    too, so that the client sends from that port as well.
  *    Receivers accept any source port.
  *  - UDP checksum: computed when udp_gso is on (the default: GSO needs
  *    it, see below); otherwise 0 on IPv4 (SO_NO_CHECK) and IPv6
@@ -132,6 +137,7 @@
 
 #define UDP_TX_SOCKS 8          /* fallback source ports per family */
 #define UDP_SPORT_MAX 64        /* exact source ports per family */
+#define UDP_SPORT_IDLE 1.0      /* s unused before a port's socket may go */
 #define UDP_TX_BATCH 64         /* datagrams per sendmmsg */
 #define UDP_RX_BATCH 32         /* datagrams per recvmmsg */
 #define UDP_RX_ROUNDS 8         /* recvmmsg calls per wake-up, then yield */
@@ -166,8 +172,13 @@ struct udp_family {
 	int tx_fd[UDP_TX_SOCKS];   /* bound to ephemeral ports */
 	uint16_t tx_port[UDP_TX_SOCKS];
 	/* sockets bound to exact source ports: open addressing on port;
-	 * port 0 = free slot, fd -1 = that port could not be bound */
-	struct { uint16_t port; int fd; } sport[UDP_SPORT_MAX];
+	 * port 0 = free slot, fd -1 = that port could not be bound; used =
+	 * when a packet or a client last asked for it */
+	struct udp_sport {
+		uint16_t port;
+		int fd;
+		ev_tstamp used;
+	} sport[UDP_SPORT_MAX];
 	unsigned int nsport;
 	struct udp_link *ul;
 };
@@ -604,46 +615,77 @@ static void tx_pktinfo(union udp_cmsg *cm, const struct sockaddr_storage *src)
 	}
 }
 
-/* The socket a flow leaves from and the source port it gets on the wire:
- * a socket bound to sport itself when possible (see the top; *own, when
- * asked, says which). */
-static int tx_sock(struct udp_family *uf, uint16_t sport, uint16_t *wire,
-		   bool *own)
+/* The slot for port in the open-addressing table: the one holding it, or
+ * the free one where it would go; NULL when neither (full). */
+static struct udp_sport *sport_slot(struct udp_family *uf, uint16_t port)
 {
-	unsigned int h = (sport * 2654435761u) >> 26, i, idx;   /* 0..63 */
+	unsigned int h = (port * 2654435761u) >> 26, i; /* 0..63 */
+	struct udp_sport *e;
+
+	for (i = 0; i < UDP_SPORT_MAX; i++) {
+		e = &uf->sport[(h + i) % UDP_SPORT_MAX];
+		if (e->port == port || !e->port)
+			return e;
+	}
+	return NULL;
+}
+
+/* Make room for one more port: close the socket unused longest if it has
+ * been unused for UDP_SPORT_IDLE and no queued datagram leaves from it,
+ * then put the others back where lookups find them. */
+static bool sport_evict(struct udp_family *uf, ev_tstamp now)
+{
+	struct udp_sport old[UDP_SPORT_MAX], *v = NULL, *e;
+	unsigned int i;
+
+	for (i = 0; i < UDP_SPORT_MAX; i++) {
+		e = &uf->sport[i];
+		if (e->port && now - e->used >= UDP_SPORT_IDLE &&
+		    (!v || e->used < v->used))
+			v = e;
+	}
+	for (i = 0; v && v->fd >= 0 && i < uf->ul->ntx; i++)
+		if (uf->ul->tx_fd[i] == v->fd)
+			return false;
+	if (!v)
+		return false;
+	if (v->fd >= 0)
+		close(v->fd);
+	v->port = 0;
+	memcpy(old, uf->sport, sizeof(old));
+	memset(uf->sport, 0, sizeof(uf->sport));
+	for (i = 0; i < UDP_SPORT_MAX; i++)
+		if (old[i].port)
+			*sport_slot(uf, old[i].port) = old[i];
+	uf->nsport--;
+	uf->ul->dev->cnt.udp_sport_evictions++;
+	return true;
+}
+
+/* The socket a flow leaves from and the source port it gets on the wire:
+ * a socket bound to sport itself when possible (see the top). */
+static int tx_sock(struct udp_family *uf, uint16_t sport, uint16_t *wire)
+{
+	ev_tstamp now = ev_now(uf->ul->dev->loop);
+	struct udp_sport *e = sport ? sport_slot(uf, sport) : NULL;
+	unsigned int idx;
 	int fd;
 
-	for (i = 0; sport && i < UDP_SPORT_MAX; i++) {
-		idx = (h + i) % UDP_SPORT_MAX;
-		if (uf->sport[idx].port == sport) {
-			if (uf->sport[idx].fd < 0)
-				break;
-			*wire = sport;
-			if (own)
-				*own = true;
-			return uf->sport[idx].fd;
-		}
-		if (uf->sport[idx].port)
-			continue;
-		/* Free slot: bind a socket to sport (keep one slot free so
-		 * that lookups always terminate). */
-		if (uf->nsport + 1 >= UDP_SPORT_MAX)
-			break;
+	/* Keep one slot free so that lookups always terminate. */
+	if (e && !e->port && uf->nsport + 1 >= UDP_SPORT_MAX)
+		e = sport_evict(uf, now) ? sport_slot(uf, sport) : NULL;
+	if (e && !e->port) {
 		fd = sock_open(uf->family, sport, NULL, uf->ul->gso, true);
-		uf->sport[idx].port = sport;
-		uf->sport[idx].fd = fd < 0 ? -1 : fd;
+		*e = (struct udp_sport){.port = sport, .fd = fd < 0 ? -1 : fd};
 		uf->nsport++;
-		if (fd < 0)
-			break;
+	}
+	if (e && e->fd >= 0) {
+		e->used = now;
 		*wire = sport;
-		if (own)
-			*own = true;
-		return fd;
+		return e->fd;
 	}
 	idx = (unsigned int)(sport ^ (sport >> 8)) % UDP_TX_SOCKS;
 	*wire = uf->tx_port[idx];
-	if (own)
-		*own = false;
 	return uf->tx_fd[idx];
 }
 
@@ -658,7 +700,9 @@ static struct udp_family *udp_fam(struct udp_link *ul, int family)
 }
 
 /* A client sends the QP's packets from this port too (app_tx.c): opening
- * the socket here, ahead of the client, keeps the port the daemon's. */
+ * the socket here, ahead of the client, keeps the port the daemon's.  It
+ * is the flow's own port or, when that cannot be had, the shared one the
+ * daemon sends the flow's packets from. */
 static uint16_t udp_flow_port(struct ipd_link *link,
 			      const struct sockaddr_storage *dst, uint16_t sport)
 {
@@ -666,12 +710,11 @@ static uint16_t udp_flow_port(struct ipd_link *link,
 	struct sockaddr_storage to;
 	struct udp_family *uf = udp_fam(ul, addr_normalize(dst, &to));
 	uint16_t wire;
-	bool own;
 
 	if (!uf)
 		return 0;
-	tx_sock(uf, sport, &wire, &own);
-	return own ? wire : 0;
+	tx_sock(uf, sport, &wire);
+	return wire;
 }
 
 static int udp_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
@@ -700,7 +743,7 @@ static int udp_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
 		if (ret)
 			goto err_drop;
 	}
-	fd = tx_sock(uf, pkt->sport, &wire_sport, NULL);
+	fd = tx_sock(uf, pkt->sport, &wire_sport);
 	addr_set_port(&s->to, ul->port);
 	tx_pktinfo(&s->cmsg, &src);
 	s->iov.iov_base = pkt->hdr;
@@ -1248,7 +1291,7 @@ static int family_open(struct udp_link *ul, struct udp_family *uf, int family)
 		ul->gro = false;
 	}
 	for (i = 0; i < UDP_TX_SOCKS; i++) {
-		fd = sock_open(family, 0, &uf->tx_port[i], ul->gso, false);
+		fd = sock_open(family, 0, &uf->tx_port[i], ul->gso, true);
 		if (fd < 0)
 			goto err;
 		uf->tx_fd[i] = fd;

@@ -34,6 +34,7 @@ static const struct counter_name {
 	CNT(app_tx_pkts), CNT(app_tx_refused),
 	CNT(bad_ring_index), CNT(clients_cut_off),
 	CNT(udp_tx_errors), CNT(udp_gso_sends), CNT(udp_gso_pkts),
+	CNT(udp_sport_evictions),
 	CNT(fabric_tx_dropped), CNT(fabric_tx_errors), CNT(fabric_rx_errors),
 	CNT(fabric_rx_bad),
 	CNT(mr_truncated_faults),

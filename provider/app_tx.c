@@ -99,9 +99,9 @@ void ipd_app_tx_ctx_fini(struct ipd_context *ctx)
 	pthread_spin_destroy(&ctx->mr_lock);
 }
 
-/* The context's socket for (src, want), opened at first use; NULL when
- * none may be opened (IPD_APP_TX_PORTS) or memory is short.  Called with
- * tx_lock held. */
+/* The context's socket for (src, want), opened at first use, with a
+ * reference taken; NULL when none may be opened (IPD_APP_TX_PORTS) or
+ * memory is short.  Called with tx_lock held. */
 static struct ipd_tx_sock *tx_sock_get(struct ipd_context *ctx,
 				       const uint8_t src[16], uint16_t want)
 {
@@ -109,7 +109,7 @@ static struct ipd_tx_sock *tx_sock_get(struct ipd_context *ctx,
 
 	for (t = ctx->tx_socks; t; t = t->next)
 		if (t->want == want && !memcmp(t->src, src, 16))
-			return t;
+			goto found;
 	if (want && ctx->tx_ports >= IPD_APP_TX_PORTS)
 		return NULL;
 	t = calloc(1, sizeof(*t));
@@ -121,7 +121,27 @@ static struct ipd_tx_sock *tx_sock_get(struct ipd_context *ctx,
 	t->next = ctx->tx_socks;
 	ctx->tx_socks = t;
 	ctx->tx_ports += want && t->fd >= 0;
+found:
+	t->refs++;
 	return t;
+}
+
+/* Drop a reference; the last one closes a socket bound to a QP's port
+ * (the ephemeral ones stay for the context).  Called with tx_lock held. */
+static void tx_sock_put(struct ipd_context *ctx, struct ipd_tx_sock *t)
+{
+	struct ipd_tx_sock **p;
+
+	if (--t->refs || !t->want)
+		return;
+	for (p = &ctx->tx_socks; *p != t; p = &(*p)->next)
+		;
+	*p = t->next;
+	if (t->fd >= 0) {
+		close(t->fd);
+		ctx->tx_ports--;
+	}
+	free(t);
 }
 
 /* The socket for the QP's packets from src: bound to want, the port the
@@ -130,7 +150,7 @@ static struct ipd_tx_sock *tx_sock_get(struct ipd_context *ctx,
  * ephemeral port for src, shared by its QPs.  NULL when src cannot be
  * bound (an application in another network namespace than the daemon's
  * address, an IPv6 link-local address): everything goes through the
- * daemon then. */
+ * daemon then.  Called with the send queue's lock held. */
 static struct ipd_tx_sock *tx_sock(struct ipd_qp *qp, const uint8_t src[16],
 				   uint16_t want)
 {
@@ -140,13 +160,32 @@ static struct ipd_tx_sock *tx_sock(struct ipd_qp *qp, const uint8_t src[16],
 	if (t && qp->tx_want == want && !memcmp(t->src, src, 16))
 		return t->fd >= 0 ? t : NULL;
 	pthread_mutex_lock(&ctx->tx_lock);
+	if (qp->tx)
+		tx_sock_put(ctx, qp->tx);
 	t = want ? tx_sock_get(ctx, src, want) : NULL;
-	if (!t || t->fd < 0)
+	if (t && t->fd < 0) {
+		tx_sock_put(ctx, t);
+		t = NULL;
+	}
+	if (!t)
 		t = tx_sock_get(ctx, src, 0);
 	pthread_mutex_unlock(&ctx->tx_lock);
 	qp->tx = t;
 	qp->tx_want = want;
 	return t && t->fd >= 0 ? t : NULL;
+}
+
+/* The QP goes: its reference to its socket too. */
+void ipd_app_tx_qp_fini(struct ipd_qp *qp)
+{
+	struct ipd_context *ctx = to_ictx(qp->vqp.qp.context);
+
+	if (!qp->tx)
+		return;
+	pthread_mutex_lock(&ctx->tx_lock);
+	tx_sock_put(ctx, qp->tx);
+	pthread_mutex_unlock(&ctx->tx_lock);
+	qp->tx = NULL;
 }
 
 /* ---- the lkeys SGEs are read through --------------------------------- */

@@ -70,12 +70,15 @@ struct ipd_tx_sock {
 	int fd;				/* -1: cannot be bound */
 	uint16_t want;
 	uint16_t sport;			/* the port bound */
+	unsigned int refs;		/* QPs sending from it (qp->tx) */
 };
 
-/* app_tx.c: at most this many sockets per context bound to a QP's port
- * (as many as the daemon binds, daemon/link_udp.c); QPs beyond them send
- * from the ephemeral one. */
-#define IPD_APP_TX_PORTS 64
+/* app_tx.c: at most this many sockets per context bound to a port the
+ * daemon published at once (as many as the daemon sends from per family,
+ * daemon/link_udp.c: 63 ports of one flow each, 8 shared); a socket closes
+ * with the last QP sending from it; QPs beyond them send from the
+ * ephemeral one. */
+#define IPD_APP_TX_PORTS 71
 /* app_tx.c: how long to spin on the daemon's ACK flag before yielding,
  * and to wait for it at most. */
 #define IPD_APP_TX_ACK_SPIN_NS 20000u
@@ -304,6 +307,7 @@ void ipd_app_tx_send(struct ipd_qp *qp, const struct ipd_app_pkt *p);
 /* At context creation and release. */
 void ipd_app_tx_ctx_init(struct ipd_context *ctx);
 void ipd_app_tx_ctx_fini(struct ipd_context *ctx);
+void ipd_app_tx_qp_fini(struct ipd_qp *qp);
 /* The context's MRs by lkey (added once registered, removed before
  * deregistration). */
 void ipd_app_tx_mr_add(struct ipd_context *ctx, struct ipd_mr *mr);

@@ -1098,6 +1098,7 @@ int ipd_destroy_qp(struct ibv_qp *ibqp)
 	if (err)
 		return err;
 	ipd_fatal_qp_del(qp);
+	ipd_app_tx_qp_fini(qp);
 	ipd_uring_unmap(&qp->sq);
 	ipd_uring_unmap(&qp->rq);
 	free(qp->defer);

@@ -9,6 +9,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,6 +221,68 @@ static void test_sport_taken(struct ipd_dev *dev, struct ipd_link *link)
 	      nrx ? rx[0]->sport : 0);
 	rx_reset(dev);
 	close(fd);
+}
+
+/* n new flows from sport base on, one packet each: how many left from
+ * their own port; all must arrive. */
+static int flows_own(struct ipd_dev *dev, struct ipd_link *link, uint16_t base,
+		     int n)
+{
+	struct ipd_pkt *p;
+	int i, own = 0;
+
+	for (i = 0; i < n; i++) {
+		p = make_pkt(AF_INET, "127.0.0.1", 1, 16);
+		p->sport = (uint16_t)(base + i);
+		link->ops->xmit(link, p);
+		link->ops->flush(link);
+	}
+	run_until(dev, n);
+	CHECK(nrx == n, "flows from %#x: got %d of %d", base, nrx, n);
+	for (i = 0; i < nrx; i++)
+		own += rx[i]->sport >= base && rx[i]->sport < base + n;
+	rx_reset(dev);
+	return own;
+}
+
+/* More flows than the link keeps sockets of their own ports for (63):
+ * the rest leave from a shared port, which flow_port names so that a
+ * client sends from it too; once the sockets have been idle for
+ * UDP_SPORT_IDLE, new flows get ports of their own again. */
+static void test_sport_evict(struct ipd_dev *dev, struct ipd_link *link)
+{
+	struct sockaddr_storage dst;
+	struct ipd_pkt *p;
+	uint64_t ev;
+	uint16_t port;
+	int own;
+
+	set_addr(&dst, AF_INET, "127.0.0.1");
+	own = flows_own(dev, link, 0xd000, 70);
+	CHECK(own <= 63 && own >= 50,
+	      "70 flows at once: %d left from their own port", own);
+	/* a flow beyond the table (of sockets all busy: none is closed for
+	 * it): flow_port names the port it leaves from */
+	port = link->ops->flow_port(link, &dst, 0xd100);
+	p = make_pkt(AF_INET, "127.0.0.1", 1, 16);
+	p->sport = 0xd100;
+	link->ops->xmit(link, p);
+	run_until(dev, 1);
+	CHECK(nrx == 1 && port && rx[0]->sport == port && port != 0xd100,
+	      "flow beyond the table: flow_port %#x, left from %#x", port,
+	      nrx ? rx[0]->sport : 0);
+	rx_reset(dev);
+	ev = dev->cnt.udp_sport_evictions;
+	usleep(1100 * 1000);
+	ev_now_update(dev->loop);
+	own = flows_own(dev, link, 0xe000, 70);
+	CHECK(own >= 60, "70 new flows after 1.1 s idle: %d own ports", own);
+	CHECK(dev->cnt.udp_sport_evictions - ev >= 60,
+	      "after 1.1 s idle: %" PRIu64 " sockets closed",
+	      dev->cnt.udp_sport_evictions - ev);
+	printf("  source ports: 70 new flows after 1.1 s idle, %d own, %" PRIu64
+	       " idle sockets closed\n",
+	       own, dev->cnt.udp_sport_evictions - ev);
 }
 
 static void test_burst(struct ipd_dev *dev, struct ipd_link *link)
@@ -523,6 +586,7 @@ int main(void)
 	test_burst(&dev, link);
 	test_runs(&dev, link, AF_INET, "127.0.0.1", "gso off, gro off");
 	test_sport_taken(&dev, link);
+	test_sport_evict(&dev, link);
 	if (raw >= 0) {
 		settle(&dev);
 		raw_check(raw, (uint16_t)cfg.udp_port);
