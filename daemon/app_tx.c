@@ -47,17 +47,35 @@ static bool app_tx_idle(struct ipd_qp *qp, const struct ipd_engine_qp *e)
 	       ipd_resp_quiet(qp);
 }
 
-/* The source port the daemon's packets of the QP leave from, if the
- * client may bind it too (net.c derives each packet's). */
+/* The source port the daemon's packets of the QP leave from, which the
+ * client may bind too (net.c derives each packet's); the link keeps it
+ * for the flow until app_tx_release. */
 static uint16_t app_tx_flow_port(struct ipd_qp *qp)
 {
 	struct ipd_link *link = qp->dev->net_link;
+	struct ipd_engine_qp *e = qp->eng;
+	uint16_t sport =
+		ipd_udp_sport(qp->av.flow_label, qp->qpn, qp->attr.dest_qp_num);
+	uint16_t port;
 
 	if (!link->ops->flow_port)
 		return 0;
-	return link->ops->flow_port(link, &qp->av.dst,
-				    ipd_udp_sport(qp->av.flow_label, qp->qpn,
-						  qp->attr.dest_qp_num));
+	port = link->ops->flow_port(link, &qp->av.dst, sport, &e->app_tx_held);
+	e->app_tx_held_sport = sport;
+	e->app_tx_held_dst = qp->av.dst;
+	return port;
+}
+
+static void app_tx_release(struct ipd_qp *qp)
+{
+	struct ipd_link *link = qp->dev->net_link;
+	struct ipd_engine_qp *e = qp->eng;
+
+	if (!e->app_tx_held)
+		return;
+	e->app_tx_held = false;
+	link->ops->flow_release(link, &e->app_tx_held_dst,
+				e->app_tx_held_sport);
 }
 
 static void app_tx_store(struct ipd_qp *qp, uint64_t w)
@@ -83,6 +101,8 @@ static void app_tx_store(struct ipd_qp *qp, uint64_t w)
 	e->app_tx_pub = w;
 	if (w)
 		e->app_tx_last = w;
+	else
+		app_tx_release(qp);
 }
 
 void ipd_app_tx_publish(struct ipd_qp *qp)

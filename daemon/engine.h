@@ -64,9 +64,15 @@ struct ipd_link_ops {
 	/* Optional: the UDP source port this link's packets of flow sport
 	 * towards dst leave from (the flow's own, or one it shares with
 	 * other flows), its socket letting other sockets of the daemon's
-	 * user bind it too (SO_REUSEPORT); 0 when there is none. */
+	 * user bind it too (SO_REUSEPORT); 0 when there is none.  *held:
+	 * the flow's own port, kept until flow_release (a client may send
+	 * from it meanwhile). */
 	uint16_t (*flow_port)(struct ipd_link *link,
-			      const struct sockaddr_storage *dst, uint16_t sport);
+			      const struct sockaddr_storage *dst,
+			      uint16_t sport, bool *held);
+	void (*flow_release)(struct ipd_link *link,
+			     const struct sockaddr_storage *dst,
+			     uint16_t sport);
 	void (*destroy)(struct ipd_link *link);
 };
 

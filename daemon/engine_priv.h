@@ -178,6 +178,11 @@ struct ipd_engine_qp {
 	/* app_tx.c: the word in the ring header now, and the last valid one
 	 * (a WQE the client sent is matched against it) */
 	uint64_t app_tx_pub, app_tx_last;
+	/* the link keeps the published source port's socket while the word
+	 * is published (flow_port's *held), for this flow */
+	bool app_tx_held;
+	uint16_t app_tx_held_sport;
+	struct sockaddr_storage app_tx_held_dst;
 
 	/* deferred QP error (set where iterating makes it unsafe) */
 	bool err_pending;

@@ -21,11 +21,13 @@
  *    to UDP_SPORT_MAX per family, opened on first use) and the port on
  *    the wire is exactly pkt->sport, as with rxe.  When the table is
  *    full, the socket unused longest goes if it has been unused for
- *    UDP_SPORT_IDLE (reopened when its flow sends again), so a daemon
- *    that runs for months keeps exact ports for the flows of now.  These
+ *    UDP_SPORT_IDLE and no client may be sending from it (its flow gets
+ *    one again when it sends and room can be made), so a daemon that
+ *    runs for months keeps exact ports for the flows of now.  These
  *    sockets set SO_REUSEPORT so that a client's application transmit
  *    (app_tx.c) can bind the same port and a QP's packets keep one flow
- *    whoever sends them (udp_flow_port).  When a port cannot be bound
+ *    whoever sends them (udp_flow_port, which holds the socket open while
+ *    the port is published to the client).  When a port cannot be bound
  *    (taken by another program) or more flows than the table holds are
  *    busy, the packet leaves from one of UDP_TX_SOCKS sockets on
  *    ephemeral ports chosen by hashing pkt->sport: the daemon's packets
@@ -173,13 +175,16 @@ struct udp_family {
 	uint16_t tx_port[UDP_TX_SOCKS];
 	/* sockets bound to exact source ports: open addressing on port;
 	 * port 0 = free slot, fd -1 = that port could not be bound; used =
-	 * when a packet or a client last asked for it */
+	 * when a packet or a client last asked for it; holds = QPs whose
+	 * clients may send from it now (udp_flow_port) */
 	struct udp_sport {
 		uint16_t port;
 		int fd;
+		unsigned int holds;
 		ev_tstamp used;
 	} sport[UDP_SPORT_MAX];
 	unsigned int nsport;
+	ev_tstamp evict_after;     /* none idle before (sport_evict) */
 	struct udp_link *ul;
 };
 
@@ -371,7 +376,9 @@ static int sock_setup(int fd, int family, bool csum)
 }
 
 /* A socket of family bound to port (0 = ephemeral); *bound gets the port.
- * shared: other sockets of the daemon's user may bind the port too. */
+ * shared: other sockets of the daemon's user may bind the port too.  An
+ * ephemeral port is chosen before SO_REUSEPORT is set: with it set, the
+ * kernel may pick a port another socket of the same user holds. */
 static int sock_open(int family, uint16_t port, uint16_t *bound, bool csum,
 		     bool shared)
 {
@@ -383,14 +390,16 @@ static int sock_open(int family, uint16_t port, uint16_t *bound, bool csum,
 	if (fd < 0)
 		return -errno;
 	ret = sock_setup(fd, family, csum);
-	if (!ret && shared &&
+	if (!ret && shared && port &&
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)))
 		ret = -errno;
 	if (ret)
 		goto err_close;
 	addr_set_port(&ss, port);
 	if (bind(fd, (struct sockaddr *)&ss, addr_len(family)) ||
-	    getsockname(fd, (struct sockaddr *)&ss, &len)) {
+	    getsockname(fd, (struct sockaddr *)&ss, &len) ||
+	    (shared && !port &&
+	     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)))) {
 		ret = -errno;
 		goto err_close;
 	}
@@ -630,27 +639,50 @@ static struct udp_sport *sport_slot(struct udp_family *uf, uint16_t port)
 	return NULL;
 }
 
-/* Make room for one more port: close the socket unused longest if it has
- * been unused for UDP_SPORT_IDLE and no queued datagram leaves from it,
- * then put the others back where lookups find them. */
+/* Idle: unused for UDP_SPORT_IDLE (or stamped in the future: the wall
+ * clock went back), held by no client, no queued datagram leaving from
+ * it. */
+static bool sport_idle(const struct udp_family *uf, const struct udp_sport *e,
+		       ev_tstamp now)
+{
+	unsigned int i;
+
+	if (e->holds || (now - e->used < UDP_SPORT_IDLE && now >= e->used))
+		return false;
+	for (i = 0; e->fd >= 0 && i < uf->ul->ntx; i++)
+		if (uf->ul->tx_fd[i] == e->fd)
+			return false;
+	return true;
+}
+
+/* Make room for one more port: close the idle socket unused longest,
+ * then put the others back where lookups find them.  A full scan that
+ * finds none idle is not repeated until the oldest could be. */
 static bool sport_evict(struct udp_family *uf, ev_tstamp now)
 {
 	struct udp_sport old[UDP_SPORT_MAX], *v = NULL, *e;
+	ev_tstamp oldest = now;
 	unsigned int i;
 
+	if (now < uf->evict_after && uf->evict_after - now <= UDP_SPORT_IDLE)
+		return false;
 	for (i = 0; i < UDP_SPORT_MAX; i++) {
 		e = &uf->sport[i];
-		if (e->port && now - e->used >= UDP_SPORT_IDLE &&
-		    (!v || e->used < v->used))
+		if (!e->port)
+			continue;
+		if (!e->holds && e->used < oldest)
+			oldest = e->used;
+		if (sport_idle(uf, e, now) && (!v || e->used < v->used))
 			v = e;
 	}
-	for (i = 0; v && v->fd >= 0 && i < uf->ul->ntx; i++)
-		if (uf->ul->tx_fd[i] == v->fd)
-			return false;
-	if (!v)
+	if (!v) {
+		uf->evict_after = oldest + UDP_SPORT_IDLE;
 		return false;
-	if (v->fd >= 0)
+	}
+	if (v->fd >= 0) {
 		close(v->fd);
+		uf->ul->dev->cnt.udp_sport_evictions++;
+	}
 	v->port = 0;
 	memcpy(old, uf->sport, sizeof(old));
 	memset(uf->sport, 0, sizeof(uf->sport));
@@ -658,7 +690,6 @@ static bool sport_evict(struct udp_family *uf, ev_tstamp now)
 		if (old[i].port)
 			*sport_slot(uf, old[i].port) = old[i];
 	uf->nsport--;
-	uf->ul->dev->cnt.udp_sport_evictions++;
 	return true;
 }
 
@@ -701,20 +732,43 @@ static struct udp_family *udp_fam(struct udp_link *ul, int family)
 
 /* A client sends the QP's packets from this port too (app_tx.c): opening
  * the socket here, ahead of the client, keeps the port the daemon's.  It
- * is the flow's own port or, when that cannot be had, the shared one the
- * daemon sends the flow's packets from. */
+ * is the flow's own port, held open until udp_flow_release, or, when that
+ * cannot be had, the shared one the daemon sends the flow's packets from
+ * (*held false). */
 static uint16_t udp_flow_port(struct ipd_link *link,
-			      const struct sockaddr_storage *dst, uint16_t sport)
+			      const struct sockaddr_storage *dst,
+			      uint16_t sport, bool *held)
 {
 	struct udp_link *ul = link->priv;
 	struct sockaddr_storage to;
 	struct udp_family *uf = udp_fam(ul, addr_normalize(dst, &to));
+	struct udp_sport *e;
 	uint16_t wire;
 
+	*held = false;
 	if (!uf)
 		return 0;
 	tx_sock(uf, sport, &wire);
+	e = sport ? sport_slot(uf, sport) : NULL;
+	if (e && e->port == sport && e->fd >= 0 && wire == sport) {
+		e->holds++;
+		*held = true;
+	}
 	return wire;
+}
+
+static void udp_flow_release(struct ipd_link *link,
+			     const struct sockaddr_storage *dst, uint16_t sport)
+{
+	struct udp_link *ul = link->priv;
+	struct sockaddr_storage to;
+	struct udp_family *uf = udp_fam(ul, addr_normalize(dst, &to));
+	struct udp_sport *e = uf && sport ? sport_slot(uf, sport) : NULL;
+
+	if (e && e->port == sport && e->holds) {
+		e->holds--;
+		e->used = ev_now(ul->dev->loop);
+	}
 }
 
 static int udp_xmit(struct ipd_link *link, struct ipd_pkt *pkt)
@@ -1353,6 +1407,7 @@ static const struct ipd_link_ops udp_link_ops = {
 	.xmit = udp_xmit,
 	.flush = udp_flush,
 	.flow_port = udp_flow_port,
+	.flow_release = udp_flow_release,
 	.destroy = udp_destroy,
 };
 

@@ -467,6 +467,7 @@ void ipd_engine_qp_fini(struct ipd_qp *qp)
 
 	if (!e)
 		return;
+	ipd_app_tx_clear(qp);
 	ipd_timewait_add(qp);
 	ipd_comp_timers_stop(qp);
 	err_rq_timer_set(qp, false);

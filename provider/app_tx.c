@@ -53,8 +53,9 @@ static socklen_t addr_make(const uint8_t a[16], uint16_t port,
 
 /* As the daemon's sockets (link_udp.c): don't fragment, which also makes
  * the kernel send IPv4 ID 0 from an unconnected socket (the ICRC covers
- * the ID).  A port other than 0 is the daemon's, shared with it
- * (SO_REUSEPORT: only a process of the daemon's user can). */
+ * the ID).  A port other than 0 is one the daemon published and keeps
+ * open while it is published, shared with it (SO_REUSEPORT: only a
+ * process of the daemon's user can join it). */
 static int sock_open(const uint8_t src[16], uint16_t port, uint16_t *sport)
 {
 	struct sockaddr_storage ss, got;
@@ -126,13 +127,16 @@ found:
 	return t;
 }
 
-/* Drop a reference; the last one closes a socket bound to a QP's port
- * (the ephemeral ones stay for the context).  Called with tx_lock held. */
+/* Drop a reference; the last one closes a socket bound to a QP's port.
+ * The ephemeral ones stay for the context, and so do the records of
+ * ports that could not be bound (an application of another user than
+ * the daemon's would otherwise try each again for every QP).  Called with
+ * tx_lock held. */
 static void tx_sock_put(struct ipd_context *ctx, struct ipd_tx_sock *t)
 {
 	struct ipd_tx_sock **p;
 
-	if (--t->refs || !t->want)
+	if (--t->refs || !t->want || t->fd < 0)
 		return;
 	for (p = &ctx->tx_socks; *p != t; p = &(*p)->next)
 		;

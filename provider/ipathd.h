@@ -75,9 +75,10 @@ struct ipd_tx_sock {
 
 /* app_tx.c: at most this many sockets per context bound to a port the
  * daemon published at once (as many as the daemon sends from per family,
- * daemon/link_udp.c: 63 ports of one flow each, 8 shared); a socket closes
- * with the last QP sending from it; QPs beyond them send from the
- * ephemeral one. */
+ * daemon/link_udp.c: 63 ports of one flow each, 8 shared; the cap counts
+ * both families and every source address together); a socket closes with
+ * the last QP sending from it; QPs beyond them send from the ephemeral
+ * one. */
 #define IPD_APP_TX_PORTS 71
 /* app_tx.c: how long to spin on the daemon's ACK flag before yielding,
  * and to wait for it at most. */

@@ -223,66 +223,100 @@ static void test_sport_taken(struct ipd_dev *dev, struct ipd_link *link)
 	close(fd);
 }
 
-/* n new flows from sport base on, one packet each: how many left from
- * their own port; all must arrive. */
+/* n flows from sport base on, one packet each (PSN i for flow base + i):
+ * how many left from their own port; all must arrive. */
 static int flows_own(struct ipd_dev *dev, struct ipd_link *link, uint16_t base,
 		     int n)
 {
 	struct ipd_pkt *p;
+	uint32_t psn;
 	int i, own = 0;
 
 	for (i = 0; i < n; i++) {
-		p = make_pkt(AF_INET, "127.0.0.1", 1, 16);
+		p = make_pkt(AF_INET, "127.0.0.1", (uint32_t)i, 16);
 		p->sport = (uint16_t)(base + i);
 		link->ops->xmit(link, p);
 		link->ops->flush(link);
 	}
 	run_until(dev, n);
 	CHECK(nrx == n, "flows from %#x: got %d of %d", base, nrx, n);
-	for (i = 0; i < nrx; i++)
-		own += rx[i]->sport >= base && rx[i]->sport < base + n;
+	for (i = 0; i < nrx; i++) {
+		psn = (uint32_t)rx[i]->hdr[9] << 16 | rx[i]->hdr[10] << 8 |
+		      rx[i]->hdr[11];
+		own += rx[i]->sport == base + psn;
+	}
 	rx_reset(dev);
 	return own;
 }
 
+static uint64_t evictions(struct ipd_dev *dev)
+{
+	return dev->cnt.udp_sport_evictions;
+}
+
 /* More flows than the link keeps sockets of their own ports for (63):
  * the rest leave from a shared port, which flow_port names so that a
- * client sends from it too; once the sockets have been idle for
- * UDP_SPORT_IDLE, new flows get ports of their own again. */
+ * client sends from it too; once sockets have been idle for
+ * UDP_SPORT_IDLE, new flows get ports of their own again, except from a
+ * socket a client may be sending from (held by flow_port). */
 static void test_sport_evict(struct ipd_dev *dev, struct ipd_link *link)
 {
 	struct sockaddr_storage dst;
 	struct ipd_pkt *p;
 	uint64_t ev;
 	uint16_t port;
+	bool held;
 	int own;
 
 	set_addr(&dst, AF_INET, "127.0.0.1");
 	own = flows_own(dev, link, 0xd000, 70);
 	CHECK(own <= 63 && own >= 50,
 	      "70 flows at once: %d left from their own port", own);
-	/* a flow beyond the table (of sockets all busy: none is closed for
-	 * it): flow_port names the port it leaves from */
-	port = link->ops->flow_port(link, &dst, 0xd100);
+	/* a flow beyond the table of busy sockets: flow_port names the
+	 * shared port it leaves from */
+	ev = evictions(dev);
+	port = link->ops->flow_port(link, &dst, 0xd100, &held);
 	p = make_pkt(AF_INET, "127.0.0.1", 1, 16);
 	p->sport = 0xd100;
 	link->ops->xmit(link, p);
 	run_until(dev, 1);
-	CHECK(nrx == 1 && port && rx[0]->sport == port && port != 0xd100,
+	CHECK(nrx == 1 && port && rx[0]->sport == port,
 	      "flow beyond the table: flow_port %#x, left from %#x", port,
 	      nrx ? rx[0]->sport : 0);
+	/* (unless a socket of the earlier tests went idle meanwhile) */
+	CHECK(evictions(dev) != ev || (port != 0xd100 && !held),
+	      "flow beyond the table got port %#x, held %d", port, held);
+	if (held)
+		link->ops->flow_release(link, &dst, 0xd100);
 	rx_reset(dev);
-	ev = dev->cnt.udp_sport_evictions;
+
+	/* a client's port: held while everything else goes idle */
 	usleep(1100 * 1000);
 	ev_now_update(dev->loop);
+	port = link->ops->flow_port(link, &dst, 0xf000, &held);
+	CHECK(port == 0xf000 && held, "flow_port %#x held %d, want 0xf000",
+	      port, held);
+	usleep(1100 * 1000);
+	ev_now_update(dev->loop);
+	ev = evictions(dev);
 	own = flows_own(dev, link, 0xe000, 70);
 	CHECK(own >= 60, "70 new flows after 1.1 s idle: %d own ports", own);
-	CHECK(dev->cnt.udp_sport_evictions - ev >= 60,
+	CHECK(evictions(dev) - ev >= 60,
 	      "after 1.1 s idle: %" PRIu64 " sockets closed",
-	      dev->cnt.udp_sport_evictions - ev);
+	      evictions(dev) - ev);
 	printf("  source ports: 70 new flows after 1.1 s idle, %d own, %" PRIu64
 	       " idle sockets closed\n",
-	       own, dev->cnt.udp_sport_evictions - ev);
+	       own, evictions(dev) - ev);
+	/* the held one stayed (all others are busy now: it could not be
+	 * reopened), and flows that survived the table's rebuilds are found
+	 * without closing anything */
+	ev = evictions(dev);
+	CHECK(flows_own(dev, link, 0xf000, 1) == 1, "the held port was closed");
+	CHECK(flows_own(dev, link, 0xe000, 10) == 10,
+	      "flows kept through the rebuilds left from other ports");
+	CHECK(evictions(dev) == ev, "%" PRIu64 " sockets closed for kept flows",
+	      evictions(dev) - ev);
+	link->ops->flow_release(link, &dst, 0xf000);
 }
 
 static void test_burst(struct ipd_dev *dev, struct ipd_link *link)

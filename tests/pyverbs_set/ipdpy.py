@@ -230,27 +230,35 @@ class Endpoint:
         return wr
 
 
+def rc_attr(mtu, dest_qpn, rq_psn, sq_psn, ah_attr, access=ACCESS):
+    """The attributes that bring an RC (or UC) QP from RESET to RTS."""
+    attr = QPAttr(port_num=PORT)
+    attr.pkey_index = 0
+    attr.qp_access_flags = access
+    attr.path_mtu = mtu
+    attr.dest_qp_num = dest_qpn
+    attr.rq_psn = rq_psn
+    attr.sq_psn = sq_psn
+    attr.max_dest_rd_atomic = 4
+    attr.max_rd_atomic = 4
+    attr.min_rnr_timer = 1
+    attr.timeout = 14
+    attr.retry_cnt = 7
+    attr.rnr_retry = 7
+    attr.ah_attr = ah_attr
+    return attr
+
+
 def connect(t, a, b, mtu=None):
     """Bring a and b to RTS addressed to each other (UD: to RTS, AH to peer)."""
     for me, peer in ((a, b), (b, a)):
-        attr = QPAttr(port_num=PORT)
-        attr.pkey_index = 0
         if me.type == e.IBV_QPT_UD:
+            attr = QPAttr(port_num=PORT)
+            attr.pkey_index = 0
             attr.qkey = QKEY
             attr.sq_psn = me.psn
             me.qp.to_rts(attr)
             me.ah = AH(t.pd, attr=t.ah_attr())
             continue
-        attr.qp_access_flags = ACCESS
-        attr.path_mtu = mtu or t.mtu
-        attr.dest_qp_num = peer.qpn
-        attr.rq_psn = peer.psn
-        attr.sq_psn = me.psn
-        attr.max_dest_rd_atomic = 4
-        attr.max_rd_atomic = 4
-        attr.min_rnr_timer = 1
-        attr.timeout = 14
-        attr.retry_cnt = 7
-        attr.rnr_retry = 7
-        attr.ah_attr = t.ah_attr()
-        me.qp.to_rts(attr)
+        me.qp.to_rts(rc_attr(mtu or t.mtu, peer.qpn, peer.psn, me.psn,
+                             t.ah_attr()))

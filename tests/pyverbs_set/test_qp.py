@@ -6,7 +6,7 @@ import pyverbs.enums as e
 from pyverbs.pyverbs_error import PyverbsRDMAError
 from pyverbs.qp import QPAttr
 
-from ipdpy import ACCESS, PORT, QKEY, DevTest, Endpoint, connect
+from ipdpy import ACCESS, PORT, QKEY, DevTest, Endpoint, connect, rc_attr
 
 ALL_MASK = (e.IBV_QP_STATE | e.IBV_QP_CUR_STATE | e.IBV_QP_PKEY_INDEX |
             e.IBV_QP_PORT | e.IBV_QP_QKEY | e.IBV_QP_ACCESS_FLAGS |
@@ -70,21 +70,16 @@ class QpTest(DevTest):
     def test_rc_round_trip(self):
         a = Endpoint(self, e.IBV_QPT_RC, size=4096)
         b = Endpoint(self, e.IBV_QPT_RC, size=4096)
-        want = QPAttr(port_num=PORT)
-        want.pkey_index = 0
-        want.qp_access_flags = e.IBV_ACCESS_LOCAL_WRITE | \
-            e.IBV_ACCESS_REMOTE_READ
-        want.path_mtu = e.IBV_MTU_512
-        want.dest_qp_num = b.qpn
-        want.rq_psn = 0x123456
-        want.sq_psn = 0xabcdef
+        want = rc_attr(e.IBV_MTU_512, b.qpn, 0x123456, 0xabcdef,
+                       self.ah_attr(), e.IBV_ACCESS_LOCAL_WRITE |
+                       e.IBV_ACCESS_REMOTE_READ)
+        # other values than rc_attr's
         want.max_dest_rd_atomic = 2
         want.max_rd_atomic = 3
         want.min_rnr_timer = 17
         want.timeout = 15
         want.retry_cnt = 5
         want.rnr_retry = 6
-        want.ah_attr = self.ah_attr()
         a.qp.to_rts(want)
         got, init = a.qp.query(ALL_MASK)
         self.assertEqual(got.qp_state, e.IBV_QPS_RTS)
