@@ -693,13 +693,12 @@ static bool sport_evict(struct udp_family *uf, ev_tstamp now)
 	return true;
 }
 
-/* The socket a flow leaves from and the source port it gets on the wire:
- * a socket bound to sport itself when possible (see the top). */
-static int tx_sock(struct udp_family *uf, uint16_t sport, uint16_t *wire)
+/* The socket bound to sport itself, opened at first use (see the top);
+ * NULL when it cannot be had. */
+static struct udp_sport *sport_get(struct udp_family *uf, uint16_t sport)
 {
 	ev_tstamp now = ev_now(uf->ul->dev->loop);
 	struct udp_sport *e = sport ? sport_slot(uf, sport) : NULL;
-	unsigned int idx;
 	int fd;
 
 	/* Keep one slot free so that lookups always terminate. */
@@ -710,14 +709,32 @@ static int tx_sock(struct udp_family *uf, uint16_t sport, uint16_t *wire)
 		*e = (struct udp_sport){.port = sport, .fd = fd < 0 ? -1 : fd};
 		uf->nsport++;
 	}
-	if (e && e->fd >= 0) {
-		e->used = now;
-		*wire = sport;
-		return e->fd;
-	}
-	idx = (unsigned int)(sport ^ (sport >> 8)) % UDP_TX_SOCKS;
+	if (!e || e->fd < 0)
+		return NULL;
+	e->used = now;
+	return e;
+}
+
+/* The shared socket of a flow without its own, and its port. */
+static int tx_shared(const struct udp_family *uf, uint16_t sport,
+		     uint16_t *wire)
+{
+	unsigned int idx = (unsigned int)(sport ^ (sport >> 8)) % UDP_TX_SOCKS;
+
 	*wire = uf->tx_port[idx];
 	return uf->tx_fd[idx];
+}
+
+/* The socket a flow leaves from and the source port it gets on the wire:
+ * a socket bound to sport itself when possible. */
+static int tx_sock(struct udp_family *uf, uint16_t sport, uint16_t *wire)
+{
+	struct udp_sport *e = sport_get(uf, sport);
+
+	if (!e)
+		return tx_shared(uf, sport, wire);
+	*wire = sport;
+	return e->fd;
 }
 
 /* The sockets of the family of an address normalized to family. */
@@ -748,13 +765,14 @@ static uint16_t udp_flow_port(struct ipd_link *link,
 	*held = false;
 	if (!uf)
 		return 0;
-	tx_sock(uf, sport, &wire);
-	e = sport ? sport_slot(uf, sport) : NULL;
-	if (e && e->port == sport && e->fd >= 0 && wire == sport) {
-		e->holds++;
-		*held = true;
+	e = sport_get(uf, sport);
+	if (!e) {
+		tx_shared(uf, sport, &wire);
+		return wire;
 	}
-	return wire;
+	e->holds++;
+	*held = true;
+	return sport;
 }
 
 static void udp_flow_release(struct ipd_link *link,

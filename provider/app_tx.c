@@ -141,10 +141,8 @@ static void tx_sock_put(struct ipd_context *ctx, struct ipd_tx_sock *t)
 	for (p = &ctx->tx_socks; *p != t; p = &(*p)->next)
 		;
 	*p = t->next;
-	if (t->fd >= 0) {
-		close(t->fd);
-		ctx->tx_ports--;
-	}
+	close(t->fd);
+	ctx->tx_ports--;
 	free(t);
 }
 
