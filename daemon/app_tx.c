@@ -61,8 +61,10 @@ static uint16_t app_tx_flow_port(struct ipd_qp *qp)
 	if (!link->ops->flow_port)
 		return 0;
 	port = link->ops->flow_port(link, &qp->av.dst, sport, &e->app_tx_held);
-	e->app_tx_held_sport = sport;
-	e->app_tx_held_dst = qp->av.dst;
+	if (e->app_tx_held) {
+		e->app_tx_held_sport = sport;
+		e->app_tx_held_dst = qp->av.dst;
+	}
 	return port;
 }
 

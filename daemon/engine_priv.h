@@ -179,7 +179,7 @@ struct ipd_engine_qp {
 	 * (a WQE the client sent is matched against it) */
 	uint64_t app_tx_pub, app_tx_last;
 	/* the link keeps the published source port's socket while the word
-	 * is published (flow_port's *held), for this flow */
+	 * is published (flow_port's *held), for this flow (set only then) */
 	bool app_tx_held;
 	uint16_t app_tx_held_sport;
 	struct sockaddr_storage app_tx_held_dst;
