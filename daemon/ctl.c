@@ -219,14 +219,18 @@ static void client_cut_off(struct ipd_client *c, const char *why)
 	client_free(c);
 }
 
-/* The doorbell only has to wake the loop; loop.c resumes polling. */
+/* The doorbell only has to wake the loop; loop.c resumes polling.  One
+ * read empties the eventfd's counter; a write after it makes the fd
+ * readable again for the next epoll_wait (a second read here would only
+ * find EAGAIN, a system call per wake-up). */
 static void doorbell_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
 	struct ipd_client *c = container_of(w, struct ipd_client, doorbell_w);
 	uint64_t v;
 
-	while (read(c->doorbell_fd, &v, sizeof(v)) == (ssize_t)sizeof(v))
-		;
+	if (read(c->doorbell_fd, &v, sizeof(v)) != (ssize_t)sizeof(v)) {
+		/* EAGAIN: a spurious wake-up; nothing to empty. */
+	}
 }
 
 static void set_client_name(struct ipd_client *c, const char *name)
