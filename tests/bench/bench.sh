@@ -102,7 +102,7 @@ if [[ $QUICK == 1 ]]; then
 	UD_SIZES=(64 1024)
 	SOCKPERF_SIZES=(14 1024 4096)
 	FI_SIZES=(2 4096)
-	FI_ITERS=1000
+	FI_ITERS=10000                      # as the full run, below
 	LAT_ITERS=1000
 	BW_BUDGET=$((64 << 20)) BW_MIN=1000 # bytes per bw run, minimum iterations
 	LOSS_BW_SIZES=(65536)
@@ -117,7 +117,10 @@ else
 	UD_SIZES=(64 256 1024)
 	SOCKPERF_SIZES=(14 64 256 1024 4096)
 	FI_SIZES=(2 64 1024 4096)
-	FI_ITERS=5000
+	# fi_pingpong's usec/xfer is the whole run's time per message, the
+	# start of the run included: 1,000 of 2 B across hosts read 24-27 us,
+	# 10,000 17.5-18.5 in the same minutes (ib_send_lat 28-34 either way)
+	FI_ITERS=10000
 	LAT_ITERS=2000
 	BW_BUDGET=$((512 << 20)) BW_MIN=1000
 	LOSS_BW_SIZES=(65536 1048576)
@@ -446,7 +449,7 @@ floor_sockperf() {   # SCOPE SNS CNS IP SIZE
 }
 
 floor_fi() {   # SCOPE SNS CNS IP PROVIDER SIZE
-	local scope=$1 sns=$2 cns=$3 ip=$4 prov=$5 size=$6 port spid rc=0 f tag
+	local scope=$1 sns=$2 cns=$3 ip=$4 prov=$5 size=$6 port spid rc=0 f tag c0 c1
 	tag=${prov//;/_}
 	port=$(next_port)
 	f=raw/${scope}_fi_${tag}_$size.txt
@@ -454,14 +457,16 @@ floor_fi() {   # SCOPE SNS CNS IP PROVIDER SIZE
 		-I "$FI_ITERS" -S "$size" >"$OUT/$f.server" 2>&1 &
 	spid=$!; BG_PIDS+=("$spid")
 	if wait_listen "$sns" tcp "$port" "$spid"; then
+		c0=$(ctxt)
 		timeout -k 3 60 ip netns exec "$cns" fi_pingpong -p "$prov" -e rdm -P "$port" \
 			-I "$FI_ITERS" -S "$size" "$ip" >"$OUT/$f" 2>&1 || rc=$?
+		c1=$(ctxt)
 	else
 		cp "$OUT/$f.server" "$OUT/$f"; rc=1
 	fi
 	wait_bounded "$spid" 5
 	rec8 "$scope/fi_pingpong-$tag/$size" fi_pingpong "$scope" "fi_pingpong $prov" \
-		"$size" "$rc" "$f"
+		"$size" "$rc" "$f" "$(duel_extra "$scope" "${c0:-}" "${c1:-}" "$FI_ITERS")"
 }
 
 floors_on() {   # SCOPE SNS CNS IP
@@ -480,6 +485,15 @@ floors_on() {   # SCOPE SNS CNS IP
 # cpu_ns PID: CPU time of all of PID's threads in ns: the sum of the first
 # field of /proc/PID/task/*/schedstat (ns resolution), else utime + stime
 # (fields 14 and 15 of /proc/PID/stat, in clock ticks of 10 ms).
+# The machine's context switches so far (every CPU, every process).
+ctxt() { awk '$1 == "ctxt" { print $2 }' /proc/stat; }
+
+# duel_extra SCOPE C0 C1 ITERS: what the duel rounds record beside their
+# latency (context switches per round trip; other scopes nothing).
+duel_extra() {
+	[[ $1 == duel* && -n $2 && -n $3 ]] && printf 'ctxt=%s;iters=%s' "$(($3 - $2))" "$4"
+}
+
 cpu_ns() {
 	[[ -r /proc/$1/stat ]] || { echo 0; return 1; }
 	if compgen -G "/proc/$1/task/*/schedstat" >/dev/null; then
@@ -604,7 +618,7 @@ note_hang() {
 perf() {
 	local scope=$1 srv=$2 cli=$3 ip=$4 tool=$5 conn=$6 size=$7
 	local id=$scope/$tool/$conn/$size port spid rc=0 f iters n
-	local args=() sargs=() cargs=() t0a t0b t1a t1b
+	local args=() sargs=() cargs=() t0a t0b t1a t1b c0 c1
 	f=raw/${id//\//_}.client
 	if [[ -n ${SCOPE_DEAD[$scope]:-} ]]; then
 		rec8 "$id" skipped "$scope" "$tool $conn" "$size" 1 "" "reason=${SCOPE_DEAD[$scope]}"
@@ -650,14 +664,15 @@ perf() {
 	fi
 	local prof=()
 	[[ $PROFILE == 1 && " ${PROFILE_IDS[*]} " == *" $id "* ]] && profile_start "$id" "$srv" "$cli"
-	t0a=$(cpu_ns "${D_PID[$srv]}"); t0b=$(cpu_ns "${D_PID[$cli]}")
+	t0a=$(cpu_ns "${D_PID[$srv]}"); t0b=$(cpu_ns "${D_PID[$cli]}"); c0=$(ctxt)
 	# shellcheck disable=SC2046
 	timeout -k 3 "$TOOL_TIMEOUT" ip netns exec "${D_NS[$cli]}" env $(app_env "$cli") \
 		"$tool" "${cargs[@]}" "${args[@]}" "$ip" >"$OUT/$f" 2>&1 || rc=$?
-	t1a=$(cpu_ns "${D_PID[$srv]}"); t1b=$(cpu_ns "${D_PID[$cli]}")
+	t1a=$(cpu_ns "${D_PID[$srv]}"); t1b=$(cpu_ns "${D_PID[$cli]}"); c1=$(ctxt)
 	((${#prof[@]})) && profile_stop "$id"
 	wait_bounded "$spid" 10
-	rec8 "$id" perftest "$scope" "$tool $conn" "$size" "$rc" "$f"
+	rec8 "$id" perftest "$scope" "$tool $conn" "$size" "$rc" "$f" \
+		"$(duel_extra "$scope" "$c0" "$c1" "$iters")"
 	[[ $rc == 124 || $rc == 137 ]] && note_hang "$scope"
 	if [[ $tool == *_bw && $conn == RC && $tool != ib_atomic_bw ]]; then
 		if [[ $srv == "$cli" ]]; then

@@ -332,6 +332,8 @@ def load(outdir):
             m["kind"] = p["kind"]
         else:
             m.update(p)
+        if "ctxt" in x and "iters" in x:   # bench.sh duel_extra
+            m["ctxsw_per_rt"] = int(x["ctxt"]) / max(1, int(x["iters"]))
         ms.append(m)
         byid[mid] = m
     for m, parser, x, rc in deferred:
@@ -371,24 +373,28 @@ def duel(ms):
     def round_id(k, mid):  # "duel/X" -> "duelK/X", as bench.sh names them
         return "duel%d/%s" % (k, mid.split("/", 1)[1])
 
-    ipd, fi = [], []
+    ipd, fi, cs = [], [], ([], [])
     k = 1
     while round_id(k, DUEL_IPD) in byid:
-        a = value(byid[round_id(k, DUEL_IPD)], "lat_us")
-        b = value(byid.get(round_id(k, DUEL_FI)), "lat_us")
+        ma, mb = byid[round_id(k, DUEL_IPD)], byid.get(round_id(k, DUEL_FI))
+        a, b = value(ma, "lat_us"), value(mb, "lat_us")
         if a is not None and b is not None:
             ipd.append(a)
             fi.append(b)
+            cs[0].append(ma.get("ctxsw_per_rt"))
+            cs[1].append(mb.get("ctxsw_per_rt"))
         k += 1
     if not ipd:
         return []
     out = []
-    for mid, label, v in ((DUEL_IPD, "ib_send_lat RC", ipd),
-                          (DUEL_FI, "fi_pingpong udp;ofi_rxd", fi)):
-        out.append({"id": mid, "scope": "duel", "size": 2, "status": "ok",
-                    "label": "%s, median of %d alternated runs" % (label,
-                                                                  len(v)),
-                    "lat_us": statistics.median(v), "rounds_lat_us": v})
+    for mid, label, v, c in ((DUEL_IPD, "ib_send_lat RC", ipd, cs[0]),
+                             (DUEL_FI, "fi_pingpong udp;ofi_rxd", fi, cs[1])):
+        m = {"id": mid, "scope": "duel", "size": 2, "status": "ok",
+             "label": "%s, median of %d alternated runs" % (label, len(v)),
+             "lat_us": statistics.median(v), "rounds_lat_us": v}
+        if None not in c:
+            m["rounds_ctxsw_per_rt"] = c
+        out.append(m)
     return out
 
 
@@ -714,6 +720,13 @@ def report(outdir):
               "fi_pingpong %s; ratios %s" % (
                   " ".join(fmt(v) for v in a), " ".join(fmt(v) for v in b),
                   " ".join(fmt(x / y) for x, y in zip(a, b))))
+        ca = d[DUEL_IPD].get("rounds_ctxsw_per_rt")
+        cb = d[DUEL_FI].get("rounds_ctxsw_per_rt")
+        if ca and cb:
+            print("context switches per round trip (the whole machine, "
+                  "/proc/stat, each run from start to end): ib_send_lat %s; "
+                  "fi_pingpong %s" % (" ".join(fmt(v) for v in ca),
+                                      " ".join(fmt(v) for v in cb)))
     for n in notes:
         print(("plot: " + n) if n.endswith(".png") else n)
     print("results: %s" % os.path.join(outdir, "results.json"))
@@ -829,6 +842,15 @@ def selftest(d):
           r[DUEL_IPD]["lat_us"] == 13.5 and r[DUEL_FI]["lat_us"] == 13.5, r)
     check("no complete pair, no duel measurements", duel(dm[:1]) == [],
           duel(dm[:1]))
+    check("no context switch figures, none reported",
+          "rounds_ctxsw_per_rt" not in r[DUEL_IPD], r)
+    for m in dm:
+        m["ctxsw_per_rt"] = 4.0 if m["id"].endswith("/RC/2") else 0.5
+    dm[-1]["ctxsw_per_rt"] = 0.25
+    r = {m["id"]: m for m in duel(dm)}
+    check("context switches of the complete pairs",
+          r[DUEL_IPD]["rounds_ctxsw_per_rt"] == [4.0, 4.0] and
+          r[DUEL_FI]["rounds_ctxsw_per_rt"] == [0.5, 0.25], r)
     print("%d passed, %d failed" % (passes, fails))
     return 1 if fails else 0
 
