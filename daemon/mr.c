@@ -321,18 +321,6 @@ static uint64_t mr_check_runs(const Ipd__RegMr *m, const int *fds, size_t nfds,
 	return npages;
 }
 
-/* Runs of the arena (files[0], the pages the provider moved the region
- * onto at registration, all resident) are mapped with their page tables
- * filled now, as a NIC pins and maps an MR at registration: otherwise the
- * first transfers through a fresh MR pay a page fault per page in the
- * daemon (a 1 MiB ib_write_bw of 100 messages ran at half the rate of
- * 1,000).  The client's own files (hugetlb, file mappings) fault in on
- * use, as before: populating them could read a whole file. */
-static int populate(const Ipd__PageRun *r)
-{
-	return r->fd ? 0 : MAP_POPULATE;
-}
-
 /* Reserve one range and map every run into it, in order.  The range has
  * map_start's offset within the largest alignment any file needs, so that
  * hugetlb runs land on huge page boundaries as they do in the client. */
@@ -370,8 +358,8 @@ static int mr_map(struct ipd_mr *mr, const Ipd__RegMr *m, const int *fds,
 		int prot = PROT_READ |
 			   (files[r->fd].writable ? PROT_WRITE : 0);
 
-		if (mmap(p, len, prot, MAP_SHARED | MAP_FIXED | populate(r),
-			 fds[r->fd], (off_t)r->file_offset) == MAP_FAILED) {
+		if (mmap(p, len, prot, MAP_SHARED | MAP_FIXED, fds[r->fd],
+			 (off_t)r->file_offset) == MAP_FAILED) {
 			mr_guard_remove(mr);
 			munmap(base, mr->map_len);
 			return -ENOMEM;
