@@ -330,7 +330,8 @@ run_pair() {
 		grep -qs "Can't produce a report" "$IPD_PAIR_LAST".{server,client} &&
 			grep -qs "Correlation coefficient r^2" "$IPD_PAIR_LAST".{server,client} ||
 			return 1
-		ipd_log "perftest could not calibrate its clock (r^2 < 0.9): the pair again ($try of 2 runs)"
+		((try < 2)) || return 1
+		ipd_log "perftest could not calibrate its clock (r^2 < 0.9): the pair once more"
 	done
 	return 1
 }
