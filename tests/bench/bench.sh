@@ -482,9 +482,6 @@ floors_on() {   # SCOPE SNS CNS IP
 }
 
 # ---- 4. ipathd ------------------------------------------------------------------------------
-# cpu_ns PID: CPU time of all of PID's threads in ns: the sum of the first
-# field of /proc/PID/task/*/schedstat (ns resolution), else utime + stime
-# (fields 14 and 15 of /proc/PID/stat, in clock ticks of 10 ms).
 # The machine's context switches so far (every CPU, every process).
 ctxt() { awk '$1 == "ctxt" { print $2 }' /proc/stat; }
 
@@ -494,6 +491,9 @@ duel_extra() {
 	[[ $1 == duel* && -n $2 && -n $3 ]] && printf 'ctxt=%s;iters=%s' "$(($3 - $2))" "$4"
 }
 
+# cpu_ns PID: CPU time of all of PID's threads in ns: the sum of the first
+# field of /proc/PID/task/*/schedstat (ns resolution), else utime + stime
+# (fields 14 and 15 of /proc/PID/stat, in clock ticks of 10 ms).
 cpu_ns() {
 	[[ -r /proc/$1/stat ]] || { echo 0; return 1; }
 	if compgen -G "/proc/$1/task/*/schedstat" >/dev/null; then
